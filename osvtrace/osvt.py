@@ -1,0 +1,352 @@
+"""The .osvt trace file: framing, writer and section reader (docs/format.md).
+
+A file is a 32-byte file header followed by sections. Every section is a
+32-byte header (sync word, kind, body length, body CRC, header CRC) and a body
+padded to a multiple of 32 bytes, so every slot in every chunk sits at a
+32-byte aligned file offset and the whole file is one numpy array of slots.
+Writers only append; a file whose writer died is readable up to its last
+complete section.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from osvtrace import layout
+from osvtrace.errors import TraceFormatError
+from osvtrace.proto import osvt_pb2
+from osvtrace.schema import Catalog, Field, Tracepoint
+
+MAGIC = b"OSVTRACE"
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+FILE_HEADER = struct.Struct("<8sHHIIII")  # magic, major, minor, header size, flags, 2 reserved
+SECTION_HEADER = struct.Struct("<IHHQIIII")  # sync, kind, flags, body len, pad, body crc, reserved, header crc
+CHUNK_HEADER = struct.Struct("<HHIQQQ")  # cpu, flags, nslots, first seq, lost total, reserved
+SYNC = 0x5356534F  # "OSVS"
+SYNC_BYTES = struct.pack("<I", SYNC)
+ALIGN = 32
+assert FILE_HEADER.size + 4 == ALIGN and SECTION_HEADER.size == ALIGN and CHUNK_HEADER.size == ALIGN
+
+KIND_META = 1
+KIND_CHUNK = 2
+KIND_THREADS = 3
+KIND_TRAILER = 4
+KIND_NAMES = {KIND_META: "metadata", KIND_CHUNK: "chunk", KIND_THREADS: "threads", KIND_TRAILER: "trailer"}
+
+
+def _crc(data: bytes | memoryview) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------- schema <-> protobuf
+
+def schema_to_proto(cat: Catalog) -> osvt_pb2.Schema:
+    s = osvt_pb2.Schema()
+    for tp in cat.tracepoints:
+        p = s.tracepoints.add(name=tp.name, id=tp.id, subsystem=tp.subsystem, doc=tp.doc, format=tp.format,
+                              nslots=tp.nslots, removed=tp.removed)
+        for f in tp.fields:
+            p.fields.add(name=f.name, type=f.type, offset=f.offset, size=f.size, is_signed=f.signed,
+                         enum=f.enum or "", doc=f.doc)
+    for name, values in sorted(cat.enums.items()):
+        e = s.enums.add(name=name)
+        for k, v in values.items():
+            e.values.add(name=k, value=v)
+    return s
+
+
+def schema_from_proto(s: osvt_pb2.Schema) -> Catalog:
+    tps = []
+    for p in s.tracepoints:
+        fields = tuple(Field(f.name, f.type, f.size, f.offset, f.enum or None, f.doc) for f in p.fields)
+        used = max((f.offset + f.size for f in fields), default=0)
+        tps.append(Tracepoint(p.name, p.id, p.subsystem, p.doc, p.format, fields, p.nslots, used, p.removed))
+    enums = {e.name: {v.name: v.value for v in e.values} for e in s.enums}
+    return Catalog(tps, enums)
+
+
+# ---------------------------------------------------------------- writer
+
+def _frame(kind: int, body: bytes | memoryview) -> tuple[bytes, bytes]:
+    """Section header and zero padding for a body."""
+    pad = -len(body) % ALIGN
+    body_crc = _crc(body)
+    if pad:
+        body_crc = zlib.crc32(bytes(pad), body_crc) & 0xFFFFFFFF
+    head = SECTION_HEADER.pack(SYNC, kind, 0, len(body) + pad, pad, body_crc, 0, 0)
+    head = head[:28] + struct.pack("<I", _crc(head[:28]))
+    return head, bytes(pad)
+
+
+class TraceWriter:
+    """Appends sections to an .osvt file. Every write ends on a section boundary."""
+
+    def __init__(self, path: str | os.PathLike, meta: osvt_pb2.Metadata, *, sync_every: int = 0):
+        self.path = Path(path)
+        self.f: BinaryIO = open(self.path, "wb")
+        self.chunks = 0
+        self.slots = 0
+        self.lost: dict[int, int] = {}
+        self._sync_every = sync_every
+        hdr = FILE_HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, ALIGN, 0, 0, 0)
+        self.f.write(hdr + struct.pack("<I", _crc(hdr)))
+        if not meta.slot_size:
+            meta.slot_size = layout.SLOT_SIZE
+        self._section(KIND_META, meta.SerializeToString())
+        self.f.flush()
+
+    def _section(self, kind: int, *parts: bytes | memoryview) -> None:
+        body = b"".join(parts) if len(parts) != 1 else parts[0]
+        head, pad = _frame(kind, body)
+        self.f.write(head)
+        self.f.write(body)
+        if pad:
+            self.f.write(pad)
+
+    def write_chunk(self, cpu: int, first_seq: int, slots: bytes | memoryview | np.ndarray,
+                    lost_total: int = 0, flags: int = 0) -> None:
+        """Append raw slots of one CPU, the first being absolute slot index ``first_seq``.
+
+        ``lost_total`` is the ring's cumulative count of records dropped because it was full.
+        """
+        data = memoryview(np.ascontiguousarray(slots)).cast("B") if isinstance(slots, np.ndarray) else memoryview(slots)
+        if len(data) % layout.SLOT_SIZE:
+            raise ValueError(f"chunk of {len(data)} bytes is not a whole number of {layout.SLOT_SIZE}-byte slots")
+        n = len(data) // layout.SLOT_SIZE
+        head = CHUNK_HEADER.pack(cpu, flags, n, first_seq, lost_total, 0)
+        body_crc = zlib.crc32(data, _crc(head)) & 0xFFFFFFFF
+        sec = SECTION_HEADER.pack(SYNC, KIND_CHUNK, 0, len(head) + len(data), 0, body_crc, 0, 0)
+        sec = sec[:28] + struct.pack("<I", _crc(sec[:28]))
+        self.f.write(sec)
+        self.f.write(head)
+        self.f.write(data)
+        self.chunks += 1
+        self.slots += n
+        self.lost[cpu] = max(self.lost.get(cpu, 0), lost_total)
+        if self._sync_every and self.chunks % self._sync_every == 0:
+            self.flush()
+
+    def add_threads(self, threads: dict[int, str]) -> None:
+        msg = osvt_pb2.Threads()
+        for tid, name in sorted(threads.items()):
+            msg.threads.add(tid=tid, name=name)
+        self._section(KIND_THREADS, msg.SerializeToString())
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self, status: str = "") -> None:
+        """Write the trailer (marks a clean finish) and close."""
+        if self.f.closed:
+            return
+        ncpu = max(self.lost, default=-1) + 1
+        t = osvt_pb2.Trailer(chunks=self.chunks, slots=self.slots, status=status,
+                             lost=[self.lost.get(c, 0) for c in range(ncpu)])
+        self._section(KIND_TRAILER, t.SerializeToString())
+        self.f.close()
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.f.close()  # no trailer: the file shows it did not finish cleanly
+
+
+def new_metadata(cat: Catalog, *, ncpus: int, tsc_hz: int, tsc_boot: int = 0, capture: str = "",
+                 **kw: object) -> osvt_pb2.Metadata:
+    """Metadata with the schema embedded (so the file decodes without this catalog)."""
+    meta = osvt_pb2.Metadata(slot_size=layout.SLOT_SIZE, ncpus=ncpus, tsc_hz=tsc_hz, tsc_boot=tsc_boot,
+                             capture=capture, tracer_version=1, **kw)
+    meta.schema.CopyFrom(schema_to_proto(cat))
+    return meta
+
+
+# ---------------------------------------------------------------- reader
+
+@dataclass
+class Chunk:
+    cpu: int
+    first_seq: int
+    nslots: int
+    lost_total: int
+    row: int  # index of the first slot in the file viewed as an array of slots
+    offset: int  # file offset of the section header
+
+
+@dataclass
+class SectionScan:
+    """What a pass over a file's sections found."""
+
+    meta: osvt_pb2.Metadata
+    chunks: list[Chunk]
+    threads: dict[int, str]
+    trailer: osvt_pb2.Trailer | None
+    warnings: list[str] = field(default_factory=list)
+    damaged_chunks: int = 0
+    damaged_bytes: int = 0
+    truncated: bool = False
+    size: int = 0
+
+
+def _find_sync(buf: memoryview | bytes, start: int, end: int, mm: mmap.mmap | bytes) -> int:
+    """Next 32-aligned offset >= start holding a section header with a valid CRC, or -1."""
+    pos = start
+    while True:
+        i = mm.find(SYNC_BYTES, pos, end)
+        if i < 0:
+            return -1
+        if i % ALIGN == 0 and i + ALIGN <= end:
+            h = bytes(buf[i:i + ALIGN])
+            if struct.unpack_from("<I", h, 28)[0] == _crc(h[:28]):
+                return i
+        pos = i + 1
+
+
+def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int = 2) -> SectionScan:
+    """Walk the sections of a mapped file, verifying checksums; never raises for damage
+    after the metadata, only records warnings."""
+    buf = memoryview(mm)
+    size = len(buf)
+    if size < ALIGN:
+        if bytes(buf[:min(size, 8)]) == MAGIC[:min(size, 8)] and size:
+            raise TraceFormatError(f"{name}: truncated .osvt file: {size} bytes, the file header alone needs {ALIGN}")
+        raise TraceFormatError(f"{name}: not an .osvt trace file ({size} bytes, no OSVTRACE header)")
+    magic, major, minor, hsize, _flags, _r1, _r2 = FILE_HEADER.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise TraceFormatError(f"{name}: not an .osvt trace file (starts with {bytes(buf[:8])!r}, expected {MAGIC!r})")
+    if struct.unpack_from("<I", buf, 28)[0] != _crc(buf[:28]):
+        raise TraceFormatError(f"{name}: damaged file header at byte 0 (checksum mismatch)")
+    if major != VERSION_MAJOR:
+        raise TraceFormatError(f"{name}: .osvt format version {major}.{minor} is not supported "
+                               f"(this osvtrace reads {VERSION_MAJOR}.x)")
+    warnings: list[str] = []
+    meta = None
+    chunks: list[Chunk] = []
+    threads: dict[int, str] = {}
+    trailer = None
+    damaged = damaged_bytes = 0
+    truncated = False
+    pending_crc: list[tuple[int, int, int, Chunk]] = []  # (body start, body end, crc, chunk)
+    pos = hsize
+    while pos < size:
+        if pos + ALIGN > size:
+            warnings.append(f"{name}: truncated at byte {size}: {size - pos} stray bytes after the last section "
+                            f"at byte {pos}")
+            truncated = True
+            break
+        h = bytes(buf[pos:pos + ALIGN])
+        sync, kind, _f, blen, pad, bcrc, _r, hcrc = SECTION_HEADER.unpack(h)
+        if sync != SYNC or hcrc != _crc(h[:28]) or blen % ALIGN or pad >= ALIGN and kind != KIND_CHUNK:
+            nxt = _find_sync(buf, pos + 1, size, mm)
+            lost_to = nxt if nxt >= 0 else size
+            damaged += 1
+            damaged_bytes += lost_to - pos
+            warnings.append(f"{name}: damaged section header at byte {pos}; skipped {lost_to - pos} bytes"
+                            + (f" to the next section at byte {nxt}" if nxt >= 0 else " to the end of the file"))
+            if nxt < 0:
+                break
+            pos = nxt
+            continue
+        body = pos + ALIGN
+        end = body + blen
+        if end > size:
+            what = KIND_NAMES.get(kind, f"kind {kind}")
+            warnings.append(f"{name}: truncated at byte {size}: {what} section at byte {pos} needs {end - size} "
+                            f"more bytes; everything before it is intact")
+            truncated = True
+            break
+        if kind == KIND_CHUNK:
+            if blen < CHUNK_HEADER.size:
+                damaged += 1
+                warnings.append(f"{name}: chunk at byte {pos} is too short ({blen} bytes); skipped")
+            else:
+                cpu, _cf, nslots, first, lost_total, _ = CHUNK_HEADER.unpack_from(buf, body)
+                if CHUNK_HEADER.size + nslots * layout.SLOT_SIZE != blen:
+                    damaged += 1
+                    damaged_bytes += blen
+                    warnings.append(f"{name}: chunk at byte {pos} claims {nslots} slots in {blen} bytes; skipped")
+                else:
+                    c = Chunk(cpu, first, nslots, lost_total, (body + CHUNK_HEADER.size) // ALIGN, pos)
+                    pending_crc.append((body, end, bcrc, c))
+        else:
+            data = bytes(buf[body:end])
+            if verify and _crc(data) != bcrc:
+                damaged += 1
+                damaged_bytes += blen
+                warnings.append(f"{name}: {KIND_NAMES.get(kind, f'kind {kind}')} section at byte {pos} fails its "
+                                f"checksum; skipped")
+            else:
+                payload = data[:len(data) - pad] if pad else data
+                try:
+                    if kind == KIND_META:
+                        if meta is None:
+                            meta = osvt_pb2.Metadata.FromString(payload)
+                    elif kind == KIND_THREADS:
+                        for t in osvt_pb2.Threads.FromString(payload).threads:
+                            threads[t.tid] = t.name
+                    elif kind == KIND_TRAILER:
+                        trailer = osvt_pb2.Trailer.FromString(payload)
+                    else:
+                        warnings.append(f"{name}: unknown section kind {kind} at byte {pos}; skipped")
+                except Exception:  # protobuf raises DecodeError and others on garbage
+                    damaged += 1
+                    warnings.append(f"{name}: {KIND_NAMES.get(kind, 'section')} at byte {pos} does not parse; skipped")
+        pos = end
+    if meta is None:
+        raise TraceFormatError(f"{name}: no readable metadata section (file damaged near byte {hsize})")
+    if meta.slot_size != layout.SLOT_SIZE:
+        raise TraceFormatError(f"{name}: slot size {meta.slot_size} is not supported (expected {layout.SLOT_SIZE})")
+    if verify and pending_crc:
+        def check(item: tuple[int, int, int, Chunk]) -> bool:
+            b, e, crc, _c = item
+            return _crc(buf[b:e]) == crc
+        if workers > 1 and len(pending_crc) > 1:
+            with ThreadPoolExecutor(workers) as ex:
+                oks = list(ex.map(check, pending_crc, chunksize=max(1, len(pending_crc) // (4 * workers))))
+        else:
+            oks = [check(i) for i in pending_crc]
+        for ok, (b, e, _crc_v, c) in zip(oks, pending_crc):
+            if ok:
+                chunks.append(c)
+            else:
+                damaged += 1
+                damaged_bytes += e - b
+                warnings.append(f"{name}: chunk at byte {c.offset} (cpu {c.cpu}, {c.nslots} slots from seq "
+                                f"{c.first_seq}) fails its checksum; skipped")
+    else:
+        chunks = [i[3] for i in pending_crc]
+    for t in meta.threads:
+        threads.setdefault(t.tid, t.name)
+    if trailer is None and not truncated:
+        warnings.append(f"{name}: no trailer: the writer did not finish cleanly (all complete chunks are read)")
+    return SectionScan(meta, chunks, threads, trailer, warnings, damaged, damaged_bytes, truncated, size)
+
+
+def map_file(path: str | os.PathLike) -> mmap.mmap | bytes:
+    """Map a trace file read-only (empty files become b"")."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except IsADirectoryError:
+        raise TraceFormatError(f"{p}: is a directory, not a trace file") from None
+    except FileNotFoundError:
+        raise TraceFormatError(f"{p}: no such file") from None
+    except PermissionError:
+        raise TraceFormatError(f"{p}: permission denied") from None
+

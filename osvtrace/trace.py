@@ -1,0 +1,238 @@
+"""A decoded trace: columnar events, arguments by name, threads and loss.
+
+``osvtrace.open(path)`` is the entry point. The event columns are numpy
+arrays in time order; arguments are read from the mapped file on demand, per
+tracepoint, with one vectorised gather each.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from concurrent.futures import ThreadPoolExecutor
+
+from osvtrace import hugemem, layout
+from osvtrace.decode import CpuLoss, decode
+from osvtrace.errors import UsageError
+from osvtrace.osvt import SectionScan, map_file, scan, schema_from_proto
+from osvtrace.schema import Catalog, Field, Tracepoint, default_catalog
+
+
+@dataclass
+class Events:
+    """The event table: one entry per record, in time order (ties keep CPU order)."""
+
+    time: np.ndarray  # int64, ns since time zero
+    cpu: np.ndarray  # uint16
+    tid: np.ndarray  # uint32, thread that emitted the record
+    tp: np.ndarray  # uint16, tracepoint id
+    row: np.ndarray  # int64, file slot index of the header slot (to read arguments)
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def take(self, idx: np.ndarray) -> "Events":
+        return Events(self.time[idx], self.cpu[idx], self.tid[idx], self.tp[idx], self.row[idx])
+
+
+class Trace:
+    """A trace file, decoded. Use :func:`open`."""
+
+    def __init__(self, path: str | os.PathLike, *, workers: int = 2, verify: bool = True):
+        self.path = Path(path)
+        self._mm = map_file(self.path)
+        self.scan: SectionScan = scan(self._mm, str(self.path), verify=verify, workers=workers)
+        meta = self.scan.meta
+        self.meta = meta
+        self.catalog: Catalog = schema_from_proto(meta.schema) if meta.schema.tracepoints else default_catalog()
+        self.schema_warnings = _schema_drift(self.catalog)
+        n = len(self._mm) // layout.SLOT_SIZE
+        self._slots = np.frombuffer(self._mm, layout.SLOT_DTYPE, count=n) if n else np.empty(0, layout.SLOT_DTYPE)
+        self._raw = self._slots.view(np.uint8).reshape(-1, layout.SLOT_SIZE)
+        d = decode(self._slots, self.scan.chunks, self.catalog, tsc_hz=meta.tsc_hz or 1_000_000_000,
+                   tsc_boot=meta.tsc_boot, tsc_offsets=list(meta.tsc_offset), workers=workers)
+        self.loss: dict[int, CpuLoss] = d.loss
+        ids = _gather(self._slots["id"], d.rows, workers)
+        tids = _gather(self._slots["tid"], d.rows, workers)
+        self.events = Events(d.time, d.cpu, tids, ids, d.rows)
+
+    # ------------------------------------------------------------ basic facts
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.scan.warnings + self.schema_warnings
+
+    @property
+    def ncpus(self) -> int:
+        return max(self.meta.ncpus, max(self.loss, default=-1) + 1)
+
+    @property
+    def span_ns(self) -> tuple[int, int]:
+        t = self.events.time
+        return (int(t[0]), int(t[-1])) if len(t) else (0, 0)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @cached_property
+    def seq(self) -> np.ndarray:
+        """Per-CPU absolute slot index of each record (consecutive records of a CPU differ by
+        their slot count; anything more is a gap, reported in ``loss``)."""
+        chunks = sorted(self.scan.chunks, key=lambda c: c.row)
+        if not chunks:
+            return np.empty(0, np.int64)
+        starts = np.array([c.row for c in chunks], np.int64)
+        firsts = np.array([c.first_seq for c in chunks], np.int64)
+        k = np.searchsorted(starts, self.events.row, side="right") - 1
+        return self.events.row - starts[k] + firsts[k]
+
+    @cached_property
+    def threads(self) -> dict[int, str]:
+        """Thread names: from the file's metadata, then thread_create records."""
+        names = dict(self.scan.threads)
+        tp = self.catalog.by_name.get("thread_create")
+        if tp is not None:
+            idx = np.nonzero(self.events.tp == tp.id)[0]
+            if len(idx):
+                a = self.args_at(tp, idx)
+                for tid, name in zip(a["tid"].tolist(), a["name"].tolist()):
+                    names.setdefault(int(tid), name.decode("utf-8", "replace"))
+        for tid in np.unique(self.events.tid).tolist():
+            names.setdefault(int(tid), f"thread-{tid}" if tid else "kernel")
+        return names
+
+    def thread_name(self, tid: int) -> str:
+        return self.threads.get(int(tid), f"thread-{tid}")
+
+    def tracepoint(self, name: str) -> Tracepoint:
+        try:
+            return self.catalog.by_name[name]
+        except KeyError:
+            raise UsageError(f"{self.path}: unknown tracepoint {name!r}") from None
+
+    # ------------------------------------------------------------ arguments
+
+    def field_values(self, f: Field, rows: np.ndarray) -> np.ndarray:
+        """Values of one argument for records starting at the given file rows."""
+        k, off = layout.physical(f.offset)
+        if not f.is_blob:
+            b = self._raw[rows + k, off:off + f.size]
+            return np.ascontiguousarray(b).view(f.dtype).reshape(-1)
+        out = np.empty((len(rows), f.size), np.uint8)
+        done = 0
+        while done < f.size:  # a blob may span slots: copy it piece by piece
+            k, off = layout.physical(f.offset + done)
+            take = min(f.size - done, layout.SLOT_SIZE - off)
+            out[:, done:done + take] = self._raw[rows + k, off:off + take]
+            done += take
+        return out.view(f.dtype).reshape(-1)
+
+    def args_at(self, tp: Tracepoint, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Arguments of events ``idx`` (all of tracepoint ``tp``) as columns by name."""
+        rows = self.events.row[idx]
+        return {f.name: self.field_values(f, rows) for f in tp.fields}
+
+    def args(self, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(event indices, argument columns) of every event of one tracepoint."""
+        tp = self.tracepoint(name)
+        idx = np.nonzero(self.events.tp == tp.id)[0]
+        return idx, self.args_at(tp, idx)
+
+    def field(self, name: str, fill: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """A full-length column of the argument ``name`` for every tracepoint that has one
+        (scalar arguments only) and the mask of events that carry it."""
+        out = np.full(len(self.events), fill, np.int64)
+        mask = np.zeros(len(self.events), bool)
+        for tp in self.catalog.tracepoints:
+            f = next((f for f in tp.fields if f.name == name and not f.is_blob), None)
+            if f is None:
+                continue
+            idx = np.nonzero(self.events.tp == tp.id)[0]
+            if len(idx):
+                out[idx] = self.field_values(f, self.events.row[idx])
+                mask[idx] = True
+        return out, mask
+
+    def format_event(self, i: int) -> str:
+        """The formatted arguments of event i (for printing only)."""
+        tp = self.catalog.by_id.get(int(self.events.tp[i]))
+        if tp is None:
+            return f"<unknown tracepoint {int(self.events.tp[i])}>"
+        row = self.events.row[i:i + 1]
+        vals = {}
+        for f in tp.fields:
+            v = self.field_values(f, row)[0]
+            if f.type == "str":
+                vals[f.name] = v.decode("utf-8", "replace")
+            elif f.type == "bytes":
+                vals[f.name] = bytes(v).hex()
+            elif f.type == "ptr":
+                vals[f.name] = f"{int(v):#x}"
+            elif f.enum:
+                vals[f.name] = self.catalog.enum_name(f.enum, int(v))
+            elif f.type == "bool":
+                vals[f.name] = bool(v)
+            elif f.type == "tid":
+                vals[f.name] = f"{int(v)}({self.thread_name(int(v))})"
+            else:
+                vals[f.name] = int(v)
+        try:
+            return tp.format.format(**vals)
+        except (KeyError, ValueError, IndexError):
+            return " ".join(f"{k}={v}" for k, v in vals.items())
+
+    def close(self) -> None:
+        self.events = Events(*(np.empty(0) for _ in range(5)))
+        self._slots = self._raw = None  # type: ignore[assignment]
+        if hasattr(self._mm, "close"):
+            try:
+                self._mm.close()
+            except BufferError:
+                pass  # arrays still refer to the mapping; it closes when they go
+
+    def __enter__(self) -> "Trace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _gather(column: np.ndarray, rows: np.ndarray, workers: int) -> np.ndarray:
+    """column[rows] into a huge-page array, in parallel halves."""
+    out = hugemem.empty(len(rows), column.dtype)
+    if len(rows) < (1 << 20) or workers < 2:
+        np.take(column, rows, out=out)
+        return out
+    step = -(-len(rows) // workers)
+    with ThreadPoolExecutor(workers) as ex:
+        list(ex.map(lambda i: np.take(column, rows[i:i + step], out=out[i:i + step]), range(0, len(rows), step)))
+    return out
+
+
+def _shape(tp: Tracepoint) -> list[tuple[str, str, int, int]]:
+    return [(f.name, f.type, f.size, f.offset) for f in tp.fields]
+
+
+def _schema_drift(embedded: Catalog) -> list[str]:
+    """Warnings where the file's schema and this tree's disagree on a tracepoint."""
+    try:
+        current = default_catalog()
+    except Exception:
+        return []
+    out = []
+    for tp in embedded.tracepoints:
+        cur = current.by_id.get(tp.id)
+        if cur is not None and (cur.name != tp.name or _shape(cur) != _shape(tp)):
+            out.append(f"tracepoint {tp.id} is {tp.name} in the file but {cur.name} with other arguments here; "
+                       f"decoding with the file's schema")
+    return out
+
+
+def open(path: str | os.PathLike, *, workers: int = 2, verify: bool = True) -> Trace:  # noqa: A001
+    """Open and decode an .osvt trace file."""
+    return Trace(path, workers=workers, verify=verify)
