@@ -1,0 +1,14 @@
+#include "core/percpu.hh"
+
+#include "cpu.hh"
+
+cpu boot_cpu;
+cpu* cpus[max_cpus];
+unsigned ncpus;
+
+void percpu_install(cpu* c)
+{
+    constexpr uint32_t msr_gs_base = 0xc0000101;
+    c->self = c;
+    arch::wrmsr(msr_gs_base, reinterpret_cast<uint64_t>(c));
+}

@@ -1,0 +1,63 @@
+// Per-CPU data, reached through %gs (IA32_GS_BASE points at the CPU's struct
+// cpu, whose first word points at itself). Everything a CPU touches on its
+// fast paths lives here: the running thread, the trace ring, the run queue,
+// the timers. Only CPU 0 runs today; the structure is ready for more.
+#pragma once
+
+#include <stdint.h>
+
+#include "core/thread.hh"
+#include "core/timer.hh"
+#include "gdt.hh"
+#include "trace_platform.hh"
+
+namespace trace {
+struct ring;
+}
+
+constexpr unsigned max_cpus = 64;
+
+struct cpu {
+    cpu* self;                  // %gs:0
+    thread* current;            // %gs:8
+    trace::ring* ring;          // %gs:16 (nullptr until the trace runtime is up)
+    uint32_t current_tid;       // %gs:24 (current->id, one load for trace records)
+    uint32_t id;                // %gs:28
+    uint32_t preempt_disabled;  // nesting count; preemption waits while nonzero
+    bool need_resched;          // set by interrupt handlers, acted on at interrupt exit
+    thread* idle;
+    thread_list runqueue;  // runnable threads, FIFO (round robin)
+    timer_list timers;     // armed timers, earliest first
+    uint64_t slice_end;    // TSC at which the running thread's slice ends; 0: none
+    uint64_t programmed;   // deadline the LAPIC timer is set for; 0: none
+    uint64_t nr_switches;  // context switches on this CPU since boot
+    arch::arch_cpu arch;
+};
+
+static_assert(__builtin_offsetof(cpu, self) == 0, "this_cpu() reads %gs:0");
+static_assert(__builtin_offsetof(cpu, current) == 8, "current() reads %gs:8");
+static_assert(__builtin_offsetof(cpu, ring) == trace_platform::percpu_ring_offset, "trace ring");
+static_assert(__builtin_offsetof(cpu, current_tid) == trace_platform::percpu_tid_offset, "tid");
+
+extern cpu boot_cpu;
+extern cpu* cpus[max_cpus];
+extern unsigned ncpus;
+
+// Points %gs at c (on the CPU that will own it).
+void percpu_install(cpu* c);
+
+// volatile: a thread may be preempted and (with SMP) resume on another CPU,
+// so the compiler must not reuse a value read before a possible switch.
+inline cpu* this_cpu()
+{
+    cpu* c;
+    asm volatile("movq %%gs:0, %0" : "=r"(c));
+    return c;
+}
+
+inline thread* current_thread()
+{
+    thread* t;
+    asm volatile("movq %%gs:8, %0" : "=r"(t));
+    return t;
+}

@@ -1,0 +1,139 @@
+#include "core/trace.hh"
+
+#include "core/klog.hh"
+#include "core/page_alloc.hh"
+#include "core/percpu.hh"
+#include "core/thread.hh"
+#include "drivers/console.hh"
+#include "generated/tracepoints.hh"
+#include "lib/glob.hh"
+#include "lib/string.hh"
+#include "trace/control.hh"
+
+// gdb flips these bytes at run time; the generated emitters read them on
+// every call (volatile), so no code patching is needed.
+volatile uint8_t trace::enabled[trace::tp_max + 1];
+
+extern "C" {
+// NOTE: the one symbol host tools look up (gdb, pyelftools); layout in control.hh.
+trace::control osvtrace_control __attribute__((used, aligned(64)));
+}
+
+namespace trace_rt {
+namespace {
+
+trace::thread_entry thread_table[threads_max];
+trace::ring rings[trace::max_cpus];
+static_assert(threads_max <= 65536, "thread ids are u32 but the table must stay small");
+static_assert(trace::max_cpus == max_cpus, "per-CPU limits agree");
+
+}  // namespace
+
+void early_init(const char* cmdline, const char* build_id)
+{
+    trace::control& c = osvtrace_control;
+    c.version = trace::control_version;
+    c.ncpus = 0;
+    c.enabled_addr = reinterpret_cast<uint64_t>(&trace::enabled[0]);
+    c.tp_max = trace::tp_max;
+    c.slot_size = trace::slot_size;
+    c.threads_addr = reinterpret_cast<uint64_t>(thread_table);
+    c.threads_max = threads_max;
+    c.log_size = klog::size;
+    c.log_addr = reinterpret_cast<uint64_t>(klog::ring);
+    c.cmdline_addr = reinterpret_cast<uint64_t>(cmdline);
+    c.build_id_addr = reinterpret_cast<uint64_t>(build_id);
+}
+
+uint64_t ring_bytes_for(uint64_t requested)
+{
+    if (requested < min_buf_bytes || requested > max_buf_bytes) {
+        return 0;
+    }
+    uint64_t b = min_buf_bytes;
+    while (b < requested) {
+        b <<= 1;
+    }
+    return b;
+}
+
+bool enable_globs(const char* globs, size_t len)
+{
+    bool ok = true;
+    size_t i = 0;
+    while (i <= len) {
+        size_t j = i;
+        while (j < len && globs[j] != ',') {
+            j++;
+        }
+        const char* pat = globs + i;
+        size_t plen = j - i;
+        if (plen) {
+            unsigned matched = 0;
+            for (const trace::tp_desc& d : trace::tp_table) {
+                if (glob_match(pat, plen, d.name)) {
+                    trace::enabled[d.id] = 1;
+                    matched++;
+                }
+            }
+            if (!matched) {
+                kprintf("trace: '%.*s' matches no tracepoint (globs are anchored: try '%.*s*')\n",
+                        int(plen), pat, int(plen), pat);
+                ok = false;
+            }
+        }
+        i = j + 1;
+    }
+    return ok;
+}
+
+bool init_cpu(cpu* c, uint64_t ring_bytes, trace::ring_mode mode)
+{
+    void* slots = pages::alloc(ring_bytes / pages::page_size);
+    if (!slots) {
+        kprintf("trace: no memory for a %lu KiB ring on CPU %u\n", ring_bytes >> 10, c->id);
+        return false;
+    }
+    // Zeroed: a reader tells never-written slots by their id (trace::id_empty).
+    memset(slots, 0, ring_bytes);
+    trace::ring* r = &rings[c->id];
+    r->cpu = c->id;
+    r->mode = mode;
+    r->nslots = ring_bytes / trace::slot_size;
+    r->mask = r->nslots - 1;
+    r->slots_addr = reinterpret_cast<uint64_t>(slots);
+    r->head = 0;
+    r->committed = 0;
+    r->lost = 0;
+    r->pending_lost = 0;
+    r->tail = 0;
+    __atomic_store_n(&r->magic, trace::ring_magic, __ATOMIC_RELEASE);
+    osvtrace_control.rings[c->id] = reinterpret_cast<uint64_t>(r);
+    osvtrace_control.tsc_offset[c->id] = 0;  // FIXME(SMP): measure per-CPU TSC skew
+    if (c->id + 1 > osvtrace_control.ncpus) {
+        osvtrace_control.ncpus = c->id + 1;
+    }
+    // Last: from now on this CPU's tracepoints write into the ring.
+    __atomic_store_n(&c->ring, r, __ATOMIC_RELEASE);
+    return true;
+}
+
+void publish(uint64_t tsc_hz, uint64_t tsc_boot)
+{
+    osvtrace_control.tsc_hz = tsc_hz;
+    osvtrace_control.tsc_boot = tsc_boot;
+    __atomic_store_n(&osvtrace_control.magic, trace::control_magic, __ATOMIC_RELEASE);
+}
+
+void thread_started(uint32_t tid, const char* name)
+{
+    trace::thread_entry& e = thread_table[tid];
+    e.flags = 0;
+    memset(e.name, 0, sizeof e.name);
+    strlcpy(e.name, name, sizeof e.name);
+    __atomic_store_n(&e.tid, tid, __ATOMIC_RELEASE);
+}
+
+void thread_exited(uint32_t tid) { thread_table[tid].flags |= 1; }
+
+}  // namespace trace_rt
