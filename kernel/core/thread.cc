@@ -8,6 +8,7 @@
 #include "core/trace.hh"
 #include "generated/tracepoints.hh"
 #include "lib/string.hh"
+#include "paging.hh"
 #include "tsc.hh"
 
 #include <new>
@@ -40,6 +41,28 @@ void set_name(thread* t, const char* name)
     strlcpy(t->name, name ? name : "?", sizeof t->name);
 }
 
+// A stack with an absent guard page below it: an overflow faults at once
+// (and is reported as such) instead of silently corrupting the memory below.
+void* alloc_stack(size_t size)
+{
+    auto* base = static_cast<char*>(pages::alloc(size / pages::page_size + 1));
+    if (!base) {
+        return nullptr;
+    }
+    if (!paging::set_guard(reinterpret_cast<uint64_t>(base), true)) {
+        pages::free(base, size / pages::page_size + 1);
+        return nullptr;
+    }
+    return base + pages::page_size;
+}
+
+void free_stack(void* stack, size_t size)
+{
+    char* base = static_cast<char*>(stack) - pages::page_size;
+    paging::set_guard(reinterpret_cast<uint64_t>(base), false);
+    pages::free(base, size / pages::page_size + 1);
+}
+
 void sleep_timer_fired(timer* tm) { sched::wake(static_cast<thread*>(tm->arg)); }
 
 void init_common(thread* t, cpu* home)
@@ -60,13 +83,13 @@ thread* create(const char* name, void (*entry)(void*), void* arg, size_t stack_s
         stack_size = default_stack_size;
     }
     stack_size = pages::pages_for(stack_size) * pages::page_size;
-    void* stack = pages::alloc(stack_size / pages::page_size);
+    void* stack = alloc_stack(stack_size);
     if (!stack) {
         return nullptr;
     }
     void* mem = malloc(sizeof(thread));
     if (!mem) {
-        pages::free(stack, stack_size / pages::page_size);
+        free_stack(stack, stack_size);
         return nullptr;
     }
     thread* t = new (mem) thread{};
@@ -74,7 +97,7 @@ thread* create(const char* name, void (*entry)(void*), void* arg, size_t stack_s
     if (!t->id) {
         t->~thread();
         free(mem);
-        pages::free(stack, stack_size / pages::page_size);
+        free_stack(stack, stack_size);
         return nullptr;
     }
     set_name(t, name);
@@ -144,7 +167,7 @@ void reap(thread* t)
         irq_guard g;
         table[t->id] = nullptr;
     }
-    pages::free(t->stack, t->stack_size / pages::page_size);
+    free_stack(t->stack, t->stack_size);
     t->~thread();
     free(t);
 }
@@ -180,6 +203,18 @@ void sleep_ns(uint64_t ns)
 void yield() { sched::yield(); }
 
 thread* current() { return current_thread(); }
+
+thread* owning_stack(uint64_t addr)
+{
+    for (uint32_t id = 1; id < threads_max; id++) {
+        thread* t = table[id];
+        uint64_t lo = reinterpret_cast<uint64_t>(t ? t->stack : nullptr);
+        if (t && addr >= lo - pages::page_size && addr < lo + t->stack_size) {
+            return t;
+        }
+    }
+    return nullptr;
+}
 
 thread* by_id(uint32_t tid)
 {

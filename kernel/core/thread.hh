@@ -24,7 +24,8 @@ constexpr size_t thread_name_max = 23;
 constexpr uint32_t threads_max = 1024;  // tids 1 .. threads_max-1
 constexpr size_t default_stack_size = 64 * 1024;
 // Written at the lowest word of every stack; the scheduler checks it when a
-// thread switches out. (2 MiB pages leave no room for guard pages.)
+// thread switches out. Stacks also have an absent guard page below them; the
+// canary catches what jumps over the guard (a frame larger than a page).
 constexpr uint64_t stack_canary = 0x5354414b43414e59ull;
 
 struct thread {
@@ -68,6 +69,9 @@ void yield();
 
 thread* current();
 thread* by_id(uint32_t tid);  // nullptr if no such live thread
+
+// The thread whose stack (or the guard page below it) contains addr.
+thread* owning_stack(uint64_t addr);
 
 // Boot: the boot context becomes this CPU's idle thread (it owns the boot stack).
 thread* adopt_boot_context(cpu* c, const char* name, void* stack, size_t stack_size);

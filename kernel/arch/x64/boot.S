@@ -19,9 +19,11 @@
 
     .section .bss.pagetables, "aw", @nobits
     .balign 4096
+    .globl pml4, pdpt, pd           // arch/x64/paging.cc edits them later
 pml4:   .skip 4096
 pdpt:   .skip 4096
 pd:     .skip 4096 * 4              // 4 x 512 x 2 MiB = 4 GiB
+pt0:    .skip 4096                  // the first 2 MiB in 4 KiB pages
 
     .section .bss
     .balign 16
@@ -102,6 +104,17 @@ pvh_entry:
     cmpl $2048, %esi
     jb 2b
 
+    // The first 2 MiB in 4 KiB pages, page 0 left out: a null pointer
+    // dereference faults instead of reading the real-mode IVT.
+    movl $pt0 + 8, %edi
+    movl $0x1003, %eax              // page 1, present | writable
+4:  movl %eax, (%edi)
+    addl $4096, %eax
+    addl $8, %edi
+    cmpl $pt0 + 4096, %edi
+    jb 4b
+    movl $pt0 + 0x3, pd
+
     movl $pml4, %eax
     movl %eax, %cr3
     movl %cr4, %eax
@@ -121,7 +134,10 @@ pvh_entry:
     jmp 9b
 
     .code64
+    .cfi_sections .debug_frame
 long_mode:
+    .cfi_startproc
+    .cfi_undefined rip              // outermost frame of the boot (later idle) thread
     movw $0x10, %ax
     movw %ax, %ds
     movw %ax, %es
@@ -136,3 +152,4 @@ long_mode:
 1:  cli
     hlt
     jmp 1b
+    .cfi_endproc

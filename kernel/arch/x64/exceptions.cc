@@ -1,6 +1,8 @@
 #include "exceptions.hh"
 
 #include "core/panic.hh"
+#include "core/thread.hh"
+#include "paging.hh"
 #include "cpu.hh"
 #include "drivers/console.hh"
 
@@ -22,9 +24,19 @@ void exception_panic(arch::interrupt_frame* f)
     panic_begin();
     kprintf("panic: exception %lu (%s), error code 0x%lx\n", f->vector, names[f->vector & 31],
             f->error);
+    const uint64_t cr2 = arch::read_cr2();
     if (f->vector == 14) {
-        kprintf("  page fault address %lx (%s, %s)\n", arch::read_cr2(),
-                f->error & 1 ? "protection" : "not present", f->error & 2 ? "write" : "read");
+        kprintf("  page fault address %lx (%s, %s)\n", cr2, f->error & 1 ? "protection" : "not present",
+                f->error & 2 ? "write" : "read");
+    }
+    // A fault in a guard page, or a double fault right after one (the CPU
+    // could not push the page fault's frame on the overflowed stack).
+    if ((f->vector == 14 || f->vector == 8) && cr2 >= 4096 && paging::is_guard(cr2)) {
+        thread* t = threads::owning_stack(cr2);
+        kprintf("  stack overflow: thread %u (%s), %zu-byte stack\n", t ? t->id : 0,
+                t ? t->name : "?", t ? t->stack_size : 0);
+    } else if (f->vector == 14 && cr2 < 4096) {
+        kprintf("  (a null pointer dereference)\n");
     }
     if (f->vector == 6) {
         kprintf("  (an SSE instruction? the kernel runs with SSE disabled)\n");

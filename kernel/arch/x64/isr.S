@@ -7,6 +7,7 @@
 // threads (preemption) before returning here: the frame stays on the
 // preempted thread's stack until that thread is switched back in.
 
+    .cfi_sections .debug_frame      // for gdb; .eh_frame is discarded at link
     .text
     .altmacro
     .macro isr n
@@ -27,6 +28,8 @@ isr_\n:
     .endr
 
 isr_common:
+    .cfi_startproc simple
+    .cfi_signal_frame
     cld
     pushq %rax
     pushq %rcx
@@ -49,6 +52,28 @@ isr_common:
     pushq 17*8(%rsp)
     pushq %rbp
     movq %rsp, %rbp
+    // For gdb, at the call below: the caller is the interrupted code, whose
+    // registers are in the frame. CFA = the interrupted rsp slot's end
+    // (rbp + 16 + 22*8); each saved register at its frame offset from there.
+    .cfi_def_cfa rbp, 192
+    .cfi_offset rip, -40
+    .cfi_offset rsp, -16
+    .cfi_offset rflags, -24
+    .cfi_offset rax, -64
+    .cfi_offset rcx, -72
+    .cfi_offset rdx, -80
+    .cfi_offset rsi, -88
+    .cfi_offset rdi, -96
+    .cfi_offset r8, -104
+    .cfi_offset r9, -112
+    .cfi_offset r10, -120
+    .cfi_offset r11, -128
+    .cfi_offset rbx, -136
+    .cfi_offset rbp, -144
+    .cfi_offset r12, -152
+    .cfi_offset r13, -160
+    .cfi_offset r14, -168
+    .cfi_offset r15, -176
     leaq 16(%rsp), %rdi
     call interrupt_dispatch
     addq $16, %rsp
@@ -69,6 +94,7 @@ isr_common:
     popq %rax
     addq $16, %rsp                  // vector and error code
     iretq
+    .cfi_endproc
 
     .section .rodata
     .balign 8

@@ -6,6 +6,7 @@
 // had all its registers saved by the interrupt entry (isr.S) further up its
 // stack. Interrupts are off throughout. Returns, on next's stack, the thread
 // we came from, so the scheduler can finish switching away from it.
+    .cfi_sections .debug_frame      // for gdb; .eh_frame is discarded at link
     .text
     .globl arch_switch
     .type arch_switch, @function
@@ -34,8 +35,11 @@ arch_switch:
     .globl thread_trampoline
     .type thread_trampoline, @function
 thread_trampoline:
+    .cfi_startproc
+    .cfi_undefined rip              // the outermost frame of every thread (stops gdb's bt)
     movq %rax, %rdi
     movq %r12, %rsi
     call thread_start               // never returns
     ud2
+    .cfi_endproc
     .size thread_trampoline, . - thread_trampoline

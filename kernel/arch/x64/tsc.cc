@@ -12,7 +12,7 @@ namespace {
 
 constexpr uint32_t pit_hz = 1193182;
 constexpr uint16_t pit_cmd = 0x43, pit_ch0 = 0x40;
-constexpr uint32_t window_pit_ticks = pit_hz / 500;  // 2 ms
+constexpr uint32_t window_pit_ticks = pit_hz / 1000;  // 1 ms
 constexpr int windows = 3;
 constexpr uint64_t fallback_hz = 1000000000;
 

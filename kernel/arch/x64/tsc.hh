@@ -12,7 +12,7 @@ namespace tsc {
 extern uint64_t hz;        // TSC ticks per second
 extern uint64_t lapic_hz;  // LAPIC timer counts per second (divide-by-16 applied)
 
-// Measures both rates in three short PIT windows (~6 ms in all) and keeps the
+// Measures both rates in three short PIT windows (~3 ms in all) and keeps the
 // median. Returns false if the result is implausible; a fallback rate is used
 // then and a warning printed.
 bool calibrate();
