@@ -45,7 +45,7 @@ class CpuStream:
     loss: CpuLoss
 
 
-def _cpu_parts(chunks: list[Chunk], loss: CpuLoss) -> list[tuple[int, int]]:
+def _cpu_parts(chunks: list[Chunk], loss: CpuLoss, end_seq: int = 0) -> list[tuple[int, int]]:
     """One CPU's chunks in sequence order as (file row, slot count) parts, overlaps removed;
     gaps in the sequence are counted in ``loss``."""
     parts: list[tuple[int, int]] = []
@@ -65,18 +65,22 @@ def _cpu_parts(chunks: list[Chunk], loss: CpuLoss) -> list[tuple[int, int]]:
             loss.gaps.append((expect, first - expect))
         parts.append((row, count))
         expect = first + count
+    expect = expect or 0
+    if end_seq > expect:  # the writer wrote more than arrived intact: a lost tail
+        loss.gap_slots += end_seq - expect
+        loss.gaps.append((expect, end_seq - expect))
     return parts
 
 
 def decode_cpu(slots: np.ndarray, chunks: list[Chunk], cpu: int, cat: Catalog, tsc_base: int,
-               ns_per_tick: float) -> CpuStream:
+               ns_per_tick: float, end_seq: int = 0) -> CpuStream:
     """Decode one CPU's chunks into header rows and times (ns), validating record framing.
 
     Works chunk by chunk on cache-sized temporaries, writing straight into the outputs.
     NOTE: a chunk holds whole records (writers cut only at record boundaries); only the
     first chunk of a flight-recorder snapshot may begin inside an overwritten record."""
     loss = CpuLoss(cpu)
-    parts = _cpu_parts(chunks, loss)
+    parts = _cpu_parts(chunks, loss, end_seq)
     n = sum(p[1] for p in parts)
     time = hugemem.empty(n, np.int64)
     rows = hugemem.empty(n, np.int64)
@@ -205,16 +209,21 @@ def merge(streams: list[CpuStream], workers: int = 2) -> tuple[np.ndarray, np.nd
 
 
 def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
-           tsc_boot: int, tsc_offsets: list[int], workers: int = 2) -> Decoded:
-    """Decode all chunks and merge the CPUs by time (stable: ties keep CPU order)."""
-    by_cpu: dict[int, list[Chunk]] = {}
+           tsc_boot: int, tsc_offsets: list[int], end_seq: list[int] | None = None,
+           workers: int = 2) -> Decoded:
+    """Decode all chunks and merge the CPUs by time (stable: ties keep CPU order).
+
+    ``end_seq`` (from the trailer, per CPU) exposes chunks lost at the end of a stream."""
+    end_seq = end_seq or []
+    by_cpu: dict[int, list[Chunk]] = {cpu: [] for cpu, e in enumerate(end_seq) if e}
     for c in chunks:
         by_cpu.setdefault(c.cpu, []).append(c)
     ns_per_tick = 1.0 if tsc_hz in (0, 1_000_000_000) else 1e9 / tsc_hz
 
     def one(cpu: int) -> CpuStream:
         off = tsc_offsets[cpu] if cpu < len(tsc_offsets) else 0
-        return decode_cpu(slots, by_cpu[cpu], cpu, cat, tsc_boot + off, ns_per_tick)
+        end = end_seq[cpu] if cpu < len(end_seq) else 0
+        return decode_cpu(slots, by_cpu[cpu], cpu, cat, tsc_boot + off, ns_per_tick, end)
 
     cpus = sorted(by_cpu)
     if workers > 1 and len(cpus) > 1:

@@ -97,6 +97,7 @@ class TraceWriter:
         self.chunks = 0
         self.slots = 0
         self.lost: dict[int, int] = {}
+        self.end_seq: dict[int, int] = {}
         self._sync_every = sync_every
         hdr = FILE_HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, ALIGN, 0, 0, 0)
         self.f.write(hdr + struct.pack("<I", _crc(hdr)))
@@ -133,6 +134,7 @@ class TraceWriter:
         self.chunks += 1
         self.slots += n
         self.lost[cpu] = max(self.lost.get(cpu, 0), lost_total)
+        self.end_seq[cpu] = max(self.end_seq.get(cpu, 0), first_seq + n)
         if self._sync_every and self.chunks % self._sync_every == 0:
             self.flush()
 
@@ -151,7 +153,8 @@ class TraceWriter:
             return
         ncpu = max(self.lost, default=-1) + 1
         t = osvt_pb2.Trailer(chunks=self.chunks, slots=self.slots, status=status,
-                             lost=[self.lost.get(c, 0) for c in range(ncpu)])
+                             lost=[self.lost.get(c, 0) for c in range(ncpu)],
+                             end_seq=[self.end_seq.get(c, 0) for c in range(ncpu)])
         self._section(KIND_TRAILER, t.SerializeToString())
         self.f.close()
 

@@ -55,7 +55,8 @@ class Trace:
         self._slots = np.frombuffer(self._mm, layout.SLOT_DTYPE, count=n) if n else np.empty(0, layout.SLOT_DTYPE)
         self._raw = self._slots.view(np.uint8).reshape(-1, layout.SLOT_SIZE)
         d = decode(self._slots, self.scan.chunks, self.catalog, tsc_hz=meta.tsc_hz or 1_000_000_000,
-                   tsc_boot=meta.tsc_boot, tsc_offsets=list(meta.tsc_offset), workers=workers)
+                   tsc_boot=meta.tsc_boot, tsc_offsets=list(meta.tsc_offset),
+                   end_seq=list(self.scan.trailer.end_seq) if self.scan.trailer else None, workers=workers)
         self.loss: dict[int, CpuLoss] = d.loss
         ids = _gather(self._slots["id"], d.rows, workers)
         tids = _gather(self._slots["tid"], d.rows, workers)
@@ -130,7 +131,8 @@ class Trace:
             take = min(f.size - done, layout.SLOT_SIZE - off)
             out[:, done:done + take] = self._raw[rows + k, off:off + take]
             done += take
-        return out.view(f.dtype).reshape(-1)
+        # str: one fixed-width bytes value per event; bytes: an (n, size) uint8 array
+        return out.view(f.dtype).reshape(-1) if f.type == "str" else out
 
     def args_at(self, tp: Tracepoint, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Arguments of events ``idx`` (all of tracepoint ``tp``) as columns by name."""

@@ -1,0 +1,48 @@
+# osvtrace: two commands on a fresh Debian machine, `make demo` and `make test`.
+# Each sets itself up: Debian packages (apt-get, when root) and a .venv with the package.
+
+PYTHON    ?= python3
+VENV      := .venv
+PY        := $(VENV)/bin/python
+OSVTRACE  := $(VENV)/bin/osvtrace
+DEMO_DIR  := build/demo
+# command:debian-package pairs the project needs on the host
+DEB_DEPS  := qemu-system-x86_64:qemu-system-x86 gdb:gdb g++:g++ make:make valgrind:valgrind
+
+.PHONY: demo test test-slow bench deps venv build generate clean
+
+deps:
+	@scripts/ensure-deps.sh $(DEB_DEPS)
+
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+	  echo "osvtrace: cannot create a venv: install python3-venv (apt-get install -y python3-venv)" >&2; exit 1; }
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.stamp
+
+generate: venv
+	@$(PY) -m osvtrace.codegen
+
+demo: deps venv
+	@mkdir -p $(DEMO_DIR)
+	@echo "== the tracepoint catalog (from tracepoints/*.toml)"
+	@$(OSVTRACE) tracepoints | head -20
+	@echo "== a synthetic trace written by osvtrace's own writer"
+	@$(OSVTRACE) synth -o $(DEMO_DIR)/synthetic.osvt --events 200000 --cpus 2
+	@$(OSVTRACE) report summary $(DEMO_DIR)/synthetic.osvt
+	@echo "== the first events"
+	@$(OSVTRACE) report list $(DEMO_DIR)/synthetic.osvt --limit 10
+
+test: deps venv
+	@$(PY) -m pytest -q
+
+test-slow: deps venv
+	@$(PY) -m pytest -q -m slow
+
+bench: deps venv
+	@$(PY) -m tests.bench
+
+clean:
+	rm -rf build

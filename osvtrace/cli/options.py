@@ -1,0 +1,63 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+
+from osvtrace.filters import Filter, parse_time
+
+if TYPE_CHECKING:
+    from osvtrace.trace import Trace
+
+
+def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--tp --cpu --thread --since --until, turned into a Filter passed as `flt`."""
+    opts = [
+        click.option("--tp", "tps", multiple=True, metavar="GLOB",
+                     help="Only these tracepoints (anchored globs, comma-separated or repeated)."),
+        click.option("--cpu", "cpus", multiple=True, type=int, metavar="N", help="Only this CPU (repeatable)."),
+        click.option("--thread", "threads", multiple=True, metavar="T",
+                     help="Only this thread: id or name glob (repeatable)."),
+        click.option("--since", metavar="TIME", help="Start time: seconds, or with a unit (250ms, 10us)."),
+        click.option("--until", metavar="TIME", help="End time (exclusive), same forms as --since."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def make_filter(tps: tuple[str, ...], cpus: tuple[int, ...], threads: tuple[str, ...], since: str | None,
+                until: str | None) -> Filter:
+    return Filter(list(tps), list(cpus), list(threads),
+                  None if since is None else parse_time(since, "--since"),
+                  None if until is None else parse_time(until, "--until"))
+
+
+def open_trace(path: str) -> "Trace":
+    """Open a trace for a command; damage found on the way is reported on stderr."""
+    from osvtrace.trace import open as open_
+
+    t = open_(path)
+    for w in t.warnings:
+        click.echo(f"osvtrace: warning: {w}", err=True)
+    return t
+
+
+def echo_json(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot write {type(o).__name__} as JSON")

@@ -1,0 +1,29 @@
+// Host (user-space) platform for the trace ring writer: lets kernel/include/trace/ring.hh
+// run natively for unit tests, sanitizers and instruction counts.
+#pragma once
+
+#include <stdint.h>
+
+namespace trace {
+struct ring;
+}
+
+namespace trace_platform {
+
+// One "CPU" per host thread: each test thread points this at its own ring.
+extern thread_local trace::ring* current_ring;
+extern thread_local uint32_t current_thread;
+extern uint64_t fake_clock;  // when nonzero, timestamps come from here (deterministic tests)
+
+inline uint64_t irq_save() { return 0; }
+inline void irq_restore(uint64_t) {}
+inline trace::ring* this_cpu_ring() { return current_ring; }
+inline uint32_t current_tid() { return current_thread; }
+inline uint64_t timestamp() {
+    if (fake_clock) {
+        return fake_clock++;
+    }
+    return __builtin_ia32_rdtsc();
+}
+
+}  // namespace trace_platform
