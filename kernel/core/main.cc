@@ -24,6 +24,7 @@
 #include "interrupts.hh"
 #include "lapic.hh"
 #include "lib/printf.hh"
+#include "paging.hh"
 #include "pvh.hh"
 #include "tsc.hh"
 
@@ -101,6 +102,9 @@ void kernel_entry(uint32_t start_info_paddr)
     kprintf("osvtrace kernel, build %.12s, cmdline: %s\n", build_id, cmd);
 
     pages::init(si);
+    // Everything needed from the boot data (some of it in page 0) is copied
+    // or consumed now: unmap page 0 so null pointers fault.
+    paging::set_guard(0, true);
 
     bool ok = cmdline::parse(&opts);
     uint64_t ring_bytes = trace_rt::default_buf_bytes;

@@ -104,10 +104,11 @@ pvh_entry:
     cmpl $2048, %esi
     jb 2b
 
-    // The first 2 MiB in 4 KiB pages, page 0 left out: a null pointer
-    // dereference faults instead of reading the real-mode IVT.
-    movl $pt0 + 8, %edi
-    movl $0x1003, %eax              // page 1, present | writable
+    // The first 2 MiB in 4 KiB pages, so that the kernel can unmap page 0
+    // once it has read the boot data there (QEMU's q35 path puts the PVH
+    // memory map in it): a null pointer dereference then faults.
+    movl $pt0, %edi
+    movl $0x3, %eax                 // page 0, present | writable
 4:  movl %eax, (%edi)
     addl $4096, %eax
     addl $8, %edi

@@ -1,6 +1,7 @@
 // The identity map built by boot.S (first 4 GiB, 2 MiB pages; the first 2 MiB
-// in 4 KiB pages with page 0 absent), plus what the kernel changes in it at
-// run time: guard pages below thread stacks. A 2 MiB mapping is split into
+// in 4 KiB pages), plus what the kernel changes in it at run time: page 0
+// made absent after boot (null pointers fault), guard pages below thread
+// stacks. A 2 MiB mapping is split into
 // 4 KiB pages the first time one of its pages changes.
 // FIXME(SMP): changes flush only this CPU's TLB; other CPUs need a shootdown IPI.
 #pragma once
