@@ -2,7 +2,9 @@
 
 #include "cpu.hh"
 
-cpu boot_cpu;
+// constinit: usable from the first instruction of kernel_entry, before any
+// constructor has run.
+constinit cpu boot_cpu;
 cpu* cpus[max_cpus];
 unsigned ncpus;
 

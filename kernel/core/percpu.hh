@@ -18,20 +18,20 @@ struct ring;
 constexpr unsigned max_cpus = 64;
 
 struct cpu {
-    cpu* self;                  // %gs:0
-    thread* current;            // %gs:8
-    trace::ring* ring;          // %gs:16 (nullptr until the trace runtime is up)
-    uint32_t current_tid;       // %gs:24 (current->id, one load for trace records)
-    uint32_t id;                // %gs:28
-    uint32_t preempt_disabled;  // nesting count; preemption waits while nonzero
-    bool need_resched;          // set by interrupt handlers, acted on at interrupt exit
-    thread* idle;
+    cpu* self = nullptr;                // %gs:0
+    thread* current = nullptr;          // %gs:8
+    trace::ring* ring = nullptr;        // %gs:16 (nullptr until the trace runtime is up)
+    uint32_t current_tid = 0;           // %gs:24 (current->id, one load for trace records)
+    uint32_t id = 0;                    // %gs:28
+    uint32_t preempt_disabled = 0;      // nesting count; preemption waits while nonzero
+    bool need_resched = false;          // set by interrupt handlers, acted on at interrupt exit
+    thread* idle = nullptr;
     thread_list runqueue;  // runnable threads, FIFO (round robin)
     timer_list timers;     // armed timers, earliest first
-    uint64_t slice_end;    // TSC at which the running thread's slice ends; 0: none
-    uint64_t programmed;   // deadline the LAPIC timer is set for; 0: none
-    uint64_t nr_switches;  // context switches on this CPU since boot
-    arch::arch_cpu arch;
+    uint64_t slice_end = 0;    // TSC at which the running thread's slice ends; 0: none
+    uint64_t programmed = 0;   // deadline the LAPIC timer is set for; 0: none
+    uint64_t nr_switches = 0;  // context switches on this CPU since boot
+    arch::arch_cpu arch{};
 };
 
 static_assert(__builtin_offsetof(cpu, self) == 0, "this_cpu() reads %gs:0");

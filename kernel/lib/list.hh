@@ -30,7 +30,9 @@ struct member_link {
 template <class T, class Link>
 class intrusive_list {
 public:
-    intrusive_list() { head_.prev = head_.next = &head_; }
+    // constexpr: a list in a static object (struct cpu) is ready before any
+    // constructor runs, with no entry in .init_array.
+    constexpr intrusive_list() : head_{&head_, &head_} {}
     intrusive_list(const intrusive_list&) = delete;
     intrusive_list& operator=(const intrusive_list&) = delete;
 

@@ -28,10 +28,10 @@ constexpr unsigned ist_nmi = 2;
 
 // The architecture's share of struct cpu.
 struct arch_cpu {
-    alignas(16) uint64_t gdt[5];  // null, code, data, TSS (two slots)
-    alignas(16) tss64 tss;
-    alignas(16) uint8_t df_stack[8192];
-    alignas(16) uint8_t nmi_stack[4096];
+    alignas(16) uint64_t gdt[5] = {};  // null, code, data, TSS (two slots)
+    alignas(16) tss64 tss = {};
+    alignas(16) uint8_t df_stack[8192] = {};
+    alignas(16) uint8_t nmi_stack[4096] = {};
 };
 
 // Loads this CPU's GDT and TSS (reloading every segment register except GS,
