@@ -132,6 +132,7 @@ void kernel_entry(uint32_t start_info_paddr)
     if (!tsc::calibrate()) {
         kprintf("tsc: using fallback rates; times will be off\n");
     }
+    lapic::timer_enable();
     timers::init();
 
     sched::init_cpu(&boot_cpu);

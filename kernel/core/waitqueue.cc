@@ -1,5 +1,6 @@
 #include "core/waitqueue.hh"
 
+#include "core/panic.hh"
 #include "core/percpu.hh"
 #include "core/sched.hh"
 #include "core/thread.hh"
@@ -7,6 +8,11 @@
 
 void waitqueue::wait()
 {
+    if (arch::irqs_enabled()) {
+        // The caller tested its condition with interrupts on: a wake-up
+        // could have slipped in between, and this wait would never end.
+        panic("waitqueue::wait with interrupts enabled");
+    }
     thread* t = current_thread();
     trace_sched_wait(this);
     waiters_.push_back(t);

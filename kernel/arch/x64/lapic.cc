@@ -68,11 +68,15 @@ uint32_t calibrate_end()
     return 0xffffffff - left;
 }
 
-void timer_oneshot(uint32_t count)
+void timer_enable()
 {
-    write(reg_lvt_timer, arch::vec_timer);  // one-shot, unmasked
-    write(reg_timer_init, count ? count : 1);
+    // One-shot and unmasked from now on; a count of 0 keeps it stopped, so
+    // arming it is a single register write (each costs a VM exit).
+    write(reg_timer_init, 0);
+    write(reg_lvt_timer, arch::vec_timer);
 }
+
+void timer_oneshot(uint32_t count) { write(reg_timer_init, count ? count : 1); }
 
 void timer_stop() { write(reg_timer_init, 0); }
 

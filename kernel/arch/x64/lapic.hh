@@ -17,6 +17,8 @@ uint32_t read_esr();
 void calibrate_start();
 uint32_t calibrate_end();  // counts elapsed since calibrate_start
 
+void timer_enable();  // after calibration: one-shot mode, unmasked, stopped
+
 void timer_oneshot(uint32_t count);  // count >= 1
 void timer_stop();
 
