@@ -1,8 +1,16 @@
 """Vectorised decoding: chunks of raw slots -> time-ordered event columns.
 
-No Python object per event: each CPU's chunks become a handful of numpy
-operations (done in a thread per CPU, numpy releases the GIL), then one stable
-argsort merges the per-CPU streams, which are already sorted, by time.
+No Python object per event. Two passes over numpy columns:
+
+1. Per CPU (a thread each; numpy releases the GIL), chunk by chunk on cache-sized
+   temporaries: validate record framing, convert timestamps to ns and copy the
+   header fields into one CPU-major staging table (each CPU owns a region).
+2. Merge: the CPUs' streams are each sorted by time, so a stable argsort of a
+   time range across CPUs is a cheap run merge (timsort); done in independent
+   time segments in parallel, it yields the staging index of every event in
+   time order, and each output column is one parallel ``take``.
+
+Big arrays come from hugemem (huge pages: see its docstring for why).
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ import numpy as np
 from osvtrace import hugemem, layout
 from osvtrace.osvt import Chunk
 from osvtrace.schema import Catalog
-
 
 @dataclass
 class CpuLoss:
@@ -35,14 +42,6 @@ class CpuLoss:
     def total_missing(self) -> int:
         """Records or slots the trace does not contain (dropped + gaps + invalid)."""
         return self.dropped + self.gap_slots + self.invalid_records
-
-
-@dataclass
-class CpuStream:
-    cpu: int
-    rows: np.ndarray  # file slot index of each record's header slot
-    time: np.ndarray  # int64 ns since time zero
-    loss: CpuLoss
 
 
 def _cpu_parts(chunks: list[Chunk], loss: CpuLoss, end_seq: int = 0) -> list[tuple[int, int]]:
@@ -72,38 +71,50 @@ def _cpu_parts(chunks: list[Chunk], loss: CpuLoss, end_seq: int = 0) -> list[tup
     return parts
 
 
-def decode_cpu(slots: np.ndarray, chunks: list[Chunk], cpu: int, cat: Catalog, tsc_base: int,
-               ns_per_tick: float, end_seq: int = 0) -> CpuStream:
-    """Decode one CPU's chunks into header rows and times (ns), validating record framing.
+@dataclass
+class Staging:
+    """Per-CPU decoded records, CPU-major: CPU k's records are at [start[k], start[k] + count[k])."""
 
-    Works chunk by chunk on cache-sized temporaries, writing straight into the outputs.
+    time: np.ndarray  # int64 ns
+    rows: np.ndarray  # file slot index of the header slot
+    tid: np.ndarray  # uint32
+    tp: np.ndarray  # uint16
+    start: dict[int, int]
+    count: dict[int, int]
+
+
+def decode_cpu(st: Staging, slots: np.ndarray, chunks: list[Chunk], cpu: int, cat: Catalog, tsc_base: int,
+               ns_per_tick: float, loss: CpuLoss, end_seq: int = 0) -> None:
+    """Decode one CPU's chunks into its region of the staging table, validating record framing.
+
     NOTE: a chunk holds whole records (writers cut only at record boundaries); only the
     first chunk of a flight-recorder snapshot may begin inside an overwritten record."""
-    loss = CpuLoss(cpu)
     parts = _cpu_parts(chunks, loss, end_seq)
-    n = sum(p[1] for p in parts)
-    time = hugemem.empty(n, np.int64)
-    rows = hugemem.empty(n, np.int64)
+    base = st.start[cpu]
     nslots_tab = cat.nslots_table()
     single = nslots_tab == 1  # ids of valid one-slot records
     ramp = np.arange(max((p[1] for p in parts), default=0), dtype=np.int64)
     ordered = True
     last = None
-    pos = 0
+    pos = base
     for row, count in parts:
         sl = slice(row, row + count)
         ids = slots["id"][sl]
         nsl = slots["nslots"][sl]
         if single[ids].all() and (nsl == 1).all():
-            t = slots["tsc"][sl].view(np.int64)
             take = count
-            np.add(ramp[:count], row, out=rows[pos:pos + count])
+            t = slots["tsc"][sl].view(np.int64)
+            st.tid[pos:pos + take] = slots["tid"][sl]
+            st.tp[pos:pos + take] = ids
+            np.add(ramp[:count], row, out=st.rows[pos:pos + take], casting="unsafe")
         else:
             keep = _validate_chunk(slots, row, ids, nsl, nslots_tab, loss)
-            t = slots["tsc"][sl].view(np.int64)[keep]
             take = len(keep)
-            np.add(keep, row, out=rows[pos:pos + take])
-        dst = time[pos:pos + take]
+            t = slots["tsc"][sl].view(np.int64)[keep]
+            st.tid[pos:pos + take] = slots["tid"][sl][keep]
+            st.tp[pos:pos + take] = ids[keep]
+            np.add(keep, row, out=st.rows[pos:pos + take], casting="unsafe")
+        dst = st.time[pos:pos + take]
         if ns_per_tick == 1.0:
             np.subtract(t, tsc_base, out=dst)
         else:
@@ -112,16 +123,15 @@ def decode_cpu(slots: np.ndarray, chunks: list[Chunk], cpu: int, cat: Catalog, t
             ordered = bool((dst[1:] >= dst[:-1]).all()) and (last is None or dst[0] >= last)
             last = dst[-1]
         pos += take
-    rows = rows[:pos]
-    time = time[:pos]
+    st.count[cpu] = pos - base
     if not ordered:
         # NOTE: a ring's timestamps never go backwards; if they do (a clock or writer
         # bug), order this CPU by time so the merge stays correct, and say so.
-        order = np.argsort(time, kind="stable")
+        region = slice(base, pos)
+        order = np.argsort(st.time[region], kind="stable")
         loss.reordered = int((order != np.arange(len(order))).sum())
-        rows = rows[order]
-        time = time[order]
-    return CpuStream(cpu, rows, time, loss)
+        for col in (st.time, st.rows, st.tid, st.tp):
+            col[region] = col[region][order]
 
 
 def _validate_chunk(slots: np.ndarray, row: int, ids: np.ndarray, nsl: np.ndarray, nslots_tab: np.ndarray,
@@ -165,47 +175,82 @@ def _leading(mask: np.ndarray) -> int:
 
 @dataclass
 class Decoded:
-    rows: np.ndarray  # file slot row of each event's header slot
     time: np.ndarray  # int64 ns
     cpu: np.ndarray  # uint16
+    tid: np.ndarray  # uint32
+    tp: np.ndarray  # uint16
+    rows: np.ndarray  # file slot row of each event's header slot
     loss: dict[int, CpuLoss]
 
 
-MERGE_BLOCK = 1 << 16
+SEGMENTS_PER_WORKER = 4
 
 
-def merge(streams: list[CpuStream], workers: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merge per-CPU streams sorted by time into (time, cpu, rows); ties keep CPU order.
+def merge_order(st: Staging, workers: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(staging index, time, cpu) of all records in time order (ties keep CPU order).
 
-    Each block of a CPU's records finds its place by counting, with searchsorted, the
-    other CPUs' records before it; blocks scatter into disjoint output positions, so
-    they run in parallel with no sort and no big temporaries."""
-    total = sum(len(s.time) for s in streams)
+    The time range is cut into segments at pivots; within a segment the CPUs' slices are
+    concatenated and stably argsorted (a merge of sorted runs), independently of the
+    other segments, so segments run in parallel and temporaries stay small."""
+    cpus = sorted(c for c in st.count if st.count[c])
+    total = sum(st.count[c] for c in cpus)
+    idx_type = np.int32 if len(st.time) < 2**31 else np.int64
+    out = hugemem.empty(total, idx_type)
     out_time = hugemem.empty(total, np.int64)
     out_cpu = hugemem.empty(total, np.uint16)
-    out_rows = hugemem.empty(total, np.int64)
+    if not cpus:
+        return out, out_time, out_cpu
+    regions = {c: st.time[st.start[c]:st.start[c] + st.count[c]] for c in cpus}
+    lo = min(int(r[0]) for r in regions.values())
+    hi = max(int(r[-1]) for r in regions.values())
+    nseg = max(1, min(workers * SEGMENTS_PER_WORKER, total // 65536 or 1))
+    pivots = [lo + (hi - lo) * k // nseg for k in range(1, nseg)]
+    cuts = {c: [0] + np.searchsorted(regions[c], pivots, "left").tolist() + [st.count[c]] for c in cpus}
+    bases = np.cumsum([0] + [sum(cuts[c][k + 1] - cuts[c][k] for c in cpus) for k in range(nseg)]).tolist()
 
-    def block(job: tuple[int, int, int]) -> None:
-        ci, b0, b1 = job
-        s = streams[ci]
-        tb = s.time[b0:b1]
-        pos = np.arange(b0, b1, dtype=np.int64)
-        for di, d in enumerate(streams):
-            if di != ci and len(d.time):
-                pos += np.searchsorted(d.time, tb, side="right" if di < ci else "left")
-        out_time[pos] = tb
-        out_cpu[pos] = s.cpu
-        out_rows[pos] = s.rows[b0:b1]
+    def segment(k: int) -> None:
+        pieces = [(c, cuts[c][k], cuts[c][k + 1]) for c in cpus if cuts[c][k + 1] > cuts[c][k]]
+        if not pieces:
+            return
+        n = sum(b - a for _, a, b in pieces)
+        span = slice(bases[k], bases[k] + n)
+        dst = out[span]
+        if len(pieces) == 1:
+            c, a, b = pieces[0]
+            np.add(np.arange(a, b, dtype=idx_type), st.start[c], out=dst)
+            out_time[span] = regions[c][a:b]
+            out_cpu[span] = c
+            return
+        t = np.concatenate([regions[c][a:b] for c, a, b in pieces])
+        order = np.argsort(t, kind="stable")
+        np.take(t, order, out=out_time[span])
+        lens = [b - a for _, a, b in pieces]
+        np.take(np.repeat(np.array([c for c, _, _ in pieces], np.uint16), lens), order, out=out_cpu[span])
+        # staging index = piece's staging start + position inside the piece
+        shift = np.repeat(np.array([st.start[c] + a - off for (c, a, _), off in
+                                    zip(pieces, np.cumsum([0] + [b - a for _, a, b in pieces[:-1]]))], np.int64),
+                          [b - a for _, a, b in pieces])
+        np.add(order, shift[order], out=dst, casting="unsafe")
 
-    jobs = [(ci, b0, min(b0 + MERGE_BLOCK, len(s.time)))
-            for ci, s in enumerate(streams) for b0 in range(0, len(s.time), MERGE_BLOCK)]
-    if workers > 1 and len(jobs) > 1:
+    if workers > 1 and nseg > 1:
         with ThreadPoolExecutor(workers) as ex:
-            list(ex.map(block, jobs))
+            list(ex.map(segment, range(nseg)))
     else:
-        for j in jobs:
-            block(j)
-    return out_time, out_cpu, out_rows
+        for k in range(nseg):
+            segment(k)
+    return out, out_time, out_cpu
+
+
+def take(column: np.ndarray, idx: np.ndarray, workers: int = 2) -> np.ndarray:
+    """column[idx] into a huge-page array, in parallel pieces."""
+    out = hugemem.empty(len(idx), column.dtype)
+    if len(idx) < (1 << 20) or workers < 2:
+        np.take(column, idx, out=out)
+        return out
+    step = -(-len(idx) // workers)
+    with ThreadPoolExecutor(workers) as ex:
+        list(ex.map(lambda i: np.take(column, idx[i:i + step], out=out[i:i + step]), range(0, len(idx), step)))
+    return out
 
 
 def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
@@ -219,25 +264,32 @@ def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
     for c in chunks:
         by_cpu.setdefault(c.cpu, []).append(c)
     ns_per_tick = 1.0 if tsc_hz in (0, 1_000_000_000) else 1e9 / tsc_hz
+    cpus = sorted(by_cpu)
+    capacity = {c: sum(ch.nslots for ch in by_cpu[c]) for c in cpus}
+    starts = dict(zip(cpus, np.cumsum([0] + [capacity[c] for c in cpus]).tolist()))
+    total = sum(capacity.values())
+    row_type = np.int32 if len(slots) < 2**31 else np.int64
+    st = Staging(hugemem.empty(total, np.int64), hugemem.empty(total, row_type), hugemem.empty(total, np.uint32),
+                 hugemem.empty(total, np.uint16), starts, {})
+    loss = {c: CpuLoss(c) for c in cpus}
 
-    def one(cpu: int) -> CpuStream:
+    def one(cpu: int) -> None:
         off = tsc_offsets[cpu] if cpu < len(tsc_offsets) else 0
         end = end_seq[cpu] if cpu < len(end_seq) else 0
-        return decode_cpu(slots, by_cpu[cpu], cpu, cat, tsc_boot + off, ns_per_tick, end)
+        decode_cpu(st, slots, by_cpu[cpu], cpu, cat, tsc_boot + off, ns_per_tick, loss[cpu], end)
 
-    cpus = sorted(by_cpu)
     if workers > 1 and len(cpus) > 1:
         with ThreadPoolExecutor(min(workers, len(cpus))) as ex:
-            streams = list(ex.map(one, cpus))
+            list(ex.map(one, cpus))
     else:
-        streams = [one(c) for c in cpus]
-    loss = {s.cpu: s.loss for s in streams}
+        for c in cpus:
+            one(c)
     for c in chunks:
         loss[c.cpu].dropped = max(loss[c.cpu].dropped, c.lost_total)
-    if not streams:
-        return Decoded(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint16), loss)
-    if len(streams) == 1:
-        s = streams[0]
-        return Decoded(s.rows, s.time, np.full(len(s.rows), s.cpu, np.uint16), loss)
-    time, cpu, rows = merge(streams, workers)
-    return Decoded(rows, time, cpu, loss)
+    order, time, cpu = merge_order(st, workers)
+    st.time = None  # type: ignore[assignment]
+    cols = []
+    for name in ("tid", "tp", "rows"):
+        cols.append(take(getattr(st, name), order, workers))
+        setattr(st, name, None)  # free each staging column as soon as it is taken
+    return Decoded(time, cpu, *cols, loss)

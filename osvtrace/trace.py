@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from concurrent.futures import ThreadPoolExecutor
-
-from osvtrace import hugemem, layout
+from osvtrace import layout
 from osvtrace.decode import CpuLoss, decode
 from osvtrace.errors import UsageError
 from osvtrace.osvt import SectionScan, map_file, scan, schema_from_proto
@@ -31,7 +29,7 @@ class Events:
     cpu: np.ndarray  # uint16
     tid: np.ndarray  # uint32, thread that emitted the record
     tp: np.ndarray  # uint16, tracepoint id
-    row: np.ndarray  # int64, file slot index of the header slot (to read arguments)
+    row: np.ndarray  # int32 (int64 for huge files): file slot index of the header slot
 
     def __len__(self) -> int:
         return len(self.time)
@@ -58,9 +56,7 @@ class Trace:
                    tsc_boot=meta.tsc_boot, tsc_offsets=list(meta.tsc_offset),
                    end_seq=list(self.scan.trailer.end_seq) if self.scan.trailer else None, workers=workers)
         self.loss: dict[int, CpuLoss] = d.loss
-        ids = _gather(self._slots["id"], d.rows, workers)
-        tids = _gather(self._slots["tid"], d.rows, workers)
-        self.events = Events(d.time, d.cpu, tids, ids, d.rows)
+        self.events = Events(d.time, d.cpu, d.tid, d.tp, d.rows)
 
     # ------------------------------------------------------------ basic facts
 
@@ -202,18 +198,6 @@ class Trace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _gather(column: np.ndarray, rows: np.ndarray, workers: int) -> np.ndarray:
-    """column[rows] into a huge-page array, in parallel halves."""
-    out = hugemem.empty(len(rows), column.dtype)
-    if len(rows) < (1 << 20) or workers < 2:
-        np.take(column, rows, out=out)
-        return out
-    step = -(-len(rows) // workers)
-    with ThreadPoolExecutor(workers) as ex:
-        list(ex.map(lambda i: np.take(column, rows[i:i + step], out=out[i:i + step]), range(0, len(rows), step)))
-    return out
 
 
 def _shape(tp: Tracepoint) -> list[tuple[str, str, int, int]]:
