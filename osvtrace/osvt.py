@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import xxhash
 
 from osvtrace import layout
 from osvtrace.errors import TraceFormatError
@@ -30,7 +31,7 @@ MAGIC = b"OSVTRACE"
 VERSION_MAJOR = 1
 VERSION_MINOR = 0
 FILE_HEADER = struct.Struct("<8sHHIIII")  # magic, major, minor, header size, flags, 2 reserved
-SECTION_HEADER = struct.Struct("<IHHQIIII")  # sync, kind, flags, body len, pad, body crc, reserved, header crc
+SECTION_HEADER = struct.Struct("<IHHQQII")  # sync, kind, flags, body len, body xxh3-64, pad, header crc
 CHUNK_HEADER = struct.Struct("<HHIQQQ")  # cpu, flags, nslots, first seq, lost total, reserved
 SYNC = 0x5356534F  # "OSVS"
 SYNC_BYTES = struct.pack("<I", SYNC)
@@ -45,7 +46,14 @@ KIND_NAMES = {KIND_META: "metadata", KIND_CHUNK: "chunk", KIND_THREADS: "threads
 
 
 def _crc(data: bytes | memoryview) -> int:
+    """CRC-32 of the small headers."""
     return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def _hash(data: bytes | memoryview) -> int:
+    """Checksum of section bodies: XXH3-64 runs at ~15 GB/s here, zlib's CRC-32 at ~2 GB/s,
+    and verifying every byte is most of the cost of opening a big trace."""
+    return xxhash.xxh3_64_intdigest(data)
 
 
 # ---------------------------------------------------------------- schema <-> protobuf
@@ -80,10 +88,8 @@ def schema_from_proto(s: osvt_pb2.Schema) -> Catalog:
 def _frame(kind: int, body: bytes | memoryview) -> tuple[bytes, bytes]:
     """Section header and zero padding for a body."""
     pad = -len(body) % ALIGN
-    body_crc = _crc(body)
-    if pad:
-        body_crc = zlib.crc32(bytes(pad), body_crc) & 0xFFFFFFFF
-    head = SECTION_HEADER.pack(SYNC, kind, 0, len(body) + pad, pad, body_crc, 0, 0)
+    body_hash = _hash(bytes(body) + bytes(pad))
+    head = SECTION_HEADER.pack(SYNC, kind, 0, len(body) + pad, body_hash, pad, 0)
     head = head[:28] + struct.pack("<I", _crc(head[:28]))
     return head, bytes(pad)
 
@@ -125,8 +131,9 @@ class TraceWriter:
             raise ValueError(f"chunk of {len(data)} bytes is not a whole number of {layout.SLOT_SIZE}-byte slots")
         n = len(data) // layout.SLOT_SIZE
         head = CHUNK_HEADER.pack(cpu, flags, n, first_seq, lost_total, 0)
-        body_crc = zlib.crc32(data, _crc(head)) & 0xFFFFFFFF
-        sec = SECTION_HEADER.pack(SYNC, KIND_CHUNK, 0, len(head) + len(data), 0, body_crc, 0, 0)
+        h = xxhash.xxh3_64(head)
+        h.update(data)
+        sec = SECTION_HEADER.pack(SYNC, KIND_CHUNK, 0, len(head) + len(data), h.intdigest(), 0, 0)
         sec = sec[:28] + struct.pack("<I", _crc(sec[:28]))
         self.f.write(sec)
         self.f.write(head)
@@ -242,7 +249,7 @@ def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int 
     trailer = None
     damaged = damaged_bytes = 0
     truncated = False
-    pending_crc: list[tuple[int, int, int, Chunk]] = []  # (body start, body end, crc, chunk)
+    pending_hash: list[tuple[int, int, int, Chunk]] = []  # (body start, body end, hash, chunk)
     pos = hsize
     while pos < size:
         if pos + ALIGN > size:
@@ -251,7 +258,7 @@ def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int 
             truncated = True
             break
         h = bytes(buf[pos:pos + ALIGN])
-        sync, kind, _f, blen, pad, bcrc, _r, hcrc = SECTION_HEADER.unpack(h)
+        sync, kind, _f, blen, bcrc, pad, hcrc = SECTION_HEADER.unpack(h)
         if sync != SYNC or hcrc != _crc(h[:28]) or blen % ALIGN or pad >= ALIGN and kind != KIND_CHUNK:
             nxt = _find_sync(buf, pos + 1, size, mm)
             lost_to = nxt if nxt >= 0 else size
@@ -283,10 +290,10 @@ def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int 
                     warnings.append(f"{name}: chunk at byte {pos} claims {nslots} slots in {blen} bytes; skipped")
                 else:
                     c = Chunk(cpu, first, nslots, lost_total, (body + CHUNK_HEADER.size) // ALIGN, pos)
-                    pending_crc.append((body, end, bcrc, c))
+                    pending_hash.append((body, end, bcrc, c))
         else:
             data = bytes(buf[body:end])
-            if verify and _crc(data) != bcrc:
+            if verify and _hash(data) != bcrc:
                 damaged += 1
                 damaged_bytes += blen
                 warnings.append(f"{name}: {KIND_NAMES.get(kind, f'kind {kind}')} section at byte {pos} fails its "
@@ -312,16 +319,16 @@ def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int 
         raise TraceFormatError(f"{name}: no readable metadata section (file damaged near byte {hsize})")
     if meta.slot_size != layout.SLOT_SIZE:
         raise TraceFormatError(f"{name}: slot size {meta.slot_size} is not supported (expected {layout.SLOT_SIZE})")
-    if verify and pending_crc:
+    if verify and pending_hash:
         def check(item: tuple[int, int, int, Chunk]) -> bool:
-            b, e, crc, _c = item
-            return _crc(buf[b:e]) == crc
-        if workers > 1 and len(pending_crc) > 1:
+            b, e, want, _c = item
+            return _hash(buf[b:e]) == want
+        if workers > 1 and len(pending_hash) > 1:
             with ThreadPoolExecutor(workers) as ex:
-                oks = list(ex.map(check, pending_crc, chunksize=max(1, len(pending_crc) // (4 * workers))))
+                oks = list(ex.map(check, pending_hash, chunksize=max(1, len(pending_hash) // (4 * workers))))
         else:
-            oks = [check(i) for i in pending_crc]
-        for ok, (b, e, _crc_v, c) in zip(oks, pending_crc):
+            oks = [check(i) for i in pending_hash]
+        for ok, (b, e, _h, c) in zip(oks, pending_hash):
             if ok:
                 chunks.append(c)
             else:
@@ -330,7 +337,7 @@ def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int 
                 warnings.append(f"{name}: chunk at byte {c.offset} (cpu {c.cpu}, {c.nslots} slots from seq "
                                 f"{c.first_seq}) fails its checksum; skipped")
     else:
-        chunks = [i[3] for i in pending_crc]
+        chunks = [i[3] for i in pending_hash]
     for t in meta.threads:
         threads.setdefault(t.tid, t.name)
     if trailer is None and not truncated:
