@@ -1,0 +1,87 @@
+"""The model: columnar tables derived from a decoded trace, built on first use.
+
+>>> m = Model(osvtrace.open("trace.osvt"))
+>>> m.table("sched_slice")["dur"].sum()
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from osvtrace.errors import UsageError
+from osvtrace.model import events as _events
+from osvtrace.model import net as _net
+from osvtrace.model import sched as _sched
+from osvtrace.model import sync as _sync
+from osvtrace.model.table import Column, Table, TableSpec
+from osvtrace.trace import Trace
+
+SPECS: dict[str, TableSpec] = {s.name: s for s in (
+    _events.EVENTS, _events.TRACEPOINTS, _sched.THREADS, _sched.SCHED_SLICE, _sched.THREAD_STATE, _sched.WAKEUP,
+    _sync.MUTEX_WAIT, _sync.MUTEX_HOLD, _sync.HANDOFF, _net.PACKET_FLOW, _events.LOST)}
+
+
+class Model:
+    """Tables of one trace. Each is computed once, when first asked for."""
+
+    def __init__(self, trace: Trace):
+        self.trace = trace
+
+    def table(self, name: str) -> Table:
+        if name not in SPECS:
+            raise UsageError(f"no table {name!r}; tables: {', '.join(SPECS)}")
+        return getattr(self, name)
+
+    def names(self) -> list[str]:
+        return list(SPECS)
+
+    @cached_property
+    def events(self) -> Table:
+        return _events.events(self.trace)
+
+    @cached_property
+    def tracepoints(self) -> Table:
+        return _events.tracepoints(self.trace)
+
+    @cached_property
+    def lost(self) -> Table:
+        return _events.lost(self.trace)
+
+    @cached_property
+    def sched_slice(self) -> Table:
+        return _sched.sched_slice(self.trace)
+
+    @cached_property
+    def thread_state(self) -> Table:
+        return _sched.thread_state(self.trace, self.sched_slice)
+
+    @cached_property
+    def wakeup(self) -> Table:
+        return _sched.wakeup(self.trace, self.sched_slice)
+
+    @cached_property
+    def threads(self) -> Table:
+        return _sched.threads(self.trace, self.sched_slice)
+
+    @cached_property
+    def _mutex(self) -> tuple[Table, Table, Table]:
+        return _sync.mutex_tables(self.trace)
+
+    @property
+    def mutex_wait(self) -> Table:
+        return self._mutex[0]
+
+    @property
+    def mutex_hold(self) -> Table:
+        return self._mutex[1]
+
+    @property
+    def handoff(self) -> Table:
+        return self._mutex[2]
+
+    @cached_property
+    def packet_flow(self) -> Table:
+        return _net.packet_flow(self.trace)
+
+
+__all__ = ["Column", "Model", "SPECS", "Table", "TableSpec"]

@@ -1,0 +1,85 @@
+"""Packet flows: every packet followed through net_rx -> net_classify -> net_channel_push
+-> net_channel_pop -> net_tx, with the time, CPU and latency of each stage."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from osvtrace.model.table import Column, Table, TableSpec, table
+from osvtrace.trace import Trace
+
+STAGES = ("rx", "classify", "push", "pop", "tx")
+_TP = {"rx": "net_rx", "classify": "net_classify", "push": "net_channel_push", "pop": "net_channel_pop",
+       "tx": "net_tx"}
+
+PACKET_FLOW = TableSpec("packet_flow", "One row per packet id: when and where it passed each stage.", (
+    Column("packet", "uint32", "packet id (unique per boot)"),
+    Column("len", "int32", "frame length from net_rx or net_tx (-1 unknown)"),
+    *(Column(f"{s}_time", "int64", f"time of {_TP[s]} (-1 if not seen)", "ns") for s in STAGES),
+    *(Column(f"{s}_cpu", "int16", f"CPU of {_TP[s]} (-1 if not seen)") for s in STAGES),
+    Column("channel", "uint64", "net channel it was pushed to (0: default path or unknown)", "addr"),
+    Column("consumer", "uint32", "thread that popped it (0 if not popped)", "tid"),
+    Column("cpu_hops", "uint8", "number of CPU changes between consecutive seen stages"),
+    Column("dropped", "bool", "classified as drop, or dropped by a full channel"),
+    Column("latency", "int64", "first to last seen stage", "ns"),
+))
+
+
+def packet_flow(trace: Trace) -> Table:
+    ev = trace.events
+    got = {}
+    for s in STAGES:
+        name = _TP[s]
+        if name in trace.catalog.by_name:
+            idx, a = trace.args(name)
+            if len(idx):
+                got[s] = (idx, a)
+    drops = trace.args("net_channel_drop") if "net_channel_drop" in trace.catalog.by_name else (np.empty(0), {})
+    if not got:
+        return PACKET_FLOW.empty()
+    packets = np.unique(np.concatenate([a["packet"] for _, a in got.values()]))
+    n = len(packets)
+    cols: dict[str, np.ndarray] = {"packet": packets, "len": np.full(n, -1, np.int32)}
+    for s in STAGES:
+        cols[f"{s}_time"] = np.full(n, -1, np.int64)
+        cols[f"{s}_cpu"] = np.full(n, -1, np.int16)
+    cols["channel"] = np.zeros(n, np.uint64)
+    cols["consumer"] = np.zeros(n, np.uint32)
+    dropped = np.zeros(n, bool)
+    for s, (idx, a) in got.items():
+        # the first occurrence of each packet id at this stage
+        uniq, first = np.unique(a["packet"], return_index=True)
+        pos = np.searchsorted(packets, uniq)
+        cols[f"{s}_time"][pos] = ev.time[idx[first]]
+        cols[f"{s}_cpu"][pos] = ev.cpu[idx[first]]
+        if s in ("rx", "tx"):
+            unset = cols["len"][pos] < 0
+            cols["len"][pos[unset]] = a["len"][first][unset]
+        if s == "push":
+            cols["channel"][pos] = a["channel"][first]
+        if s == "pop":
+            cols["consumer"][pos] = ev.tid[idx[first]]
+        if s == "classify":
+            dropped[pos] |= a["result"][first] == 2
+    if len(drops[0]):
+        pos = np.searchsorted(packets, drops[1]["packet"])
+        ok = (pos < n) & (packets[np.minimum(pos, n - 1)] == drops[1]["packet"])
+        dropped[pos[ok]] = True
+    times = np.stack([cols[f"{s}_time"] for s in STAGES])
+    cpus = np.stack([cols[f"{s}_cpu"] for s in STAGES])
+    seen = times >= 0
+    big = np.iinfo(np.int64).max
+    first_t = np.where(seen, times, big).min(axis=0)
+    last_t = np.where(seen, times, -1).max(axis=0)
+    # CPU changes between consecutive seen stages: carry the last seen CPU forward
+    hops = np.zeros(n, np.uint8)
+    prev = np.full(n, -1, np.int16)
+    for k in range(len(STAGES)):
+        c = cpus[k]
+        here = seen[k]
+        hops += (here & (prev >= 0) & (c != prev)).astype(np.uint8)
+        prev = np.where(here, c, prev)
+    cols["cpu_hops"] = hops
+    cols["dropped"] = dropped
+    cols["latency"] = np.where(last_t >= 0, last_t - first_t, -1)
+    return table(PACKET_FLOW, **cols)
