@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from osvtrace.errors import OsvtraceError
 
@@ -31,10 +32,11 @@ def check_tools() -> None:
                          f"apt-get install {' '.join(missing)}")
 
 
-def build(*, verbose: bool = False, quiet: bool = False, jobs: int | None = None) -> Path:
+def build(*, verbose: bool = False, quiet: bool = False, out: TextIO | None = None) -> Path:
     """Regenerate from tracepoints/ and build build/kernel.elf; returns its path.
 
-    `quiet` hides make's progress lines (errors still show); `verbose` shows the commands."""
+    `quiet` hides make's progress lines (errors still show); `verbose` shows the commands;
+    `out` is where make's output goes (default: inherited stdout)."""
     if not (KERNEL_SRC / "Makefile").is_file():
         raise BuildError(f"no kernel sources at {KERNEL_SRC} (osvtrace build works in a source checkout)")
     check_tools()
@@ -45,11 +47,14 @@ def build(*, verbose: bool = False, quiet: bool = False, jobs: int | None = None
     if codegen.main([]) != 0:
         raise BuildError("tracepoint code generation failed")
     cmd = ["make", "--no-print-directory", "-C", str(KERNEL_SRC), f"O={BUILD_DIR}"]
-    if jobs:
-        cmd.append(f"-j{jobs}")
-    if verbose:
-        cmd.append("V=1")
-    r = subprocess.run(cmd, stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None)
+    # -s: no "Nothing to be done" chatter when up to date (progress lines still show).
+    cmd.append("V=1" if verbose else "-s")
+    if quiet:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    else:
+        if out is not None:
+            out.flush()
+        r = subprocess.run(cmd, stdout=out)
     if r.returncode != 0:
         if quiet and r.stdout:
             sys.stderr.write(r.stdout.decode("utf-8", "replace"))

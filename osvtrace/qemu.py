@@ -2,9 +2,7 @@
 
 One job: start ``qemu-system-x86_64`` on the kernel with the options of
 ``osvtrace run``/``record``, stream its console, and turn its exit status back
-into what happened in the guest. QEMU runs in its own session (so a Ctrl-C
-at the terminal reaches only osvtrace, which then stops QEMU cleanly) and is
-killed by the kernel if osvtrace itself dies (PR_SET_PDEATHSIG): no orphans.
+into what happened in the guest. QEMU never outlives osvtrace (osvtrace.proc).
 
 Exit status (kernel/arch/x64/debug_exit.cc): the guest writes v to the
 isa-debug-exit port and QEMU exits with (v << 1) | 1; v = s + 1 for an app
@@ -13,11 +11,9 @@ status s in 0..125, 127 for a panic.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from osvtrace.errors import OsvtraceError
+from osvtrace.proc import end_process, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_KERNEL = ROOT / "build" / "kernel.elf"
@@ -214,39 +211,6 @@ def decode_exit(rc: int) -> Outcome:
 
 # ---------------------------------------------------------------- process
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when the parent dies, whatever kills it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass  # not Linux: the session and our own cleanup still apply
-
-
-def spawn(cmd: list[str], **kw: object) -> subprocess.Popen:
-    """Start a helper process in its own session, killed if we die. Used for QEMU and gdb.
-
-    NOTE: PR_SET_PDEATHSIG fires when the spawning *thread* exits; call this from a
-    thread that outlives the child (the main thread, in the CLI)."""
-    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent, **kw)  # type: ignore[call-overload]
-
-
-def end_process(p: subprocess.Popen, grace: float = 3.0) -> None:
-    """Stop a process started by spawn() and its process group: SIGTERM, then SIGKILL."""
-    if p.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @dataclass
 class BootTime:
     """QEMU start to the app's main: the host's wall clock and the kernel's TSC."""
@@ -309,6 +273,8 @@ class Vm:
         """End QEMU now (SIGTERM, then SIGKILL) and collect its output."""
         if self.proc is None:
             return
+        if self.proc.poll() is None:
+            self._stderr_out = None  # QEMU's "terminating on signal 15" is our doing: not news
         end_process(self.proc)
         self._join_readers()
 

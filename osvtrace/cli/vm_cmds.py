@@ -1,0 +1,209 @@
+"""Commands that build and boot the kernel: build, run, record."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from osvtrace.errors import OsvtraceError
+
+
+class VmFailed(OsvtraceError):
+    """The VM ran but did not end well: the message says how, the exit code carries it."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def vm_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of run and record, passed on as keyword arguments."""
+    opts = [
+        click.option("--smp", default=1, show_default=True, type=click.IntRange(1, 64), help="Virtual CPUs."),
+        click.option("--mem", "mem_mb", default=256, show_default=True, type=click.IntRange(32), metavar="MB",
+                     help="Guest memory in MB."),
+        click.option("--machine", default="microvm", show_default=True, type=click.Choice(["microvm", "q35"]),
+                     help="QEMU machine: microvm boots fastest, q35 has PCI."),
+        click.option("--accel", default="auto", show_default=True, type=click.Choice(["auto", "tcg", "kvm"]),
+                     help="auto uses KVM only where the CPU shows vmx/svm and /dev/kvm is writable."),
+        click.option("--trace", "trace", metavar="GLOBS",
+                     help="Tracepoints to enable: anchored globs, comma-separated (sched_*,mutex_lock)."),
+        click.option("--tracebuf", metavar="SIZE", help="Ring size per CPU (64K, 4M ...; kernel default 4M)."),
+        click.option("--tracemode", type=click.Choice(["overwrite", "stream"]),
+                     help="overwrite: flight recorder (default); stream: a full ring drops and counts."),
+        click.option("--timeout", type=click.FloatRange(0, min_open=True), metavar="S",
+                     help="Stop QEMU after S seconds of wall time (exit status 124)."),
+        click.option("--kernel", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Boot this kernel ELF instead of building build/kernel.elf."),
+        click.option("--no-build", is_flag=True, help="Boot build/kernel.elf as it is (no make)."),
+        click.option("-v", "--verbose", is_flag=True, help="Show the QEMU command line and the boot time."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _stop_on_sigterm() -> None:
+    """A SIGTERM becomes a KeyboardInterrupt, so QEMU and gdb are ended on the way out."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        pass  # not the main thread (tests calling main() from a worker)
+
+
+def _config(app: str, args: tuple[str, ...], *, kernel: Path | None, no_build: bool, verbose: bool,
+            **opts: Any) -> Any:
+    from osvtrace import kernel_build
+    from osvtrace.qemu import VmConfig
+
+    if kernel is None:
+        if not no_build:
+            # make's output goes to stderr: stdout is the guest's console.
+            kernel_build.build(out=sys.stderr)
+        kernel = kernel_build.KERNEL_ELF
+    elif not kernel.is_file():
+        raise OsvtraceError(f"--kernel {kernel}: no such file")
+    return VmConfig(app=app, args=tuple(args), kernel=kernel, **opts)
+
+
+def _fail(outcome: Any, console_refused: bool) -> None:
+    """Raise for anything but an app that returned 0."""
+    if outcome.kind == "app" and outcome.app_status == 0:
+        return
+    if outcome.kind == "app" and console_refused:
+        raise VmFailed("the kernel refused to start the app (its message is above)", outcome.exit_code)
+    raise VmFailed(outcome.describe(), outcome.exit_code)
+
+
+def _boot_line(boot: Any) -> str:
+    if boot is None:
+        return "boot: the kernel printed no boot line"
+    return (f"boot: QEMU start to app main {boot.host_ms:.1f} ms host wall clock; kernel entry to app main "
+            f"{boot.guest_app_us / 1000:.1f} ms, kernel entry at {boot.guest_entry_us / 1000:.1f} ms (guest TSC)")
+
+
+@click.command()
+@click.option("-v", "--verbose", is_flag=True, help="Show make's commands.")
+def build(verbose: bool) -> None:
+    """Build the kernel into build/kernel.elf (regenerating the tracepoint code first).
+
+    Nothing is rebuilt when nothing changed (make decides).
+
+    \b
+    Example:
+      osvtrace build
+    """
+    from osvtrace import kernel_build
+
+    path = kernel_build.build(verbose=verbose)
+    click.echo(f"kernel: {path}")
+
+
+@click.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+@vm_options
+@click.option("--gdb", "gdb_port", type=click.IntRange(1, 65535), is_flag=False, flag_value=1234, default=None,
+              metavar="[PORT]", help="Start QEMU's gdbstub on 127.0.0.1:PORT (default 1234).")
+@click.option("--gdb-wait/--no-gdb-wait", default=True, show_default=True,
+              help="With --gdb: start halted until gdb says `continue`.")
+@click.argument("app")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(app: str, args: tuple[str, ...], gdb_port: int | None, gdb_wait: bool, **opts: Any) -> None:
+    """Boot the kernel in QEMU running APP with ARGS; the console goes to stdout.
+
+    Builds the kernel first when needed. Exits with the app's status (0..125); 124 when
+    --timeout stopped it, 255 after a kernel panic, 130 on Ctrl-C. Apps: hello, pingpong [N],
+    tpbench [N], sleep MS, spin, threads, crash.
+
+    \b
+    Example:
+      osvtrace run pingpong 10000
+      osvtrace run --machine q35 --smp 2 --trace 'sched_*' hello
+      osvtrace run --gdb 1234 sleep 5000      # then: gdb -x gdb/osv.py build/kernel.elf
+    """
+    from osvtrace import qemu
+
+    verbose = opts["verbose"]
+    cfg = _config(app, args, **opts)
+    cfg.gdb_port, cfg.gdb_wait = gdb_port, gdb_wait and gdb_port is not None
+    if verbose:
+        click.echo("osvtrace: " + shlex.join(qemu.qemu_command(cfg)), err=True)
+    if gdb_port is not None:
+        click.echo(f"osvtrace: gdbstub on 127.0.0.1:{gdb_port}"
+                   + (" (halted until gdb continues)" if cfg.gdb_wait else "")
+                   + f": gdb -x gdb/osv.py {cfg.kernel} -ex 'target remote :{gdb_port}'", err=True)
+    _stop_on_sigterm()
+    with qemu.Vm(cfg, console=sys.stdout.buffer, stderr=sys.stderr.buffer) as vm:
+        if gdb_port is not None and cfg.timeout is None:
+            outcome = vm.wait(None)
+        else:
+            outcome = vm.wait()
+    if verbose:
+        click.echo("osvtrace: " + _boot_line(vm.boot), err=True)
+    if outcome.kind == "timeout":
+        raise VmFailed(f"timed out after {cfg.timeout:g} s; QEMU stopped", outcome.exit_code)
+    _fail(outcome, vm.refused)
+
+
+@click.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Trace file to write (.osvt).")
+@click.option("--via", default="gdb", show_default=True, type=click.Choice(["gdb"]),
+              help="Transport: gdb snapshots the rings at the end (virtio streaming and shm come later).")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="S",
+              help="Snapshot after S seconds instead of at the app's end (the VM is then ended).")
+@vm_options
+@click.argument("app")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: float | None, **opts: Any) -> None:
+    """Boot APP under QEMU and record its trace into an .osvt file.
+
+    With --via gdb the kernel runs under QEMU's gdbstub; at the app's end (or after
+    --duration) gdb copies every ring out with pmemsave (`osv trace save`), then the VM
+    finishes. Without --trace every tracepoint is enabled. Exits with the app's status.
+
+    \b
+    Example:
+      osvtrace record --via gdb -o pingpong.osvt --trace 'sched_*' pingpong 10000
+      osvtrace report summary pingpong.osvt
+    """
+    from osvtrace import gdbcapture
+
+    verbose = opts["verbose"]
+    if not opts.get("trace"):
+        opts["trace"] = "*"
+    cfg = _config(app, args, **opts)
+    _stop_on_sigterm()
+    cap = gdbcapture.record(cfg, output, duration=duration, console=sys.stdout.buffer)
+    if verbose:
+        click.echo("osvtrace: " + _boot_line(cap.boot), err=True)
+        click.echo(f"osvtrace: gdb: {cap.saved}", err=True)
+    click.echo(_summary(cap))
+    if cap.stop == "panic":
+        raise VmFailed(f"kernel panic; the trace up to it is in {cap.path}", cap.outcome.exit_code)
+    if cap.stop != "duration":
+        _fail(cap.outcome, False)
+
+
+def _summary(cap: Any) -> str:
+    """One line: what the file holds (read back through the decoder, so it is what a report sees)."""
+    from osvtrace.trace import open as open_trace
+
+    with open_trace(cap.path) as t:
+        lost = sum(lc.dropped + lc.gap_slots for lc in t.loss.values())
+        over = sum(lc.overwritten_slots for lc in t.loss.values())
+        n, ncpu = len(t), t.ncpus
+    when = {"app-exit": "at the app's end", "panic": "at a kernel panic",
+            "duration": "after the duration"}.get(cap.stop, cap.stop)
+    extra = f", {over:,} older slots overwritten" if over else ""
+    return (f"recorded {n:,} events on {ncpu} CPU(s) {when}, {lost:,} lost{extra}: {cap.path} "
+            f"({cap.seconds:.2f} s)")
+
+
+COMMANDS = [build, run, record]
