@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from osvtrace.model.search import KeyedTimes
+from osvtrace.model.search import dense_rank, last_match, next_match
 from osvtrace.model.table import Column, Table, TableSpec, table
 from osvtrace.trace import Trace
 
@@ -150,7 +150,15 @@ def thread_state(trace: Trace, slices: Table) -> Table:
     prio = np.concatenate([p[4] for p in parts])
     is_wake = np.concatenate([np.zeros(len(parts[0][0]) + len(parts[1][0]), bool),
                               np.ones(len(tid) - len(parts[0][0]) - len(parts[1][0]), bool)])
-    order = np.lexsort((prio, time, tid))
+    # one int64 sort key: (thread, time, priority)
+    uniq = np.unique(tid)
+    tmin = int(time.min()) if len(time) else 0
+    span = (int(time.max()) - tmin + 1) * 3 if len(time) else 3
+    if len(uniq) * span < 2**62:
+        key = np.searchsorted(uniq, tid).astype(np.int64) * span + (time - tmin) * 3 + prio
+        order = np.argsort(key)
+    else:
+        order = np.lexsort((prio, time, tid))
     tid, time, state, cpu, is_wake = tid[order], time[order], state[order], cpu[order], is_wake[order]
     # a wake-up only matters to a thread that was waiting or sleeping; drop the others
     # (repeatedly: dropping one can expose another, e.g. two wakes in a row)
@@ -178,9 +186,9 @@ def thread_state(trace: Trace, slices: Table) -> Table:
     if "sched_wait" in trace.catalog.by_name:
         qidx, qa = trace.args("sched_wait")
         if len(qidx):
-            kt = KeyedTimes(ev.tid[qidx], ev.time[qidx], tid)
             sel = np.nonzero((state == WAITING) | (state == SLEEPING))[0]
-            hit = kt.last_at_or_before(tid[sel], time[sel])
+            ra, rb = dense_rank(tid[sel], ev.tid[qidx])
+            hit = last_match(ra, time[sel], rb, ev.time[qidx])
             ok = hit >= 0
             blocked[sel[ok]] = qa["obj"][hit[ok]]
     keep = stop > time
@@ -201,8 +209,8 @@ def wakeup(trace: Trace, slices: Table) -> Table:
     if len(idx) and len(slices):
         # slices that start at a real switch-in (not at the trace start)
         real = (slices["clipped"] & 1) == 0
-        kt = KeyedTimes(slices["tid"][real], slices["start"][real], wakee)
-        hit = kt.next_at_or_after(wakee, time)
+        ra, rb = dense_rank(wakee, slices["tid"][real])
+        hit = next_match(ra, time, rb, slices["start"][real])
         ok = hit >= 0
         run_cpu[ok] = slices["cpu"][real][hit[ok]]
         latency[ok] = slices["start"][real][hit[ok]] - time[ok]
@@ -212,25 +220,27 @@ def wakeup(trace: Trace, slices: Table) -> Table:
 
 def threads(trace: Trace, slices: Table) -> Table:
     ev = trace.events
-    tids_ev, first_idx, counts = np.unique(ev.tid, return_index=True, return_counts=True)
-    last_idx = len(ev.tid) - 1 - np.unique(ev.tid[::-1], return_index=True)[1]
-    all_tids = np.union1d(np.union1d(tids_ev, slices["tid"]),
-                          np.array(sorted(t for t in trace.threads if t), np.uint32))
+    named = np.array(sorted(t for t in trace.threads if t), np.uint32)
+    all_tids = np.union1d(np.union1d(np.unique(ev.tid) if len(ev.tid) else np.empty(0, np.uint32),
+                                     slices["tid"]), named).astype(np.uint32)
     n = len(all_tids)
-    pos = np.searchsorted(all_tids, tids_ev)
-    events = np.zeros(n, np.int64)
-    events[pos] = counts
-    first = np.full(n, np.iinfo(np.int64).max, np.int64)
-    last = np.full(n, np.iinfo(np.int64).min, np.int64)
-    first[pos] = ev.time[first_idx]
-    last[pos] = ev.time[last_idx]
+    big = np.iinfo(np.int64).max
+    first = np.full(n, big, np.int64)
+    last = np.full(n, -1, np.int64)
+    if len(ev.tid):
+        pos = np.searchsorted(all_tids, ev.tid) if int(all_tids[-1]) >= 1 << 22 else \
+            np.searchsorted(all_tids, np.arange(int(all_tids[-1]) + 1))[ev.tid]  # small ids: a lookup table
+        events = np.bincount(pos, minlength=n).astype(np.int64)
+        np.minimum.at(first, pos, ev.time)
+        np.maximum.at(last, pos, ev.time)
+    else:
+        events = np.zeros(n, np.int64)
     spos = np.searchsorted(all_tids, slices["tid"])
     cpu_time = np.bincount(spos, weights=slices["dur"], minlength=n).astype(np.int64)
     nslices = np.bincount(spos, minlength=n).astype(np.int64)
     np.minimum.at(first, spos, slices["start"])
     np.maximum.at(last, spos, slices["start"] + slices["dur"])
-    first[first == np.iinfo(np.int64).max] = -1
-    last[last == np.iinfo(np.int64).min] = -1
+    first[first == big] = -1
     names = np.array([trace.thread_name(int(t)) for t in all_tids], object)
     return table(THREADS, tid=all_tids, name=names, events=events, first=first, last=last, cpu_time=cpu_time,
                  slices=nslices)

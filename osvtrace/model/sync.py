@@ -1,14 +1,14 @@
 """Mutex tables: waits (who waited, how long, who handed it over), holds, hand-offs.
 
 Events of one mutex by one thread form a little state machine (lock, wait, wake,
-unlock); pairing them is done per (mutex, thread) key with sorted searches.
+unlock); pairing them is done per (mutex, thread) key with osvtrace.model.search.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from osvtrace.model.search import KeyedTimes
+from osvtrace.model.search import dense_rank, last_match, next_match
 from osvtrace.model.table import Column, Table, TableSpec, table
 from osvtrace.trace import Trace
 
@@ -41,89 +41,79 @@ HANDOFF = TableSpec("handoff", "One row per mutex_handoff: unlock() giving the m
 ))
 
 
-def _events(trace: Trace, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    if name not in trace.catalog.by_name:
-        return np.empty(0, np.int64), {}
-    return trace.args(name)
+class _Kind:
+    """One mutex tracepoint's events: time, mutex, thread, CPU, and a (mutex, thread) key."""
+
+    def __init__(self, trace: Trace, name: str, tid_arg: str | None = None):
+        ev = trace.events
+        if name in trace.catalog.by_name:
+            idx, a = trace.args(name)
+        else:
+            idx, a = np.empty(0, np.int64), {}
+        self.idx = idx
+        self.args = a
+        self.time = ev.time[idx]
+        self.cpu = ev.cpu[idx]
+        self.mutex = a.get("mutex", np.empty(0, np.uint64))
+        self.tid = a[tid_arg] if tid_arg else ev.tid[idx]
+        self.pair = self.mutex.astype(np.uint64) ^ (self.tid.astype(np.uint64) << np.uint64(48))
+        self.key = np.empty(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.idx)
 
 
-def _pair_key(mutex: np.ndarray, tid: np.ndarray, mutexes: np.ndarray) -> np.ndarray:
-    """One int64 per (mutex, thread) pair."""
-    rank = np.searchsorted(mutexes, mutex).astype(np.int64)
-    return rank * (1 << 32) + tid.astype(np.int64)
+def _take(values: np.ndarray, hit: np.ndarray, missing: int) -> np.ndarray:
+    return np.where(hit >= 0, values[np.maximum(hit, 0)] if len(values) else missing, missing)
 
 
 def mutex_tables(trace: Trace) -> tuple[Table, Table, Table]:
-    ev = trace.events
     end = trace.span_ns[1]
-    kinds = ["mutex_lock", "mutex_lock_wait", "mutex_lock_wake", "mutex_unlock", "mutex_try_lock", "mutex_handoff"]
-    e = {k: _events(trace, k) for k in kinds}
-    all_m = [a["mutex"] for _, a in e.values() if a]
-    if not all_m or not sum(len(m) for m in all_m):
+    lock, wait, wake = (_Kind(trace, n) for n in ("mutex_lock", "mutex_lock_wait", "mutex_lock_wake"))
+    unlock, trylock = _Kind(trace, "mutex_unlock"), _Kind(trace, "mutex_try_lock")
+    hand = _Kind(trace, "mutex_handoff", tid_arg="to_tid")
+    kinds = (lock, wait, wake, unlock, trylock, hand)
+    if not sum(len(k) for k in kinds):
         return MUTEX_WAIT.empty(), MUTEX_HOLD.empty(), HANDOFF.empty()
-    mutexes = np.unique(np.concatenate(all_m))
-
-    def key_time(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        idx, a = e[name]
-        if not a:
-            return (np.empty(0, np.int64),) * 2 + (np.empty(0, np.uint64), np.empty(0, np.uint32))
-        tid = ev.tid[idx]
-        return _pair_key(a["mutex"], tid, mutexes), ev.time[idx], a["mutex"], tid
-
-    wk, wt, wm, wtid = key_time("mutex_lock_wait")
-    kk, kt, km, ktid = key_time("mutex_lock_wake")
-    lk, lt, lm, ltid = key_time("mutex_lock")
-    uk, ut, um, utid = key_time("mutex_unlock")
-    hidx, ha = e["mutex_handoff"]
+    # NOTE: a pair key mixes the thread id into the top bits of the mutex address;
+    # kernel addresses leave those bits equal for all mutexes, so pairs stay distinct.
+    for k, r in zip(kinds, dense_rank(*(k.pair for k in kinds))):
+        k.key = r
     # --- waits: lock_wait -> next lock_wake of the same (mutex, thread)
-    wake_at = KeyedTimes(kk, kt, wk).next_at_or_after(wk, wt) if len(wk) else np.empty(0, np.int64)
-    done = wake_at >= 0
-    w_end = np.where(done, kt[np.maximum(wake_at, 0)] if len(kt) else 0, end)
-    handed_by = np.zeros(len(wk), np.uint32)
-    if len(hidx) and len(wk):
-        hk = _pair_key(ha["mutex"], ha["to_tid"], mutexes)
-        h = KeyedTimes(hk, ev.time[hidx], wk).last_at_or_before(wk, w_end)
-        ok = (h >= 0)
-        ok[ok] &= ev.time[hidx][h[ok]] >= wt[ok]
-        handed_by[ok] = ha["from_tid"][h[ok]]
-    waits = table(MUTEX_WAIT, mutex=wm, tid=wtid, start=wt, dur=w_end - wt, handed_by=handed_by, complete=done)
-    # --- holds: acquisitions -> next unlock of the same (mutex, thread)
-    contended_lock = np.zeros(len(lk), bool)
-    if len(wk) and len(lk):
-        # a lock() is contended if its thread's next event on that mutex is a lock_wait
-        nxt_wait = KeyedTimes(wk, wt, lk).next_at_or_after(lk, lt)
-        nxt_unlock = KeyedTimes(uk, ut, lk).next_at_or_after(lk, lt) if len(uk) else np.full(len(lk), -1)
-        has_w = nxt_wait >= 0
-        w_time = np.where(has_w, wt[np.maximum(nxt_wait, 0)], np.iinfo(np.int64).max)
-        u_time = np.where(nxt_unlock >= 0, ut[np.maximum(nxt_unlock, 0)] if len(ut) else 0, np.iinfo(np.int64).max)
-        contended_lock = has_w & (w_time <= u_time)
-    tidx, ta = e["mutex_try_lock"]
-    ok_try = ta["success"].astype(bool) if ta else np.zeros(0, bool)
-    a_key = np.concatenate([lk[~contended_lock], kk] + ([_pair_key(ta["mutex"][ok_try], ev.tid[tidx][ok_try],
-                                                                     mutexes)] if ta else []))
-    a_time = np.concatenate([lt[~contended_lock], kt] + ([ev.time[tidx][ok_try]] if ta else []))
-    a_m = np.concatenate([lm[~contended_lock], km] + ([ta["mutex"][ok_try]] if ta else []))
-    a_tid = np.concatenate([ltid[~contended_lock], ktid] + ([ev.tid[tidx][ok_try]] if ta else []))
-    a_cont = np.concatenate([np.zeros(int((~contended_lock).sum()), bool), np.ones(len(kk), bool)]
-                            + ([np.zeros(int(ok_try.sum()), bool)] if ta else []))
-    order = np.argsort(a_time, kind="stable")
-    a_key, a_time, a_m, a_tid, a_cont = a_key[order], a_time[order], a_m[order], a_tid[order], a_cont[order]
-    un = KeyedTimes(uk, ut, a_key).next_at_or_after(a_key, a_time) if len(uk) else np.full(len(a_key), -1)
-    h_done = un >= 0
-    h_end = np.where(h_done, ut[np.maximum(un, 0)] if len(ut) else 0, end)
-    holds = table(MUTEX_HOLD, mutex=a_m, tid=a_tid, start=a_time, dur=h_end - a_time, contended=a_cont,
-                  complete=h_done)
+    w2k = next_match(wait.key, wait.time, wake.key, wake.time)
+    done = w2k >= 0
+    w_end = _take(wake.time, w2k, end)
+    h = last_match(wait.key, w_end, hand.key, hand.time)
+    h = np.where((h >= 0) & (_take(hand.time, h, -1) >= wait.time), h, -1)
+    handed_by = _take(hand.args.get("from_tid", np.empty(0, np.uint32)), h, 0)
+    waits = table(MUTEX_WAIT, mutex=wait.mutex, tid=wait.tid, start=wait.time, dur=w_end - wait.time,
+                  handed_by=handed_by, complete=done)
+    # --- holds. A lock() is contended when its next event on that mutex is a lock_wait
+    # (before any unlock); then ownership starts at the lock_wake instead.
+    big = np.iinfo(np.int64).max
+    nw = _take(wait.time, next_match(lock.key, lock.time, wait.key, wait.time), big)
+    nu = _take(unlock.time, next_match(lock.key, lock.time, unlock.key, unlock.time), big)
+    contended = (nw != big) & (nw <= nu)
+    ok_try = trylock.args["success"].astype(bool) if len(trylock) else np.zeros(0, bool)
+    free = ~contended
+    acq_key = np.concatenate([lock.key[free], wake.key, trylock.key[ok_try]])
+    acq_time = np.concatenate([lock.time[free], wake.time, trylock.time[ok_try]])
+    acq_m = np.concatenate([lock.mutex[free], wake.mutex, trylock.mutex[ok_try]])
+    acq_tid = np.concatenate([lock.tid[free], wake.tid, trylock.tid[ok_try]])
+    acq_cont = np.concatenate([np.zeros(int(free.sum()), bool), np.ones(len(wake), bool),
+                               np.zeros(int(ok_try.sum()), bool)])
+    order = np.argsort(acq_time, kind="stable")
+    acq_key, acq_time, acq_m, acq_tid, acq_cont = (x[order] for x in (acq_key, acq_time, acq_m, acq_tid, acq_cont))
+    u = next_match(acq_key, acq_time, unlock.key, unlock.time)
+    h_end = _take(unlock.time, u, end)
+    holds = table(MUTEX_HOLD, mutex=acq_m, tid=acq_tid, start=acq_time, dur=h_end - acq_time, contended=acq_cont,
+                  complete=u >= 0)
     # --- hand-offs: latency until the waiter's mutex_lock_wake
-    if len(hidx):
-        htime = ev.time[hidx]
-        hk = _pair_key(ha["mutex"], ha["to_tid"], mutexes)
-        w = KeyedTimes(kk, kt, hk).next_at_or_after(hk, htime) if len(kk) else np.full(len(hidx), -1)
-        seen = w >= 0
-        kidx = e["mutex_lock_wake"][0]
-        wake_cpu = np.where(seen, ev.cpu[kidx][np.maximum(w, 0)].astype(np.int32) if len(kidx) else -1, -1)
-        lat = np.where(seen, (kt[np.maximum(w, 0)] if len(kt) else 0) - htime, -1)
-        handoffs = table(HANDOFF, time=htime, mutex=ha["mutex"], from_tid=ha["from_tid"], to_tid=ha["to_tid"],
-                         cpu=ev.cpu[hidx], wake_cpu=wake_cpu, latency=lat)
+    if len(hand):
+        k = next_match(hand.key, hand.time, wake.key, wake.time)
+        handoffs = table(HANDOFF, time=hand.time, mutex=hand.mutex, from_tid=hand.args["from_tid"],
+                         to_tid=hand.tid, cpu=hand.cpu, wake_cpu=_take(wake.cpu.astype(np.int32), k, -1),
+                         latency=np.where(k >= 0, _take(wake.time, k, 0) - hand.time, -1))
     else:
         handoffs = HANDOFF.empty()
     return waits, holds, handoffs
