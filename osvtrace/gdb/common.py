@@ -23,8 +23,9 @@ PMEMSAVE_MIN = 64 * 1024
 CONTROL_SYMBOL = "osvtrace_control"
 
 
-class OsvError(Exception):
-    """A failed osv command: one line for the user, no traceback."""
+class OsvError(OsvtraceError):
+    """A failed osv command: one line for the user, no traceback. (An OsvtraceError, so the
+    shared readers such as osvtrace.rings pass it on unchanged.)"""
 
 
 class OsvCommand(gdb.Command):
@@ -43,7 +44,10 @@ class OsvCommand(gdb.Command):
             raise gdb.GdbError(f"osv: cannot read guest memory: {e}") from None
         except gdb.error as e:
             raise gdb.GdbError(f"osv: {e}") from None
-        except (OSError, ValueError, KeyError) as e:
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise gdb.GdbError(f"osv: {where}{e.strerror or e}") from None
+        except (ValueError, KeyError) as e:
             raise gdb.GdbError(f"osv: {type(e).__name__}: {e}") from None
 
     def run(self, arg: str, from_tty: bool) -> None:  # pragma: no cover - overridden

@@ -72,6 +72,8 @@ class TraceSave(common.OsvCommand):
         path = os.path.abspath(os.path.expanduser(argv[0]))
         if os.path.isdir(path):
             raise common.OsvError(f"{path} is a directory")
+        if not os.path.isdir(os.path.dirname(path)):
+            raise common.OsvError(f"cannot write {path}: no directory {os.path.dirname(path)}")
         snap = save(path, status=_where())
         for w in snap.warnings:
             gdb.write(f"osv: warning: {w}\n")
