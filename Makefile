@@ -29,11 +29,14 @@ demo: deps venv
 	@mkdir -p $(DEMO_DIR)
 	@echo "== the tracepoint catalog (from tracepoints/*.toml)"
 	@$(OSVTRACE) tracepoints | head -20
-	@echo "== a synthetic trace written by osvtrace's own writer"
-	@$(OSVTRACE) synth -o $(DEMO_DIR)/synthetic.osvt --events 200000 --cpus 2
-	@$(OSVTRACE) report summary $(DEMO_DIR)/synthetic.osvt
+	@echo "== build the kernel (regenerates the tracepoint code; make skips what is up to date)"
+	@$(OSVTRACE) build
+	@echo "== boot pingpong in QEMU and capture its trace through gdb (pmemsave of every ring)"
+	@$(OSVTRACE) record --via gdb -o $(DEMO_DIR)/pingpong.osvt --trace 'sched_*,thread_*' pingpong 10000
+	@echo "== what the trace holds"
+	@$(OSVTRACE) report summary $(DEMO_DIR)/pingpong.osvt
 	@echo "== the first events"
-	@$(OSVTRACE) report list $(DEMO_DIR)/synthetic.osvt --limit 10
+	@$(OSVTRACE) report list $(DEMO_DIR)/pingpong.osvt --limit 10
 
 test: deps venv
 	@$(PY) -m pytest -q
