@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from osvtrace import gdbcapture, qemu
 from osvtrace.gdbmi import Gdb, GdbError
 from osvtrace.qemu import VmConfig
 from osvtrace.schema import default_catalog
-from tests.vm_helpers import ROOT, kernel, no_orphans, osvtrace as cli, require_tools  # noqa: F401
+from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans, osvtrace as cli, require_tools  # noqa: F401
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 N = 10_000
@@ -232,3 +233,34 @@ def test_commands_on_a_live_kernel_fail_cleanly(kernel, gdb_ok, tmp_path):
                     b.gdb.cli(f"osv trace save {tmp_path}/x.osvt")
         finally:
             os.chmod(tmp_path, 0o700)
+
+
+def test_run_with_gdb_then_attach(kernel, gdb_ok):
+    """`osvtrace run --gdb PORT` waits for gdb; gdb attaches, looks around, lets it finish."""
+    port = qemu.free_port()
+    p = subprocess.Popen([*OSVTRACE, "run", "--no-build", "--gdb", str(port), "pingpong", "100"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with Gdb(kernel) as g:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    g.connect(port)
+                    break
+                except GdbError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            g.mi("-break-insert threads::join")
+            g.continue_()
+            g.wait_stopped(30)
+            assert {"ping", "pong"} <= {ln.split()[1] for ln in g.cli("osv info threads").splitlines()[1:]}
+            g.mi("-break-delete")
+            g.continue_()
+            out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert f"gdbstub on 127.0.0.1:{port} (halted until gdb continues)" in err
+    assert "pingpong: 100 passes each way" in out

@@ -106,10 +106,38 @@ def build(verbose: bool) -> None:
     click.echo(f"kernel: {path}")
 
 
-@click.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+DEFAULT_GDB_PORT = 1234
+
+
+class _OptionalPortCommand(click.Command):
+    """Lets `--gdb` go without its PORT even right before APP (`run --gdb hello`): click
+    would take `hello` as the port, so the default port is put in before parsing."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = list(args)
+        takes_value = {o for p in self.params if isinstance(p, click.Option) and not p.is_flag
+                       and p.name != "gdb_port" for o in p.opts}
+        i = 0
+        while i < len(args):  # only the options before APP: later words are the app's
+            a = args[i]
+            if a == "--gdb":
+                if i + 1 >= len(args) or not args[i + 1].isdigit():
+                    args.insert(i + 1, str(DEFAULT_GDB_PORT))
+                i += 2
+            elif a in takes_value:
+                i += 2
+            elif a.startswith("-") and a != "-":
+                i += 1
+            else:
+                break
+        return super().parse_args(ctx, args)
+
+
+@click.command(cls=_OptionalPortCommand,
+               context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 @vm_options
-@click.option("--gdb", "gdb_port", type=click.IntRange(1, 65535), is_flag=False, flag_value=1234, default=None,
-              metavar="[PORT]", help="Start QEMU's gdbstub on 127.0.0.1:PORT (default 1234).")
+@click.option("--gdb", "gdb_port", type=click.IntRange(1, 65535), default=None, metavar="[PORT]",
+              help=f"Start QEMU's gdbstub on 127.0.0.1:PORT (default {DEFAULT_GDB_PORT}).")
 @click.option("--gdb-wait/--no-gdb-wait", default=True, show_default=True,
               help="With --gdb: start halted until gdb says `continue`.")
 @click.argument("app")

@@ -38,9 +38,24 @@ def _kernel_path() -> str:
     return os.path.abspath(obj) if obj else ""
 
 
+def elf_build_id() -> str:
+    """The GNU build id of the kernel ELF gdb has loaded ('' if unknown)."""
+    path = gdb.current_progspace().filename
+    for obj in gdb.objfiles():
+        if obj.filename == path:
+            return obj.build_id or ""
+    return ""
+
+
 def save(path: str, status: str = "") -> rings.Snapshot:
     """Snapshot every ring with the metadata into an .osvt file."""
     snap = rings.snapshot(common.read, common.control_address())
+    elf = elf_build_id()
+    if elf and snap.build_id and elf != snap.build_id:
+        # The layouts are read from the control block, so the trace is still right;
+        # but thread and symbol lookups through this ELF may not be.
+        snap.warnings.append(f"the running kernel (build {snap.build_id[:12]}) is not the ELF gdb loaded "
+                             f"(build {elf[:12]}): symbols may not match")
     rings.write_osvt(snap, path, capture="gdb", catalog=common.catalog(), kernel=_kernel_path(), status=status)
     return snap
 
