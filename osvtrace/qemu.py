@@ -16,12 +16,11 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from osvtrace.errors import OsvtraceError
 from osvtrace.proc import end_process, spawn
@@ -236,7 +235,6 @@ class Vm:
         self.errors = bytearray()
         self.boot: BootTime | None = None
         self.started_at = 0.0
-        self._booted = threading.Event()
         self._readers: list[threading.Thread] = []
         self._lock = threading.Lock()
 
@@ -295,15 +293,6 @@ class Vm:
             raise QemuError("QEMU failed: " + (msg[-1] if msg else f"exit status {rc}, no message"))
         return out
 
-    def wait_boot(self, timeout: float) -> BootTime | None:
-        """Wait until the kernel prints its boot line; None if QEMU ended or time ran out."""
-        deadline = time.monotonic() + timeout
-        while not self._booted.wait(0.05):
-            if not self.running or time.monotonic() > deadline:
-                self._booted.wait(0.2 if not self.running else 0)  # the reader may still hold the line
-                break
-        return self.boot
-
     @property
     def refused(self) -> bool:
         """The kernel printed that it refused to start the app (bad command line)."""
@@ -345,10 +334,8 @@ class Vm:
                 m = BOOT_LINE.search(line)
                 if m:
                     self.boot = BootTime((now - self.started_at) * 1e3, int(m[1]), int(m[2]), int(m[3]))
-                    self._booted.set()
                 elif len(line) > 65536:
                     del line[:-4096]
-        self._booted.set()
 
     def _pump_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -377,6 +364,3 @@ def run(cfg: VmConfig, *, console: BinaryIO | None = None,
         out = vm.wait()
     return out, vm
 
-
-def default_console() -> BinaryIO:
-    return sys.stdout.buffer

@@ -66,3 +66,15 @@ def test_kvm_usable_reads_cpu_flags(monkeypatch, tmp_path):
     (tmp_path / "cpuinfo").write_text("flags\t: fpu sse2 hypervisor\n")
     monkeypatch.setattr(qemu, "Path", fake)
     assert qemu.kvm_usable() is False
+
+
+def test_build_without_tools_says_how_to_install(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "osvtrace.cli.main", "build"], capture_output=True, text=True,
+                       env=dict(os.environ, PATH=str(tmp_path)))
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("osvtrace: cannot build the kernel: g++, make not found: install with "
+                                "apt-get install g++ make")

@@ -168,10 +168,7 @@ def run(app: str, args: tuple[str, ...], gdb_port: int | None, gdb_wait: bool, *
                    + f": gdb -x gdb/osv.py {cfg.kernel} -ex 'target remote :{gdb_port}'", err=True)
     _stop_on_sigterm()
     with qemu.Vm(cfg, console=sys.stdout.buffer, stderr=sys.stderr.buffer) as vm:
-        if gdb_port is not None and cfg.timeout is None:
-            outcome = vm.wait(None)
-        else:
-            outcome = vm.wait()
+        outcome = vm.wait()
     if verbose:
         click.echo("osvtrace: " + _boot_line(vm.boot), err=True)
     if outcome.kind == "timeout":

@@ -18,7 +18,7 @@ TARGET_MS = 100.0
 
 
 def measure(machine: str, runs: int = RUNS) -> dict[str, float]:
-    host, app, entry, total = [], [], [], []
+    host, app, entry = [], [], []
     for _ in range(runs):
         cfg = VmConfig("hello", kernel=kernel_build.KERNEL_ELF, machine=machine, accel="tcg", timeout=60)
         outcome, vm = qemu.run(cfg)
