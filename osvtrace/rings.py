@@ -3,7 +3,7 @@
 Given ``read(addr, size) -> bytes`` (gdb with pmemsave, the shared-RAM file, a
 test's synthetic image) and the address of ``osvtrace_control``, this parses
 the control block, each CPU's ring header, the thread table and the enable
-flags, copies each ring's slot array in one bulk read, and writes an .osvt.
+flags, copies each ring's valid slots in one bulk read, and writes an .osvt.
 
 Layouts come from osvtrace.layout (the mirror of kernel/include/trace/*.hh).
 The commit protocol (ring.hh): the writer moves ``head`` forward, writes the
@@ -211,23 +211,29 @@ def valid_range(ring: Ring, head_after: int) -> tuple[int, int]:
 
 
 def snapshot_ring(read: ReadFn, ring_addr: int, cpu: int) -> RingChunk:
-    """Copy one ring's valid slots: header, one bulk read of the slot array, head again."""
+    """Copy one ring's valid slots: header, one bulk read of the slots, head again.
+
+    The bulk read covers only the valid range while the ring has not wrapped (a 4 MiB
+    ring holding 100 records costs 3 KiB), and the whole array once it has."""
     ring = read_ring(read, ring_addr, cpu)
-    size = ring.nslots * layout.SLOT_SIZE
-    data = np.frombuffer(_read(read, ring.slots_addr, size, f"the slots of CPU {cpu}"), np.uint8)
+    first0, end = valid_range(ring, ring.head)
+    n = end - first0
+    lo = first0 & ring.mask
+    what = f"the slots of CPU {cpu}"
+    if n == 0:
+        seq = np.empty((0, layout.SLOT_SIZE), np.uint8)
+    elif lo + n <= ring.nslots:  # contiguous in memory: read just that
+        raw = _read(read, ring.slots_addr + lo * layout.SLOT_SIZE, n * layout.SLOT_SIZE, what)
+        seq = np.frombuffer(raw, np.uint8).reshape(-1, layout.SLOT_SIZE)
+    else:  # wrapped: read the array, rotate so slots are in sequence order (index i is slot i & mask)
+        raw = _read(read, ring.slots_addr, ring.nslots * layout.SLOT_SIZE, what)
+        slots = np.frombuffer(raw, np.uint8).reshape(-1, layout.SLOT_SIZE)
+        seq = np.concatenate([slots[lo:], slots[:(lo + n) - ring.nslots]])
     head_off = layout.RING_FIELDS["head"][0]
     head_after = int(np.frombuffer(_read(read, ring_addr + head_off, 8, f"the ring head of CPU {cpu}"), "<u8")[0])
-    first, end = valid_range(ring, head_after)
-    dropped = first - valid_range(ring, ring.head)[0]  # reused by the writer while we copied
-    # Rotate so slots are in sequence order: index i lives at slot i & mask.
-    slots = data.reshape(-1, layout.SLOT_SIZE)
-    lo, hi = first & ring.mask, end & ring.mask
-    if end - first == 0:
-        seq = np.empty((0, layout.SLOT_SIZE), np.uint8)
-    elif lo < hi:
-        seq = slots[lo:hi]
-    else:  # wrapped (or exactly full: lo == hi)
-        seq = np.concatenate([slots[lo:], slots[:hi]])
+    first, _ = valid_range(ring, head_after)
+    dropped = first - first0  # slots the writer may have reused while we copied
+    seq = seq[dropped:]
     return RingChunk(cpu, first, np.ascontiguousarray(seq).reshape(-1), ring.lost, ring, dropped)
 
 

@@ -12,6 +12,8 @@ from osvtrace.encode import CpuStreamBuilder
 from osvtrace.osvt import TraceWriter, new_metadata
 from osvtrace.schema import default_catalog
 
+M = 0xA000  # the mutex of the story trace
+Q = 0xB000  # a wait queue of the story trace
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -62,3 +64,43 @@ def small_trace(tmp_path):
     c1.add("net_packet", [300], 6, packet=7, len=60, dir=1, data=bytes(range(60)))
     c1.add("mutex_lock_wake", [500], 6, mutex=0xDEAD0)
     return write_trace(tmp_path / "small.osvt", {0: c0.slots(), 1: c1.slots()}, threads={1: "main"})
+
+
+@pytest.fixture
+def story_file(tmp_path, catalog):
+    """main(1) starts a(2) and b(3); b waits for mutex M held by a; a hands it over; idle is 9.
+    b's CPU began mid-slice; CPU 1 dropped 5 records; thread 4 never ran."""
+    c0 = CpuStreamBuilder(catalog)
+    c0.add("thread_create", [100], 1, tid=2, name="a")
+    c0.add("thread_create", [110], 1, tid=3, name="b")
+    c0.add("sched_switch", [200], 1, next=2, prev_state=1)
+    c0.add("mutex_lock", [210], 2, mutex=M)
+    c0.add("sched_wake", [300], 2, tid=3, cpu=1)
+    c0.add("mutex_unlock", [400], 2, mutex=M)
+    c0.add("mutex_handoff", [401], 2, mutex=M, from_tid=2, to_tid=3)
+    c0.add("sched_wait", [500], 2, obj=Q)
+    c0.add("sched_switch", [510], 2, next=1, prev_state=2)
+    c0.add("trace_marker", [700], 1, value=1, label="end")
+    c1 = CpuStreamBuilder(catalog)
+    c1.add("mutex_lock", [150], 3, mutex=M)
+    c1.add("mutex_lock_wait", [160], 3, mutex=M)
+    c1.add("sched_wait", [170], 3, obj=M)
+    c1.add("sched_switch", [180], 3, next=9, prev_state=2)
+    c1.add("sched_switch", [305], 9, next=3, prev_state=1)
+    c1.add("mutex_lock_wake", [450], 3, mutex=M)
+    c1.add("trace_lost", [455], 3, count=5)
+    c1.add("mutex_unlock", [460], 3, mutex=M)
+    c1.add("trace_marker", [800], 3, value=2, label="end")
+    path = write_trace(tmp_path / "story.osvt", {0: c0.slots(), 1: c1.slots()},
+                       threads={1: "main", 4: "never-ran", 9: "idle1"}, lost={1: 5})
+    return path
+
+
+
+
+@pytest.fixture
+def story(story_file):
+    import osvtrace
+    from osvtrace.model import Model
+
+    return Model(osvtrace.open(story_file))

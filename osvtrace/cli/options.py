@@ -60,4 +60,8 @@ def _json_default(o: Any) -> Any:
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
+    from decimal import Decimal
+
+    if isinstance(o, Decimal):  # DuckDB sums of int64 are decimals
+        return int(o) if o == o.to_integral_value() else float(o)
     raise TypeError(f"cannot write {type(o).__name__} as JSON")

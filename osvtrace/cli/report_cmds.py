@@ -1,6 +1,12 @@
-"""`osvtrace report KIND FILE`: one subcommand per report, each a thin wrapper of osvtrace.reports."""
+"""`osvtrace report KIND FILE` and `osvtrace query FILE SQL`: thin wrappers of osvtrace.reports and osvtrace.sql.
+
+Every report registered in osvtrace.reports.common.REGISTRY becomes a subcommand with
+the same options, the way a plugin's would.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import click
 
@@ -9,12 +15,13 @@ from osvtrace.cli.options import echo_json, filter_options, make_filter, open_tr
 
 @click.group()
 def report() -> None:
-    """Reports over a trace file (text by default, --json for machines).
+    """Reports over a trace file (text by default, --json or --csv for machines).
 
     \b
     Example:
       osvtrace report summary trace.osvt
       osvtrace report list trace.osvt --tp 'mutex_*' --cpu 0 --limit 20
+      osvtrace report mutex trace.osvt --since 1ms --json
     """
 
 
@@ -52,4 +59,69 @@ def list_(file: str, limit: int | None, as_json: bool, **flt: object) -> None:
             click.echo(line)
 
 
-COMMANDS = [report]
+def _model_report(name: str, fn: Callable[..., Any], doc: str) -> click.Command:
+    @click.argument("file", type=click.Path(dir_okay=False))
+    @filter_options
+    @click.option("--min-duration", "min_duration", metavar="TIME", help="Only rows at least this long (250us ...).")
+    @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="Rows shown as text.")
+    @click.option("--buckets", type=click.IntRange(1, 1000), default=60, show_default=True,
+                  help="Time buckets of pictures over time.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (all rows).")
+    @click.option("--csv", "as_csv", is_flag=True, help="CSV output (all rows).")
+    def cmd(file: str, min_duration: str | None, limit: int, buckets: int, as_json: bool, as_csv: bool,
+            **flt: object) -> None:
+        from osvtrace.filters import parse_time
+        from osvtrace.model import Model
+        from osvtrace.reports import common
+
+        opts = common.Options(parse_time(min_duration, "--min-duration") if min_duration else 0, limit, buckets)
+        r = fn(Model(open_trace(file)), make_filter(**flt), opts)  # type: ignore[arg-type]
+        if as_json:
+            click.echo(common.render_json(r))
+        elif as_csv:
+            click.echo(common.render_csv(r), nl=False)
+        else:
+            click.echo(common.render_text(r, limit))
+
+    cmd.__doc__ = doc
+    return click.command(name=name, help=doc)(cmd)
+
+
+def _register_reports() -> None:
+    from osvtrace.reports import REGISTRY
+
+    for name, (fn, doc) in REGISTRY.items():
+        report.add_command(_model_report(name, fn, doc))
+
+
+_register_reports()
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--limit", type=click.IntRange(0), default=100, show_default=True, help="Rows shown as a table.")
+def query(file: str, sql: str, fmt: str, limit: int) -> None:
+    """Run SQL over the trace's tables (docs/tables.md) and per-tracepoint tables.
+
+    \b
+    Example:
+      osvtrace query trace.osvt "select tid, sum(dur) from sched_slice group by tid order by 2 desc"
+      osvtrace query trace.osvt "select * from mutex_handoff where to_tid = 7" --format csv
+    """
+    from osvtrace import sql as sqlmod
+    from osvtrace.model import Model
+    from osvtrace.reports import common
+
+    tbl = sqlmod.query(Model(open_trace(file)), sql)
+    r = common.Report("", sqlmod.arrow_columns(tbl))
+    if fmt == "json":
+        echo_json(r.records())
+    elif fmt == "csv":
+        click.echo(common.render_csv(r), nl=False)
+    else:
+        click.echo(common.render_text(r, limit, grouping=False))
+
+
+COMMANDS = [report, query]
