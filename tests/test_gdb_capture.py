@@ -264,3 +264,22 @@ def test_run_with_gdb_then_attach(kernel, gdb_ok):
     assert p.returncode == 0, err
     assert f"gdbstub on 127.0.0.1:{port} (halted until gdb continues)" in err
     assert "pingpong: 100 passes each way" in out
+
+
+@pytest.mark.parametrize("mode", ["overwrite", "stream"])
+def test_small_ring_in_the_real_kernel(kernel, gdb_ok, tmp_path, mode):
+    """A 64 KiB ring (2048 slots) and ~12000 records: overwrite keeps the newest slots and
+    counts the older ones as overwritten; stream keeps the first ones and counts drops."""
+    out = tmp_path / f"{mode}.osvt"
+    r = cli("record", "--no-build", "-o", str(out), "--tracebuf", "64K", "--tracemode", mode, "--trace", "sched_*",
+            "pingpong", "2000")
+    assert r.returncode == 0, r.stderr
+    t = osvtrace.open(out)
+    loss = t.loss[0]
+    assert len(t) == 2048 and loss.gap_slots == 0 and loss.invalid_records == 0
+    assert (np.diff(t.events.time) >= 0).all()
+    assert (np.diff(t.seq) == 1).all()  # every sched_* record is one slot
+    if mode == "overwrite":
+        assert loss.dropped == 0 and loss.overwritten_slots > 8000 and t.seq[0] == loss.overwritten_slots
+    else:
+        assert loss.overwritten_slots == 0 and loss.dropped > 8000 and t.seq[0] == 0

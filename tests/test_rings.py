@@ -174,6 +174,7 @@ def test_record_in_progress_and_overwrite_during_copy():
     mem.on_read = writer_runs
     (c,) = rings.snapshot(mem.read, CONTROL).chunks
     assert (c.first_seq, c.nslots, c.dropped_during_copy) == (110 - nslots, 100 - (110 - nslots), 10)
+    assert np.array_equal(c.slots.reshape(-1, 32), recs[110 - nslots:100])
 
 
 def test_stream_mode_skips_consumed_slots():
@@ -181,6 +182,8 @@ def test_stream_mode_skips_consumed_slots():
     mem = image(recs, nslots=64, committed=50, mode=layout.RING_MODE_STREAM, tail=20)
     (c,) = rings.snapshot(mem.read, CONTROL).chunks
     assert (c.first_seq, c.nslots) == (20, 30)
+    assert np.array_equal(c.slots.reshape(-1, 32), recs[20:50])
+    assert [(a, s) for a, s in mem.reads if a >= SLOTS0] == [(SLOTS0 + 20 * 32, 30 * 32)]
 
 
 def test_empty_ring():
