@@ -31,7 +31,13 @@ def cpus() -> Iterator[tuple[int, int, int]]:
     layout = common.layout_of("cpu")
     ptr_size = common.lookup_type("cpu").pointer().sizeof
     n = int.from_bytes(common.read_small(common.symbol_address("ncpus"), 4), "little")
-    arr = common.read_small(common.symbol_address("cpus"), ptr_size * max(n, 0))
+    cpus_type = common.symbol_type("cpus")
+    max_cpus = cpus_type.sizeof // ptr_size
+    if n == 0:
+        return  # before boot: no CPU is set up yet
+    if n > max_cpus:
+        raise common.OsvError(f"ncpus is {n}, more than the {max_cpus} entries of cpus[]: memory looks damaged")
+    arr = common.read_small(common.symbol_address("cpus"), ptr_size * n)
     for i in range(n):
         addr = int.from_bytes(arr[i * ptr_size:(i + 1) * ptr_size], "little")
         if not addr:
