@@ -46,24 +46,37 @@ def cpus() -> Iterator[tuple[int, int, int]]:
         yield layout.get(buf, "id"), addr, layout.get(buf, "current")
 
 
+def _table_entries() -> Iterator[tuple[int, bytes | None]]:
+    """(thread address, its bytes if already read) for every used entry of the scheduler's
+    thread table, whichever shape it has: thread*[N] (objects on the heap) or thread[N]."""
+    layout = common.layout_of("thread")
+    table_type = common.symbol_type(TABLE_SYMBOL, static=True).strip_typedefs()
+    table_addr = common.symbol_address(TABLE_SYMBOL, static=True)
+    elem = table_type.target().strip_typedefs()
+    raw = common.read(table_addr, table_type.sizeof)  # bulk: pmemsave when it is large
+    size = elem.sizeof
+    for i in range(len(raw) // size):
+        entry = raw[i * size:(i + 1) * size]
+        if elem.code == gdb.TYPE_CODE_PTR:
+            addr = int.from_bytes(entry, "little")
+            if addr:
+                yield addr, None
+        elif layout.get(entry, "id"):
+            yield table_addr + i * size, entry
+
+
 def threads() -> Iterator[ThreadInfo]:
-    """Every live thread, by id."""
+    """Every thread in the scheduler's table, by id."""
     layout = common.layout_of("thread")
     states = common.enum_names("thread_state")
-    table_type = common.symbol_type(TABLE_SYMBOL, static=True)
-    table_addr = common.symbol_address(TABLE_SYMBOL, static=True)
-    ptr_size = table_type.target().sizeof
-    raw = common.read_small(table_addr, table_type.sizeof)
     cpu_by_addr = {}
     running_on = {}
     for cid, caddr, cur in cpus():
         cpu_by_addr[caddr] = cid
         running_on[cur] = cid
-    for i in range(len(raw) // ptr_size):
-        addr = int.from_bytes(raw[i * ptr_size:(i + 1) * ptr_size], "little")
-        if not addr:
-            continue
-        buf = common.read_small(addr, layout.size)
+    for addr, buf in _table_entries():
+        if buf is None:
+            buf = common.read_small(addr, layout.size)
         state = layout.get(buf, "state")
         cpu = running_on.get(addr, cpu_by_addr.get(layout.get(buf, "home"), -1))
         yield ThreadInfo(layout.get(buf, "id"), layout.text(buf, "name"), cpu, states.get(state, f"state {state}"),
