@@ -52,6 +52,7 @@ class Trace:
         n = len(self._mm) // layout.SLOT_SIZE
         self._slots = np.frombuffer(self._mm, layout.SLOT_DTYPE, count=n) if n else np.empty(0, layout.SLOT_DTYPE)
         self._raw = self._slots.view(np.uint8).reshape(-1, layout.SLOT_SIZE)
+        self._columns: dict[tuple[int, str], np.ndarray] = {}
         d = decode(self._slots, self.scan.chunks, self.catalog, tsc_hz=meta.tsc_hz or 1_000_000_000,
                    tsc_boot=meta.tsc_boot, tsc_offsets=list(meta.tsc_offset),
                    end_seq=list(self.scan.trailer.end_seq) if self.scan.trailer else None, workers=workers)
@@ -118,8 +119,7 @@ class Trace:
         """Values of one argument for records starting at the given file rows."""
         k, off = layout.physical(f.offset)
         if not f.is_blob:
-            b = self._raw[rows + k, off:off + f.size]
-            return np.ascontiguousarray(b).view(f.dtype).reshape(-1)
+            return self._column(off, f.dtype)[rows + k if k else rows]
         out = np.empty((len(rows), f.size), np.uint8)
         done = 0
         while done < f.size:  # a blob may span slots: copy it piece by piece
@@ -129,6 +129,18 @@ class Trace:
             done += take
         # str: one fixed-width bytes value per event; bytes: an (n, size) uint8 array
         return out.view(f.dtype).reshape(-1) if f.type == "str" else out
+
+    def _column(self, offset: int, dtype: np.dtype) -> np.ndarray:
+        """The whole file seen as one value of `dtype` at byte `offset` of every slot: a
+        strided view, so reading an argument is a single 1-D gather."""
+        key = (offset, dtype.str)
+        col = self._columns.get(key)
+        if col is None:
+            n = len(self._slots)
+            col = np.ndarray((n,), dtype, buffer=self._mm, offset=offset, strides=(layout.SLOT_SIZE,)) if n \
+                else np.empty(0, dtype)
+            self._columns[key] = col
+        return col
 
     def args_at(self, tp: Tracepoint, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Arguments of events ``idx`` (all of tracepoint ``tp``) as columns by name."""
@@ -187,6 +199,7 @@ class Trace:
     def close(self) -> None:
         self.events = Events(*(np.empty(0) for _ in range(5)))
         self._slots = self._raw = None  # type: ignore[assignment]
+        self._columns = {}
         if hasattr(self._mm, "close"):
             try:
                 self._mm.close()

@@ -46,6 +46,13 @@ class Report:
         return [{k: cols[k][i] for k in cols} for i in range(len(self))]
 
 
+def thread_names(model: Model, tids: np.ndarray) -> np.ndarray:
+    """Names for a column of thread ids: one lookup per distinct thread, not per row."""
+    uniq, inv = np.unique(np.asarray(tids), return_inverse=True)
+    return np.array([model.trace.thread_name(int(t)) for t in uniq] or [""], object)[inv] if len(uniq) \
+        else np.empty(0, object)
+
+
 def window(flt: Filter | None) -> tuple[int | None, int | None]:
     return (flt.since, flt.until) if flt else (None, None)
 

@@ -8,9 +8,9 @@ from osvtrace.filters import Filter
 from osvtrace.model import Model
 from osvtrace.model.sched import RUNNING
 from osvtrace.model.search import dense_rank, last_match
-from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, register
+from osvtrace.reports.common import Options, Report, thread_names, clip, filter_table, group_stats, register
 
-STATE = {1: "preempted", 2: "waiting", 3: "sleeping", 4: "dead"}
+STATE_NAMES = np.array(["running", "preempted", "waiting", "sleeping", "dead"] + ["?"] * 251, object)
 
 
 @register("mutex", "Per mutex: acquisitions, contended share, hand-offs, wait and hold percentiles.")
@@ -89,8 +89,9 @@ def lhp(model: Model, flt: Filter, opts: Options) -> Report:
         by_start = np.sort(wk.astype(np.int64) * span + (w["start"] - lo_t))
         by_end = np.sort(wk.astype(np.int64) * span + (w_end - lo_t))
         base = mk.astype(np.int64) * span
-        started = np.searchsorted(by_start, base + (e - lo_t), "left") - np.searchsorted(by_start, base, "left")
-        ended = np.searchsorted(by_end, base + (s - lo_t), "right") - np.searchsorted(by_end, base, "left")
+        group = np.arange(int(max(mk.max(), wk.max())) + 1, dtype=np.int64) * span  # each mutex's first key
+        started = np.searchsorted(by_start, base + (e - lo_t), "left") - np.searchsorted(by_start, group, "left")[mk]
+        ended = np.searchsorted(by_end, base + (s - lo_t), "right") - np.searchsorted(by_end, group, "left")[mk]
         waiters = started - ended
     cost = (e - s) * waiters
     keep = (waiters > 0) & (e - s >= max(opts.min_duration, 1))
@@ -103,12 +104,12 @@ def lhp(model: Model, flt: Filter, opts: Options) -> Report:
 
         keep &= np.isin(o_tid[idx], thread_ids(model.trace, flt.threads))
     sel = np.nonzero(keep)[0]
-    order = np.argsort(-cost[sel], kind="stable")
+    order = np.argsort(-cost[sel])
     sel = sel[order]
     holder = o_tid[idx][sel]
     cols = {"start": s[sel], "dur": (e - s)[sel], "mutex": mutex[sel], "holder": holder,
-            "thread": np.array([model.trace.thread_name(int(t)) for t in holder], object),
-            "holder_was": np.array([STATE.get(int(x), str(x)) for x in o_state[idx][sel]], object),
+            "thread": thread_names(model, holder),
+            "holder_was": STATE_NAMES[o_state[idx][sel]],
             "cpu": o_cpu[idx][sel], "waiters": waiters[sel], "cost": cost[sel]}
     return Report("Lock-holder preemption: owner not running while others waited",
                   cols, {"start": "time", "dur": "ns", "mutex": "addr", "cost": "ns"},

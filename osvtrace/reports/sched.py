@@ -7,7 +7,7 @@ import numpy as np
 from osvtrace.filters import Filter
 from osvtrace.model import Model
 from osvtrace.model.sched import RUNNABLE, SLEEPING, WAITING
-from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, register, sparkline
+from osvtrace.reports.common import Options, Report, thread_names, clip, filter_table, group_stats, register, sparkline
 
 
 def idle_tids(model: Model) -> np.ndarray:
@@ -28,7 +28,7 @@ def sched(model: Model, flt: Filter, opts: Options) -> Report:
                for name, v in (("preempted", RUNNABLE), ("waited", WAITING), ("slept", SLEEPING))}
     span = max(model.trace.span_ns[1] - model.trace.span_ns[0], 1)
     order = np.argsort(-st["total"], kind="stable")
-    names = np.array([model.trace.thread_name(int(t)) for t in keys], object)
+    names = thread_names(model, keys)
     cols = {"tid": keys, "thread": names, "cpu_time": st["total"], "share": st["total"] * 100.0 / span,
             "slices": st["count"], "p50": st["p50"], "p90": st["p90"], "p99": st["p99"], "max": st["max"],
             **reasons}
@@ -46,7 +46,7 @@ def wakeup(model: Model, flt: Filter, opts: Options) -> Report:
     cross = np.bincount(np.searchsorted(keys, wakee), weights=(w["run_cpu"][m] != w["cpu"][m]),
                         minlength=len(keys)).astype(np.int64)
     order = np.argsort(-st["p99"], kind="stable")
-    names = np.array([model.trace.thread_name(int(t)) for t in keys], object)
+    names = thread_names(model, keys)
     cols = {"tid": keys, "thread": names, "wakeups": st["count"], "cross_cpu": cross, "p50": st["p50"],
             "p90": st["p90"], "p99": st["p99"], "max": st["max"], "mean": st["mean"]}
     allst = group_stats(np.zeros(len(lat), np.int8), lat)[1]
@@ -57,6 +57,15 @@ def wakeup(model: Model, flt: Filter, opts: Options) -> Report:
              + (f"; {never} woken threads never ran before the trace ended" if never else "")]
     return Report("Wake-up latency by thread (sched_wake -> running)", {k: v[order] for k, v in cols.items()},
                   {k: "ns" for k in ("p50", "p90", "p99", "max", "mean")}, notes)
+
+
+def _busy_until(start: np.ndarray, dur: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Running time accumulated by time x, for one CPU's slices (sorted, never overlapping)."""
+    prefix = np.concatenate(([0], np.cumsum(dur)))
+    k = np.searchsorted(start, x, "right")  # slices started at or before x
+    last = np.maximum(k - 1, 0)
+    partial = np.where(k > 0, np.clip(x - start[last] if len(start) else 0, 0, dur[last] if len(dur) else 0), 0)
+    return prefix[last] + partial
 
 
 @register("cpu", "Per CPU: busy and idle time, switches, and a load picture over time.")
@@ -81,12 +90,10 @@ def cpu(model: Model, flt: Filter, opts: Options) -> Report:
     nb = max(1, opts.buckets)
     edges = lo + (np.arange(nb + 1) * span) // nb
     load = np.zeros((ncpu, nb))
-    sel = np.nonzero(m & ~idle)[0]
-    st, en, cp = s["start"][sel], s["start"][sel] + s["dur"][sel], s["cpu"][sel]
-    for b in range(nb):  # one vectorised pass per bucket (a few dozen)
-        ov = np.minimum(en, edges[b + 1]) - np.maximum(st, edges[b])
-        np.add.at(load[:, b], cp, np.maximum(ov, 0))
-    load /= np.maximum(np.diff(edges), 1)
+    for c in range(ncpu):  # per CPU, busy time up to each bucket edge, from sorted slices
+        sel = m & ~idle & (s["cpu"] == c)
+        st, du = s["start"][sel], s["dur"][sel]
+        load[c] = np.diff(_busy_until(st, du, edges)) / np.maximum(np.diff(edges), 1)
     cpus = flt.cpus or list(range(ncpu))
     cols = {"cpu": np.array(cpus, np.int64), "busy": busy[cpus], "busy_pct": busy[cpus] * 100.0 / span,
             "idle": idle_t[cpus], "switches": switches[cpus]}
