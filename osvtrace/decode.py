@@ -33,7 +33,7 @@ class CpuLoss:
     gap_slots: int = 0  # slots missing between chunks (damaged chunk, drain gap)
     overwritten_slots: int = 0  # slots overwritten before the first captured one (flight recorder)
     partial_slots: int = 0  # continuation slots whose record header was already overwritten
-    invalid_records: int = 0  # header slots that do not match the schema (corruption)
+    invalid_slots: int = 0  # slots that break the record framing (corruption)
     duplicate_slots: int = 0  # slots captured twice (overlapping chunks), dropped
     reordered: int = 0  # records whose timestamps went backwards (re-sorted)
     gaps: list[tuple[int, int]] = field(default_factory=list)  # (seq, missing slots)
@@ -41,7 +41,7 @@ class CpuLoss:
     @property
     def total_missing(self) -> int:
         """Records or slots the trace does not contain (dropped + gaps + invalid)."""
-        return self.dropped + self.gap_slots + self.invalid_records
+        return self.dropped + self.gap_slots + self.invalid_slots
 
 
 def _cpu_parts(chunks: list[Chunk], loss: CpuLoss, end_seq: int = 0) -> list[tuple[int, int]]:
@@ -157,13 +157,18 @@ def _validate_chunk(slots: np.ndarray, row: int, ids: np.ndarray, nsl: np.ndarra
     vi = np.nonzero(valid)[0]
     np.add.at(covered, vi + 1, 1)
     np.add.at(covered, vi + n[vi], -1)
-    inside = np.cumsum(covered)[:count] > 0  # slots belonging to a valid record
-    orphan = is_cont & ~inside
+    inside = (np.cumsum(covered)[:count] > 0) | valid  # slots belonging to a valid record
+    # Every other slot is counted once: partial when it belongs to a record cut by the
+    # chunk's start (leading continuations) or end (a header whose record runs past it,
+    # and what follows), invalid otherwise (corruption).
     cut = framed & (pos + n > count)
-    leading = _leading(orphan)
-    loss.partial_slots += leading + int(cut.sum())
-    loss.invalid_records += int((hdr & ~valid & ~cut).sum()) + int(orphan.sum()) - leading
-    loss.invalid_records += int(((ids == layout.ID_EMPTY) & ~inside).sum())
+    partial = np.zeros(count, bool)
+    partial[:_leading(is_cont & ~inside)] = True
+    if cut.any():
+        partial[int(np.argmax(cut)):] = True
+    partial &= ~inside
+    loss.partial_slots += int(partial.sum())
+    loss.invalid_slots += int((~inside & ~partial).sum())
     return vi
 
 

@@ -96,7 +96,7 @@ def test_flight_recorder_snapshot_starting_mid_record_counts_partial_slots(tmp_p
     s = b.slots()  # 18 slots
     t = osvtrace.open(write_trace(tmp_path / "f.osvt", {0: s[4:]}, first_seq={0: 1004}))
     assert len(t) == 2
-    assert t.loss[0].partial_slots == 2 and t.loss[0].invalid_records == 0
+    assert t.loss[0].partial_slots == 2 and t.loss[0].invalid_slots == 0
     assert t.loss[0].overwritten_slots == 1004
 
 
@@ -121,7 +121,7 @@ def test_corrupt_record_framing_is_counted_invalid(tmp_path, catalog):
     s[3, 2] = 9  # second record's continuation claims index 9
     t = osvtrace.open(write_trace(tmp_path / "x.osvt", {0: s}))
     assert len(t) == 2
-    assert t.loss[0].invalid_records == 2  # the broken header and its orphaned continuation
+    assert t.loss[0].invalid_slots == 2  # the broken header and its orphaned continuation
 
 
 def test_empty_trace_has_no_events_and_no_errors(tmp_path):

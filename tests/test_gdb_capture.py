@@ -108,7 +108,7 @@ def test_pingpong_timestamps_and_sequence_numbers(pingpong_trace):
         assert (np.diff(s) == width[:-1]).all(), f"CPU {cpu}: gaps in the sequence numbers"
         loss = t.loss[cpu]
         assert (loss.dropped, loss.gap_slots, loss.overwritten_slots, loss.partial_slots,
-                loss.invalid_records, loss.reordered) == (0, 0, 0, 0, 0, 0)
+                loss.invalid_slots, loss.reordered) == (0, 0, 0, 0, 0, 0)
 
 
 def test_record_stops_after_duration(kernel, gdb_ok, tmp_path):
@@ -276,7 +276,7 @@ def test_small_ring_in_the_real_kernel(kernel, gdb_ok, tmp_path, mode):
     assert r.returncode == 0, r.stderr
     t = osvtrace.open(out)
     loss = t.loss[0]
-    assert len(t) == 2048 and loss.gap_slots == 0 and loss.invalid_records == 0
+    assert len(t) == 2048 and loss.gap_slots == 0 and loss.invalid_slots == 0
     assert (np.diff(t.events.time) >= 0).all()
     assert (np.diff(t.seq) == 1).all()  # every sched_* record is one slot
     if mode == "overwrite":

@@ -49,7 +49,7 @@ def app_records(t):
 def test_overwrite_ring_keeps_the_newest_records_and_counts_the_cut_one(driver, tmp_path):
     stats, t = run_driver(driver, tmp_path, "overwrite", 1024, 5000)
     loss = t.loss[0]
-    assert loss.invalid_records == 0
+    assert loss.invalid_slots == 0
     assert loss.overwritten_slots > 0  # older records were overwritten, and that is said
     # records are whole or counted as partial: slots add up to the ring size
     slots = sum(t.catalog.by_id[int(x)].nslots for x in t.events.tp)
@@ -71,7 +71,7 @@ def test_stream_ring_accounts_for_every_record(driver, tmp_path):
     idx, args = t.args("trace_lost")
     assert int(args["count"].sum()) + stats["pending"] == stats["lost"]
     assert t.loss[0].dropped == stats["lost"] > 0
-    assert t.loss[0].gap_slots == 0 and t.loss[0].invalid_records == 0
+    assert t.loss[0].gap_slots == 0 and t.loss[0].invalid_slots == 0
 
 
 def test_every_argument_type_round_trips_through_the_writer(driver, tmp_path):

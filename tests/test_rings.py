@@ -151,7 +151,7 @@ def test_record_cut_at_the_start(tmp_path):
     out = tmp_path / "cut.osvt"
     rings.write_osvt(rings.snapshot(mem.read, CONTROL), out, capture="gdb")
     t = osvtrace.open(out)
-    assert t.loss[0].partial_slots == 1 and t.loss[0].invalid_records == 0 and t.loss[0].gap_slots == 0
+    assert t.loss[0].partial_slots == 1 and t.loss[0].invalid_slots == 0 and t.loss[0].gap_slots == 0
     assert len(t) == sum(1 for i in ids[end - nslots + 1:end] if i != layout.ID_CONT)
     assert t.seq[0] == end - nslots + 1
 

@@ -37,7 +37,7 @@ def summary(trace: Trace, flt: Filter | None = None) -> dict[str, Any]:
         row = {"cpu": c, "events": int((cpu == c).sum())}
         if lc is not None:
             row.update(dropped=lc.dropped, gap_slots=lc.gap_slots, overwritten_slots=lc.overwritten_slots,
-                       partial_slots=lc.partial_slots, invalid_records=lc.invalid_records,
+                       partial_slots=lc.partial_slots, invalid_slots=lc.invalid_slots,
                        duplicate_slots=lc.duplicate_slots, reordered=lc.reordered)
         loss.append(row)
     start, end = (int(time[0]), int(time[-1])) if len(time) else (0, 0)
@@ -55,7 +55,7 @@ def summary(trace: Trace, flt: Filter | None = None) -> dict[str, Any]:
         "tracepoints": by_tp,
         "threads": threads,
         "cpu": loss,
-        "lost_total": int(sum(r.get("dropped", 0) + r.get("gap_slots", 0) + r.get("invalid_records", 0)
+        "lost_total": int(sum(r.get("dropped", 0) + r.get("gap_slots", 0) + r.get("invalid_slots", 0)
                               for r in loss)),
         "damaged_chunks": trace.scan.damaged_chunks,
         "truncated": trace.scan.truncated,
@@ -83,7 +83,7 @@ def render(s: dict[str, Any]) -> str:
     for r in s["cpu"]:
         out.append(f"{r['cpu']:>4} {r['events']:>12,} {r.get('dropped', 0):>9,} {r.get('gap_slots', 0):>9,} "
                    f"{r.get('overwritten_slots', 0):>9,} {r.get('partial_slots', 0):>8,} "
-                   f"{r.get('invalid_records', 0):>8,}")
+                   f"{r.get('invalid_slots', 0):>8,}")
     lost = s["lost_total"]
     out.append(f"lost: {lost:,} records/slots" + ("" if lost else " (none)")
                + "; overwritten = flight-recorder slots older than the capture")
