@@ -30,7 +30,8 @@ def cpus() -> Iterator[tuple[int, int, int]]:
     """(cpu id, struct cpu address, current thread address) of each online CPU."""
     layout = common.layout_of("cpu")
     ptr_size = common.lookup_type("cpu").pointer().sizeof
-    n = int.from_bytes(common.read_small(common.symbol_address("ncpus"), 4), "little")
+    # ncpus may be a plain or an atomic integer: read it at its own size.
+    n = int.from_bytes(common.read_small(common.symbol_address("ncpus"), common.symbol_type("ncpus").sizeof), "little")
     cpus_type = common.symbol_type("cpus")
     max_cpus = cpus_type.sizeof // ptr_size
     if n == 0:
@@ -53,11 +54,17 @@ def _table_entries() -> Iterator[tuple[int, bytes | None]]:
     table_type = common.symbol_type(TABLE_SYMBOL, static=True).strip_typedefs()
     table_addr = common.symbol_address(TABLE_SYMBOL, static=True)
     elem = table_type.target().strip_typedefs()
+    ptr_size = common.lookup_type("thread").pointer().sizeof
+    # A pointer, or a pointer in a wrapper such as std::atomic<thread*>: one pointer-sized word.
+    pointers = elem.code == gdb.TYPE_CODE_PTR or elem.sizeof == ptr_size
+    if not pointers and elem.sizeof != layout.size:
+        raise common.OsvError(f"{TABLE_SYMBOL} holds {elem} ({elem.sizeof} bytes): neither thread pointers nor "
+                              f"threads ({layout.size} bytes)")
     raw = common.read(table_addr, table_type.sizeof)  # bulk: pmemsave when it is large
     size = elem.sizeof
     for i in range(len(raw) // size):
         entry = raw[i * size:(i + 1) * size]
-        if elem.code == gdb.TYPE_CODE_PTR:
+        if pointers:
             addr = int.from_bytes(entry, "little")
             if addr:
                 yield addr, None
