@@ -1,9 +1,12 @@
 #include "core/heap.hh"
 
+#include <atomic>
 #include <stdint.h>
 
+#include "core/mutex.hh"
 #include "core/page_alloc.hh"
 #include "core/panic.hh"
+#include "core/percpu.hh"
 #include "cpu.hh"
 #include "lib/string.hh"
 
@@ -14,6 +17,9 @@ constexpr uint32_t magic_large = 0x1a26e000;
 constexpr unsigned min_shift = 4, max_shift = 11;  // 16 .. 2048 bytes
 constexpr unsigned nclasses = max_shift - min_shift + 1;
 constexpr size_t header = 16;  // keeps every block 16-byte aligned
+// A CPU keeps at most this many bytes of one class; beyond, half goes back
+// to the shared depot (so a producer/consumer pair does not strand memory).
+constexpr size_t cache_limit_bytes = 16 * 1024;
 
 struct page_header {
     uint32_t magic;
@@ -26,8 +32,24 @@ struct free_block {
     free_block* next;
 };
 
-free_block* free_lists[nclasses];
-size_t in_use;
+// A chain of free blocks with its length.
+struct chain {
+    free_block* head = nullptr;
+    size_t n = 0;
+};
+
+// NOTE: caches[cpu] belongs to that CPU and is used with interrupts off (per-
+// CPU data: no lock). The depot is shared and behind a sleepable mutex; it
+// is only touched on a cache miss or overflow, and never with interrupts off
+// (malloc/free are for thread context).
+struct alignas(64) cpu_cache {
+    chain lists[nclasses];
+};
+cpu_cache caches[max_cpus];
+
+mutex depot_lock;
+chain depot[nclasses];
+std::atomic<size_t> in_use{0};
 
 unsigned class_shift(size_t n)
 {
@@ -38,24 +60,117 @@ unsigned class_shift(size_t n)
     return s;
 }
 
-bool refill(unsigned shift)
+size_t limit_blocks(unsigned shift) { return cache_limit_bytes >> shift; }
+
+// A chain of free blocks for one class: half a cache's worth from the depot,
+// or a fresh page carved up. Empty on out-of-memory.
+chain refill(unsigned shift)
 {
+    chain c;
+    const unsigned k = shift - min_shift;
+    {
+        lock_guard g(depot_lock);
+        size_t want = limit_blocks(shift) / 2;
+        while (depot[k].head && c.n < want) {
+            free_block* b = depot[k].head;
+            depot[k].head = b->next;
+            depot[k].n--;
+            b->next = c.head;
+            c.head = b;
+            c.n++;
+        }
+    }
+    if (c.head) {
+        return c;
+    }
     auto* page = static_cast<char*>(pages::alloc(1));
     if (!page) {
-        return false;
+        return c;
     }
     auto* h = reinterpret_cast<page_header*>(page);
     h->magic = magic_slab;
     h->shift = shift;
     h->npages = 1;
     const size_t size = size_t(1) << shift;
-    free_block*& list = free_lists[shift - min_shift];
     for (size_t off = header; off + size <= pages::page_size; off += size) {
         auto* b = reinterpret_cast<free_block*>(page + off);
-        b->next = list;
-        list = b;
+        b->next = c.head;
+        c.head = b;
+        c.n++;
     }
-    return true;
+    return c;
+}
+
+void give_to_depot(unsigned shift, chain c)
+{
+    if (!c.head) {
+        return;
+    }
+    free_block* last = c.head;
+    while (last->next) {
+        last = last->next;
+    }
+    lock_guard g(depot_lock);
+    const unsigned k = shift - min_shift;
+    last->next = depot[k].head;
+    depot[k].head = c.head;
+    depot[k].n += c.n;
+}
+
+void* malloc_small(unsigned shift)
+{
+    const unsigned k = shift - min_shift;
+    for (;;) {
+        {
+            irq_guard g;
+            chain& l = caches[this_cpu()->id].lists[k];
+            if (free_block* b = l.head) {
+                l.head = b->next;
+                l.n--;
+                return b;
+            }
+        }
+        // Interrupts on again: the refill may block on the depot or page lock.
+        chain c = refill(shift);
+        if (!c.head) {
+            return nullptr;
+        }
+        free_block* last = c.head;
+        while (last->next) {
+            last = last->next;
+        }
+        irq_guard g;  // possibly another CPU's cache by now: any will do
+        chain& l = caches[this_cpu()->id].lists[k];
+        last->next = l.head;
+        l.head = c.head;
+        l.n += c.n;
+    }
+}
+
+void free_small(free_block* b, unsigned shift)
+{
+    const unsigned k = shift - min_shift;
+    chain spill;
+    {
+        irq_guard g;
+        chain& l = caches[this_cpu()->id].lists[k];
+        b->next = l.head;
+        l.head = b;
+        l.n++;
+        if (l.n > limit_blocks(shift)) {
+            // Cut the list in half: the first half stays, the rest spills.
+            size_t keep = l.n / 2;
+            free_block* cut = l.head;
+            for (size_t i = 1; i < keep; i++) {
+                cut = cut->next;
+            }
+            spill.head = cut->next;
+            spill.n = l.n - keep;
+            cut->next = nullptr;
+            l.n = keep;
+        }
+    }
+    give_to_depot(shift, spill);
 }
 
 }  // namespace
@@ -64,15 +179,11 @@ extern "C" void* malloc(size_t n)
 {
     if (n <= (size_t(1) << max_shift)) {
         unsigned shift = class_shift(n ? n : 1);
-        irq_guard g;
-        free_block*& list = free_lists[shift - min_shift];
-        if (!list && !refill(shift)) {
-            return nullptr;
+        void* p = malloc_small(shift);
+        if (p) {
+            in_use.fetch_add(size_t(1) << shift, std::memory_order_relaxed);
         }
-        free_block* b = list;
-        list = b->next;
-        in_use += size_t(1) << shift;
-        return b;
+        return p;
     }
     size_t np = pages::pages_for(n + header);
     auto* page = static_cast<char*>(pages::alloc(np));
@@ -83,10 +194,7 @@ extern "C" void* malloc(size_t n)
     h->magic = magic_large;
     h->shift = 0;
     h->npages = np;
-    {
-        irq_guard g;
-        in_use += np * pages::page_size;
-    }
+    in_use.fetch_add(np * pages::page_size, std::memory_order_relaxed);
     return page + header;
 }
 
@@ -110,18 +218,12 @@ extern "C" void free(void* p)
     }
     auto* h = reinterpret_cast<page_header*>(reinterpret_cast<uintptr_t>(p) & ~(pages::page_size - 1));
     if (h->magic == magic_slab) {
-        irq_guard g;
-        auto* b = static_cast<free_block*>(p);
-        b->next = free_lists[h->shift - min_shift];
-        free_lists[h->shift - min_shift] = b;
-        in_use -= size_t(1) << h->shift;
+        in_use.fetch_sub(size_t(1) << h->shift, std::memory_order_relaxed);
+        free_small(static_cast<free_block*>(p), h->shift);
     } else if (h->magic == magic_large && reinterpret_cast<char*>(p) == reinterpret_cast<char*>(h) + header) {
         size_t np = h->npages;
         h->magic = 0;
-        {
-            irq_guard g;
-            in_use -= np * pages::page_size;
-        }
+        in_use.fetch_sub(np * pages::page_size, std::memory_order_relaxed);
         pages::free(h, np);
     } else {
         panic("heap: free of %p, not a heap block", p);
@@ -129,7 +231,7 @@ extern "C" void free(void* p)
 }
 
 namespace heap {
-size_t bytes_in_use() { return in_use; }
+size_t bytes_in_use() { return in_use.load(std::memory_order_relaxed); }
 }  // namespace heap
 
 void* operator new(size_t n)

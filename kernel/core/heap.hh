@@ -4,8 +4,11 @@
 // slabs of one page each; a page starts with a header naming its class, so
 // free() finds a block's size from its address. Larger blocks get their own
 // pages, with a header in front. Every block is 16-byte aligned.
-// FIXME(SMP): one set of free lists, protected by masking interrupts; per-CPU
-// caches are the plan when more CPUs allocate.
+//
+// NOTE (SMP, no spinlock): each CPU has its own free lists, used with
+// interrupts off; a shared depot behind a sleepable mutex refills them and
+// takes their overflow. So malloc/free are for thread context (they may
+// block on a miss), never for interrupt handlers or the scheduler.
 #pragma once
 
 #include <stddef.h>

@@ -13,7 +13,7 @@ static_assert((size & (size - 1)) == 0, "log ring size must be a power of two");
 
 extern char ring[size];
 
-// Appends n bytes. Interrupts must be off (the console guarantees it).
+// Appends n bytes; any context, any CPU (lock-free).
 void append(const char* s, size_t n);
 
 }  // namespace klog

@@ -1,12 +1,15 @@
 // Boot: from boot.S's call to kernel_entry() to the app's main thread.
 //
-//   console -> per-CPU (%gs), GDT/IDT -> command line -> memory -> PIT/TSC
-//   and LAPIC timer calibration -> trace rings and control block -> threads:
-//   the boot context becomes CPU 0's idle thread, "main" runs the app.
+//   console -> per-CPU (%gs), GDT/IDT -> command line -> memory (and the
+//   CPU list from ACPI) -> PIT/TSC and LAPIC timer calibration -> trace ring
+//   and control block -> threads: the boot context becomes CPU 0's idle
+//   thread, "main" (tid 2) is created to run the app -> the other CPUs come
+//   up (core/smp.cc) -> CPU 0 enters its idle loop and the app starts.
 //
 // The app's return value leaves QEMU through isa-debug-exit.
 #include <stdint.h>
 
+#include "acpi.hh"
 #include "apps/app.hh"
 #include "core/cmdline.hh"
 #include "core/heap.hh"
@@ -14,6 +17,7 @@
 #include "core/panic.hh"
 #include "core/percpu.hh"
 #include "core/sched.hh"
+#include "core/smp.hh"
 #include "core/thread.hh"
 #include "core/timer.hh"
 #include "core/trace.hh"
@@ -41,6 +45,7 @@ namespace {
 
 char build_id[64];
 cmdline::options opts;
+acpi::cpu_list cpus_found;
 const app_desc* the_app;
 
 // The GNU build-id note (ld --build-id=sha1) as hex: it identifies the exact
@@ -84,7 +89,7 @@ void kernel_entry(uint32_t start_info_paddr)
     boot_cpu.id = 0;
     percpu_install(&boot_cpu);
     cpus[0] = &boot_cpu;
-    ncpus = 1;
+    ncpus.store(1, std::memory_order_release);
 
     console::init();
     for (init_fn* f = __init_array_start; f < __init_array_end; f++) {
@@ -102,6 +107,7 @@ void kernel_entry(uint32_t start_info_paddr)
     kprintf("osvtrace kernel, build %.12s, cmdline: %s\n", build_id, cmd);
 
     pages::init(si);
+    acpi::find_cpus(si, &cpus_found);
     // Everything needed from the boot data (some of it in page 0) is copied
     // or consumed now: unmap page 0 so null pointers fault.
     paging::set_guard(0, true);
@@ -143,9 +149,12 @@ void kernel_entry(uint32_t start_info_paddr)
     }
     trace_rt::publish(tsc::hz, boot_tsc);
 
+    // Before the APs, so the app's thread is tid 2 whatever the CPU count. It
+    // cannot run yet: this CPU runs nothing else until its idle loop.
     if (!threads::create("main", app_thread, nullptr, 256 * 1024)) {
         panic("kernel: cannot create the main thread");
     }
+    smp::start_aps(cpus_found, ring_bytes, opts.tracemode);
     sched::idle_loop();
 }
 

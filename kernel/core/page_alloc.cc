@@ -1,5 +1,6 @@
 #include "core/page_alloc.hh"
 
+#include "core/mutex.hh"
 #include "core/panic.hh"
 #include "cpu.hh"
 #include "drivers/console.hh"
@@ -15,6 +16,10 @@ struct free_range {
     free_range* next;
 };
 
+// NOTE: ranges and nfree are protected by `lock` (a sleepable mutex: pages
+// are only allocated and freed in thread context, never by interrupt
+// handlers or the scheduler).
+mutex lock;
 free_range* ranges;  // address-ordered
 size_t total, nfree;
 
@@ -90,7 +95,7 @@ void* alloc(size_t npages, size_t align_pages)
     if (npages == 0) {
         return nullptr;
     }
-    irq_guard g;
+    lock_guard g(lock);
     const uint64_t align = align_pages * page_size;
     for (free_range** link = &ranges; *link; link = &(*link)->next) {
         free_range* r = *link;
@@ -120,11 +125,11 @@ void free(void* p, size_t npages)
     if (!p || !npages) {
         return;
     }
-    irq_guard g;
+    lock_guard g(lock);
     insert(reinterpret_cast<uint64_t>(p), npages);
 }
 
 size_t total_pages() { return total; }
-size_t free_pages() { return nfree; }
+size_t free_pages() { return __atomic_load_n(&nfree, __ATOMIC_RELAXED); }
 
 }  // namespace pages

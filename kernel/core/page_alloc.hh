@@ -5,8 +5,9 @@
 // the free pages themselves; allocation is first fit and frees coalesce. It
 // serves few, mostly large requests (stacks, trace rings, heap pages), where
 // this is simple and fragments little.
-// FIXME(SMP): protected by masking interrupts; needs per-CPU page caches or
-// the lock-free mutex once several CPUs allocate.
+// NOTE: protected by a kernel mutex (lock-free, sleepable): thread context
+// only. Requests are few and large, so one lock is no bottleneck; the heap
+// keeps per-CPU caches in front of it for small blocks.
 #pragma once
 
 #include <stddef.h>

@@ -6,7 +6,8 @@
 // constructor has run.
 constinit cpu boot_cpu;
 cpu* cpus[max_cpus];
-unsigned ncpus;
+constinit std::atomic<unsigned> ncpus{0};
+static_assert(sizeof(ncpus) == 4, "gdb reads ncpus as 4 bytes");
 
 void percpu_install(cpu* c)
 {

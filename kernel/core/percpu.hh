@@ -1,14 +1,22 @@
 // Per-CPU data, reached through %gs (IA32_GS_BASE points at the CPU's struct
 // cpu, whose first word points at itself). Everything a CPU touches on its
 // fast paths lives here: the running thread, the trace ring, the run queue,
-// the timers. Only CPU 0 runs today; the structure is ready for more.
+// the timers.
+//
+// NOTE: who may touch what. The run queue, the timer list and the plain
+// fields below belong to the owning CPU and are used with interrupts off.
+// Other CPUs only push onto `incoming` (remote wake-ups, migrations, new
+// threads) and read or set the atomics (the load figures balancing reads, the
+// balance request). No spinlock guards any of it.
 #pragma once
 
+#include <atomic>
 #include <stdint.h>
 
 #include "core/thread.hh"
 #include "core/timer.hh"
 #include "gdt.hh"
+#include "lib/mpsc_queue.hh"
 #include "trace_platform.hh"
 
 namespace trace {
@@ -16,6 +24,10 @@ struct ring;
 }
 
 constexpr unsigned max_cpus = 64;
+
+struct thread_wake_link {
+    static thread*& next(thread* t) { return t->wake_next; }
+};
 
 struct cpu {
     cpu* self = nullptr;                // %gs:0
@@ -31,7 +43,18 @@ struct cpu {
     uint64_t slice_end = 0;    // TSC at which the running thread's slice ends; 0: none
     uint64_t programmed = 0;   // deadline the LAPIC timer is set for; 0: none
     uint64_t nr_switches = 0;  // context switches on this CPU since boot
-    arch::arch_cpu arch{};
+    uint64_t tlb_gen = 0;      // paging::tlb_gen last flushed for (see paging.hh)
+    uint64_t last_work_request = 0;  // TSC of this idle CPU's last balance request
+
+    // Shared with other CPUs.
+    alignas(64) lockfree::mpsc_queue<thread, thread_wake_link> incoming;  // consumer: this CPU
+    std::atomic<uint32_t> nr_incoming{0};  // pushed, not yet taken into the run queue
+    std::atomic<uint32_t> nr_queued{0};    // runqueue.size(), published for balancers
+    std::atomic<bool> idle_now{true};      // its idle thread runs
+    std::atomic<bool> need_balance{false}; // an idle CPU asks it to give a thread away
+    uint32_t apic_id = 0;                  // written once, before the CPU starts
+
+    alignas(64) arch::arch_cpu arch{};
 };
 
 static_assert(__builtin_offsetof(cpu, self) == 0, "this_cpu() reads %gs:0");
@@ -40,14 +63,16 @@ static_assert(__builtin_offsetof(cpu, ring) == trace_platform::percpu_ring_offse
 static_assert(__builtin_offsetof(cpu, current_tid) == trace_platform::percpu_tid_offset, "tid");
 
 extern cpu boot_cpu;
+// NOTE: cpus[i] is written before ncpus grows past i (release), and never
+// changes after; readers load ncpus (acquire) and then index cpus[].
 extern cpu* cpus[max_cpus];
-extern unsigned ncpus;
+extern std::atomic<unsigned> ncpus;
 
 // Points %gs at c (on the CPU that will own it).
 void percpu_install(cpu* c);
 
-// volatile: a thread may be preempted and (with SMP) resume on another CPU,
-// so the compiler must not reuse a value read before a possible switch.
+// volatile: a thread may be preempted and resume on another CPU, so the
+// compiler must not reuse a value read before a possible switch.
 inline cpu* this_cpu()
 {
     cpu* c;
@@ -61,3 +86,5 @@ inline thread* current_thread()
     asm volatile("movq %%gs:8, %0" : "=r"(t));
     return t;
 }
+
+inline unsigned online_cpus() { return ncpus.load(std::memory_order_acquire); }

@@ -5,22 +5,134 @@
 #include "core/timer.hh"
 #include "cpu.hh"
 #include "generated/tracepoints.hh"
+#include "interrupts.hh"
+#include "lapic.hh"
+#include "paging.hh"
+#include "tsc.hh"
 
 namespace {
 
+// An idle CPU asks a busy one for work at most this often (TSC ticks, set at
+// init): each request costs the busy CPU an interrupt.
+uint64_t work_request_gap;
+constexpr uint64_t work_request_gap_ns = 200000;
+
+// What balancing compares: threads running or waiting to run on c.
+uint32_t load(cpu* c)
+{
+    return c->nr_queued.load(std::memory_order_relaxed) + c->nr_incoming.load(std::memory_order_relaxed) +
+           (c->idle_now.load(std::memory_order_relaxed) ? 0 : 1);
+}
+
+void publish_queued(cpu* c) { c->nr_queued.store(uint32_t(c->runqueue.size()), std::memory_order_relaxed); }
+
+// c is this CPU; interrupts off; t is switched out (or new).
+void enqueue_local(cpu* c, thread* t)
+{
+    t->state.store(thread_state::runnable, std::memory_order_relaxed);
+    c->runqueue.push_back(t);
+    publish_queued(c);
+}
+
+void send_ipi(cpu* target, uint8_t vector)
+{
+    trace_sched_ipi(uint16_t(target->id), vector);
+    lapic::send_ipi(target->apic_id, vector);
+}
+
+// Hands t to another CPU (its home already says so). Interrupts off. One IPI
+// per batch: only the push that finds the queue empty sends one, and the
+// handler takes everything queued by then.
+void push_remote(cpu* target, thread* t)
+{
+    target->nr_incoming.fetch_add(1, std::memory_order_relaxed);
+    if (target->incoming.push(t)) {
+        send_ipi(target, arch::vec_wakeup);
+    }
+}
+
+// Takes this CPU's incoming threads into its run queue. Interrupts off.
+void drain_incoming(cpu* c)
+{
+    while (thread* t = c->incoming.pop()) {
+        c->nr_incoming.fetch_sub(1, std::memory_order_relaxed);
+        if (t == c->current) {
+            // Woken in its wait window, before it got to switch away: it
+            // simply keeps running (schedule() sees the state and returns).
+            t->state.store(thread_state::running, std::memory_order_relaxed);
+        } else {
+            enqueue_local(c, t);
+        }
+    }
+}
+
+// Gives one queued thread to the least loaded CPU if that evens things out.
+// Runs on c with interrupts off, never in the middle of a switch: every
+// thread on c's run queue is fully switched out, so another CPU may run it.
+void balance(cpu* c)
+{
+    c->need_balance.store(false, std::memory_order_relaxed);
+    thread* t = c->runqueue.back();
+    while (t && t->pinned) {
+        t = c->runqueue.prev(t);
+    }
+    if (!t) {
+        return;
+    }
+    cpu* best = nullptr;
+    uint32_t best_load = ~0u;
+    const unsigned n = online_cpus();
+    for (unsigned i = 0; i < n; i++) {
+        cpu* d = cpus[i];
+        uint32_t l = load(d);
+        if (d != c && l < best_load) {
+            best = d;
+            best_load = l;
+        }
+    }
+    uint32_t mine = uint32_t(c->runqueue.size()) + (c->current != c->idle ? 1 : 0);
+    if (!best || mine < best_load + 2) {
+        return;
+    }
+    c->runqueue.remove(t);
+    publish_queued(c);
+    t->home = best;  // NOTE: while t is off every queue: nobody else reads it now
+    trace_sched_migrate(t->id, uint16_t(c->id), uint16_t(best->id));
+    push_remote(best, t);
+}
+
+// An idle CPU asks the busiest CPU that has threads waiting to give it one.
+void request_work(cpu* c)
+{
+    uint64_t now = tsc::now();
+    if (now - c->last_work_request < work_request_gap) {
+        return;
+    }
+    cpu* busiest = nullptr;
+    uint32_t most = 0;
+    const unsigned n = online_cpus();
+    for (unsigned i = 0; i < n; i++) {
+        cpu* d = cpus[i];
+        uint32_t q = d->nr_queued.load(std::memory_order_relaxed);
+        if (d != c && q > most) {
+            busiest = d;
+            most = q;
+        }
+    }
+    if (busiest && !busiest->need_balance.exchange(true, std::memory_order_relaxed)) {
+        c->last_work_request = now;
+        send_ipi(busiest, arch::vec_wakeup);
+    }
+}
+
 // Runs on the incoming thread right after every switch, with interrupts off.
-// Only now is prev's stack free: a dead thread can be reaped, or its joiner
-// told (with SMP, the joiner may run on another CPU at this very moment, so
-// on_cpu is what it waits for, not the state alone).
+// Only now is prev's stack free: a dead thread can be handed to its joiner.
 void finish_switch(thread* prev)
 {
-    prev->on_cpu = false;
-    if (prev->state == thread_state::dead) {
-        if (prev->detached) {
-            threads::reap(prev);
-        } else {
-            prev->joiners.wake_all();
-        }
+    if (prev->state.load(std::memory_order_relaxed) == thread_state::dead) {
+        threads::finish_dead(prev);
+    } else {
+        prev->on_cpu = false;
     }
 }
 
@@ -43,23 +155,75 @@ void init_cpu(cpu* c)
     c->preempt_disabled = 0;
     c->slice_end = 0;
     c->programmed = 0;
+    c->tlb_gen = paging::tlb_generation();
+    if (!work_request_gap) {
+        work_request_gap = tsc::from_ns(work_request_gap_ns);
+    }
+}
+
+void prepare_wait(thread_state why)
+{
+    // seq_cst: the store must be visible before the caller re-reads its
+    // condition (the waker writes the condition, then reads this state).
+    current_thread()->state.store(why, std::memory_order_seq_cst);
+}
+
+void cancel_wait()
+{
+    thread* t = current_thread();
+    thread_state s = t->state.load(std::memory_order_relaxed);
+    if ((s == thread_state::waiting || s == thread_state::sleeping) &&
+        t->state.compare_exchange_strong(s, thread_state::running, std::memory_order_seq_cst)) {
+        return;
+    }
+    // A waker got there first: its wake-up is queued (or about to be) on this
+    // CPU and must be consumed here, or it would hit a later wait.
+    schedule(thread_state::waiting);
+}
+
+void block(const void* obj)
+{
+    trace_sched_wait(obj);
+    schedule(thread_state::waiting);
 }
 
 void schedule(thread_state why)
 {
     cpu* c = this_cpu();
     thread* prev = c->current;
+    if (prev == c->idle && why != thread_state::runnable) {
+        panic("sched: the idle thread of CPU %u may not block", c->id);
+    }
     c->need_resched = false;
-    prev->state = why;
-    if (why == thread_state::runnable && prev != c->idle) {
-        c->runqueue.push_back(prev);
+    drain_incoming(c);
+    if (c->need_balance.load(std::memory_order_relaxed)) {
+        balance(c);  // before prev joins the queue: it must not be migrated mid-switch
+    }
+    if (why == thread_state::waiting || why == thread_state::sleeping) {
+        thread_state s = prev->state.load(std::memory_order_seq_cst);
+        if (s == thread_state::waking) {
+            drain_incoming(c);  // the waker's push has usually landed by now
+            s = prev->state.load(std::memory_order_seq_cst);
+        }
+        if (s == thread_state::running) {
+            return;  // woken before it could block: keep running
+        }
+        // waiting/sleeping: blocks. waking: its wake-up is still in flight to
+        // this CPU; the drain that takes it will queue this thread.
+    } else if (why == thread_state::runnable) {
+        if (prev != c->idle) {
+            enqueue_local(c, prev);
+        }
+    } else {
+        prev->state.store(thread_state::dead, std::memory_order_relaxed);
     }
     thread* next = c->runqueue.pop_front();
+    publish_queued(c);
     if (!next) {
         next = c->idle;
     }
     if (next == prev) {
-        prev->state = thread_state::running;
+        prev->state.store(thread_state::running, std::memory_order_relaxed);
         timers::start_slice(c, prev != c->idle);
         return;
     }
@@ -68,11 +232,14 @@ void schedule(thread_state why)
     }
     // On the outgoing thread, before the switch: the record's tid is prev.
     trace_sched_switch(next->id, uint8_t(why));
-    next->state = thread_state::running;
+    next->state.store(thread_state::running, std::memory_order_relaxed);
     next->on_cpu = true;
+    next->nr_switches_in++;
     c->current = next;
     c->current_tid = next->id;
     c->nr_switches++;
+    c->idle_now.store(next == c->idle, std::memory_order_relaxed);
+    paging::sync_tlb(c);
     timers::start_slice(c, next != c->idle);
     thread* from = arch_switch(prev, next);
     finish_switch(from);
@@ -84,31 +251,64 @@ void yield()
     schedule(thread_state::runnable);
 }
 
-void wake(thread* t)
+bool wake(thread* t)
 {
+    thread_state s = t->state.load(std::memory_order_relaxed);
+    do {
+        if (s != thread_state::waiting && s != thread_state::sleeping) {
+            return false;
+        }
+    } while (!t->state.compare_exchange_weak(s, thread_state::waking, std::memory_order_seq_cst,
+                                             std::memory_order_relaxed));
+    // Ours to deliver now: exactly one delivery per successful CAS.
     irq_guard g;
-    if (t->state != thread_state::waiting && t->state != thread_state::sleeping) {
-        return;
+    cpu* c = this_cpu();
+    cpu* home = t->home;
+    trace_sched_wake(t->id, uint16_t(home->id));
+    if (home != c) {
+        push_remote(home, t);
+    } else if (t == c->current) {
+        t->state.store(thread_state::running, std::memory_order_relaxed);  // woke itself in its window
+    } else {
+        enqueue_local(c, t);
     }
-    cpu* c = t->home;
-    t->state = thread_state::runnable;
-    c->runqueue.push_back(t);
-    trace_sched_wake(t->id, uint16_t(c->id));
-    // FIXME(SMP): a remote home CPU needs an IPI if it is idle.
+    return true;
 }
 
 void start(thread* t)
 {
     irq_guard g;
-    t->state = thread_state::runnable;
-    t->home->runqueue.push_back(t);
+    cpu* c = this_cpu();
+    cpu* best = c;
+    uint32_t best_load = load(c);
+    const unsigned n = online_cpus();
+    for (unsigned i = 0; i < n && best_load; i++) {
+        cpu* d = cpus[i];
+        uint32_t l = load(d);
+        if (l < best_load) {
+            best = d;
+            best_load = l;
+        }
+    }
+    t->home = best;
+    if (best == c) {
+        enqueue_local(c, t);
+    } else {
+        t->state.store(thread_state::runnable, std::memory_order_relaxed);
+        push_remote(best, t);
+    }
 }
+
+void on_wakeup_ipi() { drain_incoming(this_cpu()); }
 
 void request_resched(cpu* c) { c->need_resched = true; }
 
 void on_interrupt_exit()
 {
     cpu* c = this_cpu();
+    if (c->need_balance.load(std::memory_order_relaxed) && !c->preempt_disabled) {
+        balance(c);
+    }
     // The idle thread is not preempted: its loop looks at the run queue as
     // soon as the interrupt returns from its hlt.
     if (c->need_resched && !c->preempt_disabled && c->current != c->idle) {
@@ -132,16 +332,32 @@ void preempt_enable()
     }
 }
 
+uint64_t total_switches()
+{
+    uint64_t n = 0;
+    const unsigned cnt = online_cpus();
+    for (unsigned i = 0; i < cnt; i++) {
+        n += __atomic_load_n(&cpus[i]->nr_switches, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+
 void idle_loop()
 {
+    cpu* c = this_cpu();
     for (;;) {
         arch::irq_disable();
-        cpu* c = this_cpu();
+        drain_incoming(c);
         if (!c->runqueue.empty()) {
             schedule(thread_state::runnable);
-            arch::irq_enable();
             continue;
         }
+        if (online_cpus() > 1) {
+            request_work(c);
+        }
+        // NOTE: no wake-up is missed by halting here: a push onto `incoming`
+        // after the drain above found it empty, so it sent an IPI, which is
+        // pending (interrupts are off) and ends the hlt at once.
         trace_sched_idle();
         arch::enable_and_halt();
         trace_sched_idle_ret();

@@ -11,24 +11,31 @@
 #include "paging.hh"
 #include "tsc.hh"
 
-#include <new>
-
 namespace threads {
 namespace {
 
-thread* table[threads_max];  // index == tid; 0 is never used
-uint32_t last_tid;
+// NOTE: objects are reused, never freed (see thread.hh). pool[id] is the
+// thread with that id; table[id] points at it while the id is taken (gdb's
+// `osv info threads` walks table[]).
+thread pool[threads_max];
+std::atomic<thread*> table[threads_max];  // index == tid; 0 is never used
+std::atomic<uint32_t> last_tid;
 
-// Ids grow monotonically and wrap around past the end, so a trace rarely sees
-// one id on two threads; a wrapped id reuses a slot freed by a reaped thread.
-uint32_t alloc_tid(thread* t)
+// Dead detached threads, waiting for the next create() to free their stacks
+// (the scheduler, which finds them, must not block, and freeing may).
+std::atomic<thread*> zombies;
+
+// Ids grow and wrap around past the end, so a trace rarely sees one id on two
+// threads; a wrapped id reuses a slot freed by a reaped thread. A CAS claims
+// the slot, so concurrent creators never share one.
+uint32_t alloc_tid()
 {
-    irq_guard g;
+    uint32_t start = last_tid.load(std::memory_order_relaxed);
     for (uint32_t k = 1; k < threads_max; k++) {
-        uint32_t id = (last_tid + k) % threads_max;
-        if (id != 0 && !table[id]) {
-            table[id] = t;
-            last_tid = id;
+        uint32_t id = (start + k) % threads_max;
+        thread* expected = nullptr;
+        if (id != 0 && table[id].compare_exchange_strong(expected, &pool[id], std::memory_order_acq_rel)) {
+            last_tid.store(id, std::memory_order_relaxed);
             return id;
         }
     }
@@ -41,8 +48,55 @@ void set_name(thread* t, const char* name)
     strlcpy(t->name, name ? name : "?", sizeof t->name);
 }
 
-// A stack with an absent guard page below it: an overflow faults at once
-// (and is reported as such) instead of silently corrupting the memory below.
+void free_stack(void* stack, size_t size)
+{
+    char* base = static_cast<char*>(stack) - pages::page_size;
+    paging::set_guard(reinterpret_cast<uint64_t>(base), false);
+    pages::free(base, size / pages::page_size + 1);
+}
+
+void sleep_timer_fired(timer* tm) { sched::wake(static_cast<thread*>(tm->arg)); }
+
+// Every field but the state, which stays dead (or zero) until the caller
+// publishes the thread: a stale waker's CAS must keep failing meanwhile.
+void init_common(thread* t, uint32_t id, const char* name, cpu* home)
+{
+    t->id = id;
+    t->on_cpu = false;
+    t->pinned = false;
+    set_name(t, name);
+    t->home = home;
+    t->rq_node = list_node{};
+    t->wake_next = nullptr;
+    t->zombie_next = nullptr;
+    t->join_word.store(0, std::memory_order_relaxed);
+    t->sleep_timer.node = list_node{};
+    t->sleep_timer.fn = sleep_timer_fired;
+    t->sleep_timer.arg = t;
+    t->sleep_timer.owner = nullptr;
+    t->nr_switches_in = 0;
+}
+
+void reap(thread* t)
+{
+    free_stack(t->stack, t->stack_size);
+    t->stack = nullptr;
+    // Last: from here on the id (and the object) may be taken again.
+    table[t->id].store(nullptr, std::memory_order_release);
+}
+
+void reap_zombies()
+{
+    thread* z = zombies.exchange(nullptr, std::memory_order_acquire);
+    while (z) {
+        thread* next = z->zombie_next;
+        reap(z);
+        z = next;
+    }
+}
+
+}  // namespace
+
 void* alloc_stack(size_t size)
 {
     auto* base = static_cast<char*>(pages::alloc(size / pages::page_size + 1));
@@ -56,29 +110,9 @@ void* alloc_stack(size_t size)
     return base + pages::page_size;
 }
 
-void free_stack(void* stack, size_t size)
-{
-    char* base = static_cast<char*>(stack) - pages::page_size;
-    paging::set_guard(reinterpret_cast<uint64_t>(base), false);
-    pages::free(base, size / pages::page_size + 1);
-}
-
-void sleep_timer_fired(timer* tm) { sched::wake(static_cast<thread*>(tm->arg)); }
-
-void init_common(thread* t, cpu* home)
-{
-    t->state = thread_state::runnable;
-    t->on_cpu = false;
-    t->detached = false;
-    t->home = home;
-    t->sleep_timer.fn = sleep_timer_fired;
-    t->sleep_timer.arg = t;
-}
-
-}  // namespace
-
 thread* create(const char* name, void (*entry)(void*), void* arg, size_t stack_size)
 {
+    reap_zombies();
     if (!stack_size) {
         stack_size = default_stack_size;
     }
@@ -87,21 +121,13 @@ thread* create(const char* name, void (*entry)(void*), void* arg, size_t stack_s
     if (!stack) {
         return nullptr;
     }
-    void* mem = malloc(sizeof(thread));
-    if (!mem) {
+    uint32_t id = alloc_tid();
+    if (!id) {
         free_stack(stack, stack_size);
         return nullptr;
     }
-    thread* t = new (mem) thread{};
-    t->id = alloc_tid(t);
-    if (!t->id) {
-        t->~thread();
-        free(mem);
-        free_stack(stack, stack_size);
-        return nullptr;
-    }
-    set_name(t, name);
-    init_common(t, this_cpu());
+    thread* t = &pool[id];
+    init_common(t, id, name, this_cpu());
     t->stack = stack;
     t->stack_size = stack_size;
     t->entry = entry;
@@ -131,16 +157,15 @@ thread* create(const char* name, void (*entry)(void*), void* arg, size_t stack_s
 
 thread* adopt_boot_context(cpu* c, const char* name, void* stack, size_t stack_size)
 {
-    void* mem = malloc(sizeof(thread));
-    if (!mem) {
-        panic("threads: no memory for the boot thread");
+    uint32_t id = alloc_tid();
+    if (!id) {
+        panic("threads: no thread id for %s", name);
     }
-    thread* t = new (mem) thread{};
-    t->id = alloc_tid(t);
-    set_name(t, name);
-    init_common(t, c);
-    t->state = thread_state::running;
+    thread* t = &pool[id];
+    init_common(t, id, name, c);
+    t->state.store(thread_state::running, std::memory_order_relaxed);
     t->on_cpu = true;
+    t->pinned = true;
     t->stack = stack;
     t->stack_size = stack_size;
     *static_cast<uint64_t*>(stack) = stack_canary;
@@ -161,33 +186,45 @@ void exit()
     panic("threads: dead thread %u resumed", t->id);
 }
 
-void reap(thread* t)
+void finish_dead(thread* t)
 {
-    {
-        irq_guard g;
-        table[t->id] = nullptr;
+    t->on_cpu = false;
+    // NOTE: the last touch of t by the scheduler; once join_done is visible a
+    // joiner may reap it (the object itself stays valid, see thread.hh).
+    uintptr_t w = t->join_word.exchange(join_done, std::memory_order_acq_rel);
+    if (w == join_detached) {
+        thread* old = zombies.load(std::memory_order_relaxed);
+        do {
+            t->zombie_next = old;
+        } while (!zombies.compare_exchange_weak(old, t, std::memory_order_release, std::memory_order_relaxed));
+    } else if (w != 0) {
+        sched::wake(reinterpret_cast<thread*>(w));
     }
-    free_stack(t->stack, t->stack_size);
-    t->~thread();
-    free(t);
 }
 
 void join(thread* t)
 {
-    if (t == current_thread()) {
+    thread* self = current_thread();
+    if (t == self) {
         panic("threads: thread %u joins itself", t->id);
     }
-    t->joiners.wait_until([t] { return t->state == thread_state::dead && !t->on_cpu; });
+    uintptr_t expected = 0;
+    if (t->join_word.compare_exchange_strong(expected, reinterpret_cast<uintptr_t>(self),
+                                             std::memory_order_acq_rel)) {
+        sched::wait_for([t] { return t->join_word.load(std::memory_order_acquire) == join_done; }, t);
+    } else if (expected != join_done) {
+        panic("threads: thread %u joined twice or after detach", t->id);
+    }
     reap(t);
 }
 
 void detach(thread* t)
 {
-    irq_guard g;
-    if (t->state == thread_state::dead && !t->on_cpu) {
+    uintptr_t w = t->join_word.exchange(join_detached, std::memory_order_acq_rel);
+    if (w == join_done) {
         reap(t);  // already gone: nobody else will free it
-    } else {
-        t->detached = true;
+    } else if (w != 0) {
+        panic("threads: thread %u detached while being joined", t->id);
     }
 }
 
@@ -197,6 +234,7 @@ void sleep_ns(uint64_t ns)
     irq_guard g;
     timers::arm(&t->sleep_timer, tsc::now() + tsc::from_ns(ns));
     trace_sched_wait(&t->sleep_timer);
+    sched::prepare_wait(thread_state::sleeping);
     sched::schedule(thread_state::sleeping);
 }
 
@@ -207,19 +245,15 @@ thread* current() { return current_thread(); }
 thread* owning_stack(uint64_t addr)
 {
     for (uint32_t id = 1; id < threads_max; id++) {
-        thread* t = table[id];
+        thread* t = table[id].load(std::memory_order_acquire);
         uint64_t lo = reinterpret_cast<uint64_t>(t ? t->stack : nullptr);
-        if (t && addr >= lo - pages::page_size && addr < lo + t->stack_size) {
+        if (t && lo && addr >= lo - pages::page_size && addr < lo + t->stack_size) {
             return t;
         }
     }
     return nullptr;
 }
 
-thread* by_id(uint32_t tid)
-{
-    irq_guard g;
-    return tid < threads_max ? table[tid] : nullptr;
-}
+thread* by_id(uint32_t tid) { return tid < threads_max ? table[tid].load(std::memory_order_acquire) : nullptr; }
 
 }  // namespace threads

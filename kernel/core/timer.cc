@@ -1,5 +1,6 @@
 #include "core/timer.hh"
 
+#include "core/panic.hh"
 #include "core/percpu.hh"
 #include "core/sched.hh"
 #include "generated/tracepoints.hh"
@@ -43,8 +44,12 @@ void arm(timer* t, uint64_t due)
     irq_guard g;
     cpu* c = this_cpu();
     if (t->armed()) {
+        if (t->owner != c) {
+            panic("timers: timer %p re-armed on CPU %u while armed on CPU %u", t, c->id, t->owner->id);
+        }
         c->timers.remove(t);
     }
+    t->owner = c;
     t->due = due;
     timer* pos = c->timers.front();
     while (pos && pos->due <= due) {
@@ -62,7 +67,11 @@ void cancel(timer* t)
 {
     irq_guard g;
     if (t->armed()) {
-        this_cpu()->timers.remove(t);
+        cpu* c = this_cpu();
+        if (t->owner != c) {
+            panic("timers: timer %p cancelled on CPU %u while armed on CPU %u", t, c->id, t->owner->id);
+        }
+        c->timers.remove(t);
     }
 }
 
@@ -83,6 +92,8 @@ void on_interrupt()
         if (!c->runqueue.empty()) {
             trace_sched_preempt();
             sched::request_resched(c);
+            // Others wait here: a chance to give one to a less loaded CPU.
+            c->need_balance.store(true, std::memory_order_relaxed);
             c->slice_end = 0;  // no more slice interrupts until the switch
         } else {
             c->slice_end = now + slice_ticks;  // nobody waits: keep running

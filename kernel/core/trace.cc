@@ -87,7 +87,7 @@ bool enable_globs(const char* globs, size_t len)
     return ok;
 }
 
-bool init_cpu(cpu* c, uint64_t ring_bytes, trace::ring_mode mode)
+bool init_cpu(cpu* c, uint64_t ring_bytes, trace::ring_mode mode, int64_t tsc_offset)
 {
     void* slots = pages::alloc(ring_bytes / pages::page_size);
     if (!slots) {
@@ -109,9 +109,11 @@ bool init_cpu(cpu* c, uint64_t ring_bytes, trace::ring_mode mode)
     r->tail = 0;
     __atomic_store_n(&r->magic, trace::ring_magic, __ATOMIC_RELEASE);
     osvtrace_control.rings[c->id] = reinterpret_cast<uint64_t>(r);
-    osvtrace_control.tsc_offset[c->id] = 0;  // FIXME(SMP): measure per-CPU TSC skew
+    osvtrace_control.tsc_offset[c->id] = tsc_offset;  // measured at bring-up (arch/x64/tsc_sync.hh)
+    // NOTE: CPUs come up in id order, one at a time (core/smp.cc): the ring
+    // and offset are in place before ncpus covers them.
     if (c->id + 1 > osvtrace_control.ncpus) {
-        osvtrace_control.ncpus = c->id + 1;
+        __atomic_store_n(&osvtrace_control.ncpus, c->id + 1, __ATOMIC_RELEASE);
     }
     // Last: from now on this CPU's tracepoints write into the ring.
     __atomic_store_n(&c->ring, r, __ATOMIC_RELEASE);

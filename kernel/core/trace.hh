@@ -30,8 +30,9 @@ uint64_t ring_bytes_for(uint64_t requested);
 // nothing is an error (printed); returns false then.
 bool enable_globs(const char* globs, size_t len);
 
-// Allocates and publishes c's ring (ring_bytes per CPU, as rounded above).
-bool init_cpu(cpu* c, uint64_t ring_bytes, trace::ring_mode mode);
+// Allocates and publishes c's ring (ring_bytes per CPU, as rounded above)
+// and its TSC offset against CPU 0 (control.hh: the decoder subtracts it).
+bool init_cpu(cpu* c, uint64_t ring_bytes, trace::ring_mode mode, int64_t tsc_offset = 0);
 
 // Publishes the control block (the magic last) once CPU 0's ring exists.
 void publish(uint64_t tsc_hz, uint64_t tsc_boot);

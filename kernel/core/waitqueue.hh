@@ -1,44 +1,57 @@
-// Wait queues: a thread blocks until another thread (or an interrupt
-// handler) wakes it. No spinlock: on one CPU, callers test their condition
-// and block with interrupts off, so no wake-up can slip in between.
-// FIXME(SMP): the queue itself needs the lock-free mutex when CPUs share it.
+// Wait queues: a thread blocks until a condition holds; another thread makes
+// it hold and wakes one or all waiters.
+//
+// NOTE (SMP, no spinlock): the list of waiters is protected by a kernel
+// mutex (a sleepable lock-free mutex, core/mutex.hh), so wake_one/wake_all
+// are for thread context only; interrupt handlers wake threads directly
+// (sched::wake). A waiter puts its record on the list *before* re-testing the
+// condition, and a waker makes the condition true *before* taking records off
+// the list, so a wake-up cannot fall between the test and the sleep.
 #pragma once
 
-#include "cpu.hh"
+#include <atomic>
+#include <stdint.h>
+
+#include "core/mutex.hh"
+#include "core/sched.hh"
 #include "lib/list.hh"
-
-struct thread;
-
-// Threads sit on one run queue or one wait queue at a time, through the same node.
-struct thread_rq_link {
-    static list_node* node(thread* t);
-    static thread* owner(list_node* n);
-};
-using thread_list = intrusive_list<thread, thread_rq_link>;
 
 class waitqueue {
 public:
-    // Blocks the current thread until woken. Interrupts must be off; they are
-    // off again on return. Wake-ups may be spurious: re-test the condition.
-    void wait();
-
-    // Each returns the number of threads made runnable. Callable from
-    // interrupt handlers.
-    unsigned wake_one();
-    unsigned wake_all();
-
-    bool empty() const { return waiters_.empty(); }
-
-    // The usual pattern: block until pred() holds (pred runs with interrupts off).
+    // Blocks until pred() holds. pred runs with interrupts off at times: it
+    // must only read memory. Thread context.
     template <class Pred>
     void wait_until(Pred pred)
     {
-        irq_guard g;
         while (!pred()) {
-            wait();
+            record r;
+            r.t = current_thread();
+            enqueue(&r);
+            sched::wait_for([&] { return r.woken.load(std::memory_order_acquire) || pred(); }, this);
+            settle(&r);
         }
     }
 
+    // Each returns the number of threads woken. Thread context.
+    unsigned wake_one();
+    unsigned wake_all();
+
+    bool empty();
+
 private:
-    thread_list waiters_;
+    struct record {
+        list_node node;
+        record* next = nullptr;  // wake_all's private chain, once off the list
+        thread* t = nullptr;
+        std::atomic<uint32_t> woken{0};
+    };
+    using record_list = intrusive_list<record, member_link<record, &record::node>>;
+
+    void enqueue(record* r);
+    // After the wait: off the list, and no waker still holds the record.
+    void settle(record* r);
+    static void wake(record* r);
+
+    mutex m_;
+    record_list waiters_;
 };

@@ -1,19 +1,42 @@
 #include "drivers/console.hh"
 
 #include "core/klog.hh"
+#include "core/mutex.hh"
+#include "core/percpu.hh"
 #include "cpu.hh"
 #include "lib/printf.hh"
 #include "serial.hh"
 
 namespace console {
 
+namespace {
+// Keeps one message's bytes together on the serial line when threads on
+// several CPUs print. A sleepable mutex, so only where blocking is allowed:
+// thread context with interrupts on and not an idle thread. Elsewhere (boot,
+// panics, interrupt handlers) the bytes go out directly and may interleave.
+mutex serial_lock;
+
+bool may_block()
+{
+    if (!arch::irqs_enabled()) {
+        return false;
+    }
+    cpu* c = this_cpu();
+    return c->current && c->current != c->idle;
+}
+}  // namespace
+
 void init() { serial::init(); }
 
 void write(const char* s, size_t n)
 {
-    irq_guard g;
     klog::append(s, n);
-    serial::write(s, n);
+    if (may_block()) {
+        lock_guard g(serial_lock);
+        serial::write(s, n);
+    } else {
+        serial::write(s, n);
+    }
 }
 
 }  // namespace console

@@ -40,6 +40,7 @@ public:
     size_t size() const { return size_; }
 
     T* front() const { return empty() ? nullptr : Link::owner(head_.next); }
+    T* back() const { return empty() ? nullptr : Link::owner(head_.prev); }
 
     void push_back(T* t) { link_before(const_cast<list_node*>(&head_), Link::node(t)); }
     void push_front(T* t) { link_before(head_.next, Link::node(t)); }
@@ -70,6 +71,11 @@ public:
     T* next(T* t) const
     {
         list_node* n = Link::node(t)->next;
+        return n == &head_ ? nullptr : Link::owner(n);
+    }
+    T* prev(T* t) const
+    {
+        list_node* n = Link::node(t)->prev;
         return n == &head_ ? nullptr : Link::owner(n);
     }
 

@@ -81,6 +81,10 @@ extern "C" void interrupt_dispatch(arch::interrupt_frame* f)
         lapic::eoi();
         timers::on_interrupt();
         break;
+    case vec_wakeup:
+        lapic::eoi();
+        sched::on_wakeup_ipi();
+        break;
     case vec_spurious:
         return;  // the LAPIC wants no EOI for these
     case vec_lapic_error:

@@ -9,6 +9,7 @@ namespace arch {
 
 constexpr uint8_t vec_pic_base = 0x20;  // legacy 8259 remapped here, masked
 constexpr uint8_t vec_timer = 0xf0;     // LAPIC timer
+constexpr uint8_t vec_wakeup = 0xf1;    // IPI: take the threads queued for this CPU, maybe balance
 constexpr uint8_t vec_lapic_error = 0xfe;
 constexpr uint8_t vec_spurious = 0xff;
 

@@ -16,6 +16,8 @@ enum reg : uint32_t {
     reg_eoi = 0xb0,
     reg_svr = 0xf0,
     reg_esr = 0x280,
+    reg_icr_lo = 0x300,
+    reg_icr_hi = 0x310,
     reg_lvt_timer = 0x320,
     reg_lvt_lint0 = 0x350,
     reg_lvt_error = 0x370,
@@ -79,5 +81,29 @@ void timer_enable()
 void timer_oneshot(uint32_t count) { write(reg_timer_init, count ? count : 1); }
 
 void timer_stop() { write(reg_timer_init, 0); }
+
+namespace {
+
+constexpr uint32_t icr_init = 5u << 8, icr_startup = 6u << 8;
+constexpr uint32_t icr_assert = 1u << 14, icr_level = 1u << 15;
+
+// ICR high then low: the write of the low half sends. An interrupt handler
+// sending its own IPI between the two writes would retarget ours, so
+// interrupts are off across both. (xAPIC has a delivery-status bit to wait
+// on before the next send; QEMU delivers synchronously and never sets it.)
+void send(uint32_t apic_id, uint32_t low)
+{
+    irq_guard g;
+    write(reg_icr_hi, apic_id << 24);
+    write(reg_icr_lo, low);
+}
+
+}  // namespace
+
+void send_ipi(uint32_t apic_id, uint8_t vector) { send(apic_id, icr_assert | vector); }
+
+void send_init(uint32_t apic_id) { send(apic_id, icr_init | icr_assert | icr_level); }
+
+void send_startup(uint32_t apic_id, uint32_t page) { send(apic_id, icr_startup | icr_assert | (page & 0xff)); }
 
 }  // namespace lapic

@@ -22,4 +22,9 @@ void timer_enable();  // after calibration: one-shot mode, unmasked, stopped
 void timer_oneshot(uint32_t count);  // count >= 1
 void timer_stop();
 
+// Inter-processor interrupts (physical destination = APIC id).
+void send_ipi(uint32_t apic_id, uint8_t vector);
+void send_init(uint32_t apic_id);
+void send_startup(uint32_t apic_id, uint32_t page);  // SIPI: the AP starts in real mode at page * 4096
+
 }  // namespace lapic
