@@ -1,0 +1,527 @@
+"""The shell's commands: one function each, registered by name; the docstring is the help.
+
+Every report of osvtrace.reports.REGISTRY becomes a command of the same name, rendered
+by the same functions as `osvtrace report KIND FILE`, so both print the same text.
+A command returns its output (a string, or an iterator of lines for long listings that
+the pager pulls lazily); it never prints, so the loop decides between printing and paging.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from osvtrace.errors import UsageError
+from osvtrace.filters import Filter, parse_time
+from osvtrace.shell.context import FILTER_KEYS, Context
+
+Output = str | Iterable[str] | None
+
+
+@dataclass
+class Command:
+    name: str
+    fn: Callable[[Context, str], Output]
+    doc: str
+    complete: str = ""  # what the arguments are, for the completer: see completion.py
+    options: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
+
+
+COMMANDS: dict[str, Command] = {}
+ALIASES = {"exit": "quit", "?": "help", "query": "sql"}
+SQL_STARTS = ("select", "with", "from", "summarize", "pragma")
+
+
+def command(name: str, complete: str = "", options: tuple[str, ...] = ()) -> Callable:
+    """Register a command. It gets the text after its name; its docstring is its help."""
+
+    def deco(fn: Callable[[Context, str], Output]) -> Callable[[Context, str], Output]:
+        COMMANDS[name] = Command(name, fn, inspect.cleandoc(fn.__doc__ or ""), complete, options)
+        return fn
+
+    return deco
+
+
+def resolve(line: str) -> tuple[Command, str]:
+    """The command a line names and the text of its arguments."""
+    text = line.strip()
+    word, _, rest = text.partition(" ")
+    if "\n" in word:
+        word, _, more = word.partition("\n")
+        rest = more + (" " + rest if rest else "")
+    key = word.lower()
+    if key in SQL_STARTS:  # a bare query
+        return COMMANDS["sql"], text
+    key = ALIASES.get(key, key)
+    cmd = COMMANDS.get(key)
+    if cmd is None:
+        close = difflib.get_close_matches(key, list(COMMANDS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown command {word!r}{hint} (help lists the commands)")
+    return cmd, rest.strip()
+
+
+def run(ctx: Context, line: str) -> Output:
+    """Run one input line (empty lines do nothing)."""
+    if not line.strip() or line.lstrip().startswith("#"):
+        return None
+    cmd, rest = resolve(line)
+    return cmd.fn(ctx, rest)
+
+
+# ---------------------------------------------------------------- argument parsing
+
+FILTER_OPTS = {"--since": "time", "--until": "time", "--cpu": "list", "--thread": "list", "--tp": "list"}
+
+
+def split(args: str, what: str) -> list[str]:
+    try:
+        return shlex.split(args)
+    except ValueError as e:
+        raise UsageError(f"{what}: {e}") from None
+
+
+def parse(what: str, args: str, spec: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """Options of a command: spec maps --name to 'flag', 'int', 'time', 'str' or 'list'
+    (repeatable; comma lists allowed). Returns (options by name without dashes, positionals)."""
+    opts: dict[str, Any] = {}
+    pos: list[str] = []
+    words = split(args, what)
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w.startswith("--"):
+            name, eq, val = w.partition("=")
+            kind = spec.get(name)
+            if kind is None:
+                known = " ".join(sorted(spec)) or "none"
+                raise UsageError(f"{what}: unknown option {name} (options: {known})")
+            key = name[2:].replace("-", "_")
+            if kind == "flag":
+                opts[key] = True
+            else:
+                if not eq:
+                    i += 1
+                    if i >= len(words):
+                        raise UsageError(f"{what}: {name} needs a value")
+                    val = words[i]
+                if kind == "int":
+                    if not val.isdigit():
+                        raise UsageError(f"{what}: {name} {val}: not a whole number")
+                    opts[key] = int(val)
+                elif kind == "time":
+                    opts[key] = parse_time(val, name)
+                elif kind == "list":
+                    opts.setdefault(key, []).extend(x for x in val.split(",") if x)
+                else:
+                    opts[key] = val
+        else:
+            pos.append(w)
+        i += 1
+    return opts, pos
+
+
+def make_filter(ctx: Context, opts: dict[str, Any]) -> Filter:
+    """The session's filters, with any given on the command line replacing them for this command."""
+    f = ctx.filters.to_filter()
+    if "since" in opts:
+        f.since = opts["since"]
+    if "until" in opts:
+        f.until = opts["until"]
+    if "cpu" in opts:
+        try:
+            f.cpus = [int(c) for c in opts["cpu"]]
+        except ValueError:
+            raise UsageError(f"--cpu {','.join(opts['cpu'])}: CPUs are numbers") from None
+    if "thread" in opts:
+        f.threads = list(opts["thread"])
+    if "tp" in opts:
+        f.tracepoints = list(opts["tp"])
+    return f
+
+
+def _json_default(o: Any) -> Any:
+    import decimal
+
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, decimal.Decimal):  # DuckDB sums of int64 are decimals
+        return int(o) if o == o.to_integral_value() else float(o)
+    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+
+def dumps(data: Any) -> str:
+    """JSON as `osvtrace ... --json` writes it."""
+    return json.dumps(data, indent=2, default=_json_default)
+
+
+# ---------------------------------------------------------------- reports
+
+REPORT_OPTS = {"--min-duration": "time", "--limit": "int", "--buckets": "int", "--json": "flag", "--csv": "flag",
+               **FILTER_OPTS}
+
+
+def _report_command(name: str, fn: Callable, doc: str) -> None:
+    def run_report(ctx: Context, args: str) -> Output:
+        from osvtrace.reports import common
+
+        opts, pos = parse(name, args, REPORT_OPTS)
+        if pos:
+            raise UsageError(f"{name}: unexpected argument {pos[0]!r} (help {name})")
+        limit = opts.get("limit", 50)
+        buckets = opts.get("buckets", 60)
+        if not 1 <= buckets <= 1000:
+            raise UsageError(f"{name}: --buckets {buckets}: must be 1..1000")
+        r = fn(ctx.model, make_filter(ctx, opts), common.Options(opts.get("min_duration", 0), limit, buckets))
+        if opts.get("json"):
+            return common.render_json(r)
+        if opts.get("csv"):
+            return common.render_csv(r)
+        return common.render_text(r, limit)
+
+    run_report.__doc__ = f"""{doc}
+
+    Usage: {name} [--limit N] [--min-duration TIME] [--buckets N] [--json | --csv]
+                  [--since T] [--until T] [--cpu N] [--thread T] [--tp GLOB]
+    Prints what `osvtrace report {name} FILE` prints. The filters set with `set` apply;
+    filter options given here replace them for this command only.
+    --limit rows shown as text (default 50); --buckets time buckets of pictures (default 60).
+
+    Example:
+      {name} --limit 10
+      {name} --since 1ms --json
+    """
+    command(name, complete="options", options=tuple(REPORT_OPTS))(run_report)
+
+
+def _register_reports() -> None:
+    from osvtrace.reports import REGISTRY
+
+    for name, (fn, doc) in REGISTRY.items():
+        _report_command(name, fn, doc)
+
+
+@command("summary", complete="options", options=("--json", *FILTER_OPTS))
+def summary(ctx: Context, args: str) -> Output:
+    """Counts per tracepoint and CPU, time span, lost records per CPU, threads.
+
+    Usage: summary [--json] [--since T] [--until T] [--cpu N] [--thread T] [--tp GLOB]
+    Prints what `osvtrace report summary FILE` prints, for the current filters.
+
+    Example:
+      summary
+      summary --cpu 1 --json
+    """
+    from osvtrace.reports import summary as mod
+
+    opts, pos = parse("summary", args, {"--json": "flag", **FILTER_OPTS})
+    if pos:
+        raise UsageError(f"summary: unexpected argument {pos[0]!r}")
+    s = mod.summary(ctx.trace, make_filter(ctx, opts))
+    return dumps(s) if opts.get("json") else mod.render(s)
+
+
+@command("list", complete="options", options=("--limit", "--json", *FILTER_OPTS))
+def list_(ctx: Context, args: str) -> Output:
+    """One line per event: thread, CPU, time (s.ns), tracepoint, arguments.
+
+    Usage: list [--limit N] [--json] [--since T] [--until T] [--cpu N] [--thread T] [--tp GLOB]
+    Prints what `osvtrace report list FILE` prints, for the current filters. Long
+    listings open in the pager, which formats lines only as you scroll to them.
+
+    Example:
+      list --tp 'mutex_*' --limit 20
+    """
+    from osvtrace.reports import listing
+
+    opts, pos = parse("list", args, {"--limit": "int", "--json": "flag", **FILTER_OPTS})
+    if pos:
+        raise UsageError(f"list: unexpected argument {pos[0]!r}")
+    idx = listing.selected(ctx.trace, make_filter(ctx, opts), opts.get("limit"))
+    if opts.get("json"):
+        return (json.dumps(r) for r in listing.records(ctx.trace, idx))
+    return listing.lines(ctx.trace, idx)
+
+
+# ---------------------------------------------------------------- SQL
+
+def sql_text(args: str) -> str:
+    """The query of an `sql` input: trailing semicolons and blank lines dropped."""
+    q = args.strip()
+    while q.endswith(";"):
+        q = q[:-1].rstrip()
+    return q
+
+
+@command("sql", complete="sql")
+def sql(ctx: Context, args: str) -> Output:
+    """Run SQL over the trace's tables (DuckDB): model tables and one table per tracepoint.
+
+    Usage: sql QUERY      (a query may span lines: end it with ';' or an empty line)
+    Prints what `osvtrace query FILE QUERY` prints; `set format csv|json` and
+    `set limit N|all` choose the form and the rows shown (default: a table of 100 rows).
+    A line starting with SELECT or WITH is a query too. `tables` lists the tables,
+    `describe TABLE` their columns; Tab completes tables, columns, tracepoints and
+    mutex addresses (mutex columns hold integers: 0xa000 is written 40960).
+
+    Example:
+      sql select tid, sum(dur) from sched_slice group by tid order by 2 desc;
+      select mutex, count(*) from mutex_wait group by mutex;
+    """
+    from osvtrace import sql as sqlmod
+    from osvtrace.reports import common
+
+    q = sql_text(args)
+    if not q:
+        raise UsageError("sql: needs a query (help sql)")
+    try:
+        tbl = sqlmod.query(ctx.model, q)
+    except RuntimeError as e:
+        if "interrupt" in str(e).lower():  # DuckDB turns Ctrl-C into this
+            raise KeyboardInterrupt from None
+        raise
+    r = common.Report("", sqlmod.arrow_columns(tbl))
+    fmt = ctx.settings.format
+    if fmt == "json":
+        return dumps(r.records())
+    if fmt == "csv":
+        return common.render_csv(r)
+    return common.render_text(r, ctx.settings.limit, grouping=False)
+
+
+@command("tables", complete="")
+def tables(ctx: Context, args: str) -> Output:
+    """The tables SQL can query: the model's tables, then one per tracepoint (with its event count).
+
+    Usage: tables
+    """
+    from osvtrace.model import SPECS
+
+    out = ["model tables (docs/tables.md):"]
+    w = max(len(n) for n in SPECS)
+    out += [f"  {n:<{w}}  {s.doc}" for n, s in SPECS.items()]
+    out.append("tracepoint tables (time, cpu, tid and the arguments):")
+    counts = ctx.tracepoint_counts
+    names = [n for n in ctx.tracepoint_names if n in ctx.table_columns and n not in SPECS]
+    w = max((len(n) for n in names), default=8)
+    out += [f"  {n:<{w}}  {counts.get(n, 0):>10,} events" for n in names]
+    return "\n".join(out)
+
+
+@command("describe", complete="table")
+def describe(ctx: Context, args: str) -> Output:
+    """The columns of a table, with what each holds.
+
+    Usage: describe TABLE
+
+    Example:
+      describe mutex_wait
+    """
+    name = args.strip().rstrip(";")
+    if not name:
+        raise UsageError("describe: which table? (tables lists them)")
+    cols = ctx.table_columns.get(name)
+    if cols is None:
+        raise UsageError(f"describe: no table {name!r} (tables lists them)")
+    w = max(len(c) for c, _ in cols)
+    return "\n".join([name] + [f"  {c:<{w}}  {d}" for c, d in cols])
+
+
+# ---------------------------------------------------------------- filters and settings
+
+SETTINGS = ("limit", "format", "color", "pager")
+
+
+@command("set", complete="set")
+def set_(ctx: Context, args: str) -> Output:
+    """Set a filter for the commands that follow, or a setting.
+
+    Usage: set since|until TIME        time window (1.5, 250ms, 10us, 42ns)
+           set cpu N[,N...]            only these CPUs
+           set thread T[,T...]         only these threads (ids or name globs)
+           set tp GLOB[,GLOB...]       only these tracepoints (anchored globs)
+           set limit N|all             rows of sql tables
+           set format table|csv|json   form of sql output
+           set color on|off            colours in timelines
+           set pager builtin|off|CMD   how long output is paged (CMD: e.g. less -RS)
+    `show` prints what is set, `unset` clears filters. Reports, list, summary, timeline
+    and view use the filters; sql does not (write WHERE clauses).
+
+    Example:
+      set since 1ms
+      set thread worker-*
+    """
+    words = split(args, "set")
+    if not words:
+        return show(ctx, "")
+    key, vals = words[0].lower(), words[1:]
+    if key in FILTER_KEYS:
+        ctx.set_filter(key, vals)
+        return None
+    st = ctx.settings
+    if key not in SETTINGS:
+        raise UsageError(f"set {key}: unknown; filters are {', '.join(FILTER_KEYS)}, settings {', '.join(SETTINGS)}")
+    if not vals:
+        raise UsageError(f"set {key}: needs a value (help set)")
+    v = " ".join(vals)
+    if key == "limit":
+        if v == "all":
+            st.limit = None
+        elif v.isdigit():
+            st.limit = int(v)
+        else:
+            raise UsageError(f"set limit {v}: a number of rows or 'all'")
+    elif key == "format":
+        if v not in ("table", "csv", "json"):
+            raise UsageError(f"set format {v}: one of table, csv, json")
+        st.format = v
+    elif key == "color":
+        if v not in ("on", "off"):
+            raise UsageError(f"set color {v}: on or off")
+        st.color = v == "on"
+    else:
+        st.pager = v
+    return None
+
+
+@command("unset", complete="unset")
+def unset(ctx: Context, args: str) -> Output:
+    """Clear filters: the ones named, or all of them.
+
+    Usage: unset [since|until|cpu|thread|tp ...]
+
+    Example:
+      unset cpu
+      unset
+    """
+    ctx.unset([w.lower() for w in split(args, "unset")])
+    return None
+
+
+@command("show", complete="")
+def show(ctx: Context, args: str) -> Output:
+    """Print the filters and settings in force.
+
+    Usage: show
+    """
+    flt = ctx.filters.describe()
+    out = ["filters: " + ("  ".join(f"{k}={v}" for k, v in flt) if flt else "none (the whole trace)")]
+    st = ctx.settings
+    out.append(f"settings: limit={'all' if st.limit is None else st.limit}  format={st.format}  "
+               f"color={'on' if st.color else 'off'}  pager={st.pager}")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- timeline, viewer
+
+@command("timeline", complete="timeline", options=("--width", "--since", "--until"))
+def timeline(ctx: Context, args: str) -> Output:
+    """Draw a compact text timeline of threads or CPUs, one row each, over a time axis.
+
+    Usage: timeline [THREAD|cpuN ...] [--width N] [--since T] [--until T]
+    A thread's row shows its state per time bucket: █ running (green), ▓ runnable
+    (yellow), ▒ waiting (red), ░ sleeping (blue), × dead, blank unknown.
+    A CPU's row shows how busy it was (block height; idle threads do not count),
+    coloured by the thread that ran most, with that thread's letter on the row below.
+    Threads are ids or name globs; with no target, every CPU. The time window is the
+    one set with `set since/until` (default the whole trace).
+
+    Example:
+      timeline cpu0 cpu1
+      timeline worker-* --width 60
+    """
+    import shutil
+
+    from osvtrace.shell import timeline as tl
+
+    opts, targets = parse("timeline", args, {"--width": "int", "--since": "time", "--until": "time"})
+    flt = make_filter(ctx, opts)
+    lo, hi = ctx.window(flt)
+    width = opts.get("width") or max(20, shutil.get_terminal_size((100, 24)).columns - tl.LABEL - 2)
+    if not targets:
+        targets = [f"cpu{c}" for c in (ctx.filters.cpus or range(ctx.trace.ncpus))]
+    return "\n".join(tl.draw(ctx.model, tl.resolve_targets(ctx.trace, targets), lo, hi, width, ctx.settings.color))
+
+
+@command("view", complete="")
+def view(ctx: Context, args: str) -> Output:
+    """Open the browser viewer on this trace, at the current filters' time window and CPUs/threads.
+
+    Usage: view
+    """
+    try:
+        from osvtrace import viewer  # noqa: F401
+    except ImportError:
+        raise UsageError("view: the browser viewer is not available in this build yet (osvtrace.viewer is "
+                         "missing); `osvtrace export FILE --format perfetto` opens in ui.perfetto.dev") from None
+    opener = getattr(viewer, "open_viewer", None)
+    if opener is None:
+        raise UsageError("view: this osvtrace.viewer has no open_viewer() entry point")
+    f = ctx.filters.to_filter()
+    url = opener(ctx.trace.path, since=f.since, until=f.until, cpus=f.cpus, threads=f.threads)
+    return f"viewer: {url}" if url else None
+
+
+# ---------------------------------------------------------------- help, quit
+
+class Quit(Exception):
+    """Raised by `quit`: the loop ends."""
+
+
+@command("quit", complete="")
+def quit_(ctx: Context, args: str) -> Output:
+    """Leave the shell (Ctrl-D does too).
+
+    Usage: quit
+    """
+    raise Quit()
+
+
+@command("help", complete="command")
+def help_(ctx: Context, args: str) -> Output:
+    """List the commands, or describe one.
+
+    Usage: help [COMMAND]
+
+    Example:
+      help timeline
+    """
+    name = args.strip().lower()
+    if name:
+        name = ALIASES.get(name, name)
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            raise UsageError(f"help: no command {name!r} (help lists the commands)")
+        return cmd.doc
+    w = max(len(n) for n in COMMANDS)
+    out = ["Commands (help COMMAND for more; Tab completes; Ctrl-C cancels; Ctrl-D leaves):"]
+    out += [f"  {n:<{w}}  {c.summary}" for n, c in sorted(COMMANDS.items())]
+    out.append("A line starting with SELECT or WITH runs as SQL; end multi-line SQL with ';' or an empty line.")
+    return "\n".join(out)
+
+
+def lines_of(out: Output) -> Iterator[str]:
+    """Output as lines (strings are split; iterators pass through lazily)."""
+    if out is None:
+        return iter(())
+    if isinstance(out, str):
+        text = out[:-1] if out.endswith("\n") else out
+        return iter(text.split("\n"))
+    return iter(out)
+
+
+_register_reports()
