@@ -290,12 +290,18 @@ void start(thread* t)
             best_load = l;
         }
     }
-    t->home = best;
-    if (best == c) {
-        enqueue_local(c, t);
+    start_on(t, best);
+}
+
+void start_on(thread* t, cpu* target)
+{
+    irq_guard g;
+    t->home = target;
+    if (target == this_cpu()) {
+        enqueue_local(target, t);
     } else {
         t->state.store(thread_state::runnable, std::memory_order_relaxed);
-        push_remote(best, t);
+        push_remote(target, t);
     }
 }
 

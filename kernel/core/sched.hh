@@ -50,8 +50,9 @@ void yield();
 // CPU, also on a thread that may have exited meanwhile (thread.hh).
 bool wake(thread* t);
 
-// Puts a new thread on the least loaded CPU's run queue.
+// Puts a new thread on the least loaded CPU's run queue, or on c's.
 void start(thread* t);
+void start_on(thread* t, cpu* c);
 
 // The wake-up IPI handler: takes this CPU's incoming threads.
 void on_wakeup_ipi();

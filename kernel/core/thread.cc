@@ -110,7 +110,10 @@ void* alloc_stack(size_t size)
     return base + pages::page_size;
 }
 
-thread* create(const char* name, void (*entry)(void*), void* arg, size_t stack_size)
+namespace {
+
+// pin_cpu < 0: placed by the scheduler; else on that CPU for good.
+thread* create_thread(const char* name, void (*entry)(void*), void* arg, size_t stack_size, int pin_cpu)
 {
     reap_zombies();
     if (!stack_size) {
@@ -151,8 +154,25 @@ thread* create(const char* name, void (*entry)(void*), void* arg, size_t stack_s
 
     trace_rt::thread_started(t->id, t->name);
     trace_thread_create(t->id, t->name);
-    sched::start(t);
+    if (pin_cpu >= 0) {
+        t->pinned = true;
+        sched::start_on(t, cpus[unsigned(pin_cpu) % online_cpus()]);
+    } else {
+        sched::start(t);
+    }
     return t;
+}
+
+}  // namespace
+
+thread* create(const char* name, void (*entry)(void*), void* arg, size_t stack_size)
+{
+    return create_thread(name, entry, arg, stack_size, -1);
+}
+
+thread* create_on(unsigned cpu_id, const char* name, void (*entry)(void*), void* arg, size_t stack_size)
+{
+    return create_thread(name, entry, arg, stack_size, int(cpu_id % max_cpus));
 }
 
 thread* adopt_boot_context(cpu* c, const char* name, void* stack, size_t stack_size)

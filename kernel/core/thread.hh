@@ -85,6 +85,11 @@ namespace threads {
 // Thread context only (it allocates).
 thread* create(const char* name, void (*entry)(void*), void* arg, size_t stack_size = 0);
 
+// Like create, but the thread runs on CPU `cpu_id` (modulo the CPUs online)
+// and is never migrated: for benchmarks that need two threads on one CPU, or
+// on two.
+thread* create_on(unsigned cpu_id, const char* name, void (*entry)(void*), void* arg, size_t stack_size = 0);
+
 [[noreturn]] void exit();
 
 // Waits for t to exit, then frees it. Each thread is joined once, or detached.
