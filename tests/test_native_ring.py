@@ -16,7 +16,7 @@ from tests.native_build import NATIVE, build
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
     out = tmp_path_factory.mktemp("native") / "ring_driver"
-    return build(NATIVE / "ring_driver.cc", out, sanitize=True)
+    return build(NATIVE / "ring_driver.cc", out, "-DTRACE_FAKE_CLOCK", sanitize=True)
 
 
 def run_driver(driver, tmp_path, mode, ring_slots, records):

@@ -13,17 +13,18 @@ namespace trace_platform {
 // One "CPU" per host thread: each test thread points this at its own ring.
 extern thread_local trace::ring* current_ring;
 extern thread_local uint32_t current_thread;
-extern uint64_t fake_clock;  // when nonzero, timestamps come from here (deterministic tests)
+extern uint64_t fake_clock;  // with TRACE_FAKE_CLOCK, timestamps come from here (deterministic tests)
 
 inline uint64_t irq_save() { return 0; }
 inline void irq_restore(uint64_t) {}
 inline trace::ring* this_cpu_ring() { return current_ring; }
 inline uint32_t current_tid() { return current_thread; }
 inline uint64_t timestamp() {
-    if (fake_clock) {
-        return fake_clock++;
-    }
+#ifdef TRACE_FAKE_CLOCK
+    return fake_clock++;
+#else
     return __builtin_ia32_rdtsc();
+#endif
 }
 
 }  // namespace trace_platform

@@ -85,6 +85,17 @@ inline constexpr tp_desc tp_table[tp_count] = {
 // gdb and the control port flip these bytes while the guest runs.
 extern volatile uint8_t enabled[tp_max + 1];
 
+// Whether a tracepoint is on, as two instructions on the fast path: a RIP-relative
+// compare of its flag byte with zero and a predicted-not-taken jump (a plain load
+// and test compiles to three, and to four when the compiler loads the address).
+template <unsigned Id>
+__attribute__((always_inline)) inline bool is_on() {
+    asm goto("cmpb $0, %c0+%c1(%%rip)\n\tjne %l[on]" : : "i"(enabled), "i"(Id) : : on);
+    return false;
+on:
+    return true;
+}
+
 namespace classify_result {
 enum : uint8_t {
     channel = 0,
@@ -132,13 +143,10 @@ static_assert(offsetof(trace_payload_trace_lost, count) == 0, "trace_lost.count 
 
 // First record a CPU writes after its ring was full: how many records it had to drop.
 inline void trace_trace_lost(uint64_t count) {
-    if (__builtin_expect(trace::enabled[trace::tp_trace_lost] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_trace_lost>(), 1)) {
         return;
     }
-    trace_payload_trace_lost p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.count = count;
-    trace::emit1(trace::tp_trace_lost, &p);
+    trace::emit1(trace::tp_trace_lost, uint64_t(uint64_t(count)), 0);
 }
 
 struct __attribute__((packed)) trace_payload_trace_marker {
@@ -151,7 +159,7 @@ static_assert(offsetof(trace_payload_trace_marker, label) == 8, "trace_marker.la
 
 // An application or kernel marker: a labelled value placed on the timeline on purpose.
 inline void trace_trace_marker(uint64_t value, const char* label) {
-    if (__builtin_expect(trace::enabled[trace::tp_trace_marker] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_trace_marker>(), 1)) {
         return;
     }
     trace_payload_trace_marker p;
@@ -172,7 +180,7 @@ static_assert(offsetof(trace_payload_thread_create, name) == 4, "thread_create.n
 
 // A thread was created (the record's thread is the creator).
 inline void trace_thread_create(uint32_t tid, const char* name) {
-    if (__builtin_expect(trace::enabled[trace::tp_thread_create] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_thread_create>(), 1)) {
         return;
     }
     trace_payload_thread_create p;
@@ -189,12 +197,10 @@ static_assert(sizeof(trace_payload_thread_exit) == 16, "thread_exit payload size
 
 // The record's thread finished and will never run again.
 inline void trace_thread_exit() {
-    if (__builtin_expect(trace::enabled[trace::tp_thread_exit] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_thread_exit>(), 1)) {
         return;
     }
-    trace_payload_thread_exit p;
-    __builtin_memset(&p, 0, sizeof p);
-    trace::emit1(trace::tp_thread_exit, &p);
+    trace::emit1(trace::tp_thread_exit, 0, 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_switch {
@@ -208,14 +214,10 @@ static_assert(offsetof(trace_payload_sched_switch, prev_state) == 4, "sched_swit
 
 // The CPU switches from the record's thread to another one.
 inline void trace_sched_switch(uint32_t next, uint8_t prev_state) {
-    if (__builtin_expect(trace::enabled[trace::tp_sched_switch] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_sched_switch>(), 1)) {
         return;
     }
-    trace_payload_sched_switch p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.next = next;
-    p.prev_state = prev_state;
-    trace::emit1(trace::tp_sched_switch, &p);
+    trace::emit1(trace::tp_sched_switch, uint64_t(uint32_t(next)) | (uint64_t(uint8_t(prev_state)) << 32), 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_wake {
@@ -229,14 +231,10 @@ static_assert(offsetof(trace_payload_sched_wake, cpu) == 4, "sched_wake.cpu offs
 
 // The record's thread makes another thread runnable.
 inline void trace_sched_wake(uint32_t tid, uint16_t cpu) {
-    if (__builtin_expect(trace::enabled[trace::tp_sched_wake] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_sched_wake>(), 1)) {
         return;
     }
-    trace_payload_sched_wake p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.tid = tid;
-    p.cpu = cpu;
-    trace::emit1(trace::tp_sched_wake, &p);
+    trace::emit1(trace::tp_sched_wake, uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(cpu)) << 32), 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_wait {
@@ -248,13 +246,10 @@ static_assert(offsetof(trace_payload_sched_wait, obj) == 0, "sched_wait.obj offs
 
 // The record's thread blocks on a wait object (wait queue, mutex, sleep timer).
 inline void trace_sched_wait(const void* obj) {
-    if (__builtin_expect(trace::enabled[trace::tp_sched_wait] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_sched_wait>(), 1)) {
         return;
     }
-    trace_payload_sched_wait p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.obj = reinterpret_cast<uint64_t>(obj);
-    trace::emit1(trace::tp_sched_wait, &p);
+    trace::emit1(trace::tp_sched_wait, reinterpret_cast<uint64_t>(obj), 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_idle {
@@ -264,12 +259,10 @@ static_assert(sizeof(trace_payload_sched_idle) == 16, "sched_idle payload size")
 
 // The CPU's idle thread is about to halt: nothing is runnable.
 inline void trace_sched_idle() {
-    if (__builtin_expect(trace::enabled[trace::tp_sched_idle] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_sched_idle>(), 1)) {
         return;
     }
-    trace_payload_sched_idle p;
-    __builtin_memset(&p, 0, sizeof p);
-    trace::emit1(trace::tp_sched_idle, &p);
+    trace::emit1(trace::tp_sched_idle, 0, 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_preempt {
@@ -279,12 +272,10 @@ static_assert(sizeof(trace_payload_sched_preempt) == 16, "sched_preempt payload 
 
 // The record's thread is preempted (time slice over, or a woken thread takes precedence).
 inline void trace_sched_preempt() {
-    if (__builtin_expect(trace::enabled[trace::tp_sched_preempt] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_sched_preempt>(), 1)) {
         return;
     }
-    trace_payload_sched_preempt p;
-    __builtin_memset(&p, 0, sizeof p);
-    trace::emit1(trace::tp_sched_preempt, &p);
+    trace::emit1(trace::tp_sched_preempt, 0, 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_migrate {
@@ -300,15 +291,10 @@ static_assert(offsetof(trace_payload_sched_migrate, to_cpu) == 6, "sched_migrate
 
 // A runnable thread moves from one CPU's run queue to another's (load balancing).
 inline void trace_sched_migrate(uint32_t tid, uint16_t from_cpu, uint16_t to_cpu) {
-    if (__builtin_expect(trace::enabled[trace::tp_sched_migrate] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_sched_migrate>(), 1)) {
         return;
     }
-    trace_payload_sched_migrate p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.tid = tid;
-    p.from_cpu = from_cpu;
-    p.to_cpu = to_cpu;
-    trace::emit1(trace::tp_sched_migrate, &p);
+    trace::emit1(trace::tp_sched_migrate, uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(from_cpu)) << 32) | (uint64_t(uint16_t(to_cpu)) << 48), 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_ipi {
@@ -322,14 +308,10 @@ static_assert(offsetof(trace_payload_sched_ipi, vector) == 2, "sched_ipi.vector 
 
 // The CPU sends an inter-processor interrupt (remote wake-up or reschedule).
 inline void trace_sched_ipi(uint16_t cpu, uint8_t vector) {
-    if (__builtin_expect(trace::enabled[trace::tp_sched_ipi] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_sched_ipi>(), 1)) {
         return;
     }
-    trace_payload_sched_ipi p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.cpu = cpu;
-    p.vector = vector;
-    trace::emit1(trace::tp_sched_ipi, &p);
+    trace::emit1(trace::tp_sched_ipi, uint64_t(uint16_t(cpu)) | (uint64_t(uint8_t(vector)) << 16), 0);
 }
 
 struct __attribute__((packed)) trace_payload_timer_fire {
@@ -342,14 +324,10 @@ static_assert(offsetof(trace_payload_timer_fire, due) == 8, "timer_fire.due offs
 
 // A timer expired and its callback runs (in interrupt context).
 inline void trace_timer_fire(const void* timer, uint64_t due) {
-    if (__builtin_expect(trace::enabled[trace::tp_timer_fire] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_timer_fire>(), 1)) {
         return;
     }
-    trace_payload_timer_fire p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.timer = reinterpret_cast<uint64_t>(timer);
-    p.due = due;
-    trace::emit1(trace::tp_timer_fire, &p);
+    trace::emit1(trace::tp_timer_fire, reinterpret_cast<uint64_t>(timer), uint64_t(uint64_t(due)));
 }
 
 struct __attribute__((packed)) trace_payload_sched_idle_ret {
@@ -359,12 +337,10 @@ static_assert(sizeof(trace_payload_sched_idle_ret) == 16, "sched_idle_ret payloa
 
 // The CPU's idle thread resumed after a halt (an interrupt arrived).
 inline void trace_sched_idle_ret() {
-    if (__builtin_expect(trace::enabled[trace::tp_sched_idle_ret] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_sched_idle_ret>(), 1)) {
         return;
     }
-    trace_payload_sched_idle_ret p;
-    __builtin_memset(&p, 0, sizeof p);
-    trace::emit1(trace::tp_sched_idle_ret, &p);
+    trace::emit1(trace::tp_sched_idle_ret, 0, 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_lock {
@@ -376,13 +352,10 @@ static_assert(offsetof(trace_payload_mutex_lock, mutex) == 0, "mutex_lock.mutex 
 
 // The record's thread calls lock(); without a following mutex_lock_wait it owns the mutex at once.
 inline void trace_mutex_lock(const void* mutex) {
-    if (__builtin_expect(trace::enabled[trace::tp_mutex_lock] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock>(), 1)) {
         return;
     }
-    trace_payload_mutex_lock p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.mutex = reinterpret_cast<uint64_t>(mutex);
-    trace::emit1(trace::tp_mutex_lock, &p);
+    trace::emit1(trace::tp_mutex_lock, reinterpret_cast<uint64_t>(mutex), 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_lock_wait {
@@ -394,13 +367,10 @@ static_assert(offsetof(trace_payload_mutex_lock_wait, mutex) == 0, "mutex_lock_w
 
 // lock() found the mutex owned: the thread joins the wait queue and sleeps.
 inline void trace_mutex_lock_wait(const void* mutex) {
-    if (__builtin_expect(trace::enabled[trace::tp_mutex_lock_wait] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock_wait>(), 1)) {
         return;
     }
-    trace_payload_mutex_lock_wait p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.mutex = reinterpret_cast<uint64_t>(mutex);
-    trace::emit1(trace::tp_mutex_lock_wait, &p);
+    trace::emit1(trace::tp_mutex_lock_wait, reinterpret_cast<uint64_t>(mutex), 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_lock_wake {
@@ -412,13 +382,10 @@ static_assert(offsetof(trace_payload_mutex_lock_wake, mutex) == 0, "mutex_lock_w
 
 // A waiting thread resumes and now owns the mutex (it was handed over).
 inline void trace_mutex_lock_wake(const void* mutex) {
-    if (__builtin_expect(trace::enabled[trace::tp_mutex_lock_wake] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock_wake>(), 1)) {
         return;
     }
-    trace_payload_mutex_lock_wake p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.mutex = reinterpret_cast<uint64_t>(mutex);
-    trace::emit1(trace::tp_mutex_lock_wake, &p);
+    trace::emit1(trace::tp_mutex_lock_wake, reinterpret_cast<uint64_t>(mutex), 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_handoff {
@@ -433,15 +400,10 @@ static_assert(offsetof(trace_payload_mutex_handoff, to_tid) == 12, "mutex_handof
 
 // unlock() hands the mutex straight to a waiter, which owns it from this instant.
 inline void trace_mutex_handoff(const void* mutex, uint32_t from_tid, uint32_t to_tid) {
-    if (__builtin_expect(trace::enabled[trace::tp_mutex_handoff] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_mutex_handoff>(), 1)) {
         return;
     }
-    trace_payload_mutex_handoff p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.mutex = reinterpret_cast<uint64_t>(mutex);
-    p.from_tid = from_tid;
-    p.to_tid = to_tid;
-    trace::emit1(trace::tp_mutex_handoff, &p);
+    trace::emit1(trace::tp_mutex_handoff, reinterpret_cast<uint64_t>(mutex), uint64_t(uint32_t(from_tid)) | (uint64_t(uint32_t(to_tid)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_mutex_unlock {
@@ -453,13 +415,10 @@ static_assert(offsetof(trace_payload_mutex_unlock, mutex) == 0, "mutex_unlock.mu
 
 // The record's thread releases the mutex (after it, a hand-off may follow).
 inline void trace_mutex_unlock(const void* mutex) {
-    if (__builtin_expect(trace::enabled[trace::tp_mutex_unlock] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_mutex_unlock>(), 1)) {
         return;
     }
-    trace_payload_mutex_unlock p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.mutex = reinterpret_cast<uint64_t>(mutex);
-    trace::emit1(trace::tp_mutex_unlock, &p);
+    trace::emit1(trace::tp_mutex_unlock, reinterpret_cast<uint64_t>(mutex), 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_try_lock {
@@ -473,14 +432,10 @@ static_assert(offsetof(trace_payload_mutex_try_lock, success) == 8, "mutex_try_l
 
 // try_lock() returned; on success the thread owns the mutex.
 inline void trace_mutex_try_lock(const void* mutex, bool success) {
-    if (__builtin_expect(trace::enabled[trace::tp_mutex_try_lock] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_mutex_try_lock>(), 1)) {
         return;
     }
-    trace_payload_mutex_try_lock p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.mutex = reinterpret_cast<uint64_t>(mutex);
-    p.success = success;
-    trace::emit1(trace::tp_mutex_try_lock, &p);
+    trace::emit1(trace::tp_mutex_try_lock, reinterpret_cast<uint64_t>(mutex), uint64_t(success ? 1 : 0));
 }
 
 struct __attribute__((packed)) trace_payload_condvar_wait {
@@ -493,14 +448,10 @@ static_assert(offsetof(trace_payload_condvar_wait, mutex) == 8, "condvar_wait.mu
 
 // The record's thread waits on a condition variable, releasing its mutex.
 inline void trace_condvar_wait(const void* condvar, const void* mutex) {
-    if (__builtin_expect(trace::enabled[trace::tp_condvar_wait] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_condvar_wait>(), 1)) {
         return;
     }
-    trace_payload_condvar_wait p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.condvar = reinterpret_cast<uint64_t>(condvar);
-    p.mutex = reinterpret_cast<uint64_t>(mutex);
-    trace::emit1(trace::tp_condvar_wait, &p);
+    trace::emit1(trace::tp_condvar_wait, reinterpret_cast<uint64_t>(condvar), reinterpret_cast<uint64_t>(mutex));
 }
 
 struct __attribute__((packed)) trace_payload_condvar_wake {
@@ -514,14 +465,10 @@ static_assert(offsetof(trace_payload_condvar_wake, count) == 8, "condvar_wake.co
 
 // The record's thread signals a condition variable.
 inline void trace_condvar_wake(const void* condvar, uint32_t count) {
-    if (__builtin_expect(trace::enabled[trace::tp_condvar_wake] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_condvar_wake>(), 1)) {
         return;
     }
-    trace_payload_condvar_wake p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.condvar = reinterpret_cast<uint64_t>(condvar);
-    p.count = count;
-    trace::emit1(trace::tp_condvar_wake, &p);
+    trace::emit1(trace::tp_condvar_wake, reinterpret_cast<uint64_t>(condvar), uint64_t(uint32_t(count)));
 }
 
 struct __attribute__((packed)) trace_payload_net_rx {
@@ -537,15 +484,10 @@ static_assert(offsetof(trace_payload_net_rx, queue) == 6, "net_rx.queue offset")
 
 // The driver's receive thread takes a frame from the device.
 inline void trace_net_rx(uint32_t packet, uint16_t len, uint16_t queue) {
-    if (__builtin_expect(trace::enabled[trace::tp_net_rx] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_net_rx>(), 1)) {
         return;
     }
-    trace_payload_net_rx p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.packet = packet;
-    p.len = len;
-    p.queue = queue;
-    trace::emit1(trace::tp_net_rx, &p);
+    trace::emit1(trace::tp_net_rx, uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32) | (uint64_t(uint16_t(queue)) << 48), 0);
 }
 
 struct __attribute__((packed)) trace_payload_net_classify {
@@ -561,15 +503,10 @@ static_assert(offsetof(trace_payload_net_classify, result) == 12, "net_classify.
 
 // A received frame was classified by its 5-tuple: to a socket's channel, the default path, or dropped.
 inline void trace_net_classify(const void* channel, uint32_t packet, uint8_t result) {
-    if (__builtin_expect(trace::enabled[trace::tp_net_classify] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_net_classify>(), 1)) {
         return;
     }
-    trace_payload_net_classify p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.channel = reinterpret_cast<uint64_t>(channel);
-    p.packet = packet;
-    p.result = result;
-    trace::emit1(trace::tp_net_classify, &p);
+    trace::emit1(trace::tp_net_classify, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint8_t(result)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_net_channel_push {
@@ -584,15 +521,10 @@ static_assert(offsetof(trace_payload_net_channel_push, depth) == 12, "net_channe
 
 // A packet was pushed into a net channel (producer side).
 inline void trace_net_channel_push(const void* channel, uint32_t packet, uint32_t depth) {
-    if (__builtin_expect(trace::enabled[trace::tp_net_channel_push] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_net_channel_push>(), 1)) {
         return;
     }
-    trace_payload_net_channel_push p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.channel = reinterpret_cast<uint64_t>(channel);
-    p.packet = packet;
-    p.depth = depth;
-    trace::emit1(trace::tp_net_channel_push, &p);
+    trace::emit1(trace::tp_net_channel_push, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_net_channel_pop {
@@ -607,15 +539,10 @@ static_assert(offsetof(trace_payload_net_channel_pop, depth) == 12, "net_channel
 
 // The consuming thread popped a packet from its net channel.
 inline void trace_net_channel_pop(const void* channel, uint32_t packet, uint32_t depth) {
-    if (__builtin_expect(trace::enabled[trace::tp_net_channel_pop] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_net_channel_pop>(), 1)) {
         return;
     }
-    trace_payload_net_channel_pop p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.channel = reinterpret_cast<uint64_t>(channel);
-    p.packet = packet;
-    p.depth = depth;
-    trace::emit1(trace::tp_net_channel_pop, &p);
+    trace::emit1(trace::tp_net_channel_pop, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_net_tx {
@@ -629,14 +556,10 @@ static_assert(offsetof(trace_payload_net_tx, len) == 4, "net_tx.len offset");
 
 // A frame is handed to the device for transmission.
 inline void trace_net_tx(uint32_t packet, uint16_t len) {
-    if (__builtin_expect(trace::enabled[trace::tp_net_tx] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_net_tx>(), 1)) {
         return;
     }
-    trace_payload_net_tx p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.packet = packet;
-    p.len = len;
-    trace::emit1(trace::tp_net_tx, &p);
+    trace::emit1(trace::tp_net_tx, uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32), 0);
 }
 
 struct __attribute__((packed)) trace_payload_net_packet {
@@ -654,7 +577,7 @@ static_assert(offsetof(trace_payload_net_packet, data) == 7, "net_packet.data of
 
 // The first bytes of a frame, for pcap export (opt-in: enable explicitly).
 inline void trace_net_packet(uint32_t packet, uint16_t len, uint8_t dir, const void* data, uint32_t data_len) {
-    if (__builtin_expect(trace::enabled[trace::tp_net_packet] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_net_packet>(), 1)) {
         return;
     }
     trace_payload_net_packet p;
@@ -678,13 +601,8 @@ static_assert(offsetof(trace_payload_net_channel_drop, depth) == 12, "net_channe
 
 // A packet was dropped because its net channel was full.
 inline void trace_net_channel_drop(const void* channel, uint32_t packet, uint32_t depth) {
-    if (__builtin_expect(trace::enabled[trace::tp_net_channel_drop] == 0, 1)) {
+    if (__builtin_expect(!trace::is_on<trace::tp_net_channel_drop>(), 1)) {
         return;
     }
-    trace_payload_net_channel_drop p;
-    __builtin_memset(&p, 0, sizeof p);
-    p.channel = reinterpret_cast<uint64_t>(channel);
-    p.packet = packet;
-    p.depth = depth;
-    trace::emit1(trace::tp_net_channel_drop, &p);
+    trace::emit1(trace::tp_net_channel_drop, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
 }

@@ -150,29 +150,58 @@ __attribute__((noinline, cold)) inline void report_lost(ring* r, uint32_t tid, u
 
 namespace trace {
 
-// The fast path for records that fit one slot: a handful of stores.
-// `payload` points at exactly header_payload bytes.
-inline void emit1(uint16_t id, const void* payload) {
+// The stream-mode writer for one-slot records: reports earlier drops, respects the
+// reader's tail and counts what does not fit. Out of line, so the flight-recorder
+// path below stays short (in overwrite mode nothing is ever dropped).
+__attribute__((noinline)) inline void emit1_stream(ring* r, uint16_t id, uint64_t p0, uint64_t p1) {
+    if (r->pending_lost != 0) {
+        report_lost(r, trace_platform::current_tid(), trace_platform::timestamp());
+    }
+    uint64_t i = r->head;
+    if (i + 1 - __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) > r->nslots) {
+        r->lost = r->lost + 1;
+        r->pending_lost = r->pending_lost + 1;
+        return;
+    }
+    r->head = i + 1;
+    __atomic_signal_fence(__ATOMIC_RELEASE);
+    uint64_t* d = reinterpret_cast<uint64_t*>(r->slots() + (i & r->mask));
+    d[0] = uint64_t(id) | (uint64_t(1) << 16) | (uint64_t(trace_platform::current_tid()) << 32);
+    d[1] = trace_platform::timestamp();
+    d[2] = p0;
+    d[3] = p1;
+    commit(r, i + 1);
+}
+
+// The fast path for records that fit one slot: the 16 payload bytes arrive as two
+// words already packed in registers (the generated emitters pack them), so an
+// enabled tracepoint is a few loads and five stores.
+inline void emit1(uint16_t id, uint64_t p0, uint64_t p1) {
     uint64_t irq = trace_platform::irq_save();
     ring* r = trace_platform::this_cpu_ring();
     if (__builtin_expect(r != nullptr, 1)) {
-        if (__builtin_expect(r->pending_lost != 0, 0)) {
-            report_lost(r, trace_platform::current_tid(), trace_platform::timestamp());
-        }
-        uint64_t i = reserve(r, 1);
-        if (__builtin_expect(i != ~uint64_t(0), 1)) {
-            header_slot* s = r->slots() + (i & r->mask);
-            uint64_t w0 = uint64_t(id) | (uint64_t(1) << 16) |
-                          (uint64_t(trace_platform::current_tid()) << 32);
-            uint64_t tsc = trace_platform::timestamp();
-            // Whole-word stores: the 4-byte prefix, tid and tsc in two moves.
-            __builtin_memcpy(s, &w0, 8);
-            __builtin_memcpy(&s->tsc, &tsc, 8);
-            __builtin_memcpy(s->payload, payload, header_payload);
+        if (__builtin_expect(r->mode != ring_mode::overwrite, 0)) {
+            emit1_stream(r, id, p0, p1);
+        } else {
+            uint64_t i = r->head;
+            r->head = i + 1;
+            __atomic_signal_fence(__ATOMIC_RELEASE);
+            uint64_t* d = reinterpret_cast<uint64_t*>(r->slots() + (i & r->mask));
+            d[0] = uint64_t(id) | (uint64_t(1) << 16) | (uint64_t(trace_platform::current_tid()) << 32);
+            d[1] = trace_platform::timestamp();
+            d[2] = p0;
+            d[3] = p1;
             commit(r, i + 1);
         }
     }
     trace_platform::irq_restore(irq);
+}
+
+// One-slot records whose payload is built in memory (string arguments).
+inline void emit1(uint16_t id, const void* payload) {
+    uint64_t p[2];
+    __builtin_memcpy(p, payload, sizeof p);
+    emit1(id, p[0], p[1]);
 }
 
 // Records spanning n slots: the payload is header_payload + (n-1)*cont_payload
