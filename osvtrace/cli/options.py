@@ -48,20 +48,6 @@ def open_trace(path: str) -> "Trace":
 def echo_json(data: Any) -> None:
     import json
 
-    click.echo(json.dumps(data, indent=2, default=_json_default))
+    from osvtrace.reports.common import json_default
 
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    from decimal import Decimal
-
-    if isinstance(o, Decimal):  # DuckDB sums of int64 are decimals
-        return int(o) if o == o.to_integral_value() else float(o)
-    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+    click.echo(json.dumps(data, indent=2, default=json_default))

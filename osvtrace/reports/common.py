@@ -175,17 +175,22 @@ def render_csv(r: Report) -> str:
 
 def render_json(r: Report) -> str:
     return json.dumps({"title": r.title, "rows": r.records(), "notes": r.notes, **r.extra}, indent=2,
-                      default=_json_default)
+                      default=json_default)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """json.dumps(default=...) for numpy scalars and arrays and DuckDB's decimals."""
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
-    raise TypeError(type(o).__name__)
+    from decimal import Decimal
+
+    if isinstance(o, Decimal):  # DuckDB sums of int64 are decimals
+        return int(o) if o == o.to_integral_value() else float(o)
+    raise TypeError(f"cannot write {type(o).__name__} as JSON")
 
 
 ReportFn = Callable[[Model, Filter, Options], Report]

@@ -150,6 +150,18 @@ __attribute__((noinline, cold)) inline void report_lost(ring* r, uint32_t tid, u
 
 namespace trace {
 
+// Write a one-slot record at absolute index i, following the commit protocol.
+__attribute__((always_inline)) inline void write1(ring* r, uint64_t i, uint16_t id, uint64_t p0, uint64_t p1) {
+    r->head = i + 1;
+    __atomic_signal_fence(__ATOMIC_RELEASE);
+    uint64_t* d = reinterpret_cast<uint64_t*>(r->slots() + (i & r->mask));
+    d[0] = uint64_t(id) | (uint64_t(1) << 16) | (uint64_t(trace_platform::current_tid()) << 32);
+    d[1] = trace_platform::timestamp();
+    d[2] = p0;
+    d[3] = p1;
+    commit(r, i + 1);
+}
+
 // The stream-mode writer for one-slot records: reports earlier drops, respects the
 // reader's tail and counts what does not fit. Out of line, so the flight-recorder
 // path below stays short (in overwrite mode nothing is ever dropped).
@@ -163,14 +175,7 @@ __attribute__((noinline)) inline void emit1_stream(ring* r, uint16_t id, uint64_
         r->pending_lost = r->pending_lost + 1;
         return;
     }
-    r->head = i + 1;
-    __atomic_signal_fence(__ATOMIC_RELEASE);
-    uint64_t* d = reinterpret_cast<uint64_t*>(r->slots() + (i & r->mask));
-    d[0] = uint64_t(id) | (uint64_t(1) << 16) | (uint64_t(trace_platform::current_tid()) << 32);
-    d[1] = trace_platform::timestamp();
-    d[2] = p0;
-    d[3] = p1;
-    commit(r, i + 1);
+    write1(r, i, id, p0, p1);
 }
 
 // The fast path for records that fit one slot: the 16 payload bytes arrive as two
@@ -183,15 +188,7 @@ inline void emit1(uint16_t id, uint64_t p0, uint64_t p1) {
         if (__builtin_expect(r->mode != ring_mode::overwrite, 0)) {
             emit1_stream(r, id, p0, p1);
         } else {
-            uint64_t i = r->head;
-            r->head = i + 1;
-            __atomic_signal_fence(__ATOMIC_RELEASE);
-            uint64_t* d = reinterpret_cast<uint64_t*>(r->slots() + (i & r->mask));
-            d[0] = uint64_t(id) | (uint64_t(1) << 16) | (uint64_t(trace_platform::current_tid()) << 32);
-            d[1] = trace_platform::timestamp();
-            d[2] = p0;
-            d[3] = p1;
-            commit(r, i + 1);
+            write1(r, r->head, id, p0, p1);
         }
     }
     trace_platform::irq_restore(irq);
