@@ -97,10 +97,10 @@ class Context:
                 raise UsageError(f"set cpu {bad[0]}: the trace has CPUs 0..{self.trace.ncpus - 1}")
             self.filters.cpus = cpus
         elif key == "thread":
-            thread_ids(self.trace, [text])  # raises for a name that matches nothing
+            _checked(thread_ids, self.trace, text, "--thread", "set thread")
             self.filters.threads = [x for x in text.split(",") if x]
         elif key == "tp":
-            tracepoint_ids(self.trace, [text])
+            _checked(tracepoint_ids, self.trace, text, "--tp", "set tp")
             self.filters.tps = [x for x in text.split(",") if x]
         else:
             raise UsageError(f"set {key}: unknown filter; filters are {', '.join(FILTER_KEYS)}")
@@ -160,6 +160,14 @@ class Context:
                 out[tp.name] = [("time", "event time (ns)"), ("cpu", "CPU"), ("tid", "thread that emitted it")] + \
                     [(f.name, f.doc or f.type) for f in tp.fields]
         return out
+
+
+def _checked(check, trace: Trace, text: str, option: str, what: str) -> None:  # noqa: ANN001
+    """Run the CLI's check of a filter value, its error worded for `set`."""
+    try:
+        check(trace, [text])
+    except UsageError as e:
+        raise UsageError(str(e).replace(option, what, 1)) from None
 
 
 def history_path() -> Path:

@@ -106,6 +106,8 @@ class Shell:
             if needs_more(buf.text):
                 buf.insert_text("\n")
             else:
+                if buf.text != buf.text.rstrip():  # the empty line that ended a query is not kept
+                    buf.text = buf.text.rstrip()
                 buf.validate_and_handle()
 
         return kb
