@@ -1,0 +1,109 @@
+"""Protobuf wire format with numpy: many small messages of the same shape at once.
+
+A message whose fields all have a fixed byte length (for a given shape: the length
+of each varint) is a row of a uint8 matrix; fields are column ranges, written for
+every row at once. Rows of different shapes go to different matrices; the caller
+groups rows by shape (:func:`group_by`). The protobuf library stays the reference:
+tests parse the output with the generated classes.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+# a varint of value v takes k bytes when v < 2**(7k)
+_LIMITS = np.array([1 << (7 * k) for k in range(1, 10)], np.uint64)
+
+
+def varint_len(v: np.ndarray) -> np.ndarray:
+    """Bytes of each value's varint encoding (1..10), as uint8."""
+    v = np.asarray(v).astype(np.uint64, copy=False)
+    if not len(v) or int(v.max()) < 128:  # the common case of small ids: all one byte
+        return np.ones(len(v), np.uint8)
+    return (np.searchsorted(_LIMITS, v, side="right") + 1).astype(np.uint8)
+
+
+def varint(value: int) -> bytes:
+    """One varint (for the few scalar lengths and tags)."""
+    out = bytearray()
+    value &= (1 << 64) - 1
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def tag(field: int, wire_type: int) -> bytes:
+    """Field key: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32."""
+    return varint((field << 3) | wire_type)
+
+
+class Rows:
+    """A uint8 matrix being filled left to right, one field after another, for all rows.
+
+    Constant bytes (tags, lengths of this shape) go into a template row first; the
+    template is copied into every row at once when the first varying field comes."""
+
+    def __init__(self, n: int, width: int):
+        self.m = np.empty((n, width), np.uint8)
+        self.col = 0
+        self._template = np.zeros(width, np.uint8)
+        self._filled = False
+
+    def const(self, data: bytes) -> None:
+        """The same bytes in every row (tags, fixed lengths, constant values)."""
+        k = len(data)
+        self._template[self.col:self.col + k] = np.frombuffer(data, np.uint8)
+        if self._filled:
+            self.m[:, self.col:self.col + k] = self._template[self.col:self.col + k]
+        self.col += k
+
+    def _fill(self) -> None:
+        if not self._filled:
+            self.m[:] = self._template  # later constants only touch their own columns
+            self._filled = True
+
+    def byte(self, v: np.ndarray) -> None:
+        self._fill()
+        self.m[:, self.col] = v
+        self.col += 1
+
+    def varint(self, v: np.ndarray, length: int) -> None:
+        """Values whose varint is exactly ``length`` bytes long (the row group's shape)."""
+        self._fill()
+        v = np.asarray(v).astype(np.uint64, copy=False)
+        for k in range(length):
+            b = (v >> np.uint64(7 * k)) & np.uint64(0x7F)
+            if k < length - 1:
+                b |= np.uint64(0x80)
+            self.m[:, self.col + k] = b
+        self.col += length
+
+    def fixed64(self, v: np.ndarray) -> None:
+        self._fill()
+        self.m[:, self.col:self.col + 8] = np.ascontiguousarray(v, "<u8").view(np.uint8).reshape(-1, 8)
+        self.col += 8
+
+    def done(self) -> np.ndarray:
+        assert self.col == self.m.shape[1], (self.col, self.m.shape)
+        self._fill()
+        return self.m
+
+
+def group_by(shape: np.ndarray, chunk: int = 1 << 20) -> Iterator[tuple[int, np.ndarray]]:
+    """(shape value, row indices) for each distinct shape, at most ``chunk`` rows at a time."""
+    if not len(shape):
+        return
+    order = np.argsort(shape, kind="stable")
+    s = shape[order]
+    cuts = np.nonzero(s[1:] != s[:-1])[0] + 1
+    bounds = np.concatenate(([0], cuts, [len(s)]))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        for c in range(int(a), int(b), chunk):
+            yield int(s[a]), order[c:min(int(b), c + chunk)]

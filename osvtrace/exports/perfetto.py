@@ -1,0 +1,194 @@
+"""Perfetto export: a protobuf trace (a stream of TracePackets) for ui.perfetto.dev.
+
+The few packets that describe the trace (track descriptors, interned names) are
+built with the protobuf classes of the ``perfetto`` package. The millions of
+slice and instant packets are all TrackEvents of a handful of shapes, so they are
+written with numpy, one matrix of packets per shape (osvtrace.exports.pbwire);
+tests parse the result back with the same protobuf classes.
+
+File order. Perfetto's trace processor sorts packets by (timestamp, position in the
+file), so the file need not be in time order, and it is not: it is written as all
+slice ends, then all instants, then all slice begins. At equal timestamps that
+puts an end before the next begin on the same track (back-to-back slices nest
+correctly) and a flow's source instant before the slice it points to.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from osvtrace.errors import UsageError
+from osvtrace.exports import pbwire, timeline
+from osvtrace.exports.common import Options, ProgressFn, Result, Selection, atomic_file
+from osvtrace.exports.registry import register
+from osvtrace.exports.timeline import ARG_KIND, ARGS, FLOW_END, FLOW_NONE, PTR, Items, Timeline
+from osvtrace.model import Model
+
+SEQUENCE_ID = 1
+SEQ_INCREMENTAL_STATE_CLEARED = 1
+SEQ_NEEDS_INCREMENTAL_STATE = 2
+TYPE_SLICE_BEGIN, TYPE_SLICE_END, TYPE_INSTANT = 1, 2, 3
+STEP = 1 << 20  # rows encoded at a time
+
+# TracePacket fields (protos/perfetto/trace/trace_packet.proto) and TrackEvent fields
+_TRACE_PACKET = pbwire.tag(1, 2)  # Trace.packet
+_TIMESTAMP = pbwire.tag(8, 0)
+_SEQ_ID = pbwire.tag(10, 0) + pbwire.varint(SEQUENCE_ID)
+_TRACK_EVENT = pbwire.tag(11, 2)
+_SEQ_FLAGS = pbwire.tag(13, 0) + pbwire.varint(SEQ_NEEDS_INCREMENTAL_STATE)
+_TE_TYPE = pbwire.tag(9, 0)
+_TE_TRACK = pbwire.tag(11, 0)
+_TE_NAME_IID = pbwire.tag(10, 0)
+_TE_DEBUG = pbwire.tag(4, 2)
+_DA_NAME_IID = pbwire.tag(1, 0)
+_DA_UINT = pbwire.tag(3, 0)
+_DA_POINTER = pbwire.tag(7, 0)
+_TE_FLOW = pbwire.tag(47, 1)  # flow_ids (fixed64): starts or continues a flow
+_TE_FLOW_END = pbwire.tag(48, 1)  # terminating_flow_ids
+
+
+def _protos():  # -> the perfetto_trace_pb2 module
+    try:
+        from perfetto.protos.perfetto.trace import perfetto_trace_pb2
+    except ImportError as e:  # a broken install, not a user error, but say it in one line
+        raise UsageError(f"perfetto export needs the `perfetto` Python package ({e})") from None
+    return perfetto_trace_pb2
+
+
+def header_packets(tl: Timeline) -> bytes:
+    """Interned names, then one TrackDescriptor per track, built with the protobuf classes."""
+    pb = _protos()
+    trace = pb.Trace()
+    p = trace.packet.add()
+    p.trusted_packet_sequence_id = SEQUENCE_ID
+    p.sequence_flags = SEQ_INCREMENTAL_STATE_CLEARED
+    for i, name in enumerate(tl.names):
+        p.interned_data.event_names.add(iid=i + 1, name=name)
+    for i, (name, _kind) in enumerate(ARGS):
+        p.interned_data.debug_annotation_names.add(iid=i + 1, name=name)
+    order = pb.TrackDescriptor.ChildTracksOrdering
+    for t in tl.tracks:
+        p = trace.packet.add()
+        p.trusted_packet_sequence_id = SEQUENCE_ID
+        d = p.track_descriptor
+        d.uuid = t.uuid
+        if t.parent:
+            d.parent_uuid = t.parent
+        if t.kind == "process":
+            d.process.pid = t.key
+            d.process.process_name = t.name
+        elif t.kind == "thread":
+            d.thread.pid = timeline.PID
+            d.thread.tid = t.key
+            d.thread.thread_name = t.name
+        else:
+            d.name = t.name
+            if t.kind == "group":
+                d.child_ordering = order.EXPLICIT if t.name == "CPUs" else order.LEXICOGRAPHIC
+            elif t.kind == "cpu":
+                d.sibling_order_rank = t.rank
+    return trace.SerializeToString()
+
+
+def encode(p: Items, kind: int) -> list[np.ndarray]:
+    """TrackEvent packets (framed as Trace.packet fields) of one kind for all rows of ``p``:
+    TYPE_SLICE_END carries only the track; begins and instants also the name, argument
+    and flow. Returns one uint8 matrix per row shape; their rows are the packets."""
+    if not len(p):
+        return []
+    end = kind == TYPE_SLICE_END
+    ts = p.ts + (p.dur if end else 0)
+    lt = pbwire.varint_len(ts)
+    lu = pbwire.varint_len(p.track)
+    if end:
+        li = np.zeros(len(p), np.uint8)
+        la = np.zeros(len(p), np.uint8)
+        fk = np.zeros(len(p), np.uint8)
+    else:
+        li = pbwire.varint_len(p.name + 1)
+        has_arg = p.arg_name >= 0
+        la = np.where(has_arg, pbwire.varint_len(p.arg), 0).astype(np.uint8)
+        ptr = has_arg & (ARG_KIND[np.maximum(p.arg_name, 0)] == PTR)
+        la = la + (ptr.astype(np.uint8) << 4)  # bit 4 of the shape: pointer, not uint
+        fk = np.where(p.flow_kind == FLOW_NONE, 0, np.where(p.flow_kind == FLOW_END, 2, 1)).astype(np.uint8)
+    shape = (lt.astype(np.int64) | (lu.astype(np.int64) << 4) | (li.astype(np.int64) << 8)
+             | (la.astype(np.int64) << 12) | (fk.astype(np.int64) << 20))
+    out = []
+    for s, rows in pbwire.group_by(shape):
+        Lt, Lu, Li, La, is_ptr, F = s & 15, (s >> 4) & 15, (s >> 8) & 15, (s >> 12) & 15, (s >> 16) & 1, s >> 20
+        te = 2 + 1 + Lu + (1 + Li if Li else 0) + (5 + La if La else 0) + (10 if F else 0)
+        body = 1 + Lt + len(_SEQ_ID) + 2 + te + len(_SEQ_FLAGS)
+        assert te < 128 and body < 128  # one-byte lengths, fixed per shape
+        r = pbwire.Rows(len(rows), 2 + body)
+        r.const(_TRACE_PACKET + bytes([body]) + _TIMESTAMP)
+        r.varint(ts[rows], Lt)
+        r.const(_SEQ_ID + _TRACK_EVENT + bytes([te, _TE_TYPE[0], kind]) + _TE_TRACK)
+        r.varint(p.track[rows], Lu)
+        if Li:
+            r.const(_TE_NAME_IID)
+            r.varint(p.name[rows] + 1, Li)
+        if La:
+            r.const(_TE_DEBUG + bytes([3 + La]) + _DA_NAME_IID)
+            r.byte(p.arg_name[rows] + 1)
+            r.const(_DA_POINTER if is_ptr else _DA_UINT)
+            r.varint(p.arg[rows], La)
+        if F:
+            r.const(_TE_FLOW_END if F == 2 else _TE_FLOW)
+            r.fixed64(p.flow[rows])
+        r.const(_SEQ_FLAGS)
+        out.append(r.done())
+    return out
+
+
+def write_timeline(tl: Timeline, f: IO[bytes], progress: ProgressFn | None = None, workers: int = 2) -> dict[str, int]:
+    """The whole trace: header, then slice ends, instants, slice begins (see the module doc).
+    Steps of at most STEP rows are encoded on ``workers`` threads (numpy lets go of the
+    GIL) and written in order; a few steps in flight bound the memory."""
+    f.write(header_packets(tl))
+    plan = [(p, TYPE_SLICE_END) for p in tl.slices] + [(p, TYPE_INSTANT) for p in tl.instants] + \
+        [(p, TYPE_SLICE_BEGIN) for p in tl.slices]
+    steps = [(p, kind, a) for p, kind in plan for a in range(0, len(p), STEP)]
+    total = sum(len(p) for p, _ in plan)
+    done = packets = 0
+
+    def job(step: tuple[Items, int, int]) -> tuple[int, list[np.ndarray]]:
+        p, kind, a = step
+        part = p.take(slice(a, a + STEP))
+        return len(part), encode(part, kind)
+
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for step in steps:
+            pending.append(pool.submit(job, step))
+            if len(pending) > 2 * workers:
+                done, packets = _drain(pending.popleft(), f, done, packets, total, progress)
+        while pending:
+            done, packets = _drain(pending.popleft(), f, done, packets, total, progress)
+    return {"packets": packets}
+
+
+def _drain(fut: Future, f: IO[bytes], done: int, packets: int, total: int,
+           progress: ProgressFn | None) -> tuple[int, int]:
+    n, mats = fut.result()
+    for m in mats:
+        f.write(m.reshape(-1).data)
+        packets += len(m)
+    if progress:
+        progress(done + n, total, "writing packets")
+    return done + n, packets
+
+
+@register("perfetto", suffix=".pftrace",
+          doc="Perfetto protobuf trace: CPU, thread and mutex tracks, flows for wake-ups, hand-offs and packets.")
+def write(model: Model, out: Path, opts: Options) -> Result:
+    sel = Selection(model.trace, opts.filter)
+    tl = timeline.build(model, sel, opts.progress)
+    with atomic_file(out) as f:
+        counts = write_timeline(tl, f, opts.progress)
+    res = Result(out, {**tl.count(), **counts, "bytes": out.stat().st_size})
+    return res
