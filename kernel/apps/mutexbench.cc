@@ -51,7 +51,7 @@ struct handoff_state {
     mutex m;
     uint64_t rounds = 0;
     thread* side[2] = {};
-    std::atomic<int> started{0};
+    std::atomic<bool> go{false};  // both threads exist (each needs the other's pointer)
     bool same_cpu = false;
     uint64_t stamp_tsc = 0;  // written by the holder just before unlock
     uint32_t stamp_cpu = 0;
@@ -85,8 +85,7 @@ void side(void* arg)
     if (me == 0) {
         hs.m.lock();  // side 0 holds first
     }
-    hs.started.fetch_add(1);
-    while (hs.started.load() < 2) {
+    while (!hs.go.load(std::memory_order_acquire)) {
         threads::yield();
     }
     thread* other = hs.side[1 - me];
@@ -121,13 +120,13 @@ int handoff(uint64_t n, bool same_cpu)
         kprintf("mutexbench: no memory for %lu samples\n", n);
         return 1;
     }
-    // Created by hand so each knows the other before it runs.
     hs.side[0] = threads::create_on(0, "handoff0", side, reinterpret_cast<void*>(0));
     hs.side[1] = threads::create_on(hs.same_cpu ? 0 : 1, "handoff1", side, reinterpret_cast<void*>(1));
     if (!hs.side[0] || !hs.side[1]) {
         kprintf("mutexbench: cannot create threads\n");
         return 1;
     }
+    hs.go.store(true, std::memory_order_release);
     threads::join(hs.side[0]);
     threads::join(hs.side[1]);
     uint64_t* s = hs.samples;

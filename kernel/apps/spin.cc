@@ -23,10 +23,16 @@ void burn(void* arg)
 {
     auto* w = static_cast<worker*>(arg);
     w->first = tsc::now();
+    // The clock is read every 256 loops: under multi-threaded TCG each rdtsc
+    // takes a QEMU-wide lock, and with more vCPUs than host cores a loop of
+    // rdtscs measures mostly that lock.
     uint64_t now;
-    while ((now = tsc::now()) < w->until) {
-        w->loops++;
-    }
+    do {
+        for (int i = 0; i < 256; i++) {
+            asm volatile("" : : "r"(i) : "memory");
+        }
+        w->loops += 256;
+    } while ((now = tsc::now()) < w->until);
     w->last = now;
 }
 

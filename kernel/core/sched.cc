@@ -66,6 +66,31 @@ void drain_incoming(cpu* c)
     }
 }
 
+// Moves t's home from one CPU to another (t is on no run queue and off every
+// CPU, and nobody else may move it now).
+void rehome(thread* t, cpu* from, cpu* to)
+{
+    from->nr_homed.fetch_sub(1, std::memory_order_relaxed);
+    to->nr_homed.fetch_add(1, std::memory_order_relaxed);
+    t->home = to;
+    trace_sched_migrate(t->id, uint16_t(from->id), uint16_t(to->id));
+}
+
+// An idle CPU with nothing on its way to it, other than `not_this`; scanning
+// from after `from` so wakers spread over the idle CPUs.
+cpu* find_idle(cpu* from, cpu* not_this)
+{
+    const unsigned n = online_cpus();
+    for (unsigned k = 1; k <= n; k++) {
+        cpu* d = cpus[(from->id + k) % n];
+        if (d != not_this && d->idle_now.load(std::memory_order_relaxed) &&
+            !d->nr_queued.load(std::memory_order_relaxed) && !d->nr_incoming.load(std::memory_order_relaxed)) {
+            return d;
+        }
+    }
+    return nullptr;
+}
+
 // Gives one queued thread to the least loaded CPU if that evens things out.
 // Runs on c with interrupts off, never in the middle of a switch: every
 // thread on c's run queue is fully switched out, so another CPU may run it.
@@ -96,8 +121,7 @@ void balance(cpu* c)
     }
     c->runqueue.remove(t);
     publish_queued(c);
-    t->home = best;  // NOTE: while t is off every queue: nobody else reads it now
-    trace_sched_migrate(t->id, uint16_t(c->id), uint16_t(best->id));
+    rehome(t, c, best);  // NOTE: while t is off every queue: nobody else reads its home now
     push_remote(best, t);
 }
 
@@ -132,9 +156,10 @@ void finish_switch(thread* prev)
     if (prev->state.load(std::memory_order_relaxed) == thread_state::dead) {
         threads::finish_dead(prev);
     } else {
-        prev->on_cpu = false;
+        prev->on_cpu.store(false, std::memory_order_release);
     }
 }
+
 
 }  // namespace
 
@@ -233,7 +258,7 @@ void schedule(thread_state why)
     // On the outgoing thread, before the switch: the record's tid is prev.
     trace_sched_switch(next->id, uint8_t(why));
     next->state.store(thread_state::running, std::memory_order_relaxed);
-    next->on_cpu = true;
+    next->on_cpu.store(true, std::memory_order_relaxed);
     next->nr_switches_in++;
     c->current = next;
     c->current_tid = next->id;
@@ -264,6 +289,15 @@ bool wake(thread* t)
     irq_guard g;
     cpu* c = this_cpu();
     cpu* home = t->home;
+    // Wake-time balancing: a thread whose home is busy goes to an idle CPU
+    // instead, if it is off its CPU for good (thread.hh: on_cpu).
+    if (!t->pinned && !home->idle_now.load(std::memory_order_relaxed) &&
+        !t->on_cpu.load(std::memory_order_acquire)) {
+        if (cpu* idle = find_idle(home, nullptr)) {
+            rehome(t, home, idle);
+            home = idle;
+        }
+    }
     trace_sched_wake(t->id, uint16_t(home->id));
     if (home != c) {
         push_remote(home, t);
@@ -277,16 +311,19 @@ bool wake(thread* t)
 
 void start(thread* t)
 {
+    // The CPU homing the fewest threads (sleeping ones count: they come
+    // back), then the least loaded right now; this CPU on a tie.
     irq_guard g;
     cpu* c = this_cpu();
     cpu* best = c;
-    uint32_t best_load = load(c);
+    uint32_t best_homed = c->nr_homed.load(std::memory_order_relaxed), best_load = load(c);
     const unsigned n = online_cpus();
-    for (unsigned i = 0; i < n && best_load; i++) {
+    for (unsigned i = 0; i < n; i++) {
         cpu* d = cpus[i];
-        uint32_t l = load(d);
-        if (l < best_load) {
+        uint32_t h = d->nr_homed.load(std::memory_order_relaxed), l = load(d);
+        if (h < best_homed || (h == best_homed && l < best_load)) {
             best = d;
+            best_homed = h;
             best_load = l;
         }
     }
@@ -296,6 +333,7 @@ void start(thread* t)
 void start_on(thread* t, cpu* target)
 {
     irq_guard g;
+    target->nr_homed.fetch_add(1, std::memory_order_relaxed);
     t->home = target;
     if (target == this_cpu()) {
         enqueue_local(target, t);

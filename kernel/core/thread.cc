@@ -62,7 +62,7 @@ void sleep_timer_fired(timer* tm) { sched::wake(static_cast<thread*>(tm->arg)); 
 void init_common(thread* t, uint32_t id, const char* name, cpu* home)
 {
     t->id = id;
-    t->on_cpu = false;
+    t->on_cpu.store(false, std::memory_order_relaxed);
     t->pinned = false;
     set_name(t, name);
     t->home = home;
@@ -184,7 +184,7 @@ thread* adopt_boot_context(cpu* c, const char* name, void* stack, size_t stack_s
     thread* t = &pool[id];
     init_common(t, id, name, c);
     t->state.store(thread_state::running, std::memory_order_relaxed);
-    t->on_cpu = true;
+    t->on_cpu.store(true, std::memory_order_relaxed);
     t->pinned = true;
     t->stack = stack;
     t->stack_size = stack_size;
@@ -208,7 +208,8 @@ void exit()
 
 void finish_dead(thread* t)
 {
-    t->on_cpu = false;
+    t->home->nr_homed.fetch_sub(1, std::memory_order_relaxed);
+    t->on_cpu.store(false, std::memory_order_release);
     // NOTE: the last touch of t by the scheduler; once join_done is visible a
     // joiner may reap it (the object itself stays valid, see thread.hh).
     uintptr_t w = t->join_word.exchange(join_done, std::memory_order_acq_rel);

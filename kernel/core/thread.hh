@@ -43,7 +43,10 @@ struct thread {
     // NOTE: changed by CAS where a waker races the thread (waiting/sleeping ->
     // waking); otherwise by the thread's home CPU with interrupts off.
     std::atomic<thread_state> state;
-    bool on_cpu;  // a CPU runs it or is still switching away from it
+    // A CPU runs it or is still switching away from it. NOTE: once a waker
+    // that won the CAS to waking sees it false, the thread is off its CPU for
+    // good and the waker may deliver it to any CPU.
+    std::atomic<bool> on_cpu;
     bool pinned;  // never migrated by load balancing
     char name[thread_name_max + 1];
     // The CPU whose run queue takes it. NOTE: changes only while the thread
@@ -65,6 +68,7 @@ struct thread {
 };
 static_assert(__builtin_offsetof(thread, saved_rsp) == 0, "switch.S relies on saved_rsp at 0");
 static_assert(sizeof(std::atomic<thread_state>) == 1, "gdb reads thread::state as one byte");
+static_assert(sizeof(std::atomic<bool>) == 1, "gdb reads thread::on_cpu as one byte");
 
 constexpr uintptr_t join_done = 1;
 constexpr uintptr_t join_detached = 2;

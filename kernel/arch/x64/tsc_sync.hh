@@ -4,7 +4,9 @@
 //
 // The boot CPU stamps t0, asks the AP for its TSC ta, and stamps t1 when the
 // answer arrives; ta - (t0 + t1) / 2 is the offset, to within half the round
-// trip. Of several rounds (4 to 16) the one with the shortest round trip wins. Both
+// trip. Of several rounds (4 to 16) the one with the shortest round trip wins.
+// When zero is within that error the offset is taken as zero (the TSCs are
+// synchronised as far as can be told). Both
 // sides wait for each other with pause loops: a boot-time rendezvous of two
 // CPUs, not a lock (and `pause` lets single-threaded TCG switch vCPUs).
 #pragma once
