@@ -42,7 +42,20 @@ def _formats_help() -> str:
     return "\n".join(f"  {name:<9} {f.doc}" for name, f in sorted(FORMATS.items()))
 
 
-@click.command(name="export")
+class _ExportCommand(click.Command):
+    """Its help lists the formats registered when it is shown (plugins included)."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _load_plugins()
+        text = self.help or ""
+        self.help = text.replace("{formats}", _formats_help().replace("\n", "\n    "))
+        try:
+            super().format_help_text(ctx, formatter)
+        finally:
+            self.help = text
+
+
+@click.command(name="export", cls=_ExportCommand)
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", required=True, metavar="FORMAT", help="perfetto, chrome, pcap, parquet or ctf.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(), metavar="OUT",
@@ -115,7 +128,5 @@ def _load_plugins() -> list[str]:
             failed.append(ep.name)
     return failed
 
-
-export_cmd.help = (export_cmd.help or "").replace("{formats}", _formats_help().replace("\n", "\n    "))
 
 COMMANDS = [export_cmd]

@@ -142,7 +142,8 @@ def check_file_output(out: Path) -> None:
         raise UsageError(f"{out}: is a directory; give a file name with -o")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
-        raise UsageError(f"{out}: directory {parent} does not exist")
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"{out}: {parent} {what}")
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise UsageError(f"{out}: not writable")
 

@@ -124,19 +124,22 @@ def encode(p: Items, kind: int) -> list[np.ndarray]:
         te = 2 + 1 + Lu + (1 + Li if Li else 0) + (5 + La if La else 0) + (10 if F else 0)
         body = 1 + Lt + len(_SEQ_ID) + 2 + te + len(_SEQ_FLAGS)
         assert te < 128 and body < 128  # one-byte lengths, fixed per shape
+        # fields in field-number order, as the protobuf library writes them (tests compare bytes)
         r = pbwire.Rows(len(rows), 2 + body)
         r.const(_TRACE_PACKET + bytes([body]) + _TIMESTAMP)
         r.varint(ts[rows], Lt)
-        r.const(_SEQ_ID + _TRACK_EVENT + bytes([te, _TE_TYPE[0], kind]) + _TE_TRACK)
-        r.varint(p.track[rows], Lu)
-        if Li:
-            r.const(_TE_NAME_IID)
-            r.varint(p.name[rows] + 1, Li)
+        r.const(_SEQ_ID + _TRACK_EVENT + bytes([te]))
         if La:
             r.const(_TE_DEBUG + bytes([3 + La]) + _DA_NAME_IID)
             r.byte(p.arg_name[rows] + 1)
             r.const(_DA_POINTER if is_ptr else _DA_UINT)
             r.varint(p.arg[rows], La)
+        r.const(_TE_TYPE + bytes([kind]))
+        if Li:
+            r.const(_TE_NAME_IID)
+            r.varint(p.name[rows] + 1, Li)
+        r.const(_TE_TRACK)
+        r.varint(p.track[rows], Lu)
         if F:
             r.const(_TE_FLOW_END if F == 2 else _TE_FLOW)
             r.fixed64(p.flow[rows])
