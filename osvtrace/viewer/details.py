@@ -1,0 +1,281 @@
+"""What the details panel shows for a clicked item: its fields, the records behind it with
+all their arguments, and links to the items it is tied to (who woke it, who handed it the
+mutex, which packet). Only ever called for one item, so plain Python is fine here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from osvtrace.filters import format_duration, format_ns
+from osvtrace.model import Model
+from osvtrace.model.net import STAGES
+from osvtrace.model.sched import RUNNABLE, RUNNING, STATE_NAMES, WAITING
+from osvtrace.viewer.lanes import Lane, Lanes, hexaddr
+
+MAX_EVENTS = 12  # records listed per item
+MAX_LINKS = 12
+
+
+def _state(v: int) -> str:
+    return STATE_NAMES.get(int(v), str(int(v)))
+
+
+class Details:
+    def __init__(self, model: Model, lanes: Lanes):
+        self.model = model
+        self.trace = model.trace
+        self.lanes = lanes
+
+    # ------------------------------------------------------------ helpers
+
+    def thread(self, tid: int) -> str:
+        return f"{self.trace.thread_name(int(tid))} [{int(tid)}]"
+
+    def event(self, i: int) -> dict[str, Any]:
+        """One record with all its arguments (JSON-ready)."""
+        t = self.trace
+        ev = t.events
+        tp = t.catalog.by_id.get(int(ev.tp[i]))
+        args: dict[str, Any] = {}
+        if tp is not None:
+            for f in tp.fields:
+                v = t.field_values(f, ev.row[i:i + 1])[0]
+                if f.type == "str":
+                    args[f.name] = v.decode("utf-8", "replace")
+                elif f.type == "bytes":
+                    args[f.name] = bytes(v).hex()
+                elif f.type == "ptr":
+                    args[f.name] = hexaddr(int(v))
+                elif f.enum:
+                    args[f.name] = t.catalog.enum_name(f.enum, int(v))
+                elif f.type == "tid":
+                    args[f.name] = self.thread(int(v))
+                else:
+                    args[f.name] = int(v)
+        return {"i": int(i), "time": int(ev.time[i]), "time_text": format_ns(int(ev.time[i])), "cpu": int(ev.cpu[i]),
+                "thread": self.thread(int(ev.tid[i])), "tracepoint": tp.name if tp else str(int(ev.tp[i])),
+                "args": args, "text": t.format_event(int(i))}
+
+    def events_at(self, time: int, *, cpu: int | None = None, tid: int | None = None,
+                  tps: tuple[str, ...] = ()) -> list[int]:
+        """Indices of the records at exactly `time` (on a CPU, of a thread, of some tracepoints)."""
+        ev = self.trace.events
+        a = int(np.searchsorted(ev.time, time, "left"))
+        b = int(np.searchsorted(ev.time, time, "right"))
+        idx = np.arange(a, b)
+        if cpu is not None:
+            idx = idx[ev.cpu[idx] == cpu]
+        if tid is not None:
+            idx = idx[ev.tid[idx] == tid]
+        if tps:
+            ids = [self.trace.catalog.by_name[n].id for n in tps if n in self.trace.catalog.by_name]
+            idx = idx[np.isin(ev.tp[idx], ids)]
+        return idx[:MAX_EVENTS].tolist()
+
+    def link(self, label: str, lane: str, t0: int, t1: int | None = None) -> dict[str, Any]:
+        return {"label": label, "lane": lane, "t0": int(t0), "t1": int(t0 if t1 is None else t1)}
+
+    # ------------------------------------------------------------ items
+
+    def item(self, lane: Lane, row: int) -> dict[str, Any]:
+        fn = getattr(self, f"_{lane.kind}")
+        d = fn(lane, int(row))
+        d.setdefault("events", [])
+        d["events"] = [self.event(i) for i in d["events"]]
+        d.update(lane=lane.id, row=int(row), kind=lane.kind)
+        return d
+
+    def _span(self, start: int, dur: int) -> list[list[str]]:
+        return [["start", format_ns(start)], ["end", format_ns(start + dur)], ["duration", format_duration(dur)]]
+
+    def _cpu(self, lane: Lane, r: int) -> dict[str, Any]:
+        s = self.model.sched_slice
+        tid, cpu, start, dur = int(s["tid"][r]), int(s["cpu"][r]), int(s["start"][r]), int(s["dur"][r])
+        clipped = int(s["clipped"][r])
+        fields = [["thread", self.thread(tid)], ["cpu", str(cpu)], *self._span(start, dur),
+                  ["then", "still running (trace ended)" if clipped & 2 else _state(s["end_state"][r])]]
+        if clipped & 1:
+            fields.append(["note", "began before the trace started"])
+        links = [self.link(f"{self.thread(tid)}: its states", f"thread:{tid}", start, start + dur)]
+        wk = self.model.wakeup
+        hit = np.nonzero((wk["wakee"] == tid) & (wk["latency"] >= 0) & (wk["time"] + wk["latency"] == start))[0]
+        for k in hit[:1].tolist():
+            links.insert(0, self.link(f"woken by {self.thread(wk['waker'][k])} "
+                                      f"({format_duration(int(wk['latency'][k]))} before)",
+                                      f"thread:{int(wk['waker'][k])}", int(wk["time"][k])))
+            fields.append(["woken by", self.thread(int(wk["waker"][k]))])
+            fields.append(["wake-up latency", format_duration(int(wk["latency"][k]))])
+        ev = self.events_at(start, cpu=cpu, tps=("sched_switch",)) + \
+            self.events_at(start + dur, cpu=cpu, tps=("sched_switch",))
+        return {"title": f"{self.trace.thread_name(tid)} running on CPU {cpu}", "fields": fields, "events": ev,
+                "links": links, "t0": start, "t1": start + dur}
+
+    def _thread(self, lane: Lane, r: int) -> dict[str, Any]:
+        ts = self.model.thread_state
+        tid, start, dur = int(ts["tid"][r]), int(ts["start"][r]), int(ts["dur"][r])
+        state, cpu, obj = int(ts["state"][r]), int(ts["cpu"][r]), int(ts["blocked_on"][r])
+        fields = [["thread", self.thread(tid)], ["state", _state(state)], *self._span(start, dur),
+                  ["cpu", str(cpu) + ("" if state == RUNNING else " (last or next)")]]
+        links: list[dict[str, Any]] = []
+        if state == RUNNING:
+            links.append(self.link(f"slice on CPU {cpu}", f"cpu:{cpu}", start, start + dur))
+        if state == RUNNABLE:
+            wk = self.model.wakeup
+            hit = np.nonzero((wk["wakee"] == tid) & (wk["time"] == start))[0]
+            for k in hit[:1].tolist():
+                fields.append(["woken by", self.thread(int(wk["waker"][k]))])
+                links.append(self.link(f"woken by {self.thread(int(wk['waker'][k]))}",
+                                       f"thread:{int(wk['waker'][k])}", start))
+        if obj:
+            fields.append(["blocked on", hexaddr(obj)])
+            hx = hexaddr(obj)
+            if f"wait:{hx}" in self.lanes.by_id:
+                links.append(self.link(f"mutex {hx}: waits", f"wait:{hx}", start, start + dur))
+                w = self.model.mutex_wait
+                hit = np.nonzero((w["tid"] == tid) & (w["mutex"] == obj) & (w["start"] <= start)
+                                 & (w["start"] + w["dur"] >= start))[0]
+                for k in hit[:1].tolist():
+                    if w["handed_by"][k]:
+                        by = int(w["handed_by"][k])
+                        fields.append(["mutex handed over by", self.thread(by)])
+                        end = int(w["start"][k] + w["dur"][k])
+                        links.append(self.link(f"mutex handed over by {self.thread(by)}", f"thread:{by}", end))
+        ev = self.events_at(start, tid=tid) if state != RUNNABLE else []
+        if state == RUNNABLE:
+            ev = self.events_at(start, tps=("sched_wake",))
+        return {"title": f"{self.trace.thread_name(tid)}: {_state(state)}", "fields": fields, "events": ev,
+                "links": links, "t0": start, "t1": start + dur}
+
+    def _hold(self, lane: Lane, r: int) -> dict[str, Any]:
+        h = self.model.mutex_hold
+        mx, tid, start, dur = int(h["mutex"][r]), int(h["tid"][r]), int(h["start"][r]), int(h["dur"][r])
+        hx = hexaddr(mx)
+        fields = [["mutex", hx], ["owner", self.thread(tid)], *self._span(start, dur),
+                  ["contended", "yes (acquired after waiting)" if h["contended"][r] else "no"],
+                  ["unlocked in trace", "yes" if h["complete"][r] else "no"]]
+        links = [self.link(f"{self.thread(tid)}: its states", f"thread:{tid}", start, start + dur)]
+        ho = self.model.handoff
+        hit = np.nonzero((ho["mutex"] == mx) & (ho["to_tid"] == tid) & (ho["time"] <= start))[0]
+        if len(hit) and h["contended"][r]:
+            k = int(hit[np.argmax(ho["time"][hit])])
+            by = int(ho["from_tid"][k])
+            fields.append(["handed over by", self.thread(by)])
+            links.insert(0, self.link(f"handed over by {self.thread(by)}", f"thread:{by}", int(ho["time"][k])))
+        w = self.model.mutex_wait
+        waiters = np.nonzero((w["mutex"] == mx) & (w["start"] < start + dur) & (w["start"] + w["dur"] > start))[0]
+        if len(waiters):
+            fields.append(["waiters meanwhile", str(len(waiters))])
+        for k in waiters[:MAX_LINKS // 2].tolist():
+            links.append(self.link(f"waiting: {self.thread(int(w['tid'][k]))}", f"wait:{hx}", int(w["start"][k]),
+                                   int(w["start"][k] + w["dur"][k])))
+        lock_tps = ("mutex_lock", "mutex_lock_wake", "mutex_try_lock")
+        ev = self.events_at(start, tid=tid, tps=lock_tps) + \
+            self.events_at(start + dur, tid=tid, tps=("mutex_unlock", "mutex_handoff"))
+        return {"title": f"mutex {hx} held by {self.trace.thread_name(tid)}", "fields": fields, "events": ev,
+                "links": links, "t0": start, "t1": start + dur}
+
+    def _wait(self, lane: Lane, r: int) -> dict[str, Any]:
+        w = self.model.mutex_wait
+        mx, tid, start, dur = int(w["mutex"][r]), int(w["tid"][r]), int(w["start"][r]), int(w["dur"][r])
+        hx = hexaddr(mx)
+        by = int(w["handed_by"][r])
+        fields = [["mutex", hx], ["waiter", self.thread(tid)], *self._span(start, dur),
+                  ["handed over by", self.thread(by) if by else "-"],
+                  ["ended in trace", "yes" if w["complete"][r] else "no"]]
+        links = [self.link(f"{self.thread(tid)}: its states", f"thread:{tid}", start, start + dur)]
+        if by:
+            links.insert(0, self.link(f"handed over by {self.thread(by)}", f"thread:{by}", start + dur))
+            links.append(self.link("the hold that followed", f"hold:{hx}", start + dur))
+        ev = self.events_at(start, tid=tid, tps=("mutex_lock_wait",)) + \
+            self.events_at(start + dur, tid=tid, tps=("mutex_lock_wake",))
+        return {"title": f"{self.trace.thread_name(tid)} waiting for mutex {hx}", "fields": fields, "events": ev,
+                "links": links, "t0": start, "t1": start + dur}
+
+    def _chan(self, lane: Lane, r: int) -> dict[str, Any]:
+        return self._packet(r, lane.id)
+
+    def _packet(self, r: int, lane_id: str | None = None) -> dict[str, Any]:
+        p = self.model.packet_flow
+        pk = int(p["packet"][r])
+        fields = [["packet", str(pk)], ["length", str(int(p["len"][r]))],
+                  ["channel", hexaddr(int(p["channel"][r])) if p["channel"][r] else "-"],
+                  ["consumer", self.thread(int(p["consumer"][r])) if p["consumer"][r] else "-"],
+                  ["cpu hops", str(int(p["cpu_hops"][r]))], ["dropped", "yes" if p["dropped"][r] else "no"],
+                  ["latency", format_duration(int(p["latency"][r])) if p["latency"][r] >= 0 else "-"]]
+        links, ev = [], []
+        names = {"rx": "net_rx", "classify": "net_classify", "push": "net_channel_push", "pop": "net_channel_pop",
+                 "tx": "net_tx"}
+        for s in STAGES:
+            t, c = int(p[f"{s}_time"][r]), int(p[f"{s}_cpu"][r])
+            if t < 0:
+                continue
+            fields.append([s, f"{format_ns(t)} on CPU {c}"])
+            links.append(self.link(f"{s} on CPU {c}", f"cpu:{c}", t))
+            ev += self.events_at(t, cpu=c, tps=(names[s],))
+        t0 = min((int(p[f"{s}_time"][r]) for s in STAGES if p[f"{s}_time"][r] >= 0), default=0)
+        t1 = max((int(p[f"{s}_time"][r]) for s in STAGES), default=0)
+        return {"title": f"packet {pk}", "fields": fields, "events": ev, "links": links, "t0": t0, "t1": t1}
+
+    def _tp(self, lane: Lane, i: int) -> dict[str, Any]:
+        e = self.event(i)
+        t = e["time"]
+        fields = [["tracepoint", e["tracepoint"]], ["time", e["time_text"]], ["cpu", str(e["cpu"])],
+                  ["thread", e["thread"]]] + [[k, str(v)] for k, v in e["args"].items()]
+        links = [self.link(f"CPU {e['cpu']}", f"cpu:{e['cpu']}", t)]
+        tp = self.trace.catalog.by_id[int(self.trace.events.tp[i])]
+        names = {f.name for f in tp.fields}
+        row = self.trace.events.row[i:i + 1]
+        if "mutex" in names:
+            mx = hexaddr(int(self.trace.field_values(tp.field("mutex"), row)[0]))
+            if f"hold:{mx}" in self.lanes.by_id:
+                links.append(self.link(f"mutex {mx}", f"hold:{mx}", t))
+        for arg in ("tid", "next", "to_tid", "from_tid"):
+            if arg in names and tp.field(arg).type == "tid":
+                tid = int(self.trace.field_values(tp.field(arg), row)[0])
+                links.append(self.link(f"{arg}: {self.thread(tid)}", f"thread:{tid}", t))
+        if "packet" in names and len(self.model.packet_flow):
+            pk = int(self.trace.field_values(tp.field("packet"), row)[0])
+            p = self.model.packet_flow["packet"]
+            k = int(np.searchsorted(p, pk))
+            if k < len(p) and p[k] == pk:
+                links.append(self.link(f"packet {pk}", f"cpu:{e['cpu']}", t))
+        return {"title": f"{e['tracepoint']} on CPU {e['cpu']}", "fields": fields, "events": [i], "links": links,
+                "t0": t, "t1": t}
+
+    # ------------------------------------------------------------ arrows
+
+    def arrow(self, kind: str, row: int) -> dict[str, Any]:
+        if kind == "wake":
+            wk = self.model.wakeup
+            t, lat = int(wk["time"][row]), int(wk["latency"][row])
+            waker, wakee = int(wk["waker"][row]), int(wk["wakee"][row])
+            fields = [["waker", self.thread(waker)], ["wakee", self.thread(wakee)], ["time", format_ns(t)],
+                      ["cpu", str(int(wk["cpu"][row]))], ["run queue", f"CPU {int(wk['target_cpu'][row])}"],
+                      ["ran on", f"CPU {int(wk['run_cpu'][row])}" if wk["run_cpu"][row] >= 0 else "not in trace"],
+                      ["latency", format_duration(lat) if lat >= 0 else "-"]]
+            links = [self.link(f"waker {self.thread(waker)}", f"thread:{waker}", t),
+                     self.link(f"wakee {self.thread(wakee)}", f"thread:{wakee}", t, t + max(lat, 0))]
+            d = {"title": f"wake-up: {self.trace.thread_name(waker)} → {self.trace.thread_name(wakee)}",
+                 "fields": fields, "events": self.events_at(t, tid=waker, tps=("sched_wake",)), "links": links,
+                 "t0": t, "t1": t + max(lat, 0)}
+        elif kind == "handoff":
+            ho = self.model.handoff
+            t, lat = int(ho["time"][row]), int(ho["latency"][row])
+            a, b, mx = int(ho["from_tid"][row]), int(ho["to_tid"][row]), hexaddr(int(ho["mutex"][row]))
+            fields = [["mutex", mx], ["from", self.thread(a)], ["to", self.thread(b)], ["time", format_ns(t)],
+                      ["cpu", str(int(ho["cpu"][row]))],
+                      ["woke on", f"CPU {int(ho['wake_cpu'][row])}" if ho["wake_cpu"][row] >= 0 else "not in trace"],
+                      ["latency", format_duration(lat) if lat >= 0 else "-"]]
+            links = [self.link(f"from {self.thread(a)}", f"thread:{a}", t),
+                     self.link(f"to {self.thread(b)}", f"thread:{b}", t + max(lat, 0)),
+                     self.link(f"mutex {mx}", f"hold:{mx}", t)]
+            d = {"title": f"hand-off of {mx}: {self.trace.thread_name(a)} → {self.trace.thread_name(b)}",
+                 "fields": fields, "events": self.events_at(t, tid=a, tps=("mutex_handoff",)), "links": links,
+                 "t0": t, "t1": t + max(lat, 0)}
+        else:
+            d = self._packet(row)
+        d["events"] = [self.event(i) for i in d["events"]]
+        d.update(kind=kind, row=int(row))
+        return d

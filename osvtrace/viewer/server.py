@@ -1,0 +1,152 @@
+"""The viewer's HTTP server: the JSON API under /api/, and the files of viewer/, nothing else.
+
+Standard library only (ThreadingHTTPServer). The files are read into memory when the server
+starts, from a walk of viewer/ that follows no symlink, so no request path (`..`, encoded
+dots, absolute paths, symlinks) can reach a file outside it: a path is either one of those
+files or a 404. When bound to loopback, requests must name a loopback host (a defence against
+DNS rebinding: a web page elsewhere cannot talk to the viewer through a name it controls).
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from osvtrace.viewer.api import Api, ApiError
+
+VIEWER_DIR = Path(__file__).resolve().parents[2] / "viewer"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+MAX_QUERY = 64 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def host_of(header: str) -> str:
+    """The host part of a Host header: "127.0.0.1:8000" -> "127.0.0.1", "[::1]:80" -> "[::1]"."""
+    if header.startswith("["):
+        return header.split("]", 1)[0] + "]"
+    return header.rsplit(":", 1)[0]
+
+
+def load_files(root: Path) -> dict[str, tuple[bytes, str]]:
+    """URL path -> (bytes, content type) for every regular file under root; symlinks skipped."""
+    root = root.resolve()
+    files: dict[str, tuple[bytes, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames:
+            p = Path(dirpath) / name
+            if name.startswith(".") or p.is_symlink() or not p.is_file():
+                continue
+            real = p.resolve()
+            if root not in real.parents:
+                continue
+            ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
+                ctype += "; charset=utf-8"
+            files["/" + real.relative_to(root).as_posix()] = (real.read_bytes(), ctype)
+    if "/index.html" in files:
+        files["/"] = files["/index.html"]
+    return files
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: "ViewerServer"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # quiet unless asked
+        if self.server.verbose:
+            sys.stderr.write("osvtrace view: " + (fmt % args) + "\n")
+
+    def _send(self, status: int, body: bytes, ctype: str, head: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy",
+                         "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+                         "script-src 'self' 'unsafe-eval'; connect-src 'self'")
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _json(self, status: int, data: Any, head: bool = False) -> None:
+        body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+        self._send(status, body, "application/json; charset=utf-8", head)
+
+    def do_HEAD(self) -> None:
+        self.do_GET(head=True)
+
+    def do_GET(self, head: bool = False) -> None:
+        if self.server.loopback_only and not is_loopback(host_of(self.headers.get("Host") or "")):
+            self._json(403, {"error": "this viewer answers only requests to a loopback address"}, head)
+            return
+        url = urlsplit(self.path)
+        if len(url.query) > MAX_QUERY:
+            self._json(400, {"error": "query too long"}, head)
+            return
+        if url.path.startswith("/api/"):
+            try:
+                q = parse_qs(url.query, keep_blank_values=True, strict_parsing=False, max_num_fields=64)
+                data = self.server.api.handle(url.path[len("/api/"):], q)
+            except ApiError as e:
+                self._json(400, {"error": str(e)}, head)
+                return
+            except ValueError as e:  # parse_qs limits and the like
+                self._json(400, {"error": str(e).splitlines()[0] if str(e) else "bad request"}, head)
+                return
+            except Exception as e:  # a bug: say so in one line, keep the traceback on stderr
+                traceback.print_exc()
+                self._json(500, {"error": f"internal error: {type(e).__name__}: {e}"[:300]}, head)
+                return
+            self._json(200, data, head)
+            return
+        f = self.server.files.get(url.path)
+        if f is None:
+            self._json(404, {"error": "not found"}, head)
+            return
+        self._send(200, f[0], f[1], head)
+
+    def _refuse(self) -> None:
+        self._json(405, {"error": "only GET and HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+
+
+class ViewerServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, api: Api, host: str = "127.0.0.1", port: int = 0, *, viewer_dir: Path = VIEWER_DIR,
+                 verbose: bool = False):
+        self.address_family = __import__("socket").AF_INET6 if ":" in host else __import__("socket").AF_INET
+        super().__init__((host.strip("[]"), port), Handler)
+        self.api = api
+        self.files = load_files(viewer_dir)
+        if "/index.html" not in self.files:
+            raise FileNotFoundError(f"{viewer_dir}: no index.html (is viewer/ next to the osvtrace package?)")
+        self.verbose = verbose
+        self.loopback_only = is_loopback(host.strip("[]")) or host.strip("[]") == "::1"
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = f"[{host}]" if ":" in str(host) else host
+        return f"http://{host}:{port}/"
+
+    def start(self) -> threading.Thread:
+        """Serve in a background thread (tests, benchmarks); stop with shutdown()."""
+        t = threading.Thread(target=self.serve_forever, name="osvtrace-view", daemon=True)
+        t.start()
+        return t

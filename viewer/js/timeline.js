@@ -1,0 +1,307 @@
+// The timeline: one plotly heatmap whose rows are the lanes and whose columns are screen
+// pixels (the server aggregated them), names drawn inside items wide enough, arrows on top.
+// Mouse: drag pans, wheel zooms at the pointer, shift+wheel pans, click selects.
+(function (osv) {
+  "use strict";
+  const F = () => osv.format;
+  const MAX_LABELS = 400;
+
+  function luminance(hex) {
+    const n = parseInt(hex.slice(1), 16);
+    const c = [(n >> 16) & 255, (n >> 8) & 255, n & 255].map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  }
+
+  class Timeline {
+    constructor(el, meta, hooks) {
+      this.el = el;
+      this.meta = meta;
+      this.hooks = hooks;
+      this.pal = meta.palette;
+      this.threadColor = new Map(meta.threads.map((t) => [t.tid, t.color]));
+      this.threadName = new Map(meta.threads.map((t) => [t.tid, t.name]));
+      this.rows = [];
+      this.view = null;
+      this.ready = false;
+      this.config = { displayModeBar: false, scrollZoom: false, doubleClick: false, showTips: false,
+                      responsive: false, staticPlot: false };
+      el.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
+      el.addEventListener("mousedown", (e) => { this.down = [e.clientX, e.clientY]; });
+      el.addEventListener("click", (e) => this.onClick(e));
+      el.addEventListener("mousemove", (e) => this.onMove(e));
+      el.addEventListener("mouseleave", () => this.hideTip());
+    }
+
+    // the left margin holds the lane names: as wide as the longest, within bounds
+    margin() {
+      const longest = this.rows.reduce((n, r) => Math.max(n, (r.lane ? r.lane.label : r.header).length), 8);
+      return Math.max(110, Math.min(320, Math.round(longest * 7.1) + 18));
+    }
+
+    // pixels of the plot area for the container's width
+    plotWidth() {
+      const m = this.meta.layout.margin;
+      return Math.max(50, Math.floor(this.el.clientWidth - this.margin() - m.r));
+    }
+
+    // rows: group headers and lanes, top to bottom
+    setLanes(lanes) {
+      const rows = [];
+      let group = null;
+      for (const lane of lanes) {
+        if (lane.group !== group) { rows.push({ header: lane.group }); group = lane.group; }
+        rows.push({ lane });
+      }
+      this.rows = rows;
+      this.rowOf = new Map(rows.map((r, i) => [r.lane ? r.lane.id : "#" + r.header, i]));
+    }
+
+    keyName(lane, key) {
+      if (key === osv.lod.OTHER) return "other threads";
+      if (lane.color_by === "state") return this.pal.state_names[key] || `state ${key}`;
+      if (lane.color_by === "cpu") return `CPU ${key}`;
+      const n = this.threadName.get(key);
+      return n === undefined ? `thread ${key}` : `${n} [${key}]`;
+    }
+
+    colorIndex(lane, key, light, bright) {
+      const p = this.pal;
+      if (key === osv.lod.OTHER) return light ? p.other_light : p.other;
+      let base, off;
+      if (lane.color_by === "state") { base = p.states + key; off = p.state_light - p.states; }
+      else if (lane.color_by === "cpu") { base = key % p.threads; off = p.thread_light; }
+      else {
+        if (bright && !bright.has(key)) return p.dim;
+        const c = this.threadColor.get(key);
+        base = c === undefined ? key % p.threads : c;
+        off = p.thread_light;
+      }
+      return light ? base + off : base;
+    }
+
+    // a lane's row of z values (colour index + 0.5, NaN where empty)
+    zRow(lane, data, bright) {
+      const w = data.key.length;
+      const z = new Float32Array(w);
+      const colors = data.keys.map((k) => [this.colorIndex(lane, k, false, bright), this.colorIndex(lane, k, true, bright)]);
+      const other = [this.colorIndex(lane, osv.lod.OTHER, false), this.colorIndex(lane, osv.lod.OTHER, true)];
+      for (let j = 0; j < w; j++) {
+        const k = data.key[j];
+        if (k === -1) { z[j] = NaN; continue; }
+        const pair = k === -2 ? other : colors[k];
+        z[j] = pair[data.cover[j] < 50 ? 1 : 0] + 0.5;
+      }
+      return z;
+    }
+
+    render(view, opts) {
+      const t0 = view.t0, t1 = view.t1, W = view.px;
+      this.view = view;
+      this.laneData = new Map(view.lanes.map((l) => [l.id, l]));
+      const bright = opts.brightThreads;
+      const nrow = this.rows.length;
+      const nan = new Float32Array(W).fill(NaN);
+      const z = this.rows.map((r) => {
+        const d = r.lane && this.laneData.get(r.lane.id);
+        return d ? this.zRow(r.lane, d, bright) : nan;
+      });
+      const dx = (t1 - t0) / W;
+      const traces = [{
+        type: "heatmap", z, x0: t0 + dx / 2, dx, y0: 0, dy: 1, zmin: 0, zmax: this.pal.n, zsmooth: false,
+        colorscale: this.pal.colorscale, showscale: false, hoverinfo: "none", ygap: 3, xgap: 0, name: "lanes",
+      }];
+      traces.push(this.labels(view, bright));
+      this.segs = [];
+      for (const kind of osv.arrows.KINDS) {
+        const a = view.arrows[kind];
+        if (!a || !a.shown || !a.n) continue;
+        const b = osv.arrows.build(this, kind, a, t0, t1, W);
+        traces.push(b.trace);
+        this.segs.push(...b.segs);
+      }
+      const L = this.meta.layout;
+      const rowH = this.pal.row_height;
+      const ticks = F().ticks(t0, t1, W);
+      this.ticks = ticks;
+      const shapes = [];
+      this.rows.forEach((r, i) => {
+        if (r.header && i > 0) {
+          shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: i - 0.5, y1: i - 0.5,
+                        line: { color: "#9aa5b1", width: 1 } });
+        }
+      });
+      const sel = opts.selected;
+      if (sel && this.rowOf.has(sel.lane)) {
+        const y = this.rowOf.get(sel.lane);
+        const minW = 3 * dx;
+        const mid = (sel.t0 + sel.t1) / 2;
+        const a = Math.min(sel.t0, mid - minW / 2), b = Math.max(sel.t1, mid + minW / 2);
+        shapes.push({ type: "rect", xref: "x", yref: "y", x0: a, x1: b, y0: y - 0.5, y1: y + 0.5,
+                      line: { color: "#111827", width: 2 }, fillcolor: "rgba(255,255,255,0.15)" });
+      }
+      const layout = Object.assign({}, L, {
+        margin: Object.assign({}, L.margin, { l: this.margin() }),
+        height: L.margin.t + L.margin.b + Math.max(nrow, 1) * rowH,
+        width: this.el.clientWidth,
+        xaxis: Object.assign({}, L.xaxis, { range: [t0, t1], tickmode: "array", tickvals: ticks.vals,
+                                            ticktext: ticks.text, autorange: false }),
+        yaxis: Object.assign({}, L.yaxis, {
+          range: [nrow - 0.5, -0.5], tickmode: "array", tickvals: this.rows.map((r, i) => i),
+          ticktext: this.rows.map((r) => (r.header ? `<b>${F().esc(r.header)}</b>` : F().esc(r.lane.label))),
+        }),
+        shapes,
+      });
+      const first = !this.ready;
+      const p = Plotly.react(this.el, traces, layout, this.config);
+      if (first) {
+        this.ready = true;
+        this.el.on("plotly_relayout", (ev) => this.onRelayout(ev));
+      }
+      return p;
+    }
+
+    // thread or state names inside exact items that are wide enough to hold them
+    labels(view, bright) {
+      const x = [], y = [], text = [], color = [];
+      const t0 = view.t0, t1 = view.t1, pxPerNs = view.px / (t1 - t0);
+      for (const r of this.rows) {
+        if (!r.lane) continue;
+        const d = this.laneData.get(r.lane.id);
+        if (!d || !d.items || r.lane.kind === "tp") continue;
+        const it = d.items;
+        let right = -Infinity;  // labels of overlapping items (waits) must not overprint each other
+        for (let i = 0; i < it.start.length && x.length < MAX_LABELS; i++) {
+          const a = Math.max(it.start[i], t0), b = Math.min(it.end[i], t1);
+          const wpx = (b - a) * pxPerNs;
+          if (wpx < 44) continue;
+          let s = this.keyName(r.lane, it.key[i]);
+          const fit = Math.floor((wpx - 8) / 6.6);
+          if (s.length > fit) s = fit >= 4 ? s.slice(0, fit - 1) + "…" : "";
+          if (!s) continue;
+          const mid = ((a + b) / 2 - t0) * pxPerNs, half = (s.length * 6.6) / 2;
+          if (mid - half < right + 6) continue;
+          right = mid + half;
+          x.push((a + b) / 2); y.push(this.rowOf.get(r.lane.id)); text.push(s);
+          const ci = this.colorIndex(r.lane, it.key[i], false, bright);
+          color.push(luminance(this.pal.colors[ci]) > 0.4 ? "#111827" : "#ffffff");
+        }
+      }
+      return { type: "scatter", mode: "text", x, y, text, textfont: { size: 11, color }, hoverinfo: "skip",
+               cliponaxis: true, name: "labels" };
+    }
+
+    laneLabel(id) {
+      const r = this.rows[this.rowOf.get(id)];
+      return r && r.lane ? r.lane.label : id;
+    }
+
+    // ------------------------------------------------------------ interaction
+    xToTime(clientX) {
+      const xa = this.el._fullLayout && this.el._fullLayout.xaxis;
+      if (!xa) return null;
+      const box = this.el.getBoundingClientRect();
+      const px = clientX - box.left - xa._offset;
+      if (px < 0 || px > xa._length) return null;
+      return xa.p2l(px);
+    }
+
+    yToRow(clientY) {
+      const ya = this.el._fullLayout && this.el._fullLayout.yaxis;
+      if (!ya) return null;
+      const box = this.el.getBoundingClientRect();
+      const py = clientY - box.top - ya._offset;
+      if (py < 0 || py > ya._length) return null;
+      return Math.round(ya.p2l(py));
+    }
+
+    nsPerPx() { return this.view ? (this.view.t1 - this.view.t0) / this.view.px : 1; }
+
+    onWheel(e) {
+      const t = this.xToTime(e.clientX);
+      if (t === null || !this.view) return;
+      e.preventDefault();
+      if (e.shiftKey || Math.abs(e.deltaX) > Math.abs(e.deltaY)) {
+        const d = e.shiftKey ? e.deltaY : e.deltaX;
+        this.hooks.onPan((d / 500) * (this.view.t1 - this.view.t0));
+      } else {
+        this.hooks.onZoom(Math.exp(e.deltaY * 0.0015), t);
+      }
+    }
+
+    onRelayout(ev) {
+      let a = ev["xaxis.range[0]"], b = ev["xaxis.range[1]"];
+      if (a === undefined && ev["xaxis.range"]) [a, b] = ev["xaxis.range"];
+      if (a !== undefined && b !== undefined) this.hooks.onRange(+a, +b);
+    }
+
+    // a click (not the end of a drag): an arrow if one is under the pointer, else the lane's item
+    onClick(e) {
+      if (this.down && Math.hypot(e.clientX - this.down[0], e.clientY - this.down[1]) > 4) return;
+      const arrow = osv.arrows.hit(this, this.segs || [], e.clientX, e.clientY);
+      if (arrow) { this.hooks.onArrow(arrow.kind, arrow.row); return; }
+      const t = this.xToTime(e.clientX);
+      const row = this.yToRow(e.clientY);
+      if (t === null || row === null || !this.rows[row] || !this.rows[row].lane) return;
+      this.hooks.onPick(this.rows[row].lane.id, t, 3 * this.nsPerPx());
+    }
+
+    // tooltip: the exact item under the pointer, or what a pixel column holds
+    onMove(e) {
+      const tip = document.getElementById("tooltip");
+      if (!this.view || !tip) return;
+      const t = this.xToTime(e.clientX), row = this.yToRow(e.clientY);
+      const arrow = osv.arrows.hit(this, this.segs || [], e.clientX, e.clientY);
+      if (arrow) {
+        this.showTip(e, `<div><b>${F().esc(osv.arrows.describe(this, arrow))}</b></div>` +
+          `<div>${F().seconds(arrow.xf)} → +${F().duration(arrow.xt - arrow.xf)}</div><div class="tip-hint">click for details</div>`);
+        return;
+      }
+      const r = row !== null ? this.rows[row] : null;
+      if (t === null || !r || !r.lane) { this.hideTip(); return; }
+      const d = this.laneData.get(r.lane.id);
+      if (!d) { this.hideTip(); return; }
+      const j = Math.floor(((t - this.view.t0) / (this.view.t1 - this.view.t0)) * this.view.px);
+      if (j < 0 || j >= d.key.length || d.key[j] === -1) { this.hideTip(); return; }
+      let html = `<div class="tip-lane">${F().esc(r.lane.label)}</div>`;
+      let exact = null;
+      if (d.items) {
+        const tol = 2 * this.nsPerPx();
+        for (let i = 0; i < d.items.start.length; i++) {
+          if (d.items.start[i] - tol <= t && t < d.items.end[i] + tol) { exact = i; if (d.items.start[i] <= t && t < d.items.end[i]) break; }
+        }
+      }
+      if (exact !== null) {
+        const it = d.items;
+        html += `<div><b>${F().esc(this.keyName(r.lane, it.key[exact]))}</b></div>` +
+          `<div>${F().seconds(it.start[exact])} · ${r.lane.kind === "tp" ? "event" : F().duration(it.end[exact] - it.start[exact])}</div>`;
+      } else {
+        const k = d.key[j];
+        const name = k === -2 ? "other threads" : this.keyName(r.lane, d.keys[k]);
+        html += `<div>${d.count[j].toLocaleString()} item${d.count[j] === 1 ? "" : "s"} in this pixel</div>` +
+          `<div>mostly <b>${F().esc(name)}</b>, ${d.cover[j]}% covered</div>`;
+      }
+      html += `<div class="tip-hint">click for details</div>`;
+      this.showTip(e, html);
+    }
+
+    showTip(e, html) {
+      const tip = document.getElementById("tooltip");
+      tip.innerHTML = html;
+      tip.style.display = "block";
+      const x = Math.min(e.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
+      const y = Math.min(e.clientY + 14, window.innerHeight - tip.offsetHeight - 8);
+      tip.style.left = `${x}px`;
+      tip.style.top = `${y}px`;
+    }
+
+    hideTip() {
+      const tip = document.getElementById("tooltip");
+      if (tip) tip.style.display = "none";
+    }
+  }
+
+  osv.Timeline = Timeline;
+})(window.osv = window.osv || {});
