@@ -288,12 +288,7 @@ def sql(ctx: Context, args: str) -> Output:
     q = sql_text(args)
     if not q:
         raise UsageError("sql: needs a query (help sql)")
-    try:
-        tbl = sqlmod.query(ctx.model, q)
-    except RuntimeError as e:
-        if "interrupt" in str(e).lower():  # DuckDB turns Ctrl-C into this
-            raise KeyboardInterrupt from None
-        raise
+    tbl = run_query(sqlmod.connect(ctx.model, q), q)
     r = common.Report("", sqlmod.arrow_columns(tbl))
     fmt = ctx.settings.format
     if fmt == "json":
@@ -301,6 +296,43 @@ def sql(ctx: Context, args: str) -> Output:
     if fmt == "csv":
         return common.render_csv(r)
     return common.render_text(r, ctx.settings.limit, grouping=False)
+
+
+def run_query(con, q: str):  # noqa: ANN001, ANN201  (DuckDB connection -> pyarrow table)
+    """Run a query on a worker thread, so that Ctrl-C can stop it at once: the main thread
+    gets the KeyboardInterrupt and interrupts the connection (DuckDB checks SIGINT itself
+    only now and then). Errors become one line, as in osvtrace.sql.query."""
+    import threading
+
+    import duckdb
+    import pyarrow as pa
+
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            rel = con.sql(q)
+            box["table"] = pa.table({}) if rel is None else rel.to_arrow_table()
+        except BaseException as e:  # noqa: BLE001  (handed to the main thread)
+            box["error"] = e
+
+    t = threading.Thread(target=work, name="osvtrace-sql", daemon=True)
+    t.start()
+    try:
+        while t.is_alive():
+            t.join(0.05)
+    except KeyboardInterrupt:
+        con.interrupt()
+        t.join(5)
+        raise
+    err = box.get("error")
+    if isinstance(err, duckdb.Error):
+        if "interrupt" in str(err).lower():
+            raise KeyboardInterrupt
+        raise UsageError(f"SQL: {str(err).strip().splitlines()[0]}") from None
+    if err is not None:
+        raise err
+    return box["table"]
 
 
 @command("tables", complete="")
