@@ -74,6 +74,19 @@ def _paint(text: str, code: str, color: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if color and text.strip() else text
 
 
+def _row(cells: list[tuple[str, str]], color: bool) -> str:
+    """(glyph, colour code) cells as text, one escape sequence per run of one colour."""
+    if not color:
+        return "".join(g for g, _ in cells)
+    out, run, code = [], "", ""
+    for g, c in cells + [("", "end")]:
+        if c != code and run:
+            out.append(_paint(run, code, True) if code else run)
+            run = ""
+        run, code = run + g, c
+    return "".join(out)
+
+
 def thread_row(model: Model, tid: int, e: np.ndarray, color: bool) -> str:
     st = model.thread_state
     m = st["tid"] == tid
@@ -87,8 +100,8 @@ def thread_row(model: Model, tid: int, e: np.ndarray, color: bool) -> str:
     cells = []
     for b, k in zip(best.tolist(), known.tolist()):
         s = states[b]
-        cells.append(_paint(STATE_GLYPH[s], STATE_COLOR[s], color) if k else " ")
-    return "".join(cells)
+        cells.append((STATE_GLYPH[s], STATE_COLOR[s]) if k else (" ", ""))
+    return _row(cells, color)
 
 
 def _idle(model: Model) -> np.ndarray:
@@ -111,20 +124,21 @@ def cpu_rows(model: Model, cpu: int, e: np.ndarray, color: bool, legend: dict[in
     busy = per.sum(axis=0)
     share = busy / np.maximum(np.diff(e), 1)
     top = tids[np.argmax(per, axis=0)]
-    load, who = [], []
+    load: list[tuple[str, str]] = []
+    who: list[tuple[str, str]] = []
     for b, sh, t in zip(busy.tolist(), share.tolist(), top.tolist()):
         if b <= 0:
-            load.append(" ")
-            who.append(" ")
+            load.append((" ", ""))
+            who.append((" ", ""))
             continue
         if t not in legend:
             n = len(legend)
             legend[t] = (LETTERS[n % len(LETTERS)], PALETTE[n % len(PALETTE)])
         letter, code = legend[t]
         level = LEVELS[max(1, int(round(min(sh, 1.0) * (len(LEVELS) - 1))))]
-        load.append(_paint(level, code, color))
-        who.append(_paint(letter, code, color))
-    return "".join(load), "".join(who)
+        load.append((level, code))
+        who.append((letter, code))
+    return _row(load, color), _row(who, color)
 
 
 def _nice_step(span: int, ticks: int) -> int:
