@@ -45,55 +45,54 @@ def tag(field: int, wire_type: int) -> bytes:
 
 
 class Rows:
-    """A uint8 matrix being filled left to right, one field after another, for all rows.
+    """A uint8 matrix of messages of one shape, described field by field, left to right.
 
-    Constant bytes (tags, lengths of this shape) go into a template row first; the
-    template is copied into every row at once when the first varying field comes."""
+    Constant bytes (tags, lengths, constant values) go into a template row; varying
+    fields are remembered. :meth:`done` copies the template into every row at once and
+    then writes each varying field's columns."""
 
     def __init__(self, n: int, width: int):
-        self.m = np.empty((n, width), np.uint8)
+        self.n = n
         self.col = 0
         self._template = np.zeros(width, np.uint8)
-        self._filled = False
+        self._fields: list[tuple[int, np.ndarray, int]] = []  # (column, values, kind: -1 byte, 0 fixed64, k varint)
 
     def const(self, data: bytes) -> None:
-        """The same bytes in every row (tags, fixed lengths, constant values)."""
-        k = len(data)
-        self._template[self.col:self.col + k] = np.frombuffer(data, np.uint8)
-        if self._filled:
-            self.m[:, self.col:self.col + k] = self._template[self.col:self.col + k]
-        self.col += k
-
-    def _fill(self) -> None:
-        if not self._filled:
-            self.m[:] = self._template  # later constants only touch their own columns
-            self._filled = True
+        """The same bytes in every row."""
+        self._template[self.col:self.col + len(data)] = np.frombuffer(data, np.uint8)
+        self.col += len(data)
 
     def byte(self, v: np.ndarray) -> None:
-        self._fill()
-        self.m[:, self.col] = v
+        self._fields.append((self.col, v, -1))
         self.col += 1
 
     def varint(self, v: np.ndarray, length: int) -> None:
         """Values whose varint is exactly ``length`` bytes long (the row group's shape)."""
-        self._fill()
-        v = np.asarray(v).astype(np.uint64, copy=False)
-        for k in range(length):
-            b = (v >> np.uint64(7 * k)) & np.uint64(0x7F)
-            if k < length - 1:
-                b |= np.uint64(0x80)
-            self.m[:, self.col + k] = b
+        self._fields.append((self.col, v, length))
         self.col += length
 
     def fixed64(self, v: np.ndarray) -> None:
-        self._fill()
-        self.m[:, self.col:self.col + 8] = np.ascontiguousarray(v, "<u8").view(np.uint8).reshape(-1, 8)
+        self._fields.append((self.col, v, 0))
         self.col += 8
 
     def done(self) -> np.ndarray:
-        assert self.col == self.m.shape[1], (self.col, self.m.shape)
-        self._fill()
-        return self.m
+        assert self.col == len(self._template), (self.col, len(self._template))
+        m = np.empty((self.n, self.col), np.uint8)
+        m[:] = self._template
+        for col, v, kind in self._fields:
+            if kind < 0:
+                m[:, col] = v
+            elif kind == 0:
+                m[:, col:col + 8] = np.ascontiguousarray(v, "<u8").view(np.uint8).reshape(-1, 8)
+            else:
+                v = np.asarray(v)
+                v = v.view(np.uint64) if v.dtype == np.int64 else v.astype(np.uint64, copy=False)
+                for k in range(kind):
+                    b = (v >> np.uint64(7 * k)) & np.uint64(0x7F) if k else v & np.uint64(0x7F)
+                    if k < kind - 1:
+                        b |= np.uint64(0x80)
+                    m[:, col + k] = b
+        return m
 
 
 def group_by(shape: np.ndarray, chunk: int = 1 << 20) -> Iterator[tuple[int, np.ndarray]]:

@@ -99,6 +99,13 @@ def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lut = np.zeros(len(present), np.int64)
         lut[uniq] = np.arange(len(uniq))
         return uniq.astype(keys.dtype), lut[keys]
+    if len(keys) > 1 << 16:
+        # few distinct values among many rows (mutex addresses): guess them from a sample,
+        # confirm with one binary search per row, which is much cheaper than a full sort
+        guess = np.unique(keys[:: len(keys) >> 14])
+        pos = np.minimum(np.searchsorted(guess, keys), len(guess) - 1)
+        if np.array_equal(guess[pos], keys):
+            return guess, pos
     return np.unique(keys, return_inverse=True)
 
 
@@ -290,7 +297,7 @@ class _Builder:
         h_tid, h_mutex, h_start = mh["tid"][kh], mh["mutex"][kh], mh["start"][kh]
         o_time, o_mutex, to, lat = ho["time"][ko], ho["mutex"][ko], ho["to_tid"][ko], ho["latency"][ko]
         # one factorisation of the addresses serves names, tracks and the hand-off matching
-        uniq, inv = np.unique(np.concatenate([w_mutex, h_mutex, o_mutex]), return_inverse=True)
+        uniq, inv = factorize(np.concatenate([w_mutex, h_mutex, o_mutex]))
         iw, ih, io = np.split(inv, [len(w_mutex), len(w_mutex) + len(h_mutex)])
         wait_name = np.array([self.names.id(f"wait {a:#x}") for a in uniq.tolist()] or [0], np.int32)
         used = np.zeros(len(uniq), bool)
