@@ -252,3 +252,24 @@ def test_long_output_opens_the_pager_and_q_returns(story_file):
     out, err, _ = drive(story_file, "list\r", " ", "G", "q", "select 5 as five;\r", rows=8, pause=0.3)
     assert err == ""
     assert out == "five\n   5\n"  # the listing went to the pager, not to stdout
+
+
+def test_view_serves_the_viewer_on_the_shells_model_until_the_shell_ends(story_file):
+    import json
+    import re
+    import urllib.request
+
+    out, err = io.StringIO(), io.StringIO()
+    sh = Shell(osvtrace.open(story_file), out=out, err=err, history=story_file.parent / "h")
+    for line in ("set cpu 1", "set thread b", "set until 500ns", "view --no-open"):
+        assert sh.execute(line)
+    assert err.getvalue() == ""
+    url = re.search(r"viewer at (\S+)", out.getvalue()).group(1)
+    assert url.endswith("#t0=100&t1=500&lanes=cpu:1,thread:3")
+    base = url.split("#")[0]
+    meta = json.loads(urllib.request.urlopen(base + "api/meta", timeout=10).read())
+    assert meta  # the viewer's API answers
+    assert sh.ctx.resources["viewer"].api.model is sh.ctx.model  # tables are shared, not rebuilt
+    sh.ctx.close()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(base + "api/meta", timeout=2)

@@ -489,23 +489,66 @@ def timeline(ctx: Context, args: str) -> Output:
     return "\n".join(tl.draw(ctx.model, tl.resolve_targets(ctx.trace, targets), lo, hi, width, ctx.settings.color))
 
 
-@command("view", complete="")
+@command("view", complete="options", options=("--no-open", "--port"))
 def view(ctx: Context, args: str) -> Output:
-    """Open the browser viewer on this trace, at the current filters' time window and CPUs/threads.
+    """Serve the browser viewer on this trace (127.0.0.1) and open it at the current filters.
 
-    Usage: view
+    Usage: view [--no-open] [--port N]
+    The server shares the shell's tables (nothing is built twice) and runs until the shell
+    ends; `view` again reopens the page. The URL carries the filters' time window and the
+    lanes of the CPUs and threads set (#t0=NS&t1=NS&lanes=cpu:0,thread:3). A browser is
+    started only where there is a display ($DISPLAY, $WAYLAND_DISPLAY or $BROWSER); else
+    open the printed URL yourself (over ssh: forward the port).
+
+    Example:
+      set since 1ms
+      view
     """
+    import os
+    import webbrowser
+    from urllib.parse import urlencode
+
+    opts, pos = parse("view", args, {"--no-open": "flag", "--port": "int"})
+    if pos:
+        raise UsageError(f"view: unexpected argument {pos[0]!r}")
     try:
-        from osvtrace import viewer  # noqa: F401
+        from osvtrace.viewer import prepare_indexes
+        from osvtrace.viewer.api import Api
+        from osvtrace.viewer.server import ViewerServer
     except ImportError:
-        raise UsageError("view: the browser viewer is not available in this build yet (osvtrace.viewer is "
-                         "missing); `osvtrace export FILE --format perfetto` opens in ui.perfetto.dev") from None
-    opener = getattr(viewer, "open_viewer", None)
-    if opener is None:
-        raise UsageError("view: this osvtrace.viewer has no open_viewer() entry point")
-    f = ctx.filters.to_filter()
-    url = opener(ctx.trace.path, since=f.since, until=f.until, cpus=f.cpus, threads=f.threads)
-    return f"viewer: {url}" if url else None
+        raise UsageError("view: the browser viewer is not part of this installation (osvtrace.viewer)") from None
+    server = ctx.resources.get("viewer")
+    if server is None or ("port" in opts and server.server_address[1] != opts["port"]):
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        api = Api(ctx.model)
+        prepare_indexes(api)
+        try:
+            server = ViewerServer(api, "127.0.0.1", opts.get("port", 0))
+        except OSError as e:
+            raise UsageError(f"view: cannot listen on 127.0.0.1:{opts.get('port', 0)}: {e.strerror or e}") from None
+        server.start()
+        ctx.resources["viewer"] = server
+    flt = ctx.filters.to_filter()
+    frag: dict[str, str] = {}
+    if flt.since is not None or flt.until is not None:
+        frag["t0"], frag["t1"] = map(str, ctx.window(flt))
+    lanes = [f"cpu:{c}" for c in flt.cpus]
+    if flt.threads:
+        from osvtrace.filters import thread_ids
+
+        lanes += [f"thread:{t}" for t in thread_ids(ctx.trace, flt.threads).tolist()]
+    if lanes:
+        frag["lanes"] = ",".join(lanes)
+    url = server.url + ("#" + urlencode(frag, safe=":,") if frag else "")
+    opened = False
+    if not opts.get("no_open") and any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")):
+        try:
+            opened = webbrowser.open(url)
+        except Exception:  # no usable browser: the URL is printed
+            opened = False
+    return f"viewer at {url}" + ("  (opened in the browser)" if opened else "")
 
 
 # ---------------------------------------------------------------- help, quit

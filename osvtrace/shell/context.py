@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,13 @@ class Context:
         self.model = Model(trace)
         self.filters = Filters()
         self.settings = settings or Settings()
+        self.resources: dict[str, Any] = {}  # things to stop when the session ends (the viewer's server)
+
+    def close(self) -> None:
+        server = self.resources.pop("viewer", None)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
     @property
     def path(self) -> Path:

@@ -170,6 +170,7 @@ class Shell:
                 break
             if not self.execute(text):
                 break
+        self.ctx.close()
         return 0
 
     def run_script(self, lines: Iterable[str]) -> int:
@@ -201,6 +202,7 @@ class Shell:
                 self.execute(buf)
         finally:
             self.err = err
+            self.ctx.close()
         return 1 if failed else 0
 
 
