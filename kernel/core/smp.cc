@@ -91,7 +91,7 @@ void kick(uint32_t apic_id)
         return;
     }
     lapic::send_startup(apic_id, page);
-    if (!wait_state(ap_alive, 2000000)) {
+    if (!wait_state(ap_alive, 5000000)) {
         panic("smp: the CPU with APIC id %u did not start", apic_id);
     }
 }
@@ -124,7 +124,9 @@ void start_aps(const acpi::cpu_list& found, uint64_t ring_bytes, trace::ring_mod
     const uint32_t bsp = lapic::id();
     boot_cpu.apic_id = bsp;
     memcpy(reinterpret_cast<void*>(tramp_base), ap_trampoline_start, size_t(ap_trampoline_end - ap_trampoline_start));
-    const uint64_t round_timeout = tsc::from_ns(200000000);  // 200 ms: TCG may deschedule a vCPU
+    // Generous: under TCG on a loaded host a vCPU thread can be off its host
+    // core for a long time; a slow answer is no reason to give up on a CPU.
+    const uint64_t round_timeout = tsc::from_ns(5000000000ull);
     const uint64_t good_rtt = tsc::from_ns(5000);            // offset known to +-2.5 us
     for (unsigned i = 0; i < found.n; i++) {
         uint32_t apic_id = found.apic_id[i];
@@ -145,7 +147,7 @@ void start_aps(const acpi::cpu_list& found, uint64_t ring_bytes, trace::ring_mod
         kick(apic_id);
         uint64_t tk1 = tsc::now();
         tsc_sync::result r;
-        if (!tsc_sync::measure(&r, round_timeout, good_rtt) || !wait_state(ap_synced, 2000000)) {
+        if (!tsc_sync::measure(&r, round_timeout, good_rtt) || !wait_state(ap_synced, 5000000)) {
             panic("smp: CPU %u stopped answering the TSC handshake", id);
         }
         if (!trace_rt::init_cpu(c, ring_bytes, mode, r.offset)) {

@@ -40,6 +40,7 @@ bool measure(result* r, uint64_t timeout_ticks, uint64_t good_rtt)
     r->rtt = ~uint64_t(0);
     r->rounds = 0;
     bool ok = true;
+    const uint64_t start = arch::rdtsc(), budget = timeout_ticks / 50;
     for (unsigned i = 0; i < max_rounds && ok; i++) {
         uint64_t n = i + 1;
         uint64_t t0 = stamp();
@@ -64,6 +65,9 @@ bool measure(result* r, uint64_t timeout_ticks, uint64_t good_rtt)
         r->rounds++;
         if (r->rounds >= min_rounds && r->rtt <= good_rtt) {
             break;  // precise enough: under TCG each extra round can cost a host time slice
+        }
+        if (r->rounds >= min_rounds && arch::rdtsc() - start > budget) {
+            break;  // a loaded host: take the best of what we have (the error is reported)
         }
     }
     request.v.store(done, std::memory_order_release);

@@ -25,7 +25,8 @@ struct result {
 void reset();
 
 // Boot CPU side; false if the AP stopped answering (timeout_ticks per round).
-// Stops early, after a few rounds, once a round trip is at most good_rtt.
+// Stops early, after a few rounds, once a round trip is at most good_rtt, or
+// once timeout_ticks / 50 have passed (a loaded host: the best sample so far).
 bool measure(result* r, uint64_t timeout_ticks, uint64_t good_rtt);
 
 // AP side: answers until the boot CPU is done.

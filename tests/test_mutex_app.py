@@ -1,0 +1,85 @@
+"""The mutex, condvar, lhp and mutexbench apps on the real kernel (QEMU, multi-threaded TCG)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_smp_vm import boot, parse_kv
+from tests.vm_helpers import kernel, no_orphans  # noqa: F401
+
+pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
+
+
+def mutex_run(kernel, smp: int, *args: str, **kw) -> dict[str, str]:
+    b = boot(kernel, "mutex", *args, smp=smp, **kw)
+    assert b.app_status == 0, b.console
+    kv = parse_kv(b.line("mutex: acquisitions="))
+    assert kv["lost_updates"] == "0" and kv["violations"] == "0", b.console
+    assert b.line("mutex: threads=").endswith(f"cpus={smp}")
+    return kv
+
+
+@pytest.mark.parametrize("smp", [1, 2, 4])
+def test_mutex_app_exits_0(kernel, smp):
+    kv = mutex_run(kernel, smp, "--threads", "8", "--mutexes", "2", "--iterations", "4000", "--hold-ns", "500",
+                   "--think-ns", "500", "--trylock", "10")
+    assert int(kv["acquisitions"]) == 8 * 4000
+    assert int(kv["handoffs"]) == int(kv["contended"]) > 0  # every contended lock() is a hand-off
+    assert int(kv["rate"].removesuffix("/s")) > 0
+    assert 0 < float(kv["contended_pct"]) <= 100
+
+
+def test_mutex_app_single_threaded_tcg(kernel):
+    mutex_run(kernel, 4, "--threads", "8", "--mutexes", "1", "--iterations", "2000", tcg="single")
+
+
+def test_mutex_app_pinned_with_latency(kernel):
+    b = boot(kernel, "mutex", "--threads", "4", "--mutexes", "1", "--iterations", "2000", "--pin", "1",
+             "--latency", "1", "--hold-ns", "1000", smp=2)
+    assert b.app_status == 0, b.console
+    lat = parse_kv(b.line("mutex: handoff_latency_ticks"))
+    assert 0 < int(lat["min"]) <= int(lat["avg"]) <= int(lat["max"]) < 10 * 2_600_000_000  # < 10 s at 2.6 GHz
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--threads", "0"), "--threads 0 out of range"),
+    (("--mutexes",), "--mutexes needs a number"),
+    (("--bogus", "1"), "unknown option '--bogus'"),
+    (("stray",), "unexpected argument 'stray'"),
+])
+def test_mutex_app_bad_arguments(kernel, args, message):
+    b = boot(kernel, "mutex", *args, smp=1)
+    assert b.app_status == 2, b.console
+    assert message in b.console and "usage: mutex" in b.console
+
+
+@pytest.mark.parametrize("smp", [1, 2, 4])
+def test_condvar_app_loses_no_item_and_no_wakeup(kernel, smp):
+    b = boot(kernel, "condvar", "--producers", "3", "--consumers", "2", "--items", "3000", "--capacity", "2",
+             smp=smp)
+    assert b.app_status == 0, b.console
+    kv = parse_kv(b.line("condvar: "))
+    assert kv["consumed"] == kv["produced"] == "9000" and kv["sum_ok"] == "1"
+    assert int(kv["waits"]) > 0  # the queue of 2 slots did fill and empty
+
+
+def test_lhp_app_preempts_lock_holders(kernel):
+    b = boot(kernel, "lhp", "--duration-ms", "200", smp=2)
+    assert b.app_status == 0, b.console
+    kv = parse_kv(b.line("lhp: "))
+    assert kv["threads"] == "5" and kv["lost_updates"] == "0" and kv["violations"] == "0"
+    assert int(kv["acquisitions"]) > 0
+    # 5 CPU-bound threads on 2 CPUs, holds of half a time slice: some holder gets preempted
+    assert int(kv["preempted_holds"]) > 0, b.console
+
+
+@pytest.mark.parametrize("smp, mode", [(1, "same"), (2, "cross")])
+def test_mutexbench(kernel, smp, mode):
+    b = boot(kernel, "mutexbench", "uncontended", "20000", smp=smp)
+    assert b.app_status == 0, b.console
+    assert float(parse_kv(b.line("mutexbench: uncontended"))["ticks"]) > 0
+    b = boot(kernel, "mutexbench", "handoff", "1000", smp=smp)
+    assert b.app_status == 0, b.console
+    kv = parse_kv(b.line("mutexbench: handoff"))
+    assert kv["cpus"] == mode and kv["n"] == "1000" and kv["not_handed"] == "0"
+    assert 0 < int(kv["min"]) <= int(kv["median"]) <= int(kv["p90"])
