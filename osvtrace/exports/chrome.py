@@ -19,7 +19,7 @@ from typing import IO
 
 import numpy as np
 
-from osvtrace.exports import timeline
+from osvtrace.exports import timeline_build
 from osvtrace.exports.common import Options, ProgressFn, Result, Selection, atomic_file
 from osvtrace.exports.registry import register
 from osvtrace.exports.timeline import ARGS, FLOW_END, FLOW_NONE, FLOW_START, PTR, Items, Timeline
@@ -144,7 +144,7 @@ def write_timeline(tl: Timeline, f: IO[bytes], progress: ProgressFn | None = Non
 @register("chrome", suffix=".json",
           doc="Chrome Trace Event JSON (chrome://tracing, Perfetto): slices, instants, flows; best under 1M events.")
 def write(model: Model, out: Path, opts: Options) -> Result:
-    tl = timeline.build(model, Selection(model.trace, opts.filter), opts.progress)
+    tl = timeline_build.build(model, Selection(model.trace, opts.filter), opts.progress)
     with atomic_file(out) as f:
         n = write_timeline(tl, f, opts.progress)
     res = Result(out, {**tl.count(), "events": n, "bytes": out.stat().st_size})

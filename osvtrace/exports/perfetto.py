@@ -23,7 +23,7 @@ from typing import IO
 import numpy as np
 
 from osvtrace.errors import UsageError
-from osvtrace.exports import pbwire, timeline
+from osvtrace.exports import pbwire, timeline_build
 from osvtrace.exports.common import Options, ProgressFn, Result, Selection, atomic_file
 from osvtrace.exports.registry import register
 from osvtrace.exports.timeline import ARG_KIND, ARGS, FLOW_END, FLOW_NONE, PTR, Items, Timeline
@@ -83,7 +83,7 @@ def header_packets(tl: Timeline) -> bytes:
             d.process.pid = t.key
             d.process.process_name = t.name
         elif t.kind == "thread":
-            d.thread.pid = timeline.PID
+            d.thread.pid = timeline_build.PID
             d.thread.tid = t.key
             d.thread.thread_name = t.name
         else:
@@ -190,7 +190,7 @@ def _drain(fut: Future, f: IO[bytes], done: int, packets: int, total: int,
           doc="Perfetto protobuf trace: CPU, thread and mutex tracks, flows for wake-ups, hand-offs and packets.")
 def write(model: Model, out: Path, opts: Options) -> Result:
     sel = Selection(model.trace, opts.filter)
-    tl = timeline.build(model, sel, opts.progress)
+    tl = timeline_build.build(model, sel, opts.progress)
     with atomic_file(out) as f:
         counts = write_timeline(tl, f, opts.progress)
     res = Result(out, {**tl.count(), **counts, "bytes": out.stat().st_size})
