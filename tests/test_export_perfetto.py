@@ -132,8 +132,10 @@ def test_packet_hops_are_one_flow_through_the_stages(tmp_path):
     m = Model(osvtrace.open(net_trace(tmp_path / "net.osvt")))
     p = _export(m, tmp_path)
     p.check_nesting()
-    stages = [(ts, p.names[e.track_event.name_iid], list(e.track_event.flow_ids), list(e.track_event.terminating_flow_ids))
-              for ts, _, e in sorted(p.events) if p.names.get(e.track_event.name_iid, "").startswith("net ")]
+    stages = [(ts, p.names[e.track_event.name_iid], list(e.track_event.flow_ids),
+               list(e.track_event.terminating_flow_ids))
+              for ts, _, e in sorted(p.events, key=lambda x: x[:2])
+              if p.names.get(e.track_event.name_iid, "").startswith("net ")]
     assert [s[:2] for s in stages] == [(101, "net rx"), (110, "net classify"), (120, "net push"), (200, "net pop"),
                                        (300, "net rx")]
     flow = stages[0][2][0]

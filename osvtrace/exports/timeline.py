@@ -76,7 +76,8 @@ def items(what: str, track: np.ndarray, ts: np.ndarray, name: np.ndarray, *, dur
     n = len(ts)
     return Items(what, np.asarray(track, np.int64), np.asarray(ts, np.int64),
                  np.full(n, -1, np.int64) if dur is None else np.asarray(dur, np.int64),
-                 np.asarray(name, np.int32), np.zeros(n, np.uint64) if arg is None else np.asarray(arg).astype(np.uint64),
+                 np.asarray(name, np.int32),
+                 np.zeros(n, np.uint64) if arg is None else np.asarray(arg).astype(np.uint64),
                  np.broadcast_to(np.asarray(arg_name, np.int8), (n,)).copy(),
                  np.zeros(n, np.uint64) if flow is None else np.asarray(flow, np.uint64),
                  np.full(n, flow_stage, np.uint8))
