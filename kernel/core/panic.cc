@@ -2,6 +2,9 @@
 
 #include <stdarg.h>
 
+#include <atomic>
+
+#include "core/percpu.hh"
 #include "cpu.hh"
 #include "debug_exit.hh"
 #include "drivers/console.hh"
@@ -17,7 +20,10 @@ extern char _kernel_start[], _etext[];
 
 namespace {
 
-int panic_depth;
+// The CPU reporting a panic (-1: none). NOTE: with several CPUs, the first
+// to panic reports and ends the VM; another CPU that panics meanwhile halts
+// quietly instead of interleaving its report (or ending the VM mid-report).
+std::atomic<int> panicking_cpu{-1};
 
 bool plausible_frame(uint64_t rbp)
 {
@@ -90,11 +96,17 @@ void print_backtrace(uint64_t rbp, uint64_t rip)
 void panic_begin()
 {
     arch::irq_disable();
-    if (++panic_depth > 1) {
+    int me = int(this_cpu()->id);
+    int expected = -1;
+    if (panicking_cpu.compare_exchange_strong(expected, me)) {
+        return;
+    }
+    if (expected == me) {
         // A panic while panicking (say, a fault in the backtrace): stop here.
         console::write("panic: nested panic\n", 20);
         debug_exit::exit_panic();
     }
+    arch::halt_forever();  // another CPU is reporting its panic and will end the VM
 }
 
 void panic_end()
