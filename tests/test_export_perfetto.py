@@ -199,6 +199,21 @@ def test_vectorised_packets_equal_the_protobuf_library():
         assert total == len(blob)
 
 
+def test_thread_zero_is_a_plain_track(tmp_path, catalog):
+    from osvtrace.encode import CpuStreamBuilder
+    from tests.conftest import write_trace
+
+    c0 = CpuStreamBuilder(catalog)
+    c0.add("sched_switch", [10], 0, next=2, prev_state=1)
+    c0.add("sched_switch", [20], 2, next=0, prev_state=1)
+    c0.add("trace_marker", [30], 0, value=1, label="x")
+    p = _export(Model(osvtrace.open(write_trace(tmp_path / "z.osvt", {0: c0.slots()}))), tmp_path)
+    zero = [d for d in p.tracks.values() if d.name == "kernel (tid 0)"]
+    assert len(zero) == 1 and not zero[0].HasField("thread")
+    assert all(d.thread.tid != 0 for d in p.tracks.values() if d.HasField("thread"))
+    p.check_nesting()
+
+
 def test_cli_writes_a_perfetto_trace(story_file, tmp_path, capsys):
     out = tmp_path / "cli.pftrace"
     assert main(["export", str(story_file), "--format", "perfetto", "-o", str(out)]) == 0

@@ -82,6 +82,11 @@ def header_packets(tl: Timeline) -> bytes:
         if t.kind == "process":
             d.process.pid = t.key
             d.process.process_name = t.name
+        elif t.kind == "thread" and t.key == 0:
+            # Perfetto reserves thread 0 for its idle "swapper": our tid 0 (code running
+            # outside any thread) gets a plain track in the process instead
+            d.parent_uuid = tl.tracks[0].uuid
+            d.name = f"{t.name} (tid 0)"
         elif t.kind == "thread":
             d.thread.pid = timeline_build.PID
             d.thread.tid = t.key
