@@ -160,7 +160,7 @@ class Api:
     def view(self, q: dict[str, list[str]]) -> dict[str, Any]:
         clock = time.perf_counter()
         t0, t1 = self._range(q)
-        px = _int(q, "px", 1, MAX_PX)
+        px = min(_int(q, "px", 1, MAX_PX), t1 - t0)  # a column is at least 1 ns wide
         ids = self._lane_ids(q)
         kinds = [k for k in _one(q, "arrows", ",".join(ARROW_KINDS)).split(",") if k]
         for k in kinds:

@@ -88,7 +88,8 @@ class Details:
         return d
 
     def _span(self, start: int, dur: int) -> list[list[str]]:
-        return [["start", format_ns(start)], ["end", format_ns(start + dur)], ["duration", format_duration(dur)]]
+        return [["start", format_ns(start) + " s"], ["end", format_ns(start + dur) + " s"],
+                ["duration", format_duration(dur)]]
 
     def _cpu(self, lane: Lane, r: int) -> dict[str, Any]:
         s = self.model.sched_slice
@@ -142,9 +143,13 @@ class Details:
                         fields.append(["mutex handed over by", self.thread(by)])
                         end = int(w["start"][k] + w["dur"][k])
                         links.append(self.link(f"mutex handed over by {self.thread(by)}", f"thread:{by}", end))
-        ev = self.events_at(start, tid=tid) if state != RUNNABLE else []
-        if state == RUNNABLE:
+        if state == RUNNING:  # the switches in and out, written by the threads before and after
+            ev = self.events_at(start, cpu=cpu, tps=("sched_switch",)) + \
+                self.events_at(start + dur, cpu=cpu, tps=("sched_switch",))
+        elif state == RUNNABLE:
             ev = self.events_at(start, tps=("sched_wake",))
+        else:
+            ev = self.events_at(start, tid=tid)
         return {"title": f"{self.trace.thread_name(tid)}: {_state(state)}", "fields": fields, "events": ev,
                 "links": links, "t0": start, "t1": start + dur}
 
@@ -211,7 +216,7 @@ class Details:
             t, c = int(p[f"{s}_time"][r]), int(p[f"{s}_cpu"][r])
             if t < 0:
                 continue
-            fields.append([s, f"{format_ns(t)} on CPU {c}"])
+            fields.append([s, f"{format_ns(t)} s on CPU {c}"])
             links.append(self.link(f"{s} on CPU {c}", f"cpu:{c}", t))
             ev += self.events_at(t, cpu=c, tps=(names[s],))
         t0 = min((int(p[f"{s}_time"][r]) for s in STAGES if p[f"{s}_time"][r] >= 0), default=0)
@@ -251,7 +256,7 @@ class Details:
             wk = self.model.wakeup
             t, lat = int(wk["time"][row]), int(wk["latency"][row])
             waker, wakee = int(wk["waker"][row]), int(wk["wakee"][row])
-            fields = [["waker", self.thread(waker)], ["wakee", self.thread(wakee)], ["time", format_ns(t)],
+            fields = [["waker", self.thread(waker)], ["wakee", self.thread(wakee)], ["time", format_ns(t) + " s"],
                       ["cpu", str(int(wk["cpu"][row]))], ["run queue", f"CPU {int(wk['target_cpu'][row])}"],
                       ["ran on", f"CPU {int(wk['run_cpu'][row])}" if wk["run_cpu"][row] >= 0 else "not in trace"],
                       ["latency", format_duration(lat) if lat >= 0 else "-"]]
@@ -264,7 +269,7 @@ class Details:
             ho = self.model.handoff
             t, lat = int(ho["time"][row]), int(ho["latency"][row])
             a, b, mx = int(ho["from_tid"][row]), int(ho["to_tid"][row]), hexaddr(int(ho["mutex"][row]))
-            fields = [["mutex", mx], ["from", self.thread(a)], ["to", self.thread(b)], ["time", format_ns(t)],
+            fields = [["mutex", mx], ["from", self.thread(a)], ["to", self.thread(b)], ["time", format_ns(t) + " s"],
                       ["cpu", str(int(ho["cpu"][row]))],
                       ["woke on", f"CPU {int(ho['wake_cpu'][row])}" if ho["wake_cpu"][row] >= 0 else "not in trace"],
                       ["latency", format_duration(lat) if lat >= 0 else "-"]]

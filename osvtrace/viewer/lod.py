@@ -125,7 +125,8 @@ class LaneIndex:
         kcount = ksi[:, 1] - kei[:, 0]
         present = np.nonzero(kcount > 0)[0]
         if len(present) > top:
-            kcov = np.diff(_covered(lo_hi, ksi, kei, self.ps_k, self.pe_k, self.k_off[:-1, None],
+            local = np.broadcast_to(np.array([r[0], r[-1]]), lo_hi.shape)
+            kcov = np.diff(_covered(local, ksi, kei, self.ps_k, self.pe_k, self.k_off[:-1, None],
                                     self.k_off[:-1, None]), axis=1)[:, 0].view(np.int64)
             present = present[np.argsort(-kcov[present], kind="stable")[:top]]
             present.sort()
@@ -136,7 +137,8 @@ class LaneIndex:
             qs = np.searchsorted(self.ks, q, "left")
             qe = np.searchsorted(self.ke, q, "right")
             off = self.k_off[present, None]
-            cov = np.diff(_covered(q, qs, qe, self.ps_k, self.pe_k, off, off), axis=1).view(np.int64)
+            local = np.broadcast_to(r, q.shape)  # the sums are of times within each key's run
+            cov = np.diff(_covered(local, qs, qe, self.ps_k, self.pe_k, off, off), axis=1).view(np.int64)
         keys = self.keys[present]
         rest = total - cov.sum(axis=0)
         if (rest > 0).any():

@@ -66,6 +66,7 @@
     async view(t0, t1, px, lanes, arrows) {
       const t = performance.now();
       t0 = Math.round(t0); t1 = Math.round(t1);
+      px = Math.min(px, t1 - t0);  // a column is at least 1 ns wide (as on the server)
       const lim = this.data.meta.limits;
       const e = osv.lod.edges(t0, t1, px);
       const out = [];

@@ -53,7 +53,9 @@
     const first = Math.ceil(t0 / step) * step;
     const vals = [];
     for (let v = first; v <= t1 && vals.length < 200; v += step) vals.push(v);
-    const decimals = Math.max(0, Math.min(9, Math.ceil(9 - Math.log10(step) - 1e-9)));
+    // digits down to the step, in whole groups of three (0.000 000 100 s, not 0.000 000 1 s)
+    const need = Math.max(0, Math.min(9, Math.ceil(9 - Math.log10(step) - 1e-9)));
+    const decimals = step >= 1e6 ? need : Math.min(9, Math.ceil(need / 3) * 3);
     let text;
     if (step >= 1e6) {
       text = vals.map((v) => seconds(v, decimals));

@@ -124,7 +124,7 @@
       }
       const L = this.meta.layout;
       const rowH = this.pal.row_height;
-      const ticks = F().ticks(t0, t1, W);
+      const ticks = F().ticks(t0, t1, this.plotWidth());
       this.ticks = ticks;
       const shapes = [];
       this.rows.forEach((r, i) => {
@@ -177,8 +177,9 @@
           const a = Math.max(it.start[i], t0), b = Math.min(it.end[i], t1);
           const wpx = (b - a) * pxPerNs;
           if (wpx < 44) continue;
-          let s = this.keyName(r.lane, it.key[i]);
           const fit = Math.floor((wpx - 8) / 6.6);
+          let s = this.keyName(r.lane, it.key[i]);
+          if (s.length > fit) s = s.replace(/ \[\d+\]$/, "");  // drop the thread id before cutting the name
           if (s.length > fit) s = fit >= 4 ? s.slice(0, fit - 1) + "…" : "";
           if (!s) continue;
           const mid = ((a + b) / 2 - t0) * pxPerNs, half = (s.length * 6.6) / 2;
