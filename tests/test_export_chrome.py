@@ -29,13 +29,13 @@ def test_story_slices_flows_instants_and_names(story, tmp_path):
     ev = _load(story, tmp_path)
     rows = _names(ev)
     assert rows[(1, 0)] == "CPU 0" and rows[(1, 1)] == "CPU 1"
-    assert rows[(2, 3)] == "b (3)" and rows[(3, 3)] == "waits of thread 3" and rows[(4, 1)] == "mutex 0xa000"
+    assert rows[(2, 3)] == "b (3)" and rows[(3, 1)] == "mutex 0xa000" and rows[(3, 2)] == "mutex 0xa000 waiter b"
     procs = {e["pid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "process_name"}
-    assert procs == {1: "CPUs", 2: "threads", 3: "mutex waits", 4: "mutexes"}
+    assert procs == {1: "CPUs", 2: "threads", 3: "mutexes"}
     slices = [e for e in ev if e["ph"] == "X" and e["dur"] > 0]
-    per_pid = Counter(e["pid"] for e in slices)
-    assert per_pid[1] == len(story.sched_slice) and per_pid[2] == len(story.thread_state)
-    assert per_pid[3] == len(story.mutex_wait) and per_pid[4] == len(story.mutex_hold)
+    per_row = Counter((e["pid"], e["tid"] if e["pid"] == 3 else 0) for e in slices)
+    assert per_row[(1, 0)] == len(story.sched_slice) and per_row[(2, 0)] == len(story.thread_state)
+    assert per_row[(3, 1)] == len(story.mutex_hold) and per_row[(3, 2)] == len(story.mutex_wait)
     # CPU 0: main, a, main at the times of the switches (µs with ns decimals)
     cpu0 = sorted((e["ts"], e["dur"], e["name"]) for e in slices if (e["pid"], e["tid"]) == (1, 0))
     assert cpu0 == [(0.1, 0.1, "main"), (0.2, 0.31, "a"), (0.51, 0.19, "main")]

@@ -50,6 +50,9 @@ class Parsed:
             return "cpu"
         if d.name.startswith("mutex 0x"):
             return "mutex"
+        if d.name.startswith("waiter "):
+            assert self.kind(d.parent_uuid) == "mutex"
+            return "waiter"
         return d.name
 
     def count(self, typ: int) -> Counter:
@@ -89,14 +92,15 @@ def test_story_tracks_slices_and_flows_equal_the_model(story, tmp_path):
     p = _export(story, tmp_path)
     p.check_nesting()
     # one slice per row of each table (rows of zero length become instants)
-    expect = {"cpu": story.sched_slice, "thread": story.thread_state, "mutex waits": story.mutex_wait,
+    expect = {"cpu": story.sched_slice, "thread": story.thread_state, "waiter": story.mutex_wait,
               "mutex": story.mutex_hold}
     begins, ends = p.count(BEGIN), p.count(END)
     for kind, table in expect.items():
         assert begins[kind] == ends[kind] == int((table["dur"] > 0).sum()), kind
-    # tracks: two CPUs, the threads that ran, one wait track (b), one mutex
+    # tracks: two CPUs, the threads that ran, one mutex with one waiter (b)
     kinds = Counter(p.kind(u) for u in p.tracks)
-    assert kinds["cpu"] == 2 and kinds["mutex"] == 1 and kinds["mutex waits"] == 1
+    assert kinds["cpu"] == 2 and kinds["mutex"] == 1 and kinds["waiter"] == 1
+    assert [d.name for d in p.tracks.values() if p.kind(d.uuid) == "waiter"] == ["waiter b"]
     threads = {d.thread.tid: d.thread.thread_name for d in p.tracks.values() if d.HasField("thread")}
     assert threads == {1: "main", 2: "a", 3: "b", 9: "idle1"}
     assert sum(d.HasField("process") for d in p.tracks.values()) == 1

@@ -4,7 +4,7 @@ The same timeline as the Perfetto export (osvtrace.exports.timeline), written as
 ``X`` complete events (slices), ``i`` instants (wake-ups, hand-offs, packet stages,
 markers, lost records), ``s``/``t``/``f`` flow events (arrows) and ``M`` metadata
 (process and thread names). Tracks become (pid, tid) rows: pid 1 holds the CPUs,
-pid 2 the threads, pid 3 the threads' mutex waits, pid 4 the mutexes.
+pid 2 the threads, pid 3 the mutexes, each followed by a row per thread that waited for it.
 
 Streamed: each chunk of rows becomes one string with one ``%`` formatting call (a
 template repeated per row), so no list of per-event dicts is ever built.
@@ -27,41 +27,44 @@ from osvtrace.model import Model
 
 CHUNK = 200_000
 CHROME_LIMIT = 1_000_000  # chrome://tracing fails around here
-GROUPS = {"cpu": (1, "CPUs"), "thread": (2, "threads"), "waits": (3, "mutex waits"), "mutex": (4, "mutexes")}
+GROUPS = {"cpu": (1, "CPUs"), "thread": (2, "threads"), "mutex": (3, "mutexes")}
 _TS = '"ts":%d.%03d'
 
 
-def _rows(tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
-    """pid and tid of each track uuid (-1 for tracks that hold no events)."""
+def _rows(tl: Timeline) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """pid, tid (by track uuid, -1 for tracks without events) and label of each row."""
     n = max((t.uuid for t in tl.tracks), default=0) + 1
     pid = np.full(n, -1, np.int64)
     tid = np.full(n, -1, np.int64)
-    mutexes = 0
+    label: dict[int, str] = {}
+    waiters: dict[int, list] = {}
     for t in tl.tracks:
-        if t.kind in ("cpu", "thread", "waits"):
+        if t.kind == "waits":
+            waiters.setdefault(t.parent, []).append(t)
+    row = 0
+    for t in tl.tracks:
+        if t.kind in ("cpu", "thread"):
             pid[t.uuid], tid[t.uuid] = GROUPS[t.kind][0], t.key
-        elif t.kind == "mutex":
-            mutexes += 1
-            pid[t.uuid], tid[t.uuid] = GROUPS["mutex"][0], mutexes
-    return pid, tid
+            label[t.uuid] = t.name if t.kind == "cpu" else f"{t.name} ({t.key})"
+        elif t.kind == "mutex":  # the mutex's row, then its waiters' rows
+            for u in [t] + sorted(waiters.get(t.uuid, []), key=lambda w: w.rank):
+                row += 1
+                pid[u.uuid], tid[u.uuid] = GROUPS["mutex"][0], row
+                label[u.uuid] = t.name if u is t else f"{t.name} {u.name}"
+    return pid, tid, label
 
 
-def _metadata(tl: Timeline, pid: np.ndarray, tid: np.ndarray) -> list[str]:
+def _metadata(tl: Timeline, pid: np.ndarray, tid: np.ndarray, label: dict[int, str]) -> list[str]:
     out = []
     for kind, (p, name) in GROUPS.items():
         if any(t.kind == kind for t in tl.tracks):
             out.append(json.dumps({"ph": "M", "pid": p, "tid": 0, "name": "process_name", "args": {"name": name}}))
             out.append(json.dumps({"ph": "M", "pid": p, "tid": 0, "name": "process_sort_index",
                                    "args": {"sort_index": p}}))
-    for t in tl.tracks:
-        if pid[t.uuid] < 0:
-            continue
-        label = {"cpu": t.name, "thread": f"{t.name} ({t.key})", "waits": f"waits of thread {t.key}",
-                 "mutex": t.name}[t.kind]
-        out.append(json.dumps({"ph": "M", "pid": int(pid[t.uuid]), "tid": int(tid[t.uuid]), "name": "thread_name",
-                               "args": {"name": label}}))
-        out.append(json.dumps({"ph": "M", "pid": int(pid[t.uuid]), "tid": int(tid[t.uuid]),
-                               "name": "thread_sort_index", "args": {"sort_index": int(tid[t.uuid])}}))
+    for uuid, text in label.items():
+        p, r = int(pid[uuid]), int(tid[uuid])
+        out.append(json.dumps({"ph": "M", "pid": p, "tid": r, "name": "thread_name", "args": {"name": text}}))
+        out.append(json.dumps({"ph": "M", "pid": p, "tid": r, "name": "thread_sort_index", "args": {"sort_index": r}}))
     return out
 
 
@@ -114,9 +117,9 @@ def _events(p: Items, pid: np.ndarray, tid: np.ndarray, names: np.ndarray) -> st
 
 def write_timeline(tl: Timeline, f: IO[bytes], progress: ProgressFn | None = None) -> int:
     """The JSON document; returns the number of trace events written."""
-    pid, tid = _rows(tl)
+    pid, tid, label = _rows(tl)
     names = np.array([json.dumps(s) for s in tl.names] or ['""'], object)
-    meta = _metadata(tl, pid, tid)
+    meta = _metadata(tl, pid, tid, label)
     f.write(b'{"displayTimeUnit":"ns","otherData":' + json.dumps({"title": tl.title}).encode() +
             b',"traceEvents":[\n')
     f.write(",\n".join(meta).encode())

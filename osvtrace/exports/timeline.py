@@ -4,9 +4,9 @@ Columnar: a few numpy arrays per kind of item, no Python object per event.
 osvtrace.exports.timeline_build makes one from the model's tables. Tracks:
 
 - one per CPU: what ran there (sched_slice), wake-ups, packet stages, lost records;
-- one per thread: its states (thread_state) and its markers; a child track per
-  thread with its mutex waits (waits overlap the states, so they need their own);
-- one per mutex: who held it (mutex_hold) and its hand-offs.
+- one per thread: its states (thread_state) and its markers;
+- one per mutex: who held it (mutex_hold) and its hand-offs, with a child track per
+  thread that waited for it (mutex_wait).
 
 Flows (arrows): wake-up -> the wakee's next slice, hand-off -> the receiver's hold,
 and each packet through its stages (rx, classify, push, pop, tx).
@@ -37,7 +37,7 @@ FLOW_NONE, FLOW_START, FLOW_STEP, FLOW_END = 0, 1, 2, 3
 class Track:
     uuid: int
     name: str
-    kind: str  # process, group, cpu, thread, waits, mutex
+    kind: str  # process, group, cpu, thread, mutex, waits (a mutex's waiter)
     parent: int = 0
     key: int = -1  # cpu number, thread id or mutex address
     rank: int = 0  # order among siblings

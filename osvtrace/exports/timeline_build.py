@@ -3,9 +3,9 @@
 Tracks:
 
 - one per CPU: what ran there (sched_slice), wake-ups, packet stages, lost records;
-- one per thread: its states (thread_state) and its markers; a child track per
-  thread with its mutex waits (waits overlap the states, so they need their own);
-- one per mutex: who held it (mutex_hold) and its hand-offs.
+- one per thread: its states (thread_state) and its markers;
+- one per mutex: who held it (mutex_hold) and its hand-offs, with a child track per
+  thread that waited for it (mutex_wait: waits overlap, so each waiter needs its own).
 
 Flows (arrows): wake-up -> the wakee's next slice, hand-off -> the receiver's hold,
 and each packet through its stages (rx, classify, push, pop, tx). Endpoints are
@@ -121,14 +121,14 @@ class _Builder:
         # one factorisation of the addresses serves names, tracks and the hand-off matching
         uniq, inv = factorize(np.concatenate([w_mutex, h_mutex, o_mutex]))
         iw, ih, io = np.split(inv, [len(w_mutex), len(w_mutex) + len(h_mutex)])
-        wait_name = np.array([self.names.id(f"wait {a:#x}") for a in uniq.tolist()] or [0], np.int32)
-        used = np.zeros(len(uniq), bool)
-        used[ih] = used[io] = True
-        track = np.array([self.tracks.add(f"mutex {a:#x}", "mutex", a, self.mutex_group.uuid).uuid if u else 0
-                          for a, u in zip(uniq.tolist(), used.tolist())] or [0], np.int64)
-        waits_track = self.tracks.map("waits", w_tid.astype(np.int64), lambda t: self.tracks.add(
-            "mutex waits", "waits", t, self.thread_track(t).uuid))
-        self.slices.append(items("mutex waits", waits_track, mw["start"][kw], wait_name[iw], dur=mw["dur"][kw],
+        track = np.array([self.tracks.add(f"mutex {a:#x}", "mutex", a, self.mutex_group.uuid).uuid
+                          for a in uniq.tolist()] or [0], np.int64)
+        # waits overlap (several threads wait for one mutex): one child track per waiting thread
+        # (a thread waits for one mutex at a time, so its waits never overlap)
+        waits_track = self.tracks.map("waits", (iw.astype(np.int64) << 32) | w_tid, lambda k: self.tracks.add(
+            f"waiter {self.t.thread_name(k & 0xFFFFFFFF)}", "waits", k, int(track[k >> 32]), k & 0xFFFFFFFF))
+        self.slices.append(items("mutex waits", waits_track, mw["start"][kw],
+                                 np.full(len(w_tid), self.names.id("wait"), np.int32), dur=mw["dur"][kw],
                                  arg=handed, arg_name=np.where(handed != 0, ARG["handed_by"], -1)))
         holds = items("mutex holds", track[ih], h_start, self.thread_names(h_tid), dur=mh["dur"][kh], arg=h_tid,
                       arg_name=ARG["tid"])
