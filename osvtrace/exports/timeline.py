@@ -167,8 +167,8 @@ class Timeline:
     def count(self) -> dict[str, int]:
         out = {"tracks": len(self.tracks), "slices": sum(len(s) for s in self.slices),
                "instants": sum(len(i) for i in self.instants)}
-        out["flows"] = len(np.unique(np.concatenate([p.flow[p.flow != 0] for p in self.slices + self.instants]
-                                                    or [np.empty(0, np.uint64)])))
+        # every flow has exactly one starting endpoint (finish() drops the rest)
+        out["flows"] = sum(int(np.count_nonzero(p.flow_kind == FLOW_START)) for p in self.slices + self.instants)
         return out
 
 

@@ -217,8 +217,9 @@ def build(model: Model, sel: Selection | None = None, progress: ProgressFn = _no
         ("mutexes", b.mutexes), ("packets", b.packets), ("markers", b.markers), ("lost records", b.lost)]
     with ThreadPoolExecutor(1) as pool:
         # the mutex tables take as long as all scheduler tables: build them on the other core
-        # meanwhile (numpy's sorts let go of the GIL); the model caches each table
-        ahead = pool.submit(lambda: model.mutex_wait)
+        # meanwhile (numpy's sorts let go of the GIL); the model caches each table. The thread
+        # names first: their first use scans every event's thread id.
+        ahead = pool.submit(lambda: (model.trace.threads, model.mutex_wait))
         for k, (what, step) in enumerate(steps):
             progress(k, len(steps), f"building timeline: {what}")
             if what == "mutexes":
