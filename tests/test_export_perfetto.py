@@ -218,6 +218,25 @@ def test_thread_zero_is_a_plain_track(tmp_path, catalog):
     p.check_nesting()
 
 
+def test_the_last_wake_up_before_a_run_gets_the_arrow(tmp_path, catalog):
+    from osvtrace.encode import CpuStreamBuilder
+    from tests.conftest import write_trace
+
+    c0 = CpuStreamBuilder(catalog)
+    c0.add("sched_switch", [10], 1, next=2, prev_state=1)
+    c0.add("sched_wake", [20], 2, tid=3, cpu=0)
+    c0.add("sched_wake", [30], 2, tid=3, cpu=0)
+    c0.add("sched_switch", [40], 2, next=3, prev_state=1)
+    m = Model(osvtrace.open(write_trace(tmp_path / "w.osvt", {0: c0.slots()})))
+    assert len(m.wakeup) == 2 and (m.wakeup["latency"] >= 0).all()
+    p = _export(m, tmp_path)
+    wakes = [(ts, list(e.track_event.flow_ids)) for ts, _, e in sorted(p.events, key=lambda x: x[:2])
+             if e.track_event.type == INSTANT and p.names[e.track_event.name_iid].startswith("wake")]
+    assert [w[0] for w in wakes] == [20, 30] and wakes[0][1] == [] and len(wakes[1][1]) == 1
+    dest = [ts for ts, _, e in p.events if e.track_event.terminating_flow_ids]
+    assert dest == [40]
+
+
 def test_cli_writes_a_perfetto_trace(story_file, tmp_path, capsys):
     out = tmp_path / "cli.pftrace"
     assert main(["export", str(story_file), "--format", "perfetto", "-o", str(out)]) == 0

@@ -32,7 +32,6 @@ PID = 1  # the unikernel is one address space: one "process" holds every thread
 class _Builder:
     """Turns the model's tables into items on tracks, one kind of item per method."""
 
-
     def __init__(self, model: Model, sel: Selection):
         self.m = model
         self.t = model.trace
@@ -42,7 +41,6 @@ class _Builder:
         self.slices: list[Items] = []
         self.instants: list[Items] = []
         self.next_flow = 1
-        self._thread_name: dict[int, int] = {}
         self.tracks.add(f"osvtrace {self.t.path.name}", "process", PID)
         self.cpu_group = self.tracks.add("CPUs", "group", 0)
         self.mutex_group = self.tracks.add("Mutexes", "group", 1)
@@ -85,12 +83,13 @@ class _Builder:
         hit = next_match(ra, run_at, rb, start)
         ok = ran & (hit >= 0)
         ok[ok] &= (start[hit[ok]] == run_at[ok]) & (cpu[hit[ok]] == wk["run_cpu"][wkeep][ok])
-        # several wake-ups before one run: the arrow comes from the last (the one that made it runnable)
+        # several wake-ups before one run: the arrow comes from the last (the one that made it
+        # runnable); rows are in time order, so that is the highest row hitting each slice
         src = np.nonzero(ok)[0]
         if len(src):
-            rev = src[::-1]
-            _, first_in_rev = np.unique(hit[rev], return_index=True)
-            src = np.sort(rev[first_in_rev])
+            last = np.full(len(start), -1, np.int64)
+            np.maximum.at(last, hit[src], src)
+            src = np.sort(last[last >= 0])
         ids = self.flows(len(src))
         w_flow = np.zeros(len(w_time), np.uint64)
         w_flow[src] = ids
@@ -140,9 +139,10 @@ class _Builder:
         ok = (lat >= 0) & (hit >= 0)
         ok[ok] &= h_start[hit[ok]] == got_at[ok]
         src = np.nonzero(ok)[0]
-        if len(src):
-            _, first = np.unique(hit[src], return_index=True)  # one arrow per hold
-            src = np.sort(src[first])
+        if len(src):  # one arrow per hold: from the first hand-off that reached it
+            first = np.full(len(h_start), len(ok), np.int64)
+            np.minimum.at(first, hit[src], src)
+            src = np.sort(first[first < len(ok)])
         ids = self.flows(len(src))
         o_flow = np.zeros(len(o_time), np.uint64)
         o_flow[src] = ids
