@@ -66,7 +66,7 @@ def test_stats_of_the_story_trace(story_file):
     assert mx["mutex"] == M and mx["waiters"] == pytest.approx(290 / 700)  # b waited 160-450
     assert mx["waits_s"] == pytest.approx(1 / 700e-9) and mx["locks_s"] == pytest.approx(2 / 700e-9)
     text = st.render("story.osvt", 100, 40)
-    assert "finished; 19 events" in text and "lost records: cpu1 5" in text
+    assert "(finished; 19 events" in text and "lost records: cpu1 5" in text
     assert f"{M:#20x}" in text and "sched_switch" in text
 
 

@@ -476,14 +476,13 @@ def timeline(ctx: Context, args: str) -> Output:
       timeline cpu0 cpu1
       timeline worker-* --width 60
     """
-    import shutil
-
     from osvtrace.shell import timeline as tl
+    from osvtrace.shell.paging import screen_size
 
     opts, targets = parse("timeline", args, {"--width": "int", "--since": "time", "--until": "time"})
     flt = make_filter(ctx, opts)
     lo, hi = ctx.window(flt)
-    width = opts.get("width") or max(20, shutil.get_terminal_size((100, 24)).columns - tl.LABEL - 2)
+    width = opts.get("width") or max(20, screen_size().columns - tl.LABEL - 2)
     if not targets:
         targets = [f"cpu{c}" for c in (ctx.filters.cpus or range(ctx.trace.ncpus))]
     return "\n".join(tl.draw(ctx.model, tl.resolve_targets(ctx.trace, targets), lo, hi, width, ctx.settings.color))

@@ -9,7 +9,9 @@ events opens at once. `set pager less -RS` sends long output to an external page
 from __future__ import annotations
 
 import itertools
+import os
 import shlex
+import shutil
 import subprocess
 from typing import Iterator, TextIO
 
@@ -23,6 +25,17 @@ from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
 HELP = "q quit  ↑↓ jk line  Space/b page  g/G top/end  ←→ hl sideways"
+
+
+def screen_size(stream: TextIO | None = None) -> os.terminal_size:
+    """The terminal's real size (an ioctl on the stream), before $COLUMNS/$LINES, which a
+    parent shell may have exported with a stale size."""
+    import sys
+
+    try:
+        return os.get_terminal_size((stream or sys.stdout).fileno())
+    except (AttributeError, ValueError, OSError):
+        return shutil.get_terminal_size((100, 24))
 
 
 def emit(lines: Iterator[str], out: TextIO, *, pager: str = "builtin", rows: int = 0,

@@ -9,7 +9,6 @@ stop too) or clears the line being typed; Ctrl-D on an empty line leaves.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Iterable, TextIO
@@ -65,7 +64,8 @@ class Shell:
         if color is None:
             color = tty and "NO_COLOR" not in os.environ
         self.ctx = Context(trace, Settings(color=color))
-        self.rows = rows if rows is not None else (shutil.get_terminal_size().lines if tty else 0)
+        self.tty = tty
+        self.rows = rows  # None: the terminal's height at each command (it may be resized)
         self.input, self.output = input, output
         self.history = history if isinstance(history, History) else self._file_history(history)
         self._session: PromptSession | None = None
@@ -151,7 +151,8 @@ class Shell:
     def show(self, out: commands.Output) -> None:
         if out is None:
             return
-        paging.emit(commands.lines_of(out), self.out, pager=self.ctx.settings.pager, rows=self.rows,
+        rows = self.rows if self.rows is not None else (paging.screen_size(self.out).lines if self.tty else 0)
+        paging.emit(commands.lines_of(out), self.out, pager=self.ctx.settings.pager, rows=rows,
                     input=self.input, output=self.output)
 
     def run(self, banner: bool = True) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time as _time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -223,8 +224,8 @@ class TopStats:
         """The screen as text (ANSI-free)."""
         rates = self.rates()
         state = "finished" if self.finished else "following"
-        out = [f"osvtrace live: {source}  ({state}; {self.total:,} events, {self.batches} polls"
-               + (f", {wall:.0f}s" if wall else "") + ")   q quits",
+        out = [f"osvtrace live ({state}; {self.total:,} events, {self.batches} polls"
+               + (f", {wall:.0f}s" if wall else "") + f"): {source}   q quits",
                f"trace time {format_duration(self.now)}; rates over the last {format_duration(self.span)} "
                f"of trace time; {sum(rates.values()):,.0f} events/s", ""]
         load = self.load()
@@ -277,7 +278,7 @@ def run(source: LiveSource, *, interval: float = 1.0, window_s: float = 5.0, inp
 
     def text():  # noqa: ANN202
         size = app.output.get_size()
-        body = st.render(source.name, size.columns, size.rows, _time.monotonic() - started)
+        body = st.render(Path(source.name).name, size.columns, size.rows, _time.monotonic() - started)
         if error:
             body += "\n\n" + error[0]
         return ANSI(body)
