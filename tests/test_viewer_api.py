@@ -5,6 +5,7 @@ API's refusals (400 with a one-line JSON error)."""
 from __future__ import annotations
 
 import base64
+import re
 
 import numpy as np
 import pytest
@@ -257,18 +258,15 @@ def test_channel_lane_and_packet_hops(packet_file):
 
 # ---------------------------------------------------------------- figure spec
 
-def test_palette_is_a_discrete_scale():
+def test_palette_indices():
     p = figure.palette()
     n = p["n"]
-    assert len(p["colors"]) == n and len(p["colorscale"]) == 2 * n
-    stops = [s for s, _ in p["colorscale"]]
-    assert stops == sorted(stops) and stops[0] == 0 and stops[-1] == 1
-    # each colour owns one flat step, so a cell value of index + 0.5 picks exactly it
-    for i, c in enumerate(p["colors"]):
-        assert p["colorscale"][2 * i][1] == c == p["colorscale"][2 * i + 1][1]
+    assert len(p["colors"]) == n and all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in p["colors"])
     assert p["colors"][p["states"]] == figure.STATE_COLORS["running"]
+    assert p["colors"][p["state_light"] + 2] == figure.lighten(figure.STATE_COLORS["waiting"])
     assert p["colors"][p["thread_light"]] == figure.lighten(figure.THREAD_COLORS[0])
-    assert p["dim"] == n - 1 and len(set(figure.THREAD_COLORS)) == len(figure.THREAD_COLORS)
+    assert p["colors"][p["other"]] == figure.OTHER_COLOR and p["colors"][p["dim"]] == figure.DIM_COLOR
+    assert len(set(figure.THREAD_COLORS)) == len(figure.THREAD_COLORS) and p["dim"] == n - 1
 
 
 def test_layout_template_keeps_lanes_fixed():

@@ -193,9 +193,13 @@ class Api:
             wanted[self.lanes.pos[lid]] = True
         for k in kinds:
             a = self.lanes.arrows[k]
-            sel = a.in_range(t0, t1)
+            cap = arrow_cap(px)
+            sel = a.in_range(t0, t1, 4 * cap)
+            if isinstance(sel, int):  # far too many: counted (all lanes), not listed
+                arrows[k] = {"n": sel, "shown": False}
+                continue
             sel = sel[wanted[a.l_from[sel]] & wanted[a.l_to[sel]]]  # l == -1 picks the last entry: False
-            if len(sel) > arrow_cap(px):
+            if len(sel) > cap:
                 arrows[k] = {"n": len(sel), "shown": False}
                 continue
             lane_id = [ln.id for ln in self.lanes.lanes]

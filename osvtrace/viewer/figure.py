@@ -1,7 +1,8 @@
-"""The parts of the plotly figure decided in Python: colours, the discrete colour scale of
-the lanes heatmap, and the layout template. viewer/js/timeline.js fills in the rows and data.
+"""The parts of the timeline decided in Python: the palette of the lanes and the plotly layout
+template. viewer/js/timeline.js adds the rows, ticks, labels and arrows to the figure, and
+paints the lanes (one pixel column per server cell) on a canvas under it.
 
-A cell's colour index (z - 0.5 in the heatmap) is:
+A cell's colour index into `colors` is:
   thread colours   0 .. P-1       (light variant P .. 2P-1: column less than half covered)
   state colours    2P .. 2P+4     (light 2P+5 .. 2P+9)
   other            2P+10          (light 2P+11): keys lumped beyond the top ones
@@ -39,10 +40,7 @@ def palette() -> dict[str, Any]:
     colors = (THREAD_COLORS + [lighten(c) for c in THREAD_COLORS] + states + [lighten(c) for c in states]
               + [OTHER_COLOR, lighten(OTHER_COLOR), DIM_COLOR])
     n = len(colors)
-    scale = []
-    for i, c in enumerate(colors):  # one flat step per colour; cell values sit mid-step (index + 0.5)
-        scale += [[i / n, c], [(i + 1) / n, c]]
-    return {"colors": colors, "colorscale": scale, "n": n, "threads": p, "thread_light": p, "states": 2 * p,
+    return {"colors": colors, "n": n, "threads": p, "thread_light": p, "states": 2 * p,
             "state_light": 2 * p + len(states), "other": 2 * p + 2 * len(states),
             "other_light": 2 * p + 2 * len(states) + 1, "dim": n - 1,
             "state_names": [STATE_NAMES[k] for k in sorted(STATE_NAMES)], "state_colors": states,
@@ -53,13 +51,15 @@ def layout_template() -> dict[str, Any]:
     """What every timeline figure shares; the rows, ranges and ticks are added per view."""
     return {
         "margin": {"l": 190, "r": 16, "t": 34, "b": 10},
-        "paper_bgcolor": "#ffffff",
-        "plot_bgcolor": "#fafbfc",
+        # transparent: the lanes are painted on a canvas under the figure (viewer/js/timeline.js)
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "lanes_bgcolor": "#f7f9fb",
         "font": {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 12, "color": "#1f2933"},
         "showlegend": False,
         "dragmode": "pan",
         "hovermode": "closest",
-        "xaxis": {"side": "top", "showgrid": True, "gridcolor": "#e3e7ec", "zeroline": False, "ticks": "outside",
+        "xaxis": {"side": "top", "showgrid": True, "gridcolor": "rgba(31,41,51,0.09)", "zeroline": False, "ticks": "outside",
                   "ticklen": 4, "tickcolor": "#9aa5b1", "linecolor": "#9aa5b1", "showline": True,
                   "tickfont": {"size": 11}},
         "yaxis": {"fixedrange": True, "autorange": False, "showgrid": False, "zeroline": False, "ticks": "",

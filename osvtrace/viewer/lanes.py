@@ -83,9 +83,15 @@ class Arrows:
     def __len__(self) -> int:
         return len(self.row)
 
-    def in_range(self, t0: int, t1: int) -> np.ndarray:
+    def in_range(self, t0: int, t1: int, cap: int | None = None) -> np.ndarray | int:
+        """Indices of the arrows touching [t0, t1]; or, when more than `cap` surely do, just
+        a count (at least that many) without building any array of them."""
         a = int(np.searchsorted(self.hi, t0, "left"))
         b = int(np.searchsorted(self.lo, t1, "right"))
+        if cap is not None and b - a > cap:
+            inside = b - int(np.searchsorted(self.lo, t0, "left"))  # starting in the range: all touch it
+            if inside > cap:
+                return b - a
         idx = np.arange(a, max(a, b))
         return idx[np.maximum(self.t_from[idx], self.t_to[idx]) >= t0]
 

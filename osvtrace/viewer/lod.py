@@ -22,6 +22,7 @@ items x column width) are small, so they come out exact all the same.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -82,10 +83,6 @@ class LaneIndex:
         self.base = int(start[0]) if self.n else 0
         self.span = (int(self.maxend[-1]) - self.base + 2) if self.n else 2
         rs, re_ = start - self.base, end - self.base
-        # lane-wide: sorted starts (already) and sorted ends, with prefix sums
-        self.s_all = rs
-        self.e_all = np.sort(re_)
-        self.ps_all, self.pe_all = _prefix(self.s_all), _prefix(self.e_all)
         # per key: runs of one key, each sorted by time, made searchable as key_no * SPAN + t
         self.keys, kno = np.unique(key, return_inverse=True) if self.n else (np.empty(0, np.int64),
                                                                                np.empty(0, np.int64))
@@ -112,43 +109,52 @@ class LaneIndex:
             return Cells(np.full(max(w, 0), EMPTY, np.int64), np.zeros(max(w, 0), np.uint8),
                          np.zeros(max(w, 0), np.int64))
         r = self._clip(e)
-        si = np.searchsorted(self.s_all, r, "left")
-        ei = np.searchsorted(self.e_all, r, "right")
-        total = np.diff(_covered(r, si, ei, self.ps_all, self.pe_all)).view(np.int64)
-        count = si[1:] - ei[:-1]
-        # which keys appear in the view at all, and their coverage there
+        # which keys appear in the view at all
         nk = len(self.keys)
         kb = np.arange(nk, dtype=np.int64) * self.span
         lo_hi = np.stack([kb + r[0], kb + r[-1]], axis=1)
         ksi = np.searchsorted(self.ks, lo_hi, "left")
         kei = np.searchsorted(self.ke, lo_hi, "right")
-        kcount = ksi[:, 1] - kei[:, 0]
-        present = np.nonzero(kcount > 0)[0]
-        if len(present) > top:
+        present = np.nonzero(ksi[:, 1] - kei[:, 0] > 0)[0]
+        lumped = len(present) > top
+        if lumped:  # keep the keys covering most of the view
             local = np.broadcast_to(np.array([r[0], r[-1]]), lo_hi.shape)
             kcov = np.diff(_covered(local, ksi, kei, self.ps_k, self.pe_k, self.k_off[:-1, None],
                                     self.k_off[:-1, None]), axis=1)[:, 0].view(np.int64)
-            present = present[np.argsort(-kcov[present], kind="stable")[:top]]
-            present.sort()
-        if len(present) == 1:  # the common zoomed-in case: one key, nothing to compare
-            cov = total[None, :]
-        else:
-            q = kb[present, None] + r[None, :]
-            qs = np.searchsorted(self.ks, q, "left")
-            qe = np.searchsorted(self.ke, q, "right")
-            off = self.k_off[present, None]
-            local = np.broadcast_to(r, q.shape)  # the sums are of times within each key's run
-            cov = np.diff(_covered(local, qs, qe, self.ps_k, self.pe_k, off, off), axis=1).view(np.int64)
+            present = np.sort(present[np.argsort(-kcov[present], kind="stable")[:top]])
+        # per key: coverage of each column, from its starts and ends (one search for all keys)
+        q = kb[present, None] + r[None, :]
+        qs = np.searchsorted(self.ks, q, "left")
+        qe = np.searchsorted(self.ke, q, "right")
+        off = self.k_off[present, None]
+        local = np.broadcast_to(r, q.shape)  # the sums are of times within each key's run
+        cov = np.diff(_covered(local, qs, qe, self.ps_k, self.pe_k, off, off), axis=1).view(np.int64)
         keys = self.keys[present]
-        rest = total - cov.sum(axis=0)
-        if (rest > 0).any():
-            cov = np.vstack([cov, rest])
-            keys = np.append(keys, OTHER)
+        if lumped:  # the whole lane, for the total and the count; the rest is OTHER
+            s_all, e_all, ps_all, pe_all = self._lane_wide
+            si = np.searchsorted(s_all, r, "left")
+            ei = np.searchsorted(e_all, r, "right")
+            total = np.diff(_covered(r, si, ei, ps_all, pe_all)).view(np.int64)
+            count = si[1:] - ei[:-1]
+            rest = total - cov.sum(axis=0)
+            if (rest > 0).any():
+                cov = np.vstack([cov, rest])
+                keys = np.append(keys, OTHER)
+        else:
+            total = cov.sum(axis=0)
+            count = (qs[:, 1:] - qe[:, :-1]).sum(axis=0)
         dom = keys[np.argmax(cov, axis=0)] if len(keys) else np.full(w, EMPTY, np.int64)
         dom = np.where(count > 0, dom, EMPTY)
         width = np.maximum(np.diff(e), 1)
         cover = np.minimum(total * 100 // width, 100).astype(np.uint8)
         return Cells(dom, cover, count)
+
+    @cached_property
+    def _lane_wide(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """All keys' starts and ends, sorted, with prefix sums (only views with many keys need them)."""
+        e_all = np.sort(self.end - self.base)
+        s_all = self.start - self.base
+        return s_all, e_all, _prefix(s_all), _prefix(e_all)
 
     def range(self, t0: int, t1: int) -> tuple[int, int]:
         """Index bounds [lo, hi) of the candidates overlapping [t0, t1) (filter with end > t0)."""
@@ -183,8 +189,8 @@ class LaneIndex:
         return int(idx[best[0]])
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.start, self.end, self.key, self.row, self.maxend, self.e_all,
-                                      self.ps_all, self.pe_all, self.ks, self.ke, self.ps_k, self.pe_k))
+        return sum(a.nbytes for a in (self.start, self.end, self.key, self.row, self.maxend, self.ks, self.ke,
+                                      self.ps_k, self.pe_k))
 
 
 def brute_cells(start: np.ndarray, end: np.ndarray, key: np.ndarray, e: np.ndarray) -> Cells:

@@ -79,7 +79,10 @@ class Handler(BaseHTTPRequestHandler):
                          "script-src 'self' 'unsafe-eval'; connect-src 'self'")
         self.end_headers()
         if not head:
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the page moved on (a newer view, a reload)
+                self.close_connection = True
 
     def _json(self, status: int, data: Any, head: bool = False) -> None:
         body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()

@@ -136,9 +136,11 @@
 
     // ------------------------------------------------------------ selection
     async pick(lane, t, tol) {
+      const at = performance.now();
       try {
         const r = await this.backend.item(lane, t, tol);
         this.select(r.item);
+        perf.picks = (perf.picks || []).concat([{ lane, ms: performance.now() - at }]);
       } catch (e) {
         osv.details.error($("details"), e.message);
       }

@@ -5,6 +5,7 @@
   "use strict";
   const F = () => osv.format;
   const MAX_LABELS = 400;
+  const GAP = 1.5;  // px of background between lanes, above and below each
 
   function luminance(hex) {
     const n = parseInt(hex.slice(1), 16);
@@ -25,6 +26,9 @@
       this.threadName = new Map(meta.threads.map((t) => [t.tid, t.name]));
       this.rows = [];
       this.view = null;
+      this.canvas = document.createElement("canvas");
+      this.canvas.className = "lanes-canvas";
+      el.parentElement.insertBefore(this.canvas, el);
       this.ready = false;
       this.config = { displayModeBar: false, scrollZoom: false, doubleClick: false, showTips: false,
                       responsive: false, staticPlot: false };
@@ -82,19 +86,71 @@
       return light ? base + off : base;
     }
 
-    // a lane's row of z values (colour index + 0.5, NaN where empty)
-    zRow(lane, data, bright) {
+    // a lane's row of palette indices (-1 where empty)
+    colorRow(lane, data, bright) {
       const w = data.key.length;
-      const z = new Float32Array(w);
+      const out = new Int16Array(w);
       const colors = data.keys.map((k) => [this.colorIndex(lane, k, false, bright), this.colorIndex(lane, k, true, bright)]);
       const other = [this.colorIndex(lane, osv.lod.OTHER, false), this.colorIndex(lane, osv.lod.OTHER, true)];
       for (let j = 0; j < w; j++) {
         const k = data.key[j];
-        if (k === -1) { z[j] = NaN; continue; }
-        const pair = k === -2 ? other : colors[k];
-        z[j] = pair[data.cover[j] < 50 ? 1 : 0] + 0.5;
+        if (k === -1) { out[j] = -1; continue; }
+        out[j] = (k === -2 ? other : colors[k])[data.cover[j] < 50 ? 1 : 0];
       }
-      return z;
+      return out;
+    }
+
+    // the lanes picture: one pixel per column and lane, drawn on a canvas under plotly's SVG
+    // (no PNG encoding, unlike a plotly heatmap), then scaled to the rows without smoothing
+    paintLanes(view, bright) {
+      const W = view.px, rows = this.rows;
+      if (!this.lut) {
+        this.lut = this.pal.colors.map((c) => [parseInt(c.slice(1, 3), 16), parseInt(c.slice(3, 5), 16),
+                                               parseInt(c.slice(5, 7), 16)]);
+      }
+      const img = new ImageData(W, Math.max(rows.length, 1));
+      const px = img.data;
+      rows.forEach((r, i) => {
+        const d = r.lane && this.laneData.get(r.lane.id);
+        if (!d) return;
+        const c = this.colorRow(r.lane, d, bright);
+        let o = i * W * 4;
+        for (let j = 0; j < W; j++, o += 4) {
+          if (c[j] < 0) continue;
+          const rgb = this.lut[c[j]];
+          px[o] = rgb[0]; px[o + 1] = rgb[1]; px[o + 2] = rgb[2]; px[o + 3] = 255;
+        }
+      });
+      const off = this.offscreen || (this.offscreen = document.createElement("canvas"));
+      off.width = W; off.height = Math.max(rows.length, 1);
+      off.getContext("2d").putImageData(img, 0, 0);
+      this.picture = { t0: view.t0, t1: view.t1 };
+      this.drawPicture(view.t0, view.t1);
+    }
+
+    // place the canvas on the plot area and draw the picture for the x range [a, b]
+    // (the picture's own range while idle; the live range while plotly drags)
+    drawPicture(a, b) {
+      const fl = this.el._fullLayout, cv = this.canvas;
+      if (!fl || !this.picture) return;
+      const sz = fl._size, dpr = window.devicePixelRatio || 1, rowH = this.pal.row_height;
+      const w = sz.w, h = this.rows.length * rowH;
+      Object.assign(cv.style, { left: `${sz.l}px`, top: `${sz.t}px`, width: `${w}px`, height: `${h}px` });
+      if (cv.width !== Math.round(w * dpr) || cv.height !== Math.round(h * dpr)) {
+        cv.width = Math.round(w * dpr); cv.height = Math.round(h * dpr);
+      }
+      const ctx = cv.getContext("2d");
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      ctx.imageSmoothingEnabled = false;
+      ctx.fillStyle = this.meta.layout.lanes_bgcolor;
+      ctx.fillRect(0, 0, w, h);
+      const p = this.picture, scale = w / (b - a);
+      const x = (p.t0 - a) * scale, pw = (p.t1 - p.t0) * scale;
+      const off = this.offscreen;
+      for (let i = 0; i < this.rows.length; i++) {
+        if (!this.rows[i].lane) continue;
+        ctx.drawImage(off, 0, i, off.width, 1, x, i * rowH + GAP, pw, rowH - 2 * GAP);
+      }
     }
 
     render(view, opts) {
@@ -103,17 +159,8 @@
       this.laneData = new Map(view.lanes.map((l) => [l.id, l]));
       const bright = opts.brightThreads;
       const nrow = this.rows.length;
-      const nan = new Float32Array(W).fill(NaN);
-      const z = this.rows.map((r) => {
-        const d = r.lane && this.laneData.get(r.lane.id);
-        return d ? this.zRow(r.lane, d, bright) : nan;
-      });
       const dx = (t1 - t0) / W;
-      const traces = [{
-        type: "heatmap", z, x0: t0 + dx / 2, dx, y0: 0, dy: 1, zmin: 0, zmax: this.pal.n, zsmooth: false,
-        colorscale: this.pal.colorscale, showscale: false, hoverinfo: "none", ygap: 3, xgap: 0, name: "lanes",
-      }];
-      traces.push(this.labels(view, bright));
+      const traces = [this.labels(view, bright)];
       this.segs = [];
       for (const kind of osv.arrows.KINDS) {
         const a = view.arrows[kind];
@@ -154,11 +201,16 @@
         }),
         shapes,
       });
+      delete layout.lanes_bgcolor;
       const first = !this.ready;
-      const p = Plotly.react(this.el, traces, layout, this.config);
+      const p = Plotly.react(this.el, traces, layout, this.config).then(() => this.paintLanes(view, bright));
       if (first) {
         this.ready = true;
         this.el.on("plotly_relayout", (ev) => this.onRelayout(ev));
+        this.el.on("plotly_relayouting", (ev) => {  // follow plotly's drag with the picture we have
+          const a = ev["xaxis.range[0]"], b = ev["xaxis.range[1]"];
+          if (a !== undefined && b !== undefined) this.drawPicture(+a, +b);
+        });
       }
       return p;
     }
