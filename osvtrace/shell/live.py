@@ -89,6 +89,10 @@ class _ArgReader:
 
     def values(self, f: Field, sel: np.ndarray) -> np.ndarray:
         rows = self.rows[sel]
+        if not f.is_blob:  # a strided view of the field in every slot, then one 1-D gather
+            k, off = layout.physical(f.offset)
+            col = self.raw[:, off:off + f.size].view(f.dtype)[:, 0]
+            return col[rows + k if k else rows]
         out = np.empty((len(rows), f.size), np.uint8)
         done = 0
         while done < f.size:  # a value may span slots (strings): copy piece by piece

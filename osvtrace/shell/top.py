@@ -23,23 +23,37 @@ SPARK = " ▁▂▃▄▅▆▇█"
 __all__ = ["TopStats", "open_source", "run"]
 
 
+MUTEX_DT = np.dtype([("mutex", "u8"), ("locks", "i8"), ("waits", "i8"), ("handoffs", "i8"), ("wait_ns", "i8")])
+
+
+@dataclass
+class _Bin:
+    """What happened in one 100 ms bin of trace time, already summed."""
+
+    tp: np.ndarray  # events per tracepoint id
+    busy: dict[int, int] = field(default_factory=dict)  # cpu -> ns running non-idle threads
+    switches: dict[int, int] = field(default_factory=dict)  # cpu -> sched_switch records
+    mutex: np.ndarray = field(default_factory=lambda: np.zeros(0, MUTEX_DT))  # one row per mutex, sorted
+
+
 @dataclass
 class _Cpu:
     running: int = -1  # thread on the CPU since `since` (-1: not known yet)
     since: int = 0
-    busy: list[np.ndarray] = field(default_factory=list)  # [starts, ends] of busy (non-idle) intervals
-    switches: list[np.ndarray] = field(default_factory=list)  # switch times
 
 
 class TopStats:
-    """Rates over the last `window_ns` of trace time, from batches of live events."""
+    """Rates over the last `window_ns` of trace time, from batches of live events.
+
+    Everything is summed into 100 ms bins of trace time as it arrives (a few vectorised
+    passes per batch), so drawing the screen costs the same at any event rate."""
 
     def __init__(self, window_ns: int = 5_000_000_000):
         self.window = int(window_ns)
         self.total = 0
         self.batches = 0
         self.now = 0  # latest event time seen
-        self.first = None  # first event time seen
+        self.first: int | None = None  # first event time seen
         self.ncpus = 0
         self.catalog = None
         self.threads: dict[int, str] = {}
@@ -47,9 +61,8 @@ class TopStats:
         self.lost_before: dict[int, int] = {}
         self.finished = False
         self.tp_total: np.ndarray = np.zeros(0, np.int64)
-        self.bins: dict[int, np.ndarray] = {}  # time bin -> events per tracepoint id
+        self.bins: dict[int, _Bin] = {}
         self.cpus: dict[int, _Cpu] = {}
-        self._mutex = np.zeros(0, [("time", "i8"), ("mutex", "u8"), ("kind", "u1"), ("dur", "i8")])
         self._pending = np.zeros(0, [("mutex", "u8"), ("tid", "u4"), ("time", "i8")])  # waits not woken yet
 
     # ------------------------------------------------------------ folding batches in
@@ -66,20 +79,31 @@ class TopStats:
         size = b.catalog.max_id + 1
         if len(self.tp_total) < size:
             self.tp_total = np.concatenate([self.tp_total, np.zeros(size - len(self.tp_total), np.int64)])
-        self.tp_total += np.bincount(b.tp, minlength=size)
+        self.tp_total[:size] += np.bincount(b.tp, minlength=size)
         self.total += len(b)
         self.first = int(b.time.min()) if self.first is None else min(self.first, int(b.time.min()))
         self.now = max(self.now, int(b.time.max()))
+        self._lo_bin = (self.now - self.window) // BIN_NS  # bins before this are out of the window
         bins = b.time // BIN_NS
-        for k in np.unique(bins).tolist():
-            counts = np.bincount(b.tp[bins == k], minlength=size)
-            prev = self.bins.get(k)
-            if prev is not None and len(prev) < size:
-                prev = np.concatenate([prev, np.zeros(size - len(prev), np.int64)])
-            self.bins[k] = counts if prev is None else prev + counts
-        self._switches(b)
-        self._mutexes(b)
+        keep = bins >= self._lo_bin
+        if keep.any():
+            k0 = int(bins[keep].min())
+            nb = int(bins[keep].max()) - k0 + 1
+            counts = np.bincount((bins[keep] - k0) * size + b.tp[keep], minlength=nb * size).reshape(nb, size)
+            for j in np.nonzero(counts.any(axis=1))[0].tolist():
+                t = self._bin(k0 + j, size)
+                t.tp[:size] += counts[j]
+        self._switches(b, size)
+        self._mutexes(b, size)
         self._trim()
+
+    def _bin(self, k: int, size: int) -> _Bin:
+        t = self.bins.get(k)
+        if t is None:
+            t = self.bins[k] = _Bin(np.zeros(size, np.int64))
+        elif len(t.tp) < size:
+            t.tp = np.concatenate([t.tp, np.zeros(size - len(t.tp), np.int64)])
+        return t
 
     def _created(self, b: Batch) -> dict[int, str]:
         if "thread_create" not in b.catalog.by_name:
@@ -93,7 +117,11 @@ class TopStats:
         idle = [t for t, n in self.threads.items() if n.startswith("idle")]
         return np.isin(tids, np.array(idle, np.int64)) | (tids == 0)
 
-    def _switches(self, b: Batch) -> None:
+    def _switches(self, b: Batch, size: int) -> None:
+        """Busy time per CPU and bin: the stretch before each sched_switch ran the record's
+        thread; idle threads are not busy. The stretch still running is added when drawn."""
+        from osvtrace.shell.timeline import coverage
+
         if "sched_switch" not in b.catalog.by_name:
             return
         idx, a = b.args("sched_switch")
@@ -104,71 +132,75 @@ class TopStats:
             m = c == cpu
             st = self.cpus.setdefault(cpu, _Cpu())
             times = t[m]
-            starts = np.concatenate(([st.since], times[:-1])) if st.running >= 0 else times[:-1]
-            ends = times if st.running >= 0 else times[1:]
-            who = prev[m] if st.running >= 0 else prev[m][1:]
+            known = st.running >= 0
+            starts = np.concatenate(([st.since], times[:-1])) if known else times[:-1]
+            ends = times if known else times[1:]
+            who = prev[m] if known else prev[m][1:]
             busy = ~self._idle(who.astype(np.int64))
-            st.busy.append(np.stack([starts[busy], ends[busy]]))
-            st.switches.append(times)
             st.running, st.since = int(nxt[m][-1]), int(times[-1])
+            sb = times // BIN_NS
+            for k, n in zip(*np.unique(sb[sb >= self._lo_bin], return_counts=True)):
+                d = self._bin(int(k), size).switches
+                d[cpu] = d.get(cpu, 0) + int(n)
+            starts, ends = starts[busy], ends[busy]
+            if not len(starts):
+                continue
+            k0 = max(int(starts.min()) // BIN_NS, self._lo_bin)
+            k1 = int(ends.max()) // BIN_NS
+            if k1 < k0:
+                continue
+            cov = coverage(starts, ends - starts, np.arange(k0, k1 + 2, dtype=np.int64) * BIN_NS)
+            for j in np.nonzero(cov)[0].tolist():
+                d = self._bin(k0 + j, size).busy
+                d[cpu] = d.get(cpu, 0) + int(cov[j])
 
-    def _mutexes(self, b: Batch) -> None:
+    def _mutexes(self, b: Batch, size: int) -> None:
         cat = b.catalog.by_name
-        kinds = [("mutex_lock", 0), ("mutex_lock_wait", 1), ("mutex_handoff", 2)]
-        recs = []
-        for name, k in kinds:
+        parts = []  # (time, mutex, column) per kind
+        for name, col in (("mutex_lock", "locks"), ("mutex_lock_wait", "waits"), ("mutex_handoff", "handoffs")):
             if name in cat:
                 idx, a = b.args(name)
                 if len(idx):
-                    r = np.zeros(len(idx), self._mutex.dtype)
-                    r["time"], r["mutex"], r["kind"] = b.time[idx], a["mutex"], k
-                    recs.append(r)
+                    parts.append((b.time[idx], a["mutex"].astype(np.uint64), col, None))
         # wait durations: each mutex_lock_wait paired with the next mutex_lock_wake of the same
         # (mutex, thread), across batches; sorted by key and time, a wake follows its wait
         if "mutex_lock_wait" in cat and "mutex_lock_wake" in cat:
             wi, wa = b.args("mutex_lock_wait")
             ki, ka = b.args("mutex_lock_wake")
-            ev = np.zeros(len(self._pending) + len(wi) + len(ki),
-                          [("mutex", "u8"), ("tid", "u4"), ("time", "i8"), ("wake", "u1")])
-            p = len(self._pending)
-            ev[:p]["mutex"], ev[:p]["tid"], ev[:p]["time"] = (self._pending["mutex"], self._pending["tid"],
-                                                              self._pending["time"])
-            ev[p:p + len(wi)]["mutex"], ev[p:p + len(wi)]["tid"], ev[p:p + len(wi)]["time"] = \
-                wa["mutex"], b.tid[wi], b.time[wi]
-            q = p + len(wi)
-            ev[q:]["mutex"], ev[q:]["tid"], ev[q:]["time"], ev[q:]["wake"] = ka["mutex"], b.tid[ki], b.time[ki], 1
-            ev = ev[np.lexsort((ev["wake"], ev["time"], ev["tid"], ev["mutex"]))]
-            same = (ev["mutex"][1:] == ev["mutex"][:-1]) & (ev["tid"][1:] == ev["tid"][:-1])
-            pair = same & (ev["wake"][:-1] == 0) & (ev["wake"][1:] == 1)
-            i = np.nonzero(pair)[0]
+            p = self._pending
+            mutex = np.concatenate([p["mutex"], wa["mutex"].astype(np.uint64), ka["mutex"].astype(np.uint64)])
+            tid = np.concatenate([p["tid"], b.tid[wi], b.tid[ki]])
+            time = np.concatenate([p["time"], b.time[wi], b.time[ki]])
+            wake = np.concatenate([np.zeros(len(p) + len(wi), np.uint8), np.ones(len(ki), np.uint8)])
+            o = np.lexsort((wake, time, tid, mutex))
+            mutex, tid, time, wake = mutex[o], tid[o], time[o], wake[o]
+            same = (mutex[1:] == mutex[:-1]) & (tid[1:] == tid[:-1])
+            i = np.nonzero(same & (wake[:-1] == 0) & (wake[1:] == 1))[0]
             if len(i):
-                r = np.zeros(len(i), self._mutex.dtype)
-                r["time"], r["mutex"], r["kind"] = ev["time"][i + 1], ev["mutex"][i], 3
-                r["dur"] = ev["time"][i + 1] - ev["time"][i]
-                recs.append(r)
-            waiting = ev["wake"] == 0
+                parts.append((time[i + 1], mutex[i], "wait_ns", time[i + 1] - time[i]))
+            waiting = wake == 0
             waiting[i] = False
-            last_of_key = np.ones(len(ev), bool)
+            last_of_key = np.ones(len(mutex), bool)
             last_of_key[:-1] = ~same
             keep = waiting & last_of_key
             self._pending = np.zeros(int(keep.sum()), self._pending.dtype)
-            self._pending["mutex"], self._pending["tid"], self._pending["time"] = (ev["mutex"][keep], ev["tid"][keep],
-                                                                                   ev["time"][keep])
-        if recs:
-            self._mutex = np.concatenate([self._mutex, *recs])
+            self._pending["mutex"], self._pending["tid"], self._pending["time"] = mutex[keep], tid[keep], time[keep]
+        for time, mutex, col, dur in parts:
+            bins = time // BIN_NS
+            ok = bins >= self._lo_bin
+            for k in np.unique(bins[ok]).tolist():
+                m = ok & (bins == k)
+                keys, inv = np.unique(mutex[m], return_inverse=True)
+                add = np.zeros(len(keys), MUTEX_DT)
+                add["mutex"] = keys
+                add[col] = np.bincount(inv, weights=None if dur is None else dur[m], minlength=len(keys))
+                t = self._bin(int(k), size)
+                t.mutex = _merge(t.mutex, add)
 
     def _trim(self) -> None:
-        lo = self.now - self.window
-        for k in [k for k in self.bins if (k + 1) * BIN_NS <= lo]:
+        lo = (self.now - self.window) // BIN_NS
+        for k in [k for k in self.bins if k < lo]:
             del self.bins[k]
-        for st in self.cpus.values():
-            if st.busy:
-                iv = np.concatenate(st.busy, axis=1)
-                st.busy = [iv[:, iv[1] > lo]]
-            if st.switches:
-                sw = np.concatenate(st.switches)
-                st.switches = [sw[sw > lo]]
-        self._mutex = self._mutex[self._mutex["time"] > lo]
 
     # ------------------------------------------------------------ what the screen shows
 
@@ -183,12 +215,10 @@ class TopStats:
         """Events per second of trace time, by tracepoint, over the window."""
         if not self.bins or self.catalog is None:
             return {}
-        size = max(len(v) for v in self.bins.values())
+        size = max(len(v.tp) for v in self.bins.values())
         tot = np.zeros(size, np.int64)
-        lo = self.now - self.window
-        for k, v in self.bins.items():
-            if (k + 1) * BIN_NS > lo:
-                tot[:len(v)] += v
+        for v in self.bins.values():
+            tot[:len(v.tp)] += v.tp
         sec = self.span / 1e9
         return {tp.name: tot[tp.id] / sec for tp in self.catalog.tracepoints if tp.id < size and tot[tp.id]}
 
@@ -197,28 +227,27 @@ class TopStats:
         hi, lo = self.now, self.now - self.span
         out = {}
         for cpu, st in sorted(self.cpus.items()):
-            iv = np.concatenate(st.busy, axis=1) if st.busy else np.zeros((2, 0), np.int64)
-            busy = np.maximum(np.minimum(iv[1], hi) - np.maximum(iv[0], lo), 0).sum()
+            busy = sum(v.busy.get(cpu, 0) for v in self.bins.values())
             if st.running >= 0 and not self._idle(np.array([st.running]))[0]:
                 busy += max(hi - max(st.since, lo), 0)
-            sw = np.concatenate(st.switches) if st.switches else np.zeros(0)
-            out[cpu] = (min(busy / max(hi - lo, 1), 1.0), len(sw) / (self.span / 1e9))
+            sw = sum(v.switches.get(cpu, 0) for v in self.bins.values())
+            out[cpu] = (min(busy / max(hi - lo, 1), 1.0), sw / (self.span / 1e9))
         return out
 
     def mutexes(self, n: int = 8) -> list[dict[str, float]]:
         """The mutexes with the most wait time in the window; `waiters` is the average number of
         threads waiting for it (wait time / window)."""
-        m = self._mutex
+        m = np.zeros(0, MUTEX_DT)
+        for v in self.bins.values():
+            m = _merge(m, v.mutex)
+        m = m[(m["locks"] + m["waits"]) > 0]
         if not len(m):
             return []
-        keys, inv = np.unique(m["mutex"], return_inverse=True)
         sec = self.span / 1e9
-        count = {k: np.bincount(inv[m["kind"] == k], minlength=len(keys)) for k in range(4)}
-        wait = np.bincount(inv[m["kind"] == 3], weights=m["dur"][m["kind"] == 3], minlength=len(keys))
-        order = np.lexsort((-count[1], -wait))[:n]
-        return [{"mutex": int(keys[i]), "locks_s": count[0][i] / sec, "waits_s": count[1][i] / sec,
-                 "handoffs_s": count[2][i] / sec, "wait_ns": float(wait[i]),
-                 "waiters": float(wait[i]) / max(self.span, 1)} for i in order if count[0][i] + count[1][i]]
+        order = np.lexsort((-m["waits"], -m["wait_ns"]))[:n]
+        return [{"mutex": int(r["mutex"]), "locks_s": r["locks"] / sec, "waits_s": r["waits"] / sec,
+                 "handoffs_s": r["handoffs"] / sec, "wait_ns": float(r["wait_ns"]),
+                 "waiters": float(r["wait_ns"]) / max(self.span, 1)} for r in m[order]]
 
     def render(self, source: str, width: int = 100, height: int = 40, wall: float = 0.0) -> str:
         """The screen as text (ANSI-free)."""
@@ -313,3 +342,18 @@ def run(source: LiveSource, *, interval: float = 1.0, window_s: float = 5.0, inp
     app.run(pre_run=lambda: app.create_background_task(refresh()))
     source.close()
     return st
+
+
+def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-mutex sums of two MUTEX_DT arrays."""
+    if not len(a):
+        return b.copy()
+    if not len(b):
+        return a
+    both = np.concatenate([a, b])
+    keys, inv = np.unique(both["mutex"], return_inverse=True)
+    out = np.zeros(len(keys), MUTEX_DT)
+    out["mutex"] = keys
+    for col in ("locks", "waits", "handoffs", "wait_ns"):
+        out[col] = np.bincount(inv, weights=both[col], minlength=len(keys))
+    return out
