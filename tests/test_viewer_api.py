@@ -122,7 +122,7 @@ def test_meta_lists_the_lanes(api):
     assert m["summary"]["top_threads"][0]["name"] == "b"
     assert m["summary"]["top_mutexes"][0]["mutex"] == "0xa000"
     assert m["summary"]["lost"] == 5 and m["arrows"] == {"wake": 1, "handoff": 1, "packet": 0}
-    assert {r["name"] for r in m["reports"]} >= {"sched", "mutex", "wakeup"}
+    assert {r["name"] for r in m["reports"]} >= {"sched", "mutex", "wakeup"} and m["default_report"] == "sched"
 
 
 def test_view_cells_and_items(api):

@@ -128,7 +128,9 @@ def test_page_loads_with_the_trace_lanes(story_page):
     assert all(u.startswith("http://127.0.0.1:") for u in pg.requests)  # no CDN, nothing from outside
     assert "b [3]" in pg.p.inner_text("#top-threads") and "0xa000" in pg.p.inner_text("#top-mutexes")
     pg.p.wait_for_selector("table.report td")
-    assert "0xa000" in pg.p.inner_text("#reports")
+    assert "threads by cpu time" in pg.p.inner_text("#reports").lower()  # the default report: sched
+    pg.p.select_option("#report-name", "mutex")
+    pg.p.wait_for_selector("table.report td:has-text('0xa000')")
     assert "exact items" in pg.p.inner_text("#status")
     pg.shot("story.png")
 

@@ -148,25 +148,28 @@ def test_static_refuses_big_traces(story_file, tmp_path, capsys, monkeypatch):
     assert "-o" in capsys.readouterr().err
 
 
-def test_view_serves_until_ctrl_c(story_file):
+@pytest.mark.parametrize("extra,host", [([], "127.0.0.1"), (["--host", "0.0.0.0", "--i-know-this-is-exposed"], "0.0.0.0")])
+def test_view_serves_until_ctrl_c(story_file, extra, host):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     p = subprocess.Popen([sys.executable, "-m", "osvtrace.cli.main", "view", str(story_file), "--port", "0",
-                          "--no-open"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          "--no-open", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          cwd=ROOT)
     try:
         line = ""
         deadline = time.time() + 30
         while "http://" not in line and time.time() < deadline:
             line = p.stdout.readline()
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert m, line
-        c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=10)
+        m = re.search(r"http://([0-9.]+):(\d+)/", line)
+        assert m and m.group(1) == host, line
+        c = http.client.HTTPConnection("127.0.0.1", int(m.group(2)), timeout=10)
         c.request("GET", "/api/meta")
         assert c.getresponse().status == 200
         c.close()
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=10) == 0
-        assert "viewer stopped" in p.stderr.read()
+        err = p.stderr.read()
+        assert "viewer stopped" in err and "Traceback" not in err
+        assert ("WARNING" in err) == (host != "127.0.0.1")
     finally:
         if p.poll() is None:
             p.kill()

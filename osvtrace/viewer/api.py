@@ -15,6 +15,7 @@ Bad parameters raise ApiError, which the server answers with 400 and {"error": "
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from typing import Any, Callable
 
@@ -35,6 +36,7 @@ ARROWS_MAX = 2_000  # per kind: more than this in view and the arrows are counte
 ARROW_PX = 3  # ... and more than one per this many pixel columns is clutter, not information
 REPORT_ROWS = 1_000
 ARROW_KINDS = ("wake", "handoff", "packet")
+DEFAULT_REPORT = "sched"  # the table shown when the page opens (computed before the server starts)
 
 
 class ApiError(ValueError):
@@ -81,6 +83,8 @@ class Api:
             "meta": lambda q: self.meta(), "view": self.view, "item": self.item, "arrow": self.arrow,
             "find": self.find, "report": self.report}
         self._meta: dict[str, Any] | None = None
+        self._reports: dict[str, dict[str, Any]] = {}
+        self._report_lock = threading.Lock()
 
     def handle(self, name: str, q: dict[str, list[str]]) -> dict[str, Any]:
         fn = self.routes.get(name)
@@ -132,6 +136,7 @@ class Api:
                                         for c in np.unique(lost["cpu"])} if len(lost) else {},
                         "warnings": list(t.warnings)},
             "reports": [{"name": n, "doc": doc} for n, (_fn, doc) in REGISTRY.items()],
+            "default_report": DEFAULT_REPORT if DEFAULT_REPORT in REGISTRY else next(iter(REGISTRY), None),
             "arrows": {k: len(a) for k, a in self.lanes.arrows.items()},
             "palette": pal, "layout": figure.layout_template(),
             "limits": {"max_px": MAX_PX, "exact_per_lane": EXACT_PER_LANE, "arrows_max": ARROWS_MAX,
@@ -265,11 +270,13 @@ class Api:
         name = _one(q, "name")
         if name not in REGISTRY:
             raise ApiError(f"no such report: {name[:40]!r}; reports: {', '.join(REGISTRY)}")
-        since = until = None
         if "t0" in q or "t1" in q:
             since, until = self._range(q)
-        r = REGISTRY[name][0](self.model, Filter(since=since, until=until), Options())
-        return report_json(r)
+            return report_json(REGISTRY[name][0](self.model, Filter(since=since, until=until), Options()))
+        with self._report_lock:  # the whole trace's tables are computed once
+            if name not in self._reports:
+                self._reports[name] = report_json(REGISTRY[name][0](self.model, Filter(), Options()))
+            return self._reports[name]
 
 
 def arrow_cap(px: int) -> int:

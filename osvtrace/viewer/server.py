@@ -150,6 +150,7 @@ class ViewerServer(ThreadingHTTPServer):
 
     def start(self) -> threading.Thread:
         """Serve in a background thread (tests, benchmarks); stop with shutdown()."""
-        t = threading.Thread(target=self.serve_forever, name="osvtrace-view", daemon=True)
+        t = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="osvtrace-view",
+                             daemon=True)
         t.start()
         return t

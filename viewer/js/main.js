@@ -39,7 +39,6 @@
       let resizeTimer = null;
       window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => this.request("resize"), 120); });
       this.lanesChanged("first");
-      this.reports.load();
     }
 
     lanesChanged(reason) {
@@ -103,7 +102,10 @@
         const done = performance.now();
         perf.paints.push({ reason: want.reason, ms: done - want.at, wait_ms: asked - want.at, fetch_ms: got - asked,
                            draw_ms: drawn - got, server_ms: view.server_ms, t0, t1, px, at: done });
-        if (perf.firstPaint === null) perf.firstPaint = done;
+        if (perf.firstPaint === null) {
+          perf.firstPaint = done;
+          this.reports.load();  // after the first picture: a report over a big trace takes a while
+        }
         this.status(view);
       } catch (e) {
         perf.errors.push(String(e && e.message));

@@ -25,6 +25,7 @@
         <span id="report-doc" class="hint"></span></div>
         <div id="report-out" class="report-out"></div>`;
       this.sel = el.querySelector("#report-name");
+      if (meta.default_report) this.sel.value = meta.default_report;
       this.range = el.querySelector("#report-range");
       this.sel.addEventListener("change", () => this.load());
       this.range.addEventListener("change", () => this.load());
