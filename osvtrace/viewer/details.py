@@ -11,11 +11,22 @@ import numpy as np
 from osvtrace.filters import format_duration, format_ns
 from osvtrace.model import Model
 from osvtrace.model.net import STAGES
-from osvtrace.model.sched import RUNNABLE, RUNNING, STATE_NAMES, WAITING
+from osvtrace.model.sched import RUNNABLE, RUNNING, STATE_NAMES
+from osvtrace.schema import Tracepoint
 from osvtrace.viewer.lanes import Lane, Lanes, hexaddr
 
 MAX_EVENTS = 12  # records listed per item
 MAX_LINKS = 12
+
+
+def _text(tp: Tracepoint | None, args: dict[str, Any]) -> str:
+    """The record formatted by its tracepoint's format (arguments already readable)."""
+    if tp is None:
+        return ""
+    try:
+        return tp.format.format(**args)
+    except (KeyError, ValueError, IndexError):
+        return " ".join(f"{k}={v}" for k, v in args.items())
 
 
 def _state(v: int) -> str:
@@ -33,30 +44,55 @@ class Details:
     def thread(self, tid: int) -> str:
         return f"{self.trace.thread_name(int(tid))} [{int(tid)}]"
 
-    def event(self, i: int) -> dict[str, Any]:
-        """One record with all its arguments (JSON-ready)."""
+    def _arg_values(self, tp: Tracepoint, rows: np.ndarray) -> list[list[Any]]:
+        """JSON-ready argument values of the records at `rows`, one list per field."""
+        t = self.trace
+        out = []
+        for f in tp.fields:
+            v = t.field_values(f, rows)
+            if f.type == "str":
+                vals = [x.decode("utf-8", "replace") for x in v.tolist()]
+            elif f.type == "bytes":
+                vals = [bytes(x).hex() for x in v]
+            elif f.type == "ptr":
+                vals = [hexaddr(x) for x in v.tolist()]
+            elif f.enum:
+                vals = [t.catalog.enum_name(f.enum, x) for x in v.tolist()]
+            elif f.type == "tid":
+                vals = [self.thread(x) for x in v.tolist()]
+            else:
+                vals = [int(x) for x in v.tolist()]
+            out.append(vals)
+        return out
+
+    def _event_dicts(self, idx: np.ndarray) -> dict[int, dict[str, Any]]:
+        """Records as dicts, arguments read per tracepoint in bulk."""
         t = self.trace
         ev = t.events
-        tp = t.catalog.by_id.get(int(ev.tp[i]))
-        args: dict[str, Any] = {}
-        if tp is not None:
-            for f in tp.fields:
-                v = t.field_values(f, ev.row[i:i + 1])[0]
-                if f.type == "str":
-                    args[f.name] = v.decode("utf-8", "replace")
-                elif f.type == "bytes":
-                    args[f.name] = bytes(v).hex()
-                elif f.type == "ptr":
-                    args[f.name] = hexaddr(int(v))
-                elif f.enum:
-                    args[f.name] = t.catalog.enum_name(f.enum, int(v))
-                elif f.type == "tid":
-                    args[f.name] = self.thread(int(v))
-                else:
-                    args[f.name] = int(v)
-        return {"i": int(i), "time": int(ev.time[i]), "time_text": format_ns(int(ev.time[i])), "cpu": int(ev.cpu[i]),
-                "thread": self.thread(int(ev.tid[i])), "tracepoint": tp.name if tp else str(int(ev.tp[i])),
-                "args": args, "text": t.format_event(int(i))}
+        out: dict[int, dict[str, Any]] = {}
+        tps = ev.tp[idx]
+        for tp_id in np.unique(tps).tolist():
+            sel = idx[tps == tp_id]
+            tp = t.catalog.by_id.get(tp_id)
+            cols = self._arg_values(tp, ev.row[sel]) if tp is not None else []
+            names = [f.name for f in tp.fields] if tp is not None else []
+            for k, (i, time, cpu, tid) in enumerate(zip(sel.tolist(), ev.time[sel].tolist(), ev.cpu[sel].tolist(),
+                                                        ev.tid[sel].tolist())):
+                args = {n: c[k] for n, c in zip(names, cols)}
+                out[i] = {"i": i, "time": time, "time_text": format_ns(time), "cpu": cpu, "thread": self.thread(tid),
+                          "tracepoint": tp.name if tp else str(tp_id), "args": args, "text": _text(tp, args)}
+        return out
+
+    def prefetch(self) -> None:
+        """Every record's dict now, in bulk (the static page asks for nearly all of them)."""
+        self._events = self._event_dicts(np.arange(len(self.trace.events)))
+
+    def event(self, i: int) -> dict[str, Any]:
+        """One record with all its arguments (JSON-ready)."""
+        cached = getattr(self, "_events", None)
+        if cached is not None:
+            return cached[int(i)]
+        return self._event_dicts(np.array([int(i)]))[int(i)]
 
     def events_at(self, time: int, *, cpu: int | None = None, tid: int | None = None,
                   tps: tuple[str, ...] = ()) -> list[int]:
@@ -64,15 +100,14 @@ class Details:
         ev = self.trace.events
         a = int(np.searchsorted(ev.time, time, "left"))
         b = int(np.searchsorted(ev.time, time, "right"))
-        idx = np.arange(a, b)
-        if cpu is not None:
-            idx = idx[ev.cpu[idx] == cpu]
-        if tid is not None:
-            idx = idx[ev.tid[idx] == tid]
-        if tps:
-            ids = [self.trace.catalog.by_name[n].id for n in tps if n in self.trace.catalog.by_name]
-            idx = idx[np.isin(ev.tp[idx], ids)]
-        return idx[:MAX_EVENTS].tolist()
+        ids = {self.trace.catalog.by_name[n].id for n in tps if n in self.trace.catalog.by_name}
+        out = []
+        for i, c, th, tp in zip(range(a, b), ev.cpu[a:b].tolist(), ev.tid[a:b].tolist(), ev.tp[a:b].tolist()):
+            if (cpu is None or c == cpu) and (tid is None or th == tid) and (not tps or tp in ids):
+                out.append(i)
+                if len(out) == MAX_EVENTS:
+                    break
+        return out
 
     def link(self, label: str, lane: str, t0: int, t1: int | None = None) -> dict[str, Any]:
         return {"label": label, "lane": lane, "t0": int(t0), "t1": int(t0 if t1 is None else t1)}

@@ -22,7 +22,7 @@ from osvtrace.trace import Trace
 from osvtrace.viewer.api import Api, report_json
 from osvtrace.viewer.server import VIEWER_DIR
 
-MAX_EVENTS = 100_000  # documented in docs/viewer.md
+MAX_EVENTS = 50_000  # documented in docs/viewer.md
 _SCRIPTS = re.compile(r"<!-- osv:scripts.*?-->(.*?)<!-- /osv:scripts -->", re.S)
 
 
@@ -42,6 +42,7 @@ def page_data(api: Api, progress: Callable[[str], None] | None = None) -> dict[s
         lanes.tracepoint_lane(tp["name"])
     out_lanes, details = {}, {}
     say("lanes and details")
+    api.details.prefetch()
     for lane in lanes.lanes:
         idx = lane.index
         out_lanes[lane.id] = {"start": idx.start.tolist(), "end": idx.end.tolist(), "key": idx.key.tolist(),
