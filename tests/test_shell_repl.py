@@ -273,3 +273,30 @@ def test_view_serves_the_viewer_on_the_shells_model_until_the_shell_ends(story_f
     sh.ctx.close()
     with pytest.raises(OSError):
         urllib.request.urlopen(base + "api/meta", timeout=2)
+
+
+def test_pager_pulls_lines_lazily_and_scrolls_sideways():
+    from prompt_toolkit.formatted_text.utils import fragment_list_to_text
+
+    from osvtrace.shell.paging import Pager
+
+    pulled = []
+
+    def lines():
+        for i in range(10_000):
+            pulled.append(i)
+            yield f"\x1b[32m{i:05d}\x1b[0m " + "-" * 100 + "END"
+
+    with create_pipe_input() as inp:
+        p = Pager(lines(), input=inp, output=DummyOutput())  # DummyOutput is 80 columns x 40 rows
+        first = fragment_list_to_text(p._visible()).split("\n")
+        assert first[0].startswith("00000 ---") and len(first) == 39
+        assert len(pulled) < 1000  # not the 10,000 lines
+        p.scroll(39)
+        assert fragment_list_to_text(p._visible()).startswith("00039")
+        for _ in range(10):
+            p.sideways(8)
+        assert p.left == 109 - 80 + 8  # stops once the widest line's end is in view
+        assert fragment_list_to_text(p._visible()).split("\n")[0] == "-" * 69 + "END"
+        p.end()
+        assert len(pulled) == 10_000 and p.top == 10_000 - 39

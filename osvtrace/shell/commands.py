@@ -289,13 +289,24 @@ def sql(ctx: Context, args: str) -> Output:
     if not q:
         raise UsageError("sql: needs a query (help sql)")
     tbl = run_query(sqlmod.connect(ctx.model, q), q)
-    r = common.Report("", sqlmod.arrow_columns(tbl))
+    r = common.Report("", sqlmod.arrow_columns(_unique_names(tbl)))
     fmt = ctx.settings.format
     if fmt == "json":
         return dumps(r.records())
     if fmt == "csv":
         return common.render_csv(r)
     return common.render_text(r, ctx.settings.limit, grouping=False)
+
+
+def _unique_names(tbl):  # noqa: ANN001, ANN202  (pyarrow table -> pyarrow table)
+    """A join's result may repeat a column name (threads.name, tracepoints.name): the second
+    becomes name_1, the third name_2, as DuckDB's own shell names them."""
+    names, seen = [], {}
+    for n in tbl.column_names:
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        names.append(n if not k else f"{n}_{k}")
+    return tbl if names == tbl.column_names else tbl.rename_columns(names)
 
 
 def run_query(con, q: str):  # noqa: ANN001, ANN201  (DuckDB connection -> pyarrow table)

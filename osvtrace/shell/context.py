@@ -155,7 +155,7 @@ class Context:
     def mutexes(self) -> list[tuple[int, int]]:
         """(address, records) of every mutex in the trace, busiest first."""
         vals, mask = self.trace.field("mutex")
-        addrs, counts = np.unique(vals[mask], return_counts=True)
+        addrs, counts = np.unique(vals[mask].view(np.uint64), return_counts=True)  # kernel addresses: unsigned
         order = np.argsort(-counts, kind="stable")
         return [(int(addrs[i]), int(counts[i])) for i in order]
 

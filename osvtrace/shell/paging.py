@@ -16,11 +16,13 @@ import subprocess
 from typing import Iterator, TextIO
 
 from prompt_toolkit.application import Application
-from prompt_toolkit.formatted_text import ANSI, StyleAndTextTuples
+from prompt_toolkit.formatted_text import ANSI, StyleAndTextTuples, to_formatted_text
+from prompt_toolkit.formatted_text.utils import fragment_list_to_text
 from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.layout import HSplit, Layout, Window
 from prompt_toolkit.layout.controls import FormattedTextControl
+from prompt_toolkit.layout.utils import explode_text_fragments
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
@@ -80,8 +82,7 @@ class Pager:
         self.more: Iterator[str] | None = lines
         self.top = 0
         self.left = 0
-        self.body = Window(FormattedTextControl(self._visible), wrap_lines=False,
-                           get_horizontal_scroll=lambda w: self.left)
+        self.body = Window(FormattedTextControl(self._visible), wrap_lines=False)
         status = Window(FormattedTextControl(self._status), height=1, style="class:status")
         self.app: Application = Application(layout=Layout(HSplit([self.body, status])), key_bindings=self._keys(),
                                             full_screen=True, input=input, output=output,
@@ -102,9 +103,19 @@ class Pager:
         return max(self.app.output.get_size().rows - 1, 1)
 
     def _visible(self) -> StyleAndTextTuples:
+        """The lines on screen, cut `left` columns in. NOTE: the cut is done here, not with the
+        Window's horizontal scroll, which follows the (unused) cursor back to column 0."""
         h = self.height
         self.ensure(self.top + h)
-        return ANSI("\n".join(self.lines[self.top:self.top + h])).__pt_formatted_text__()
+        shown = self.lines[self.top:self.top + h]
+        if not self.left:
+            return to_formatted_text(ANSI("\n".join(shown)))
+        out: StyleAndTextTuples = []
+        for i, line in enumerate(shown):
+            if i:
+                out.append(("", "\n"))
+            out += explode_text_fragments(to_formatted_text(ANSI(line)))[self.left:]
+        return out
 
     def _status(self) -> StyleAndTextTuples:
         h = self.height
@@ -153,7 +164,14 @@ class Pager:
         self.top = max(len(self.lines) - self.height, 0)
 
     def sideways(self, cols: int) -> None:
-        self.left = max(0, self.left + cols)
+        shown = self.lines[self.top:self.top + self.height]
+        widest = max((len(_plain(ln)) for ln in shown), default=0)
+        width = self.app.output.get_size().columns
+        self.left = max(0, min(self.left + cols, widest - width + 8))
 
     def run(self) -> None:
         self.app.run()
+
+
+def _plain(line: str) -> str:
+    return fragment_list_to_text(to_formatted_text(ANSI(line))) if "\x1b" in line else line

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Iterable, TextIO
 
@@ -155,8 +156,24 @@ class Shell:
         paging.emit(commands.lines_of(out), self.out, pager=self.ctx.settings.pager, rows=rows,
                     input=self.input, output=self.output)
 
+    def warm_up(self) -> threading.Thread:
+        """Compute the names completion offers on a background thread, so the first Tab
+        does not wait for them (a second on a 10 M-event trace)."""
+        ctx = self.ctx
+
+        def work() -> None:
+            try:
+                ctx.thread_names, ctx.tracepoint_names, ctx.tracepoint_counts, ctx.table_columns, ctx.mutexes
+            except Exception:  # noqa: BLE001  (the completer will compute them and report then)
+                pass
+
+        t = threading.Thread(target=work, name="osvtrace-shell-names", daemon=True)
+        t.start()
+        return t
+
     def run(self, banner: bool = True) -> int:
         """The interactive loop, until Ctrl-D or `quit`."""
+        self.warm_up()
         if banner:
             self.out.write(self.banner() + "\n")
             for w in self.ctx.trace.warnings:

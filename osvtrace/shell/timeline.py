@@ -173,7 +173,8 @@ def axis(e: np.ndarray) -> tuple[str, str]:
         col = min(int((t - lo) * width // max(hi - lo, 1)), width - 1)
         line[col] = "┬"
         text = _label(t, step, hi)
-        if all(c == " " for c in labels[max(col - 1, 0):col + len(text) + 1]):
+        fits = col + len(text) <= width + 1  # never past the row's closing bar
+        if fits and all(c == " " for c in labels[max(col - 1, 0):col + len(text) + 1]):
             labels[col:col + len(text)] = list(text)
     return "".join(line), "".join(labels).rstrip()
 
