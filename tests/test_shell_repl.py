@@ -300,3 +300,22 @@ def test_pager_pulls_lines_lazily_and_scrolls_sideways():
         assert fragment_list_to_text(p._visible()).split("\n")[0] == "-" * 69 + "END"
         p.end()
         assert len(pulled) == 10_000 and p.top == 10_000 - 39
+
+
+def test_scripts_run_from_options_and_standard_input(story_file):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    def shell(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "osvtrace.cli.main", "shell", str(story_file), *args],
+                              input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+    r = shell("-c", "set cpu 1", "-c", "sched")
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout == cli_out("report", "sched", story_file, "--cpu", "1")
+    r = shell(stdin="select count(*) as n\nfrom events\n\nbogus\nselect 7 as seven;\n")
+    assert r.returncode == 1  # a command failed
+    assert r.stdout == " n\n19\nseven\n    7\n"
+    assert r.stderr == "error: unknown command 'bogus' (help lists the commands)\n"
