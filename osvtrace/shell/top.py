@@ -270,7 +270,7 @@ class TopStats:
                 out.append(f"cpu{cpu:<3} {'(no sched_switch yet)':<{bar}}  {'-':>5}  {'-':>11}")
         out += ["", f"{'tracepoint':<20} {'events/s':>12} {'total':>14}"]
         rows = sorted(rates.items(), key=lambda kv: -kv[1])
-        room = max(3, height - len(out) - 16)
+        room = max(3, height - len(out) - 11)  # what follows: mutexes (up to 9 lines), lost, a "more" line
         for name, r in rows[:room]:
             tp = self.catalog.by_name[name]
             out.append(f"{name:<20} {r:>12,.0f} {int(self.tp_total[tp.id]):>14,}")
