@@ -76,3 +76,26 @@ def test_ctf_force_replaces_an_earlier_export(story_file, tmp_path):
     assert main(["export", str(story_file), "--format", "ctf", "-o", str(out)]) == 2
     assert main(["export", str(story_file), "--format", "ctf", "-o", str(out), "--force", "--cpu", "0"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["metadata", "stream_0"]
+
+
+def test_entry_point_plugins_load_and_broken_ones_only_warn(story_file, tmp_path, monkeypatch, capsys):
+    site = tmp_path / "site"
+    dist = site / "osvtrace_fake-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: osvtrace-fake\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[osvtrace.exports]\nfake = osvtrace_fake_export\nbroken = no_such_module\n")
+    (site / "osvtrace_fake_export.py").write_text(
+        "from osvtrace.exports import Result, register\n"
+        "@register('fake', suffix='.txt', doc='A format from an entry point.')\n"
+        "def write(model, out, opts):\n"
+        "    out.write_text(str(len(model.trace)))\n"
+        "    return Result(out, {'events': len(model.trace)})\n")
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        out = tmp_path / "fake.txt"
+        assert main(["export", str(story_file), "--format", "fake", "-o", str(out)]) == 0
+        assert out.read_text() == "19"
+        captured = capsys.readouterr()
+        assert "export plugin broken failed to load" in captured.err
+    finally:
+        FORMATS.pop("fake", None)

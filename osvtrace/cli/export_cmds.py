@@ -46,7 +46,9 @@ class _ExportCommand(click.Command):
     """Its help lists the formats registered when it is shown (plugins included)."""
 
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        _load_plugins()
+        from osvtrace.exports import load_plugins
+
+        load_plugins()
         text = self.help or ""
         self.help = text.replace("{formats}", _formats_help().replace("\n", "\n    "))
         try:
@@ -88,11 +90,12 @@ def export_cmd(file: str, fmt: str, out: str, trace_id: str | None, layout: str,
       osvtrace export trace.osvt --format ctf -o trace-ctf
     """
     from osvtrace import exports
+    from osvtrace.exports import load_plugins
     from osvtrace.exports.common import Options, check_output
     from osvtrace.exports.registry import ALL_FILTERS
     from osvtrace.model import Model
 
-    for name in _load_plugins():
+    for name in load_plugins():
         click.echo(f"osvtrace: warning: export plugin {name} failed to load", err=True)
     f = exports.get(fmt)
     used = {"since": flt["since"], "until": flt["until"], "cpu": flt["cpus"], "thread": flt["threads"],
@@ -114,19 +117,6 @@ def export_cmd(file: str, fmt: str, out: str, trace_id: str | None, layout: str,
     for note in res.notes:
         click.echo(f"osvtrace: warning: {note}", err=True)
     click.echo(f"wrote {res.summary()}")
-
-
-def _load_plugins() -> list[str]:
-    """Names of plugins that failed to load (a broken plugin must not break the built-ins)."""
-    from importlib.metadata import entry_points
-
-    failed = []
-    for ep in entry_points(group="osvtrace.exports"):
-        try:
-            ep.load()
-        except Exception:
-            failed.append(ep.name)
-    return failed
 
 
 COMMANDS = [export_cmd]

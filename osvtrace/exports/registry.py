@@ -62,11 +62,15 @@ def get(name: str) -> Format:
 
 
 def load_plugins() -> list[str]:
-    """Import the modules of the ``osvtrace.exports`` entry points; returns their names."""
+    """Import the modules of the ``osvtrace.exports`` entry points (each registers its
+    formats). Returns the names of those that failed: a broken plugin must not take the
+    built-in formats down with it."""
     from importlib.metadata import entry_points
 
-    loaded = []
+    failed = []
     for ep in entry_points(group="osvtrace.exports"):
-        ep.load()
-        loaded.append(ep.name)
-    return loaded
+        try:
+            ep.load()
+        except Exception:
+            failed.append(ep.name)
+    return failed
