@@ -236,6 +236,18 @@ def test_repeated_parameter(api):
         api.view({"t0": ["1", "2"], "t1": ["800"], "px": ["10"]})
 
 
+def test_a_trace_with_one_record(tmp_path, catalog):
+    c0 = CpuStreamBuilder(catalog)
+    c0.add("trace_marker", [500], 1, value=1, label="x")
+    api = Api(Model(osvtrace.open(write_trace(tmp_path / "one.osvt", {0: c0.slots()}))))
+    m = api.meta()
+    assert m["t0"] == m["t1"] == 500 and [ln["id"] for ln in m["lanes"]][0] == "cpu:0"
+    v = api.view(q(t0=0, t1=1000, px=100))
+    assert v["px"] == 100 and v["arrows"]["wake"]["n"] == 0
+    v = api.view(q(t0=0, t1=1000, px=100, lanes="tp:trace_marker"))
+    assert v["lanes"][0]["items"]["start"] == [500]
+
+
 # ---------------------------------------------------------------- packets
 
 def test_channel_lane_and_packet_hops(packet_file):
@@ -254,6 +266,8 @@ def test_channel_lane_and_packet_hops(packet_file):
     assert [e["tracepoint"] for e in d["events"]] == ["net_rx", "net_classify", "net_channel_push",
                                                       "net_channel_pop", "net_tx"]
     assert api.arrow(q(kind="packet", row=0))["item"]["title"] == "packet 7"
+    rx = api.item(q(lane="tp:net_rx", t=100))["item"]  # an event links to its packet
+    assert {"label": "packet 7 in channel 0xc000", "lane": "chan:0xc000", "t0": 120, "t1": 300} in rx["links"]
 
 
 # ---------------------------------------------------------------- figure spec

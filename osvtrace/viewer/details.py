@@ -280,7 +280,14 @@ class Details:
             p = self.model.packet_flow["packet"]
             k = int(np.searchsorted(p, pk))
             if k < len(p) and p[k] == pk:
-                links.append(self.link(f"packet {pk}", f"cpu:{e['cpu']}", t))
+                pf = self.model.packet_flow
+                ch = int(pf["channel"][k])
+                if ch and f"chan:{hexaddr(ch)}" in self.lanes.by_id and pf["push_time"][k] >= 0:
+                    end = int(pf["pop_time"][k]) if pf["pop_time"][k] >= 0 else int(pf["push_time"][k])
+                    links.append(self.link(f"packet {pk} in channel {hexaddr(ch)}", f"chan:{hexaddr(ch)}",
+                                           int(pf["push_time"][k]), end))
+                else:
+                    links.append(self.link(f"packet {pk}", f"cpu:{e['cpu']}", t))
         return {"title": f"{e['tracepoint']} on CPU {e['cpu']}", "fields": fields, "events": [i], "links": links,
                 "t0": t, "t1": t}
 

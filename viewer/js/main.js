@@ -182,8 +182,7 @@
 
     async step(dir) {
       if (!this.selected) return;
-      const t = dir === "next" ? this.selected.t0 : this.selected.t0;
-      const r = await this.backend.find(this.selected.lane, t, dir);
+      const r = await this.backend.find(this.selected.lane, this.selected.t0, dir);
       if (!r.item) return;
       this.select(r.item);
       const [a, b] = this.range;
