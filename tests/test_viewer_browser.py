@@ -178,11 +178,11 @@ def test_clicking_a_slice_shows_its_details(story_page):
     shapes = pg.p.evaluate("document.getElementById('timeline').layout.shapes.filter(s => s.type === 'rect')")
     assert len(shapes) == 1 and shapes[0]["x0"] <= 305 and shapes[0]["x1"] >= 800
     pg.shot("story-details.png")
-    pg.p.keyboard.press("p")  # the previous item of the selected lane
-    pg.p.wait_for_function("document.getElementById('details-title').textContent === 'idle1 running on CPU 1'")
     # a link in the panel selects the linked item: the waker's state at the wake-up
     pg.p.click("text=woken by a [2]")
     pg.p.wait_for_function("document.getElementById('details-title').textContent === 'a: running'")
+    pg.p.keyboard.press("n")  # the next item of the selected lane
+    pg.p.wait_for_function("document.getElementById('details-title').textContent === 'a: waiting'")
     pg.p.keyboard.press("Escape")
     assert "Click a slice" in pg.p.inner_text("#details")
 
