@@ -21,6 +21,7 @@
 #include "core/thread.hh"
 #include "core/timer.hh"
 #include "core/trace.hh"
+#include "core/trace_stream.hh"
 #include "cpu.hh"
 #include "debug_exit.hh"
 #include "drivers/console.hh"
@@ -64,6 +65,7 @@ void format_build_id()
 
 void app_thread(void*)
 {
+    trace_stream::start();  // tracemode=stream: the host is connected before the app runs
     uint64_t t = tsc::now();
     kprintf("boot: app main at %lu us (kernel entry at %lu us, TSC %lu Hz)\n",
             tsc::to_us(t - boot_tsc), tsc::to_us(boot_tsc), tsc::hz);
@@ -71,7 +73,9 @@ void app_thread(void*)
     if (status < 0 || status > debug_exit::max_app_status) {
         kprintf("%s: exit status %d out of range 0..%d; reporting %d\n", the_app->name, status,
                 debug_exit::max_app_status, debug_exit::max_app_status);
+        status = debug_exit::max_app_status;
     }
+    trace_stream::finish(status);  // the whole trace reaches the host before QEMU exits
     debug_exit::exit_status(status);
 }
 

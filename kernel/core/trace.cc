@@ -24,6 +24,7 @@ namespace {
 
 trace::thread_entry thread_table[threads_max];
 trace::ring rings[trace::max_cpus];
+uint32_t names_gen;
 static_assert(threads_max <= 65536, "thread ids are u32 but the table must stay small");
 static_assert(trace::max_cpus == max_cpus, "per-CPU limits agree");
 
@@ -134,7 +135,10 @@ void thread_started(uint32_t tid, const char* name)
     memset(e.name, 0, sizeof e.name);
     strlcpy(e.name, name, sizeof e.name);
     __atomic_store_n(&e.tid, tid, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&names_gen, 1, __ATOMIC_RELEASE);  // after the entry is complete
 }
+
+uint32_t names_generation() { return __atomic_load_n(&names_gen, __ATOMIC_ACQUIRE); }
 
 void thread_exited(uint32_t tid) { thread_table[tid].flags |= 1; }
 

@@ -41,4 +41,8 @@ void publish(uint64_t tsc_hz, uint64_t tsc_boot);
 void thread_started(uint32_t tid, const char* name);
 void thread_exited(uint32_t tid);
 
+// Grows after every thread_started (the stream's drain sends new names
+// when it changes).
+uint32_t names_generation();
+
 }  // namespace trace_rt

@@ -6,6 +6,7 @@
 #include "drivers/console.hh"
 #include "exceptions.hh"
 #include "gdt.hh"
+#include "irq.hh"
 #include "lapic.hh"
 
 extern "C" const uint64_t isr_stubs[256];
@@ -94,6 +95,9 @@ extern "C" void interrupt_dispatch(arch::interrupt_frame* f)
     default:
         if (f->vector >= vec_pic_base && f->vector < vec_pic_base + 16) {
             return;  // a spurious legacy PIC interrupt (IRQ7/15): masked PICs still send those
+        }
+        if (irq::dispatch(uint8_t(f->vector))) {
+            break;  // a device's: acknowledged, its thread woken
         }
         lapic::eoi();
         kprintf("interrupt: unexpected vector %lu\n", f->vector);

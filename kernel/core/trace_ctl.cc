@@ -1,0 +1,146 @@
+// Commands from the host on the virtio-serial port org.osvtrace.ctl, one per
+// line: "ID VERB [ARGS]\n", ID a decimal number the reply (an ack frame on
+// the trace port, in order with the records) carries back:
+//
+//   ID enable GLOB,GLOB    set enable flags (anchored globs, as trace=)
+//   ID disable GLOB,GLOB   clear them
+//   ID flush               send everything committed now
+//   ID stop                end the stream (the rest of the trace, then the end frame)
+//
+// enable/disable take effect here and now, in the virtio-console service
+// thread, as soon as the device delivers the line; flush and stop at the
+// drain's next pass (at most one drain period later).
+#include "core/trace_stream.hh"
+#include "drivers/console.hh"
+#include "generated/tracepoints.hh"
+#include "lib/glob.hh"
+#include "lib/printf.hh"
+#include "lib/string.hh"
+
+namespace trace_stream {
+namespace {
+
+constexpr size_t max_line = 512;
+char line[max_line];
+size_t line_len;
+bool line_overflow;
+
+// Sets the flag of every tracepoint matched by one of the comma-separated
+// globs. Returns the number of tracepoints matched, or -1 with `err` filled
+// when a glob matches nothing (then nothing is changed).
+int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t errlen)
+{
+    for (int pass = 0; pass < 2; pass++) {  // check every glob first, then apply
+        int matched = 0;
+        size_t i = 0;
+        while (i <= len) {
+            size_t j = i;
+            while (j < len && globs[j] != ',') {
+                j++;
+            }
+            const char* pat = globs + i;
+            size_t plen = j - i;
+            if (plen) {
+                int m = 0;
+                for (const trace::tp_desc& d : trace::tp_table) {
+                    if (glob_match(pat, plen, d.name)) {
+                        if (pass == 1) {
+                            trace::enabled[d.id] = value;
+                        }
+                        m++;
+                    }
+                }
+                if (!m) {
+                    snprintf(err, errlen, "'%.*s' matches no tracepoint (globs are anchored)", int(plen), pat);
+                    return -1;
+                }
+                matched += m;
+            }
+            i = j + 1;
+        }
+        if (pass == 1) {
+            return matched;
+        }
+    }
+    return 0;
+}
+
+// The next space-separated word of [*p, end): its start, and its length in *n.
+const char* word(const char** p, const char* end, size_t* n)
+{
+    const char* s = *p;
+    while (s < end && *s == ' ') {
+        s++;
+    }
+    const char* e = s;
+    while (e < end && *e != ' ') {
+        e++;
+    }
+    *n = size_t(e - s);
+    *p = e;
+    return s;
+}
+
+void run(const char* s, size_t len)
+{
+    const char* end = s + len;
+    const char* p = s;
+    size_t n;
+    const char* w = word(&p, end, &n);
+    uint64_t id = 0;
+    if (!parse_u64(w, n, &id) || id == 0 || id > 0xffffffffu) {
+        kprintf("trace: ctl: ignoring a line without a command id: '%.*s'\n", int(len), s);
+        return;
+    }
+    const char* verb = word(&p, end, &n);
+    size_t vlen = n;
+    const char* arg = word(&p, end, &n);
+    size_t alen = n;
+    char msg[96];
+    auto is = [&](const char* v) { return vlen == strlen(v) && !memcmp(verb, v, vlen); };
+    if (is("enable") || is("disable")) {
+        bool on = is("enable");
+        if (!alen) {
+            post_ack(uint32_t(id), -1, "which tracepoints? (a glob list: sched_*,mutex_lock)");
+            return;
+        }
+        int m = set_flags(arg, alen, on ? 1 : 0, msg, sizeof msg);
+        if (m >= 0) {
+            snprintf(msg, sizeof msg, "%s %d tracepoint%s", on ? "enabled" : "disabled", m, m == 1 ? "" : "s");
+        }
+        post_ack(uint32_t(id), m, msg);
+    } else if (is("flush")) {
+        request_flush(uint32_t(id));
+    } else if (is("stop")) {
+        request_stop(uint32_t(id));
+    } else {
+        snprintf(msg, sizeof msg, "unknown command '%.*s' (enable, disable, flush, stop)", int(vlen), verb);
+        post_ack(uint32_t(id), -1, msg);
+    }
+}
+
+}  // namespace
+
+void ctl_receive(const char* data, size_t len, void*)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = data[i];
+        if (ch == '\n') {
+            if (line_overflow) {
+                kprintf("trace: ctl: a command longer than %zu bytes was dropped\n", max_line);
+            } else if (line_len) {
+                run(line, line_len);
+            }
+            line_len = 0;
+            line_overflow = false;
+        } else if (ch != '\r') {
+            if (line_len < max_line) {
+                line[line_len++] = ch;
+            } else {
+                line_overflow = true;
+            }
+        }
+    }
+}
+
+}  // namespace trace_stream
