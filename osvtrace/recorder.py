@@ -1,0 +1,448 @@
+"""`osvtrace record` over virtio-serial: stream the guest's trace into an .osvt as it runs.
+
+Order of events (the order matters):
+
+1. Listen on two unix sockets, *then* start QEMU, which connects to them as a
+   client (``-chardev socket,path=...`` without server=on). QEMU silently drops
+   what a port sends while no host end is connected (with server=on,wait=off and
+   no reader): listening first means the host end exists before the guest runs.
+2. The guest (tracemode=stream) brings up its virtio console, waits for the
+   host end of ``org.osvtrace.trace``, starts its drain thread and then the app.
+3. Frames arrive: the meta frame opens the .osvt (metadata from the guest);
+   each data frame becomes one chunk, appended as it arrives; thread frames add
+   names; ack frames answer control commands; the end frame closes the stream.
+4. The recording stops at the app's exit (end frame, then QEMU exits with the
+   app's status), at --duration or Ctrl-C (a `stop` command: the guest sends
+   the rest of its rings and the end frame, then QEMU is ended), or when QEMU
+   dies (the file keeps every complete chunk; the error says what happened).
+
+QEMU never outlives the recorder (osvtrace.proc: own session, PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import selectors
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from osvtrace import ctl, stream
+from osvtrace.errors import OsvtraceError
+from osvtrace.qemu import EXIT_RESET, Outcome, Vm, VmConfig
+
+CONNECT_TIMEOUT = 15.0  # QEMU start to both chardevs connected
+STOP_GRACE = 15.0  # a `stop` to the end frame (the guest sends the rest of its rings first)
+TICK = 0.25  # progress line, file flush, clocks
+DEFAULT_SOCKET_DIR = None  # a fresh directory under $TMPDIR
+
+
+class RecordError(OsvtraceError):
+    """The recording failed; what was received is in the file."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def virtio_args(machine: str, trace_sock: Path, ctl_sock: Path) -> list[str]:
+    """QEMU arguments for the virtio-serial device and its two named ports."""
+    # max_ports=4: the guest sets up queues for every port at once (few ports, little memory).
+    dev = "virtio-serial-device,max_ports=4" if machine == "microvm" else \
+        "virtio-serial-pci,max_ports=4,disable-modern=on"
+    return ["-device", dev,
+            "-chardev", f"socket,id=osvtrace-trace,path={trace_sock}",
+            "-device", f"virtserialport,chardev=osvtrace-trace,name={stream.PORT_NAME},nr=1",
+            "-chardev", f"socket,id=osvtrace-ctl,path={ctl_sock}",
+            "-device", f"virtserialport,chardev=osvtrace-ctl,name={stream.CTL_PORT_NAME},nr=2"]
+
+
+@dataclass
+class RecordResult:
+    path: Path
+    stop: str  # app-exit | duration | interrupt | ctl-stop | timeout | qemu-died | stream-error
+    outcome: Outcome
+    end: stream.End | None
+    records: int
+    lost: dict[int, int]
+    slots: int
+    bytes: int  # stream bytes received
+    file_bytes: int
+    seconds: float
+    ncpus: int
+    console: str
+    ctl_socket: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.stop == "app-exit":
+            return self.outcome.exit_code
+        if self.stop == "interrupt":
+            return 130
+        if self.stop == "timeout":
+            return 124
+        if self.stop in ("duration", "ctl-stop"):
+            return 0
+        return self.outcome.exit_code if self.outcome.kind not in ("app", "stopped") else EXIT_RESET
+
+
+class _Sink(stream.StreamSink):
+    """Frames -> the .osvt writer (opened by the meta frame)."""
+
+    def __init__(self, rec: "Recorder"):
+        self.rec = rec
+
+    def on_meta(self, meta: stream.Meta) -> None:
+        self.rec._open_writer(meta)
+
+    def on_data(self, cpu: int, seq: int, lost: int, slots: memoryview, records: int) -> None:
+        w = self.rec.writer
+        assert w is not None
+        # An empty frame only carries the final lost counter: worth a chunk only if it grew.
+        if len(slots) or lost > w.lost.get(cpu, 0):
+            w.write_chunk(cpu, seq, slots, lost)
+
+    def on_threads(self, names: dict[int, str]) -> None:
+        assert self.rec.writer is not None
+        self.rec.writer.add_threads(names)
+        self.rec.threads.update(names)
+
+    def on_end(self, end: stream.End) -> None:
+        self.rec.end = end
+
+    def on_ack(self, ack: stream.Ack) -> None:
+        self.rec._ack(ack)
+
+
+class Recorder:
+    """One streaming recording: ``Recorder(cfg, "t.osvt").run()``."""
+
+    def __init__(self, cfg: VmConfig, output: str | Path, *, duration: float | None = None,
+                 ctl_socket: str | Path | None = None, progress: bool = False, console: BinaryIO | None = None,
+                 stderr: BinaryIO | None = None, on_ready=None):
+        self.cfg = cfg
+        self.output = Path(output).resolve()
+        self.duration = duration
+        self.ctl_path = Path(ctl_socket).resolve() if ctl_socket else None
+        self.progress_on = progress
+        self.console = console
+        self.stderr = stderr
+        self.on_ready = on_ready  # called with the ctl socket path once QEMU is connected
+        self.writer = None
+        self.end: stream.End | None = None
+        self.threads: dict[int, str] = {}
+        self.meta: stream.Meta | None = None
+        self.parser = stream.StreamParser(_Sink(self))
+        self.received = 0
+        self._ids = 0
+        self._pending: dict[int, tuple[socket.socket, float, str]] = {}
+        self._clients: dict[socket.socket, bytearray] = {}
+        self._guest_ctl: socket.socket | None = None
+        self._stop_reason: str | None = None
+        self._stop_deadline: float | None = None
+
+    # ------------------------------------------------------------ writer
+
+    def _open_writer(self, meta: stream.Meta) -> None:
+        from osvtrace.osvt import TraceWriter, new_metadata
+        from osvtrace.schema import default_catalog
+
+        self.meta = meta
+        cat = default_catalog()
+        # Time zero on the host's wall clock: the meta frame left the guest at tsc_start.
+        since_boot = (meta.tsc_start - meta.tsc_boot) / meta.tsc_hz if meta.tsc_hz else 0.0
+        md = new_metadata(cat, ncpus=meta.ncpus, tsc_hz=meta.tsc_hz, tsc_boot=meta.tsc_boot, capture="virtio",
+                          tsc_offset=meta.tsc_offset, cmdline=meta.cmdline, build_id=meta.build_id,
+                          kernel=str(self.cfg.kernel), wall_clock_ns=int((time.time() - since_boot) * 1e9))
+        md.extra["enabled"] = ",".join(tp.name for tp in cat.active()
+                                       if tp.id < len(meta.enabled) and meta.enabled[tp.id])
+        md.extra["drain_period_us"] = str(meta.drain_period_us)
+        md.extra["ring_slots"] = str(meta.ring_slots)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = TraceWriter(self.output, md)
+
+    # ------------------------------------------------------------ control relay
+
+    def _ack(self, ack: stream.Ack) -> None:
+        pending = self._pending.pop(ack.id, None)
+        if pending is None:
+            return
+        conn, t_sent, _cmd = pending
+        self._reply(conn, {"ok": ack.result >= 0, "result": ack.result, "message": ack.message,
+                           "guest_tsc": ack.tsc, "ms": round((time.monotonic() - t_sent) * 1e3, 3)})
+
+    def _reply(self, conn: socket.socket | None, obj: dict) -> None:
+        if conn is None:
+            return
+        try:
+            conn.sendall(json.dumps(obj).encode() + b"\n")
+        except OSError:
+            pass  # the client went away: its loss
+
+    def guest_command(self, cmd: str, arg: str | None = None, conn: socket.socket | None = None) -> int:
+        """Send a command to the guest; its ack goes to `conn` (if any). Returns its id."""
+        self._ids += 1
+        if self._guest_ctl is None or self.end is not None:
+            self._reply(conn, {"ok": False, "message": "the guest's stream has ended"})
+            return self._ids
+        self._pending[self._ids] = (conn, time.monotonic(), cmd)  # type: ignore[assignment]
+        try:
+            self._guest_ctl.sendall(ctl.guest_line(self._ids, cmd, arg))
+        except OSError as e:
+            self._pending.pop(self._ids, None)
+            self._reply(conn, {"ok": False, "message": f"cannot reach the guest: {e}"})
+        return self._ids
+
+    def _client_line(self, conn: socket.socket, line: bytes) -> None:
+        try:
+            req = json.loads(line)
+            cmd, arg = req.get("cmd"), req.get("arg")
+            ctl.check_command(cmd, arg)
+        except (ValueError, AttributeError) as e:
+            self._reply(conn, {"ok": False, "message": f"bad request: {e}"})
+            return
+        except OsvtraceError as e:
+            self._reply(conn, {"ok": False, "message": str(e)})
+            return
+        if cmd == "status":
+            self._reply(conn, {"ok": True, "result": 0, "message": self._status_line(), "records": self.parser.records,
+                               "lost": {str(c): s.lost for c, s in self.parser.cpus.items()},
+                               "bytes": self.received})
+            return
+        if cmd == "stop":
+            self._begin_stop("ctl-stop", send=False)
+        self.guest_command(cmd, arg, conn)
+
+    def _status_line(self) -> str:
+        lost = sum(s.lost for s in self.parser.cpus.values())
+        return f"{self.parser.records:,} events, {lost:,} lost, {self.received / 1e6:.1f} MB received"
+
+    # ------------------------------------------------------------ stopping
+
+    def _begin_stop(self, reason: str, send: bool = True) -> None:
+        """Ask the guest to end its stream (the rest of the rings, then the end frame)."""
+        if self._stop_reason is not None:
+            return
+        self._stop_reason = reason
+        self._stop_deadline = time.monotonic() + STOP_GRACE
+        if send:
+            self.guest_command("stop")
+
+    # ------------------------------------------------------------ main loop
+
+    def run(self) -> RecordResult:
+        from osvtrace.progress import Progress
+
+        t0 = time.monotonic()
+        tmp = Path(tempfile.mkdtemp(prefix="osvtrace-rec-"))
+        trace_path, guest_ctl_path = tmp / "trace.sock", tmp / "guest-ctl.sock"
+        ctl_path = self.ctl_path or tmp / "ctl.sock"
+        listeners = []
+        try:
+            for p in (trace_path, guest_ctl_path, ctl_path):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    if p == ctl_path and p.is_socket():
+                        p.unlink()  # a stale socket from an earlier recording
+                    s.bind(str(p))
+                except OSError as e:
+                    s.close()
+                    raise RecordError(f"cannot listen on {p}: {e.strerror or e}") from None
+                s.listen(4)
+                listeners.append(s)
+            cfg = dataclasses.replace(self.cfg, tracemode="stream", timeout=None,
+                                      extra_args=list(self.cfg.extra_args)
+                                      + virtio_args(self.cfg.machine, trace_path, guest_ctl_path))
+            with Vm(cfg, console=self.console, stderr=self.stderr) as vm, Progress(self.progress_on) as prog:
+                trace_conn, self._guest_ctl = self._accept_qemu(vm, listeners[0], listeners[1])
+                if self.on_ready:
+                    self.on_ready(ctl_path)
+                stop, warnings = self._loop(vm, trace_conn, listeners[2], prog, t0)
+                outcome = self._finish_vm(vm, stop)
+                console = vm.console_text()
+        finally:
+            for s in listeners:
+                s.close()
+            for c in list(self._clients):
+                c.close()
+            if self._guest_ctl is not None:
+                self._guest_ctl.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+            if self.ctl_path and self.ctl_path.is_socket():
+                self.ctl_path.unlink()
+        status = self._status(stop, outcome)
+        if self.writer is not None:
+            self.writer.close(status)
+        size = self.output.stat().st_size if self.output.exists() else 0
+        return RecordResult(self.output, stop, outcome, self.end, self.parser.records,
+                            {c: s.lost for c, s in sorted(self.parser.cpus.items())},
+                            sum(s.slots for s in self.parser.cpus.values()), self.received, size,
+                            time.monotonic() - t0, self.meta.ncpus if self.meta else 0, console,
+                            ctl_path, warnings)
+
+    def _accept_qemu(self, vm: Vm, trace_l: socket.socket, ctl_l: socket.socket) -> tuple[socket.socket, socket.socket]:
+        conns: dict[socket.socket, socket.socket] = {}
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        for l in (trace_l, ctl_l):
+            l.settimeout(0.05)
+        while len(conns) < 2:
+            for l in (trace_l, ctl_l):
+                if l in conns:
+                    continue
+                try:
+                    c, _ = l.accept()
+                except (TimeoutError, BlockingIOError):
+                    continue
+                c.setblocking(True)
+                conns[l] = c
+            if len(conns) < 2:
+                if not vm.running:
+                    out = vm.wait(5)
+                    raise RecordError("QEMU ended before connecting to the trace port: " + out.describe()
+                                      + (f": {vm.errors.decode(errors='replace').strip()}" if vm.errors else ""),
+                                      out.exit_code)
+                if time.monotonic() > deadline:
+                    raise RecordError(f"QEMU did not connect to the trace sockets within {CONNECT_TIMEOUT:g} s")
+        return conns[trace_l], conns[ctl_l]
+
+    def _loop(self, vm: Vm, conn: socket.socket, ctl_l: socket.socket, prog, t0: float) -> tuple[str, list[str]]:
+        sel = selectors.DefaultSelector()
+        conn.setblocking(False)
+        ctl_l.setblocking(False)
+        sel.register(conn, selectors.EVENT_READ, "trace")
+        sel.register(ctl_l, selectors.EVENT_READ, "accept")
+        warnings: list[str] = []
+        deadline = t0 + self.duration if self.duration else None
+        hard_deadline = t0 + self.cfg.timeout if self.cfg.timeout else None
+        next_tick = time.monotonic() + TICK
+        interrupts = 0
+        eof = False
+        vm_gone: float | None = None
+        try:
+            while True:
+                try:
+                    events = sel.select(max(0.0, next_tick - time.monotonic()))
+                    for key, _ in events:
+                        if key.data == "trace":
+                            try:
+                                if not self._read_trace(conn):
+                                    eof = True
+                                    sel.unregister(conn)
+                            except BlockingIOError:
+                                pass
+                        elif key.data == "accept":
+                            try:
+                                c, _ = ctl_l.accept()
+                            except BlockingIOError:
+                                continue
+                            c.setblocking(False)
+                            self._clients[c] = bytearray()
+                            sel.register(c, selectors.EVENT_READ, "client")
+                        else:
+                            self._read_client(key.fileobj, sel)  # type: ignore[arg-type]
+                    now = time.monotonic()
+                    if eof:
+                        return self._after_eof(vm), warnings
+                    if self.end is not None and self.end.reason == stream.END_STOPPED:
+                        return self._stop_reason or "ctl-stop", warnings
+                    if now >= next_tick:
+                        next_tick = now + TICK
+                        if self.writer is not None:
+                            self.writer.flush()
+                        lost = {c: s.lost for c, s in sorted(self.parser.cpus.items())}
+                        prog.update(self.parser.records, self.received, lost,
+                                    "stopping" if self._stop_reason else "recording")
+                        if deadline and now >= deadline:
+                            self._begin_stop("duration")
+                        if hard_deadline and now >= hard_deadline:
+                            self._begin_stop("timeout")
+                        if self._stop_deadline and now >= self._stop_deadline:
+                            warnings.append(f"the guest sent no end frame within {STOP_GRACE:g} s of `stop`; "
+                                            "the trace ends with what had arrived")
+                            return self._stop_reason or "duration", warnings
+                        # QEMU gone: its end of the socket closes with it, so EOF follows at
+                        # once; this only guards against a socket that never reports it.
+                        if vm.running:
+                            vm_gone = None
+                        elif vm_gone is None:
+                            vm_gone = now
+                        elif now - vm_gone > 5:
+                            return self._after_eof(vm), warnings
+                except KeyboardInterrupt:
+                    interrupts += 1
+                    if interrupts > 1 or self.meta is None:
+                        return "interrupt", warnings
+                    self._begin_stop("interrupt")
+        except stream.StreamError as e:
+            raise RecordError(f"{e}; the trace up to there is in {self.output}") from None
+        finally:
+            sel.close()
+
+    def _read_trace(self, conn: socket.socket) -> bool:
+        """One receive into the parser; False at end of stream."""
+        try:
+            n = conn.recv_into(self.parser.free_space())
+        except ConnectionResetError:
+            return False
+        if n == 0:
+            return False
+        self.received += n
+        self.parser.commit(n)
+        return True
+
+    def _read_client(self, c: socket.socket, sel: selectors.BaseSelector) -> None:
+        try:
+            data = c.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            sel.unregister(c)
+            self._clients.pop(c, None)
+            c.close()
+            return
+        buf = self._clients[c]
+        buf += data
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            self._client_line(c, line)
+
+    def _after_eof(self, vm: Vm) -> str:
+        """The trace stream closed: QEMU is exiting (or gone)."""
+        if self.end is not None:
+            return "app-exit" if self.end.reason == stream.END_APP_EXIT else (self._stop_reason or "ctl-stop")
+        return "qemu-died"
+
+    def _finish_vm(self, vm: Vm, stop: str) -> Outcome:
+        if stop == "app-exit":
+            return vm.wait(30)
+        if stop == "qemu-died":
+            try:
+                return vm.wait(10)
+            except OsvtraceError:
+                return Outcome(vm.proc.returncode if vm.proc else None, "qemu-error")
+        vm.stop()
+        rc = vm.proc.returncode if vm.proc else None
+        return Outcome(rc, "stopped")
+
+    def _status(self, stop: str, outcome: Outcome) -> str:
+        if stop == "app-exit" and self.end is not None:
+            return f"app exited with status {self.end.status}"
+        return {"duration": "stopped after the duration", "interrupt": "stopped by Ctrl-C",
+                "ctl-stop": "stopped by a ctl stop command", "timeout": "stopped at the timeout"}.get(
+            stop, f"incomplete: {outcome.describe()}")
+
+
+def record(cfg: VmConfig, output: str | Path, **kw) -> RecordResult:
+    """Boot cfg with a streaming trace into `output`; see Recorder."""
+    return Recorder(cfg, output, **kw).run()
