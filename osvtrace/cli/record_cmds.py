@@ -1,0 +1,229 @@
+"""Commands that capture traces from a VM: record (virtio | shm | gdb), recover, ctl."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from osvtrace.cli.vm_cmds import VmFailed, _boot_line, _config, _fail, _stop_on_sigterm, vm_options
+from osvtrace.errors import OsvtraceError, UsageError
+
+
+class _ConsoleText:
+    """Guest console bytes -> sys.stdout as text, looked up at each write, so that while the
+    progress line is live (rich redirects sys.stdout) the console scrolls above it."""
+
+    def write(self, data: bytes) -> None:
+        sys.stdout.write(data.decode("utf-8", "replace"))
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _lost_text(lost: dict[int, int]) -> str:
+    total = sum(lost.values())
+    if not total:
+        return "0 lost"
+    return f"{total:,} lost (" + ", ".join(f"cpu{c} {n:,}" for c, n in sorted(lost.items())) + ")"
+
+
+@click.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Trace file to write (.osvt).")
+@click.option("--via", default="virtio", show_default=True, type=click.Choice(["virtio", "shm", "gdb"]),
+              help="virtio: stream over virtio-serial while the app runs; shm: read the rings from the guest's "
+                   "RAM file at the end; gdb: snapshot the rings through gdb at the end.")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="S",
+              help="Stop after S seconds instead of at the app's end (the VM is then ended).")
+@click.option("--buffer", metavar="SIZE", help="Ring size per CPU (64K, 16M ...; same as --tracebuf).")
+@click.option("--ctl-socket", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="virtio: where to listen for `osvtrace ctl` (default: a fresh path, printed at the start).")
+@click.option("--keep-ram", is_flag=True, help="shm: keep the RAM file in /dev/shm (for `osvtrace recover`).")
+@vm_options
+@click.argument("app")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: float | None, buffer: str | None,
+           ctl_socket: Path | None, keep_ram: bool, **opts: Any) -> None:
+    """Boot APP under QEMU and record its trace into an .osvt file.
+
+    --via virtio (default) streams while the app runs: the kernel's drain thread sends every
+    CPU's ring over virtio-serial and chunks are appended to FILE as they arrive, so a trace
+    can be far longer than the rings; records the drain could not keep up with are counted
+    as lost, per CPU. On a terminal a progress line shows the rates. It stops at the app's
+    end, after --duration, or at Ctrl-C (the guest sends what its rings still hold first);
+    `osvtrace ctl SOCKET enable|disable GLOB` changes tracepoints while it runs.
+
+    --via shm keeps guest RAM in a /dev/shm file and reads the rings (flight recorders)
+    from it after QEMU ends; --via gdb snapshots them through gdb. Without --trace every
+    tracepoint is enabled. Exits with the app's status.
+
+    \b
+    Example:
+      osvtrace record -o storm.osvt --smp 2 --trace trace_marker tpstorm --rate 1000000 --seconds 30
+      osvtrace record -o pp.osvt --via shm --trace 'sched_*' pingpong 10000
+      osvtrace report summary storm.osvt
+    """
+    if buffer:
+        if opts.get("tracebuf") and opts["tracebuf"] != buffer:
+            raise UsageError("give --buffer or --tracebuf, not both")
+        opts["tracebuf"] = buffer
+    if not opts.get("trace"):
+        opts["trace"] = "*"
+    if via == "virtio" and opts.get("tracemode") == "overwrite":
+        raise UsageError("--via virtio streams: the rings must be in stream mode (drop --tracemode overwrite)")
+    if ctl_socket and via != "virtio":
+        raise UsageError("--ctl-socket is for --via virtio")
+    if keep_ram and via != "shm":
+        raise UsageError("--keep-ram is for --via shm")
+    cfg = _config(app, args, **opts)
+    _stop_on_sigterm()
+    if via == "virtio":
+        _record_virtio(cfg, output, duration, ctl_socket, opts["verbose"])
+    elif via == "shm":
+        _record_shm(cfg, output, duration, keep_ram, opts["verbose"])
+    else:
+        _record_gdb(cfg, output, duration, opts["verbose"])
+
+
+def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: Path | None, verbose: bool) -> None:
+    from osvtrace import recorder
+
+    tty = sys.stdout.isatty()
+
+    def ready(path: Path) -> None:
+        if tty or verbose or ctl_socket:
+            click.echo(f"osvtrace: control socket {path} (osvtrace ctl {path} enable|disable GLOBS)", err=True)
+
+    res = recorder.record(cfg, output, duration=duration, ctl_socket=ctl_socket, progress=tty,
+                          console=_ConsoleText() if tty else sys.stdout.buffer, stderr=sys.stderr.buffer,
+                          on_ready=ready)
+    for w in res.warnings:
+        click.echo(f"osvtrace: warning: {w}", err=True)
+    when = {"app-exit": "at the app's end", "duration": "after the duration", "interrupt": "at Ctrl-C",
+            "ctl-stop": "at a ctl stop", "timeout": "at the timeout", "qemu-died": "when QEMU died"}[res.stop]
+    rate = res.records / res.seconds if res.seconds else 0
+    click.echo(f"recorded {res.records:,} events on {res.ncpus} CPU(s) {when}, {_lost_text(res.lost)}: "
+               f"{res.path} ({_mb(res.file_bytes)}, {res.seconds:.2f} s, {rate / 1e6:.2f} M events/s, "
+               f"{res.bytes / res.seconds / 1e6 if res.seconds else 0:.1f} MB/s)")
+    if res.stop == "qemu-died":
+        raise VmFailed(f"QEMU ended before the stream did ({res.outcome.describe()}); the trace up to its last "
+                       f"complete chunk is in {res.path}", res.exit_code or 1)
+    if res.stop == "app-exit":
+        _fail(res.outcome, False)
+    elif res.exit_code:
+        raise VmFailed({"interrupt": "interrupted", "timeout": f"stopped at the timeout ({cfg.timeout:g} s)"}
+                       .get(res.stop, res.stop), res.exit_code)
+
+
+def _record_shm(cfg: Any, output: Path, duration: float | None, keep_ram: bool, verbose: bool) -> None:
+    from osvtrace import shmcapture
+
+    cap = shmcapture.record(cfg, output, duration=duration, keep_ram=keep_ram, console=sys.stdout.buffer,
+                            stderr=sys.stderr.buffer)
+    for w in cap.recovered.warnings:
+        click.echo(f"osvtrace: warning: {w}", err=True)
+    snap = cap.recovered.snapshot
+    click.echo(f"recorded {snap.slots:,} slots on {len(snap.chunks)} CPU(s) from shared RAM, {snap.lost:,} lost: "
+               f"{cap.path} ({cap.seconds:.2f} s)" + (f"; RAM file kept: {cap.ram}" if cap.ram else ""))
+    if cap.stop == "panic":
+        raise VmFailed(f"kernel panic; the trace up to it is in {cap.path}", cap.outcome.exit_code)
+    if cap.stop == "interrupt":
+        raise VmFailed("interrupted", 130)
+    if cap.stop == "app-exit":
+        _fail(cap.outcome, False)
+    elif cap.stop == "qemu-died":
+        raise VmFailed(f"{cap.outcome.describe()}; the trace read from its RAM is in {cap.path}",
+                       cap.outcome.exit_code)
+
+
+def _record_gdb(cfg: Any, output: Path, duration: float | None, verbose: bool) -> None:
+    from osvtrace import gdbcapture
+
+    cap = gdbcapture.record(cfg, output, duration=duration, console=sys.stdout.buffer)
+    if verbose:
+        click.echo("osvtrace: " + _boot_line(cap.boot), err=True)
+        click.echo(f"osvtrace: gdb: {cap.saved}", err=True)
+    click.echo(_summary(cap))
+    if cap.stop == "panic":
+        raise VmFailed(f"kernel panic; the trace up to it is in {cap.path}", cap.outcome.exit_code)
+    if cap.stop != "duration":
+        _fail(cap.outcome, False)
+
+
+def _summary(cap: Any) -> str:
+    """One line: what the file holds (read back through the decoder, so it is what a report sees)."""
+    from osvtrace.trace import open as open_trace
+
+    with open_trace(cap.path) as t:
+        lost = sum(lc.dropped + lc.gap_slots for lc in t.loss.values())
+        over = sum(lc.overwritten_slots for lc in t.loss.values())
+        n, ncpu = len(t), t.ncpus
+    when = {"app-exit": "at the app's end", "panic": "at a kernel panic",
+            "duration": "after the duration"}.get(cap.stop, cap.stop)
+    extra = f", {over:,} older slots overwritten" if over else ""
+    return (f"recorded {n:,} events on {ncpu} CPU(s) {when}, {lost:,} lost{extra}: {cap.path} "
+            f"({cap.seconds:.2f} s)")
+
+
+@click.command()
+@click.argument("ramfile", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("kernel", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Trace file to write (.osvt).")
+def recover(ramfile: Path, kernel: Path | None, output: Path) -> None:
+    """Rebuild a trace from the RAM file of a guest that crashed, hung or was killed.
+
+    RAMFILE is guest RAM kept by `osvtrace record --via shm --keep-ram` (or any QEMU run with
+    `-object memory-backend-file,share=on,mem-path=RAMFILE`). KERNEL (build/kernel.elf) locates
+    the control block by symbol; without it, the block is found by its magic. Records still
+    being written at the crash are dropped, never misread.
+
+    \b
+    Example:
+      osvtrace record --via shm --keep-ram -o x.osvt crash panic
+      osvtrace recover /dev/shm/osvtrace-1234-ab12cd34.ram build/kernel.elf -o crash.osvt
+    """
+    from osvtrace import shmcapture
+
+    rec = shmcapture.recover(ramfile, kernel, output)
+    for w in rec.warnings:
+        click.echo(f"osvtrace: warning: {w}", err=True)
+    snap = rec.snapshot
+    click.echo(f"recovered {snap.slots:,} slots on {len(snap.chunks)} CPU(s), {snap.lost:,} lost, "
+               f"{len(snap.threads)} thread names: {rec.path}")
+
+
+@click.command()
+@click.argument("socket_path", metavar="SOCKET", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("command", type=click.Choice(["enable", "disable", "flush", "stop", "status"]))
+@click.argument("globs", required=False)
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True), metavar="S",
+              help="Give up waiting for the guest's reply after S seconds.")
+def ctl(socket_path: Path, command: str, globs: str | None, timeout: float) -> None:
+    """Control a running `osvtrace record`: enable or disable tracepoints, flush, stop.
+
+    SOCKET is the control socket the recorder printed (or its --ctl-socket). enable and
+    disable take anchored globs, comma-separated, and act in the guest at once; the reply
+    says how many tracepoints matched. flush sends what the rings hold now; stop ends the
+    recording cleanly (the rest of the rings first); status shows what arrived so far.
+
+    \b
+    Example:
+      osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock disable 'sched_*'
+      osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock enable mutex_lock,mutex_unlock
+    """
+    from osvtrace import ctl as ctl_mod
+
+    reply = ctl_mod.send(socket_path, command, globs, timeout=timeout)
+    extra = f" ({reply['ms']:.1f} ms)" if "ms" in reply else ""
+    click.echo(f"{reply.get('message', 'done')}{extra}")
+
+
+COMMANDS = [record, recover, ctl]
