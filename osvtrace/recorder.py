@@ -148,20 +148,29 @@ class Recorder:
         self._guest_ctl: socket.socket | None = None
         self._stop_reason: str | None = None
         self._stop_deadline: float | None = None
+        # Everything the meta frame needs, ready before QEMU starts: parsing the schema
+        # takes tens of ms, and while the recorder does not read, the guest's rings fill.
+        from osvtrace.osvt import new_metadata
+        from osvtrace.schema import default_catalog
+
+        self._catalog = default_catalog()
+        self._md_template = new_metadata(self._catalog, ncpus=1, tsc_hz=1, capture="virtio")
 
     # ------------------------------------------------------------ writer
 
     def _open_writer(self, meta: stream.Meta) -> None:
-        from osvtrace.osvt import TraceWriter, new_metadata
-        from osvtrace.schema import default_catalog
+        from osvtrace.osvt import TraceWriter
 
         self.meta = meta
-        cat = default_catalog()
+        cat = self._catalog
         # Time zero on the host's wall clock: the meta frame left the guest at tsc_start.
         since_boot = (meta.tsc_start - meta.tsc_boot) / meta.tsc_hz if meta.tsc_hz else 0.0
-        md = new_metadata(cat, ncpus=meta.ncpus, tsc_hz=meta.tsc_hz, tsc_boot=meta.tsc_boot, capture="virtio",
-                          tsc_offset=meta.tsc_offset, cmdline=meta.cmdline, build_id=meta.build_id,
-                          kernel=str(self.cfg.kernel), wall_clock_ns=int((time.time() - since_boot) * 1e9))
+        md = type(self._md_template)()
+        md.CopyFrom(self._md_template)
+        md.ncpus, md.tsc_hz, md.tsc_boot = meta.ncpus, meta.tsc_hz, meta.tsc_boot
+        md.tsc_offset.extend(meta.tsc_offset)
+        md.cmdline, md.build_id, md.kernel = meta.cmdline, meta.build_id, str(self.cfg.kernel)
+        md.wall_clock_ns = int((time.time() - since_boot) * 1e9)
         md.extra["enabled"] = ",".join(tp.name for tp in cat.active()
                                        if tp.id < len(meta.enabled) and meta.enabled[tp.id])
         md.extra["drain_period_us"] = str(meta.drain_period_us)

@@ -1,6 +1,6 @@
 // tpstorm [--rate R] [--seconds S] [--threads T] [--burst N --gap MS]:
 // a tracepoint storm for the streaming benchmarks and loss tests. T threads
-// (default: one per CPU) emit trace_marker records, R per second in total
+// (default: one per CPU, pinned round robin) emit trace_marker records, R per second in total
 // (0: as fast as they can), between units of work: the work rate is the
 // app's own figure of how much tracing slows it down. With --burst, each
 // thread emits N records back to back, then sleeps MS milliseconds.
@@ -136,7 +136,7 @@ int tpstorm_main(int argc, char** argv)
     if (!ms_given) {
         c.ms = seconds * 1000;
     }
-    unsigned ncpus = __atomic_load_n(&osvtrace_control.ncpus, __ATOMIC_ACQUIRE);
+    unsigned ncpus = online_cpus();
     c.threads = threads_arg ? unsigned(threads_arg) : (ncpus ? ncpus : 1);
     static worker workers[max_threads];
     thread* ts[max_threads] = {};
@@ -147,7 +147,7 @@ int tpstorm_main(int argc, char** argv)
         workers[i].index = i;
         char name[24];
         snprintf(name, sizeof name, "storm-%u", i);
-        ts[i] = threads::create(name, run, &workers[i]);
+        ts[i] = threads::create_on(i % ncpus, name, run, &workers[i]);  // one per CPU, pinned
         if (!ts[i]) {
             kprintf("tpstorm: cannot create thread %u\n", i);
             return 1;

@@ -2,20 +2,15 @@
 
 #include "core/percpu.hh"
 #include "core/sched.hh"
-#include "generated/tracepoints.hh"
 
-// NOTE: the waiter publishes itself, then tests the flag, then blocks; the
-// signaller sets the flag, then wakes whoever is published. Interrupts are
-// off in between on the waiter's side, so (one CPU) a signal cannot fall
-// between the test and the block.
+// NOTE: the waiter publishes itself, then tests (and consumes) the flag
+// inside sched::wait_for's announce-then-check; the signaller sets the flag,
+// then wakes whoever is published. Whatever order they race in, a signal
+// either is seen by the test or finds the waiter announced and wakes it.
 void event::wait()
 {
-    irq_guard g;
     __atomic_store_n(&waiter_, current_thread(), __ATOMIC_SEQ_CST);
-    while (!__atomic_exchange_n(&pending_, false, __ATOMIC_SEQ_CST)) {
-        trace_sched_wait(this);
-        sched::schedule(thread_state::waiting);
-    }
+    sched::wait_for([this] { return __atomic_exchange_n(&pending_, false, __ATOMIC_SEQ_CST); }, this);
     __atomic_store_n(&waiter_, nullptr, __ATOMIC_RELAXED);
 }
 

@@ -1,5 +1,5 @@
 // A one-waiter event: a thread blocks in wait() until someone signals. The
-// signal may come from any context, interrupt handlers included (the device
+// signal may come from any context and CPU, interrupt handlers included (the device
 // drivers' handlers do nothing else). A signal with nobody waiting is kept
 // and ends the next wait at once; several signals before a wait count as one.
 #pragma once

@@ -12,6 +12,9 @@ from osvtrace.cli.vm_cmds import VmFailed, _boot_line, _config, _fail, _stop_on_
 from osvtrace.errors import OsvtraceError, UsageError
 
 
+DEFAULT_STREAM_BUFFER = "16M"
+
+
 class _ConsoleText:
     """Guest console bytes -> sys.stdout as text, looked up at each write, so that while the
     progress line is live (rich redirects sys.stdout) the console scrolls above it."""
@@ -42,7 +45,9 @@ def _lost_text(lost: dict[int, int]) -> str:
                    "RAM file at the end; gdb: snapshot the rings through gdb at the end.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="S",
               help="Stop after S seconds instead of at the app's end (the VM is then ended).")
-@click.option("--buffer", metavar="SIZE", help="Ring size per CPU (64K, 16M ...; same as --tracebuf).")
+@click.option("--buffer", metavar="SIZE",
+              help=f"Ring size per CPU (64K, 16M ...; same as --tracebuf; --via virtio default "
+                   f"{DEFAULT_STREAM_BUFFER}, else the kernel's 4M).")
 @click.option("--ctl-socket", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="virtio: where to listen for `osvtrace ctl` (default: a fresh path, printed at the start).")
 @click.option("--keep-ram", is_flag=True, help="shm: keep the RAM file in /dev/shm (for `osvtrace recover`).")
@@ -76,6 +81,10 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: fl
         opts["tracebuf"] = buffer
     if not opts.get("trace"):
         opts["trace"] = "*"
+    if via == "virtio" and not opts.get("tracebuf"):
+        # Streaming rings absorb the host's hiccups (scheduling, disk): at 1 M events/s
+        # per CPU, 16 MiB is half a second.
+        opts["tracebuf"] = DEFAULT_STREAM_BUFFER
     if via == "virtio" and opts.get("tracemode") == "overwrite":
         raise UsageError("--via virtio streams: the rings must be in stream mode (drop --tracemode overwrite)")
     if ctl_socket and via != "virtio":
