@@ -80,6 +80,7 @@ class RecordResult:
     console: str
     ctl_socket: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    refused: bool = False  # the kernel refused the command line: no stream at all
 
     @property
     def exit_code(self) -> int:
@@ -277,6 +278,7 @@ class Recorder:
                 stop, warnings = self._loop(vm, trace_conn, listeners[2], prog, t0)
                 outcome = self._finish_vm(vm, stop)
                 console = vm.console_text()
+                refused = vm.refused
         finally:
             for s in listeners:
                 s.close()
@@ -295,7 +297,7 @@ class Recorder:
                             {c: s.lost for c, s in sorted(self.parser.cpus.items())},
                             sum(s.slots for s in self.parser.cpus.values()), self.received, size,
                             time.monotonic() - t0, self.meta.ncpus if self.meta else 0, console,
-                            ctl_path, warnings)
+                            ctl_path, warnings, refused)
 
     def _accept_qemu(self, vm: Vm, trace_l: socket.socket, ctl_l: socket.socket) -> tuple[socket.socket, socket.socket]:
         conns: dict[socket.socket, socket.socket] = {}
@@ -447,6 +449,8 @@ class Recorder:
     def _status(self, stop: str, outcome: Outcome) -> str:
         if stop == "app-exit" and self.end is not None:
             return f"app exited with status {self.end.status}"
+        if outcome.kind == "panic":
+            return "kernel panic"
         return {"duration": "stopped after the duration", "interrupt": "stopped by Ctrl-C",
                 "ctl-stop": "stopped by a ctl stop command", "timeout": "stopped at the timeout"}.get(
             stop, f"incomplete: {outcome.describe()}")

@@ -115,6 +115,8 @@ def snapshot_file(ram: str | os.PathLike, elf: str | os.PathLike | None) -> tupl
         raise RamFileError(f"{ram}: is a directory, not a RAM file") from None
     with f:
         size = os.fstat(f.fileno()).st_size
+        if f.read(8) == b"OSVTRACE":
+            raise RamFileError(f"{ram}: is an .osvt trace, not a RAM file")
         if size < 1 << 20:
             raise RamFileError(f"{ram}: {size} bytes is too small for guest RAM")
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)

@@ -113,7 +113,7 @@ def test_pingpong_timestamps_and_sequence_numbers(pingpong_trace):
 
 def test_record_stops_after_duration(kernel, gdb_ok, tmp_path):
     out = tmp_path / "sleep.osvt"
-    r = cli("record", "--no-build", "-o", str(out), "--duration", "0.5", "sleep", "60000", timeout=60)
+    r = cli("record", "--via", "gdb", "--no-build", "-o", str(out), "--duration", "0.5", "sleep", "60000", timeout=60)
     assert r.returncode == 0, r.stderr
     assert "after the duration" in r.stdout
     t = osvtrace.open(out)
@@ -122,7 +122,7 @@ def test_record_stops_after_duration(kernel, gdb_ok, tmp_path):
 
 def test_record_of_a_panic_keeps_the_trace(kernel, gdb_ok, tmp_path):
     out = tmp_path / "crash.osvt"
-    r = cli("record", "--no-build", "-o", str(out), "crash", "panic")
+    r = cli("record", "--via", "gdb", "--no-build", "-o", str(out), "crash", "panic")
     assert r.returncode == 255 and "kernel panic; the trace up to it is in" in r.stderr
     t = osvtrace.open(out)
     assert "exit_panic" in t.scan.trailer.status
@@ -130,7 +130,7 @@ def test_record_of_a_panic_keeps_the_trace(kernel, gdb_ok, tmp_path):
 
 
 def test_record_refused_app(kernel, gdb_ok, tmp_path):
-    r = cli("record", "--no-build", "-o", str(tmp_path / "x.osvt"), "nosuchapp")
+    r = cli("record", "--via", "gdb", "--no-build", "-o", str(tmp_path / "x.osvt"), "nosuchapp")
     assert r.returncode == 125
     assert "kernel: unknown app 'nosuchapp'" in r.stdout
     assert r.stderr.strip() == ("osvtrace: the kernel refused to start the app (its message is above); "
@@ -141,7 +141,7 @@ def test_missing_gdb_says_how_to_install(kernel, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "qemu-system-x86_64").symlink_to("/usr/bin/qemu-system-x86_64")
-    r = cli("record", "--no-build", "-o", str(tmp_path / "x.osvt"), "hello",
+    r = cli("record", "--via", "gdb", "--no-build", "-o", str(tmp_path / "x.osvt"), "hello",
             env=dict(os.environ, PATH=str(bin_dir)))
     assert r.returncode == 2
     assert r.stderr.strip() == "osvtrace: gdb not found: install it with apt-get install gdb"
@@ -271,7 +271,7 @@ def test_small_ring_in_the_real_kernel(kernel, gdb_ok, tmp_path, mode):
     """A 64 KiB ring (2048 slots) and ~12000 records: overwrite keeps the newest slots and
     counts the older ones as overwritten; stream keeps the first ones and counts drops."""
     out = tmp_path / f"{mode}.osvt"
-    r = cli("record", "--no-build", "-o", str(out), "--tracebuf", "64K", "--tracemode", mode, "--trace", "sched_*",
+    r = cli("record", "--via", "gdb", "--no-build", "-o", str(out), "--tracebuf", "64K", "--tracemode", mode, "--trace", "sched_*",
             "pingpong", "2000")
     assert r.returncode == 0, r.stderr
     t = osvtrace.open(out)

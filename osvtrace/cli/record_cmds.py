@@ -113,6 +113,9 @@ def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: P
     res = recorder.record(cfg, output, duration=duration, ctl_socket=ctl_socket, progress=tty,
                           console=_ConsoleText() if tty else sys.stdout.buffer, stderr=sys.stderr.buffer,
                           on_ready=ready)
+    if res.refused:
+        raise VmFailed("the kernel refused to start the app (its message is above); no trace saved",
+                       res.outcome.exit_code)
     for w in res.warnings:
         click.echo(f"osvtrace: warning: {w}", err=True)
     when = {"app-exit": "at the app's end", "duration": "after the duration", "interrupt": "at Ctrl-C",
@@ -121,14 +124,18 @@ def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: P
     click.echo(f"recorded {res.records:,} events on {res.ncpus} CPU(s) {when}, {_lost_text(res.lost)}: "
                f"{res.path} ({_mb(res.file_bytes)}, {res.seconds:.2f} s, {rate / 1e6:.2f} M events/s, "
                f"{res.bytes / res.seconds / 1e6 if res.seconds else 0:.1f} MB/s)")
+    if res.stop == "qemu-died" and res.outcome.kind == "panic":
+        raise VmFailed(f"kernel panic; the trace up to it is in {res.path} (records still in the rings at the "
+                       "panic are lost: --via shm keeps them)", res.outcome.exit_code)
     if res.stop == "qemu-died":
         raise VmFailed(f"QEMU ended before the stream did ({res.outcome.describe()}); the trace up to its last "
                        f"complete chunk is in {res.path}", res.exit_code or 1)
     if res.stop == "app-exit":
         _fail(res.outcome, False)
-    elif res.exit_code:
-        raise VmFailed({"interrupt": "interrupted", "timeout": f"stopped at the timeout ({cfg.timeout:g} s)"}
-                       .get(res.stop, res.stop), res.exit_code)
+    elif res.stop == "interrupt":
+        raise VmFailed("interrupted", res.exit_code)
+    elif res.stop == "timeout":
+        raise VmFailed(f"stopped at the timeout ({cfg.timeout:g} s)", res.exit_code)
 
 
 def _record_shm(cfg: Any, output: Path, duration: float | None, keep_ram: bool, verbose: bool) -> None:
@@ -215,7 +222,9 @@ def recover(ramfile: Path, kernel: Path | None, output: Path) -> None:
 @click.argument("globs", required=False)
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True), metavar="S",
               help="Give up waiting for the guest's reply after S seconds.")
-def ctl(socket_path: Path, command: str, globs: str | None, timeout: float) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the whole reply as JSON (with guest_tsc: when the guest applied it).")
+def ctl(socket_path: Path, command: str, globs: str | None, timeout: float, as_json: bool) -> None:
     """Control a running `osvtrace record`: enable or disable tracepoints, flush, stop.
 
     SOCKET is the control socket the recorder printed (or its --ctl-socket). enable and
@@ -231,6 +240,11 @@ def ctl(socket_path: Path, command: str, globs: str | None, timeout: float) -> N
     from osvtrace import ctl as ctl_mod
 
     reply = ctl_mod.send(socket_path, command, globs, timeout=timeout)
+    if as_json:
+        from osvtrace.cli.options import echo_json
+
+        echo_json(reply)
+        return
     extra = f" ({reply['ms']:.1f} ms)" if "ms" in reply else ""
     click.echo(f"{reply.get('message', 'done')}{extra}")
 
