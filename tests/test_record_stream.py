@@ -190,9 +190,9 @@ def test_ctl_changes_tracepoints_within_one_drain_period(kernel, tmp_path):
     # later than one drain period. `enable` works the same way round.
     assert tm.max() <= acks["disable"] + period_ns
     assert len(ts) > 0 and ts.min() >= acks["enable"] - period_ns
-    # The host saw each reply within a few drain periods (the guest applies at once; the reply
-    # waits for the drain's next pass).
-    assert off["ms"] < 10 * period_ns / 1e6 and on["ms"] < 10 * period_ns / 1e6, (off, on)
+    # The host saw each reply soon (the guest applies at once; the reply waits for the drain's
+    # next pass). Not a tight bound: the host round trip depends on how busy the host is.
+    assert off["ms"] < 1000 and on["ms"] < 1000, (off, on)
 
 
 def test_ctl_errors_are_one_line(tmp_path):
