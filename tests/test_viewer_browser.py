@@ -73,8 +73,9 @@ class Page:
         self.wait_paints(n)
 
     def rows(self) -> list[str]:
-        text = self.p.evaluate("document.getElementById('timeline').layout.yaxis.ticktext")
-        return [re.sub(r"</?b>", "", t) for t in text]
+        """The lane names as drawn, top to bottom."""
+        return self.p.evaluate("""Array.from(document.querySelectorAll('#timeline .ytick text'))
+            .map(t => [t.getBoundingClientRect().top, t.textContent]).sort((a, b) => a[0] - b[0]).map(x => x[1])""")
 
     def xy(self, lane: str, t: float) -> tuple[float, float]:
         """Viewport pixel of time t on a lane."""
@@ -291,4 +292,24 @@ def test_a_bigger_trace_aggregates_then_shows_exact_items(browser, serve, tmp_pa
     pg.p.mouse.click(x, y)
     assert re.match(r"worker-0\.\d running on CPU 0", pg.details_title())
     assert pg.errors == []
+    pg.p.close()
+
+
+def test_names_from_the_trace_are_text_not_markup(browser, serve, tmp_path, catalog):
+    from osvtrace.encode import CpuStreamBuilder
+    from tests.conftest import write_trace
+
+    evil = "<img src=x onerror=window.pwned=1>"
+    c0 = CpuStreamBuilder(catalog)
+    c0.add("sched_switch", [100], 1, next=7, prev_state=1)
+    c0.add("trace_marker", [900], 7, value=0, label="end")
+    path = write_trace(tmp_path / "evil.osvt", {0: c0.slots()}, threads={1: "main", 7: evil})
+    pg = Page(browser, serve(path))
+    assert pg.p.evaluate("window.pwned") is None
+    assert f"{evil} [7]" in pg.rows()
+    assert evil in pg.p.inner_text("#top-threads")
+    x, y = pg.xy("cpu:0", 500)
+    pg.p.mouse.click(x, y)
+    assert pg.details_title() == f"{evil} running on CPU 0"
+    assert pg.p.evaluate("window.pwned") is None and pg.errors == []
     pg.p.close()

@@ -17,7 +17,7 @@
   class Reports {
     constructor(el, backend, meta, getRange) {
       this.el = el; this.backend = backend; this.meta = meta; this.getRange = getRange;
-      const opts = meta.reports.map((r) => `<option value="${r.name}" title="${F().esc(r.doc)}">${r.name}</option>`).join("");
+      const opts = meta.reports.map((r) => `<option value="${F().esc(r.name)}" title="${F().esc(r.doc)}">${F().esc(r.name)}</option>`).join("");
       el.innerHTML = `<div class="report-bar"><h2>Reports</h2>
         <select id="report-name" aria-label="report">${opts}</select>
         <label class="toggle"><input type="checkbox" id="report-range" ${backend.static ? "disabled" : ""}>

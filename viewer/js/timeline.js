@@ -237,7 +237,7 @@
           const mid = ((a + b) / 2 - t0) * pxPerNs, half = (s.length * 6.6) / 2;
           if (mid - half < right + 6) continue;
           right = mid + half;
-          x.push((a + b) / 2); y.push(this.rowOf.get(r.lane.id)); text.push(s);
+          x.push((a + b) / 2); y.push(this.rowOf.get(r.lane.id)); text.push(F().esc(s));  // plotly reads tags
           const ci = this.colorIndex(r.lane, it.key[i], false, bright);
           color.push(luminance(this.pal.colors[ci]) > 0.4 ? "#111827" : "#ffffff");
         }
