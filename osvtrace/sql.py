@@ -76,8 +76,15 @@ def arrow_columns(tbl) -> dict[str, np.ndarray]:
     import pyarrow.compute as pc
 
     out = {}
-    for name in tbl.column_names:
-        col = tbl.column(name)
+    seen: dict[str, int] = {}
+    for i, name in enumerate(tbl.column_names):
+        # a join may repeat a name (threads.name, tracepoints.name): the second becomes
+        # name_1, the third name_2, as DuckDB's own shell names them
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        if k:
+            name = f"{name}_{k}"
+        col = tbl.column(i)
         if pa.types.is_decimal(col.type):  # sums of int64: integers when they fit
             col = pc.cast(col, pa.int64()) if col.type.scale == 0 and col.type.precision <= 38 else \
                 pc.cast(col, pa.float64())
@@ -86,3 +93,17 @@ def arrow_columns(tbl) -> dict[str, np.ndarray]:
         except Exception:
             out[name] = np.array(col.to_pylist(), object)
     return out
+
+
+def render(tbl, fmt: str = "table", limit: int | None = 100) -> str:  # noqa: ANN001 (pyarrow table)
+    """A query result as text (a table), CSV or JSON: what `osvtrace query` and the shell print."""
+    import json
+
+    from osvtrace.reports import common
+
+    r = common.Report("", arrow_columns(tbl))
+    if fmt == "json":
+        return json.dumps(r.records(), indent=2, default=common.json_default)
+    if fmt == "csv":
+        return common.render_csv(r).rstrip("\n")
+    return common.render_text(r, limit, grouping=False)

@@ -112,16 +112,8 @@ def query(file: str, sql: str, fmt: str, limit: int) -> None:
     """
     from osvtrace import sql as sqlmod
     from osvtrace.model import Model
-    from osvtrace.reports import common
 
-    tbl = sqlmod.query(Model(open_trace(file)), sql)
-    r = common.Report("", sqlmod.arrow_columns(tbl))
-    if fmt == "json":
-        echo_json(r.records())
-    elif fmt == "csv":
-        click.echo(common.render_csv(r), nl=False)
-    else:
-        click.echo(common.render_text(r, limit, grouping=False))
+    click.echo(sqlmod.render(sqlmod.query(Model(open_trace(file)), sql), fmt, limit))
 
 
 COMMANDS = [report, query]

@@ -148,25 +148,11 @@ def make_filter(ctx: Context, opts: dict[str, Any]) -> Filter:
     return f
 
 
-def _json_default(o: Any) -> Any:
-    import decimal
-
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, decimal.Decimal):  # DuckDB sums of int64 are decimals
-        return int(o) if o == o.to_integral_value() else float(o)
-    raise TypeError(f"cannot write {type(o).__name__} as JSON")
-
-
 def dumps(data: Any) -> str:
     """JSON as `osvtrace ... --json` writes it."""
-    return json.dumps(data, indent=2, default=_json_default)
+    from osvtrace.reports.common import json_default
+
+    return json.dumps(data, indent=2, default=json_default)
 
 
 # ---------------------------------------------------------------- reports
@@ -283,30 +269,12 @@ def sql(ctx: Context, args: str) -> Output:
       select mutex, count(*) from mutex_wait group by mutex;
     """
     from osvtrace import sql as sqlmod
-    from osvtrace.reports import common
 
     q = sql_text(args)
     if not q:
         raise UsageError("sql: needs a query (help sql)")
     tbl = run_query(sqlmod.connect(ctx.model, q), q)
-    r = common.Report("", sqlmod.arrow_columns(_unique_names(tbl)))
-    fmt = ctx.settings.format
-    if fmt == "json":
-        return dumps(r.records())
-    if fmt == "csv":
-        return common.render_csv(r)
-    return common.render_text(r, ctx.settings.limit, grouping=False)
-
-
-def _unique_names(tbl):  # noqa: ANN001, ANN202  (pyarrow table -> pyarrow table)
-    """A join's result may repeat a column name (threads.name, tracepoints.name): the second
-    becomes name_1, the third name_2, as DuckDB's own shell names them."""
-    names, seen = [], {}
-    for n in tbl.column_names:
-        k = seen.get(n, 0)
-        seen[n] = k + 1
-        names.append(n if not k else f"{n}_{k}")
-    return tbl if names == tbl.column_names else tbl.rename_columns(names)
+    return sqlmod.render(tbl, ctx.settings.format, ctx.settings.limit)
 
 
 def run_query(con, q: str):  # noqa: ANN001, ANN201  (DuckDB connection -> pyarrow table)
