@@ -61,10 +61,12 @@ def lost(trace: Trace) -> Table:
         gc = np.array([g[0] for g in gaps], np.uint16)
         gs = np.array([g[1] for g in gaps], np.int64)
         gt = np.full(len(gaps), -1, np.int64)
-        for i, (c, s, _n) in enumerate(gaps):  # few gaps: one search each
-            m = np.nonzero((ev.cpu == c) & (seq >= s))[0]
-            if len(m):
-                gt[i] = ev.time[m[0]]
+        for c in np.unique(gc).tolist():  # per CPU: the first record after each gap
+            on_cpu = np.nonzero(ev.cpu == c)[0]  # a CPU's sequence numbers rise with time
+            sel = np.nonzero(gc == c)[0]
+            pos = np.searchsorted(seq[on_cpu], gs[sel], "left")
+            ok = pos < len(on_cpu)
+            gt[sel[ok]] = ev.time[on_cpu[pos[ok]]]
         cpu.append(gc)
         time.append(gt)
         count.append(np.array([g[2] for g in gaps], np.int64))
