@@ -122,3 +122,16 @@ def test_big_synthetic_trace_tables_are_consistent(tmp_path):
     assert (m.thread_state["dur"] >= 0).all()
     assert (m.wakeup["latency"] >= -1).all()
     assert np.isin(m.handoff["to_tid"], m.threads["tid"]).all()
+
+
+def test_lost_places_a_gap_at_the_first_record_after_it(tmp_path, catalog):
+    from osvtrace.osvt import TraceWriter, new_metadata
+
+    b = CpuStreamBuilder(catalog)
+    b.add("sched_idle", np.arange(100) * 10, 1)
+    s = b.slots()
+    with TraceWriter(tmp_path / "g.osvt", new_metadata(catalog, ncpus=2, tsc_hz=10**9)) as w:
+        w.write_chunk(1, 0, s[:40])
+        w.write_chunk(1, 60, s[60:])
+    m = Model(osvtrace.open(tmp_path / "g.osvt"))
+    assert rows(m.lost) == [(1, 600, 20, "gap")]
