@@ -7,6 +7,7 @@ Screenshots go to test-artifacts/viewer/ (git-ignored).
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -60,9 +61,16 @@ class Page:
     def paints(self) -> int:
         return self.p.evaluate("window.osvPerf ? window.osvPerf.paints.length : 0")
 
+    def until(self, js: str, timeout: float = 20.0) -> None:
+        """Wait for a JS expression to hold. Polled with evaluate (DevTools evaluation), because the
+        server's Content-Security-Policy rightly forbids the eval that wait_for_function needs."""
+        deadline = time.monotonic() + timeout
+        while not self.p.evaluate(js):
+            assert time.monotonic() < deadline, f"timed out waiting for {js}"
+            time.sleep(0.02)
+
     def wait_paints(self, n: int) -> None:
-        self.p.wait_for_function(f"window.osvPerf && (window.osvPerf.paints.length > {n} || "
-                                 f"window.osvPerf.errors.length)", timeout=20_000)
+        self.until(f"window.osvPerf && (window.osvPerf.paints.length > {n} || window.osvPerf.errors.length)")
         errs = self.p.evaluate("window.osvPerf.errors")
         assert not errs, errs
 
@@ -181,9 +189,9 @@ def test_clicking_a_slice_shows_its_details(story_page):
     pg.shot("story-details.png")
     # a link in the panel selects the linked item: the waker's state at the wake-up
     pg.p.click("text=woken by a [2]")
-    pg.p.wait_for_function("document.getElementById('details-title').textContent === 'a: running'")
+    pg.until("document.getElementById('details-title').textContent === 'a: running'")
     pg.p.keyboard.press("n")  # the next item of the selected lane
-    pg.p.wait_for_function("document.getElementById('details-title').textContent === 'a: waiting'")
+    pg.until("document.getElementById('details-title').textContent === 'a: waiting'")
     pg.p.keyboard.press("Escape")
     assert "Click a slice" in pg.p.inner_text("#details")
 

@@ -56,6 +56,8 @@ def test_serves_the_page_and_the_api(server):
     assert status == 200 and json.loads(body)["cpus"] == 2 and h["Content-Type"].startswith("application/json")
     status, body, _ = get(server, "/api/view?t0=100&t1=800&px=100")
     assert status == 200 and json.loads(body)["px"] == 100
+    assert "default-src 'self'" in h["Content-Security-Policy"] and "unsafe-eval" not in h["Content-Security-Policy"]
+    assert h["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.parametrize("path", [

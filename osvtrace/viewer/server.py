@@ -76,7 +76,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Content-Security-Policy",
                          "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-                         "script-src 'self' 'unsafe-eval'; connect-src 'self'")
+                         "script-src 'self'; connect-src 'self'")
         self.end_headers()
         if not head:
             try:

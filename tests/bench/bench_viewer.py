@@ -65,7 +65,15 @@ def session(browser, url: str) -> dict:
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url)
-    page.wait_for_function("window.osvPerf && window.osvPerf.firstPaint !== null", timeout=60_000)
+
+    def until(js: str, timeout: float = 60.0) -> None:  # evaluate-polling: the page's CSP forbids eval
+        deadline = time.monotonic() + timeout
+        while not page.evaluate(js):
+            if time.monotonic() > deadline:
+                raise TimeoutError(js)
+            time.sleep(0.005)
+
+    until("window.osvPerf && window.osvPerf.firstPaint !== null")
     first = page.evaluate("window.osvPerf.firstPaint")
 
     def n() -> int:
@@ -74,7 +82,7 @@ def session(browser, url: str) -> dict:
     def act(fn) -> None:
         k = n()
         fn()
-        page.wait_for_function(f"window.osvPerf.paints.length > {k}", timeout=30_000)
+        until(f"window.osvPerf.paints.length > {k}")
         time.sleep(0.05)
 
     def plot_xy(frac: float, lane: str = "cpu:0") -> tuple[float, float]:
@@ -113,7 +121,7 @@ def session(browser, url: str) -> dict:
     for _ in range(2):
         k = page.evaluate("(window.osvPerf.picks || []).length")
         page.mouse.click(*plot_xy(0.37))
-        page.wait_for_function(f"(window.osvPerf.picks || []).length > {k}", timeout=30_000)
+        until(f"(window.osvPerf.picks || []).length > {k}")
         clicks.append(page.evaluate("window.osvPerf.picks[window.osvPerf.picks.length - 1].ms"))
         act(lambda: page.keyboard.press("w"))
     worst = page.evaluate("""window.osvPerf.paints.slice(1).reduce((w, p) => (p.ms > w.ms ? p : w), {ms: -1})""")
