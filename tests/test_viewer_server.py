@@ -150,12 +150,16 @@ def test_static_refuses_big_traces(story_file, tmp_path, capsys, monkeypatch):
     assert "-o" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra,host", [([], "127.0.0.1"), (["--host", "0.0.0.0", "--i-know-this-is-exposed"], "0.0.0.0")])
+@pytest.mark.parametrize("extra,host", [
+    (["--no-open"], "127.0.0.1"),
+    (["--no-open", "--host", "0.0.0.0", "--i-know-this-is-exposed"], "0.0.0.0"),
+    ([], "127.0.0.1"),  # no display: says so instead of starting a browser
+])
 def test_view_serves_until_ctrl_c(story_file, extra, host):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "osvtrace.cli.main", "view", str(story_file), "--port", "0",
-                          "--no-open", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                         cwd=ROOT)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONUNBUFFERED"] = "1"
+    p = subprocess.Popen([sys.executable, "-m", "osvtrace.cli.main", "view", str(story_file), "--port", "0", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         line = ""
         deadline = time.time() + 30
@@ -172,6 +176,7 @@ def test_view_serves_until_ctrl_c(story_file, extra, host):
         err = p.stderr.read()
         assert "viewer stopped" in err and "Traceback" not in err
         assert ("WARNING" in err) == (host != "127.0.0.1")
+        assert ("no graphical display" in err) == ("--no-open" not in extra)
     finally:
         if p.poll() is None:
             p.kill()

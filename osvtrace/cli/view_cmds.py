@@ -78,18 +78,29 @@ def view(file: str, port: int, host: str, exposed: bool, no_open: bool, static: 
     url = server.url
     click.echo(f"osvtrace: viewer at {url}  (Ctrl-C to stop)")
     if not no_open:
-        import webbrowser
+        if _graphical():
+            import webbrowser
 
-        try:
-            webbrowser.open(url)
-        except Exception:  # no browser here: the URL is printed
-            pass
+            try:
+                webbrowser.open(url)
+            except Exception:  # no browser here: the URL is printed
+                pass
+        else:  # never start a console browser in this terminal
+            click.echo("osvtrace: no graphical display here: open the URL in a browser (an SSH tunnel: "
+                       "ssh -L PORT:127.0.0.1:PORT host)", err=True)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         click.echo("\nosvtrace: viewer stopped", err=True)
     finally:
         server.server_close()
+
+
+def _graphical() -> bool:
+    import os
+    import sys
+
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 COMMANDS = [view]
