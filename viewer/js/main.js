@@ -42,6 +42,7 @@
     }
 
     lanesChanged(reason) {
+      if (!reason) this.pinned.clear();  // a new filter: lanes pinned by following links go
       this.lanes = this.search.lanes(this.pinned);
       this.timeline.setLanes(this.lanes);
       this.request(reason || "filter");

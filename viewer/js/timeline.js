@@ -187,7 +187,7 @@
         const mid = (sel.t0 + sel.t1) / 2;
         const a = Math.min(sel.t0, mid - minW / 2), b = Math.max(sel.t1, mid + minW / 2);
         shapes.push({ type: "rect", xref: "x", yref: "y", x0: a, x1: b, y0: y - 0.5, y1: y + 0.5,
-                      line: { color: "#111827", width: 2 }, fillcolor: "rgba(255,255,255,0.15)" });
+                      line: { color: "#111827", width: 2.5 }, fillcolor: "rgba(0,0,0,0)" });
       }
       const layout = Object.assign({}, L, {
         margin: Object.assign({}, L.margin, { l: this.margin() }),
