@@ -100,9 +100,20 @@ class Trace:
                 a = self.args_at(tp, idx)
                 for tid, name in zip(a["tid"].tolist(), a["name"].tolist()):
                     names.setdefault(int(tid), name.decode("utf-8", "replace"))
-        for tid in np.unique(self.events.tid).tolist():
+        for tid in self.tids().tolist():
             names.setdefault(int(tid), f"thread-{tid}" if tid else "kernel")
         return names
+
+    def tids(self) -> np.ndarray:
+        """The distinct thread ids that emitted records (a count per id when ids are small,
+        which they are: the kernel hands out dense ids; a sort otherwise)."""
+        tid = self.events.tid
+        if not len(tid):
+            return np.empty(0, np.uint32)
+        top = int(tid.max())
+        if top < 1 << 22:
+            return np.flatnonzero(np.bincount(tid, minlength=top + 1)).astype(np.uint32)
+        return np.unique(tid)
 
     def thread_name(self, tid: int) -> str:
         return self.threads.get(int(tid), f"thread-{tid}")
