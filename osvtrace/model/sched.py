@@ -221,7 +221,7 @@ def wakeup(trace: Trace, slices: Table) -> Table:
 def threads(trace: Trace, slices: Table) -> Table:
     ev = trace.events
     named = np.array(sorted(t for t in trace.threads if t), np.uint32)
-    all_tids = np.union1d(np.union1d(np.unique(ev.tid) if len(ev.tid) else np.empty(0, np.uint32),
+    all_tids = np.union1d(np.union1d(trace.tids(),
                                      slices["tid"]), named).astype(np.uint32)
     n = len(all_tids)
     big = np.iinfo(np.int64).max
