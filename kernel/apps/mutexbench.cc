@@ -51,7 +51,8 @@ struct handoff_state {
     mutex m;
     uint64_t rounds = 0;
     thread* side[2] = {};
-    std::atomic<bool> go{false};  // both threads exist (each needs the other's pointer)
+    std::atomic<bool> go{false};     // both threads exist (each needs the other's pointer)
+    std::atomic<bool> holding{false}; // side 0 owns the mutex: side 1 may start its first lock()
     bool same_cpu = false;
     uint64_t stamp_tsc = 0;  // written by the holder just before unlock
     uint32_t stamp_cpu = 0;
@@ -84,8 +85,9 @@ void side(void* arg)
     const int me = int(reinterpret_cast<uintptr_t>(arg));
     if (me == 0) {
         hs.m.lock();  // side 0 holds first
+        hs.holding.store(true, std::memory_order_release);
     }
-    while (!hs.go.load(std::memory_order_acquire)) {
+    while (!hs.go.load(std::memory_order_acquire) || !hs.holding.load(std::memory_order_acquire)) {
         threads::yield();
     }
     thread* other = hs.side[1 - me];

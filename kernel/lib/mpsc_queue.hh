@@ -34,8 +34,12 @@ public:
         T* old = pushed_.load(std::memory_order_relaxed);
         do {
             Link::next(item) = old;
-        } while (!pushed_.compare_exchange_weak(old, item, std::memory_order_release,
+        } while (!pushed_.compare_exchange_weak(old, item, std::memory_order_acq_rel,
                                                 std::memory_order_relaxed));
+        // NOTE: acq_rel above pairs with the consumer's acq_rel exchange: a
+        // push that found the stack empty after the consumer emptied it also
+        // sees the consumer's pop list as it left it, so "was empty" is never
+        // a stale "no" (the CPU wake-up queue relies on it to send its IPI).
         return old == nullptr && popq_.load(std::memory_order_relaxed) == nullptr;
     }
 
@@ -47,7 +51,7 @@ public:
             popq_.store(Link::next(item), std::memory_order_relaxed);
             return item;
         }
-        item = pushed_.exchange(nullptr, std::memory_order_acquire);
+        item = pushed_.exchange(nullptr, std::memory_order_acq_rel);
         if (!item) {
             return nullptr;
         }
