@@ -63,6 +63,7 @@ def load_files(root: Path) -> dict[str, tuple[bytes, str]]:
 class Handler(BaseHTTPRequestHandler):
     server: "ViewerServer"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: do not hold the body back
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet unless asked
         if self.server.verbose:

@@ -71,7 +71,7 @@ def session(browser, url: str) -> dict:
         while not page.evaluate(js):
             if time.monotonic() > deadline:
                 raise TimeoutError(js)
-            time.sleep(0.005)
+            time.sleep(0.02)
 
     until("window.osvPerf && window.osvPerf.firstPaint !== null")
     first = page.evaluate("window.osvPerf.firstPaint")
