@@ -321,3 +321,35 @@ def test_names_from_the_trace_are_text_not_markup(browser, serve, tmp_path, cata
     assert pg.details_title() == f"{evil} running on CPU 0"
     assert pg.p.evaluate("window.pwned") is None and pg.errors == []
     pg.p.close()
+
+
+def test_channel_lane_and_packet_hop(browser, serve, tmp_path, catalog):
+    from osvtrace.encode import CpuStreamBuilder
+    from tests.conftest import write_trace
+
+    c0, c1 = CpuStreamBuilder(catalog), CpuStreamBuilder(catalog)
+    c0.add("sched_switch", [50], 1, next=5, prev_state=1)
+    c1.add("sched_switch", [60], 1, next=6, prev_state=1)
+    for k in range(3):  # three packets: rx on CPU 0 (thread 5), popped and sent on CPU 1 (thread 6)
+        t = 100 + 400 * k
+        c0.add("net_rx", [t], 5, packet=k + 1, len=60, queue=0)
+        c0.add("net_classify", [t + 10], 5, channel=0xC000, packet=k + 1, result=0)
+        c0.add("net_channel_push", [t + 20], 5, channel=0xC000, packet=k + 1, depth=1)
+        c1.add("net_channel_pop", [t + 200], 6, channel=0xC000, packet=k + 1, depth=0)
+        c1.add("net_tx", [t + 250], 6, packet=k + 1, len=60)
+    c0.add("trace_marker", [1400], 5, value=0, label="end")
+    c1.add("trace_marker", [1400], 6, value=0, label="end")
+    path = write_trace(tmp_path / "net.osvt", {0: c0.slots(), 1: c1.slots()},
+                       threads={1: "main", 5: "rx", 6: "consumer"})
+    pg = Page(browser, serve(path))
+    rows = pg.rows()
+    assert rows[rows.index("Net channels") + 1] == "channel 0xc000"
+    tr = pg.p.evaluate("document.getElementById('timeline').data.find(d => d.name === 'packet-arrows')")
+    assert [rows[int(round(v))] for v in tr["y"][:2]] == ["CPU 0", "CPU 1"] and tr["x"][:2] == [120, 300]
+    x, y = pg.xy("chan:0xc000", 600)
+    pg.p.mouse.click(x, y)
+    assert pg.details_title() == "packet 2"
+    assert "consumer [6]" in pg.p.inner_text("#details") and "net_channel_pop" in pg.p.inner_text("#details")
+    pg.shot("packets.png")
+    assert pg.errors == []
+    pg.p.close()

@@ -234,7 +234,11 @@ class Details:
                 "links": links, "t0": start, "t1": start + dur}
 
     def _chan(self, lane: Lane, r: int) -> dict[str, Any]:
-        return self._packet(r, lane.id)
+        d = self._packet(r, lane.id)
+        p = self.model.packet_flow
+        push, pop = int(p["push_time"][r]), int(p["pop_time"][r])
+        d["t0"], d["t1"] = push, pop if pop >= 0 else push  # the item on this lane: its time in the channel
+        return d
 
     def _packet(self, r: int, lane_id: str | None = None) -> dict[str, Any]:
         p = self.model.packet_flow
