@@ -58,7 +58,6 @@ def render(results: dict) -> str:
 
 def main(argv: list[str]) -> int:
     names = argv or sorted(p.stem[len("bench_"):] for p in BENCH.glob("bench_*.py"))
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     today = dt.date.today().isoformat()
     mach = machine()
     failed = False
@@ -72,20 +71,32 @@ def main(argv: list[str]) -> int:
             print(f"bench {name} failed: {e}", file=sys.stderr)
             failed = True
             continue
-        for k in [k for k, v in results.items() if v["bench"] == name]:
-            del results[k]
         for r in rows:
             r.update(bench=name, date=today, machine=mach, command=f"python -m tests.bench {name}")
-            results[f"{name}:{r['name']}"] = r
             table.append(r)
+        save(name, rows)
     w = max((len(r["name"]) for r in table), default=10)
     print(f"{'measure':<{w}}  {'value':>14}  {'target':<22} met")
     for r in table:
         met = {True: "yes", False: "NO", None: ""}[r.get("ok")]
         print(f"{r['name']:<{w}}  {str(r['value']) + ' ' + r['unit']:>14}  {r.get('target', ''):<22} {met}")
-    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    DOC.write_text(render(results))
     return 1 if failed else 0
+
+
+def save(name: str, rows: list[dict]) -> None:
+    """Replace one benchmark's rows in docs/benchmarks.json and regenerate the page, under a
+    lock: benchmarks run by different people at once must not drop each other's rows."""
+    import fcntl
+
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        for k in [k for k, v in results.items() if v["bench"] == name]:
+            del results[k]
+        for r in rows:
+            results[f"{name}:{r['name']}"] = r
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        DOC.write_text(render(results))
 
 
 if __name__ == "__main__":
