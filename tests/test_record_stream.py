@@ -263,3 +263,57 @@ def test_ctrl_c_ends_with_the_rest_of_the_rings(kernel, tmp_path):
 def _children(pid: int, name: str) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid), "-f", name], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
+
+
+def test_ctl_stop_and_flush(kernel, tmp_path):
+    out, sock = tmp_path / "s.osvt", tmp_path / "ctl.sock"
+    p = start_record("-o", str(out), "--ctl-socket", str(sock), "--trace", "trace_marker",
+                     "tpstorm", "--rate", "50000", "--seconds", "60")
+    try:
+        wait_for(lambda: sock.exists() and out.exists() and out.stat().st_size > 256 << 10, 30, "records to arrive")
+        fl = cli("ctl", str(sock), "flush")
+        assert fl.returncode == 0 and fl.stdout.startswith("flushed ("), fl.stdout + fl.stderr
+        st = cli("ctl", str(sock), "stop")
+        assert st.returncode == 0 and st.stdout.startswith("stopping"), st.stdout + st.stderr
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, stdout + stderr
+    assert "at a ctl stop, 0 lost" in stdout
+    t = osvtrace.open(out)
+    assert t.scan.trailer.status == "stopped by a ctl stop command" and not t.warnings
+    assert not sock.exists()  # the recorder removes its control socket
+
+
+def test_progress_line_on_a_terminal(kernel, tmp_path):
+    """On a terminal: a live line with the rates and per-CPU loss, then the summary."""
+    import pty
+
+    out = tmp_path / "p.osvt"
+    master, slave = pty.openpty()
+    p = subprocess.Popen(OSVTRACE + ["record", "--no-build", "-o", str(out), "--smp", "2", "--trace", "trace_marker",
+                                     "tpstorm", "--rate", "100000", "--seconds", "2"],
+                         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                         env={**os.environ, "COLUMNS": "200", "TERM": "xterm"})
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        p.wait(60)
+    finally:
+        os.close(master)
+        if p.poll() is None:
+            p.kill()
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert p.returncode == 0, text
+    assert re.search(r"recording \d+\.\d s \| [\d.]+ [kM]?\s?events/s \| [\d.]+ MB/s \| .*lost cpu0 0, cpu1 0", text), text
+    assert "osvtrace: control socket " in text and "tpstorm: cpu 1 emitted" in text
+    assert re.search(r"recorded [\d,]+ events on 2 CPU\(s\) at the app's end, 0 lost", text), text

@@ -16,14 +16,30 @@ DEFAULT_STREAM_BUFFER = "16M"
 
 
 class _ConsoleText:
-    """Guest console bytes -> sys.stdout as text, looked up at each write, so that while the
-    progress line is live (rich redirects sys.stdout) the console scrolls above it."""
+    """Guest console bytes -> sys.stdout as text lines, looked up at each write, so that while
+    the progress line is live (rich redirects sys.stdout) the console scrolls above it. Only
+    whole lines go out: the serial console delivers a line in pieces, and rich would print
+    each flushed piece on a line of its own."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
 
     def write(self, data: bytes) -> None:
-        sys.stdout.write(data.decode("utf-8", "replace"))
+        self._buf += data
+        end = self._buf.rfind(b"\n")
+        if end >= 0:
+            # The serial console ends lines with CR LF; on a terminal rich takes a CR as
+            # "back to column 0" and the live line then erases the text.
+            sys.stdout.write(self._buf[:end + 1].replace(b"\r", b"").decode("utf-8", "replace"))
+            del self._buf[:end + 1]
 
     def flush(self) -> None:
-        sys.stdout.flush()
+        pass  # partial lines wait for their end (or close)
+
+    def close(self) -> None:
+        if self._buf:
+            sys.stdout.write(self._buf.replace(b"\r", b"").decode("utf-8", "replace") + "\n")
+            self._buf.clear()
 
 
 def _mb(n: int) -> str:
@@ -110,9 +126,13 @@ def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: P
         if tty or verbose or ctl_socket:
             click.echo(f"osvtrace: control socket {path} (osvtrace ctl {path} enable|disable GLOBS)", err=True)
 
-    res = recorder.record(cfg, output, duration=duration, ctl_socket=ctl_socket, progress=tty,
-                          console=_ConsoleText() if tty else sys.stdout.buffer, stderr=sys.stderr.buffer,
-                          on_ready=ready)
+    console = _ConsoleText() if tty else None
+    try:
+        res = recorder.record(cfg, output, duration=duration, ctl_socket=ctl_socket, progress=tty,
+                              console=console or sys.stdout.buffer, stderr=sys.stderr.buffer, on_ready=ready)
+    finally:
+        if console:
+            console.close()
     if res.refused:
         raise VmFailed("the kernel refused to start the app (its message is above); no trace saved",
                        res.outcome.exit_code)
