@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import selectors
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ from typing import BinaryIO
 
 from osvtrace import ctl, stream
 from osvtrace.errors import OsvtraceError
-from osvtrace.qemu import EXIT_RESET, Outcome, Vm, VmConfig
+from osvtrace.qemu import EXIT_RESET, QEMU, Outcome, Vm, VmConfig
 
 CONNECT_TIMEOUT = 15.0  # QEMU start to both chardevs connected
 STOP_GRACE = 15.0  # a `stop` to the end frame (the guest sends the rest of its rings first)
@@ -50,6 +48,19 @@ class RecordError(OsvtraceError):
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def _listen(path: Path, replace_stale: bool = False) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if replace_stale and path.is_socket():
+            path.unlink()  # left by an earlier recording that was killed
+        s.bind(str(path))
+    except OSError as e:
+        s.close()
+        raise RecordError(f"cannot listen on {path}: {e.strerror or e}") from None
+    s.listen(4)
+    return s
 
 
 def virtio_args(machine: str, trace_sock: Path, ctl_sock: Path) -> list[str]:
@@ -128,7 +139,7 @@ class Recorder:
 
     def __init__(self, cfg: VmConfig, output: str | Path, *, duration: float | None = None,
                  ctl_socket: str | Path | None = None, progress: bool = False, console: BinaryIO | None = None,
-                 stderr: BinaryIO | None = None, on_ready=None):
+                 stderr: BinaryIO | None = None, on_ready=None, qemu: str = QEMU):
         self.cfg = cfg
         self.output = Path(output).resolve()
         self.duration = duration
@@ -137,6 +148,7 @@ class Recorder:
         self.console = console
         self.stderr = stderr
         self.on_ready = on_ready  # called with the ctl socket path once QEMU is connected
+        self.qemu = qemu
         self.writer = None
         self.end: stream.End | None = None
         self.threads: dict[int, str] = {}
@@ -255,43 +267,34 @@ class Recorder:
         tmp = Path(tempfile.mkdtemp(prefix="osvtrace-rec-"))
         trace_path, guest_ctl_path = tmp / "trace.sock", tmp / "guest-ctl.sock"
         ctl_path = self.ctl_path or tmp / "ctl.sock"
-        listeners = []
+        listeners: list[socket.socket] = []
+        status = "incomplete: the recorder failed"
         try:
             for p in (trace_path, guest_ctl_path, ctl_path):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    if p == ctl_path and p.is_socket():
-                        p.unlink()  # a stale socket from an earlier recording
-                    s.bind(str(p))
-                except OSError as e:
-                    s.close()
-                    raise RecordError(f"cannot listen on {p}: {e.strerror or e}") from None
-                s.listen(4)
-                listeners.append(s)
+                listeners.append(_listen(p, replace_stale=p == ctl_path))
             cfg = dataclasses.replace(self.cfg, tracemode="stream", timeout=None,
                                       extra_args=list(self.cfg.extra_args)
                                       + virtio_args(self.cfg.machine, trace_path, guest_ctl_path))
-            with Vm(cfg, console=self.console, stderr=self.stderr) as vm, Progress(self.progress_on) as prog:
+            with Vm(cfg, console=self.console, stderr=self.stderr, qemu=self.qemu) as vm, Progress(self.progress_on) as prog:
                 trace_conn, self._guest_ctl = self._accept_qemu(vm, listeners[0], listeners[1])
                 if self.on_ready:
                     self.on_ready(ctl_path)
-                stop, warnings = self._loop(vm, trace_conn, listeners[2], prog, t0)
+                try:
+                    stop, warnings = self._loop(vm, trace_conn, listeners[2], prog, t0)
+                except stream.StreamError as e:
+                    status = f"incomplete: {e}"
+                    raise RecordError(f"{e}; the trace up to there is in {self.output}") from None
                 outcome = self._finish_vm(vm, stop)
-                console = vm.console_text()
-                refused = vm.refused
+                status = self._status(stop, outcome)
+                console, refused = vm.console_text(), vm.refused
         finally:
-            for s in listeners:
+            for s in listeners + list(self._clients) + ([self._guest_ctl] if self._guest_ctl else []):
                 s.close()
-            for c in list(self._clients):
-                c.close()
-            if self._guest_ctl is not None:
-                self._guest_ctl.close()
             shutil.rmtree(tmp, ignore_errors=True)
             if self.ctl_path and self.ctl_path.is_socket():
                 self.ctl_path.unlink()
-        status = self._status(stop, outcome)
-        if self.writer is not None:
-            self.writer.close(status)
+            if self.writer is not None:
+                self.writer.close(status)  # NOTE: also on errors: every chunk received stays readable
         size = self.output.stat().st_size if self.output.exists() else 0
         return RecordResult(self.output, stop, outcome, self.end, self.parser.records,
                             {c: s.lost for c, s in sorted(self.parser.cpus.items())},
@@ -300,20 +303,21 @@ class Recorder:
                             ctl_path, warnings, refused)
 
     def _accept_qemu(self, vm: Vm, trace_l: socket.socket, ctl_l: socket.socket) -> tuple[socket.socket, socket.socket]:
+        """Both chardev connections from QEMU (it makes them at start-up, before the guest runs)."""
         conns: dict[socket.socket, socket.socket] = {}
         deadline = time.monotonic() + CONNECT_TIMEOUT
-        for l in (trace_l, ctl_l):
-            l.settimeout(0.05)
+        for lst in (trace_l, ctl_l):
+            lst.settimeout(0.05)
         while len(conns) < 2:
-            for l in (trace_l, ctl_l):
-                if l in conns:
+            for lst in (trace_l, ctl_l):
+                if lst in conns:
                     continue
                 try:
-                    c, _ = l.accept()
+                    c, _ = lst.accept()
                 except (TimeoutError, BlockingIOError):
                     continue
                 c.setblocking(True)
-                conns[l] = c
+                conns[lst] = c
             if len(conns) < 2:
                 if not vm.running:
                     out = vm.wait(5)
@@ -325,77 +329,86 @@ class Recorder:
         return conns[trace_l], conns[ctl_l]
 
     def _loop(self, vm: Vm, conn: socket.socket, ctl_l: socket.socket, prog, t0: float) -> tuple[str, list[str]]:
+        """Receive until the stream ends (or QEMU does); returns (why it stopped, warnings)."""
         sel = selectors.DefaultSelector()
         conn.setblocking(False)
         ctl_l.setblocking(False)
         sel.register(conn, selectors.EVENT_READ, "trace")
         sel.register(ctl_l, selectors.EVENT_READ, "accept")
-        warnings: list[str] = []
-        deadline = t0 + self.duration if self.duration else None
-        hard_deadline = t0 + self.cfg.timeout if self.cfg.timeout else None
+        self._warnings: list[str] = []
+        self._deadlines = {"duration": t0 + self.duration if self.duration else None,
+                           "timeout": t0 + self.cfg.timeout if self.cfg.timeout else None}
+        self._vm_gone: float | None = None
         next_tick = time.monotonic() + TICK
         interrupts = 0
-        eof = False
-        vm_gone: float | None = None
         try:
             while True:
                 try:
-                    events = sel.select(max(0.0, next_tick - time.monotonic()))
-                    for key, _ in events:
-                        if key.data == "trace":
-                            try:
-                                if not self._read_trace(conn):
-                                    eof = True
-                                    sel.unregister(conn)
-                            except BlockingIOError:
-                                pass
-                        elif key.data == "accept":
-                            try:
-                                c, _ = ctl_l.accept()
-                            except BlockingIOError:
-                                continue
-                            c.setblocking(False)
-                            self._clients[c] = bytearray()
-                            sel.register(c, selectors.EVENT_READ, "client")
-                        else:
-                            self._read_client(key.fileobj, sel)  # type: ignore[arg-type]
-                    now = time.monotonic()
+                    eof = False
+                    for key, _ in sel.select(max(0.0, next_tick - time.monotonic())):
+                        eof |= self._on_ready(key, sel, conn, ctl_l)
                     if eof:
-                        return self._after_eof(vm), warnings
+                        return self._after_eof(vm), self._warnings
                     if self.end is not None and self.end.reason == stream.END_STOPPED:
-                        return self._stop_reason or "ctl-stop", warnings
+                        return self._stop_reason or "ctl-stop", self._warnings
+                    now = time.monotonic()
                     if now >= next_tick:
                         next_tick = now + TICK
-                        if self.writer is not None:
-                            self.writer.flush()
-                        lost = {c: s.lost for c, s in sorted(self.parser.cpus.items())}
-                        prog.update(self.parser.records, self.received, lost,
-                                    "stopping" if self._stop_reason else "recording")
-                        if deadline and now >= deadline:
-                            self._begin_stop("duration")
-                        if hard_deadline and now >= hard_deadline:
-                            self._begin_stop("timeout")
-                        if self._stop_deadline and now >= self._stop_deadline:
-                            warnings.append(f"the guest sent no end frame within {STOP_GRACE:g} s of `stop`; "
-                                            "the trace ends with what had arrived")
-                            return self._stop_reason or "duration", warnings
-                        # QEMU gone: its end of the socket closes with it, so EOF follows at
-                        # once; this only guards against a socket that never reports it.
-                        if vm.running:
-                            vm_gone = None
-                        elif vm_gone is None:
-                            vm_gone = now
-                        elif now - vm_gone > 5:
-                            return self._after_eof(vm), warnings
+                        done = self._tick(vm, prog, now)
+                        if done:
+                            return done, self._warnings
                 except KeyboardInterrupt:
                     interrupts += 1
                     if interrupts > 1 or self.meta is None:
-                        return "interrupt", warnings
+                        return "interrupt", self._warnings
                     self._begin_stop("interrupt")
-        except stream.StreamError as e:
-            raise RecordError(f"{e}; the trace up to there is in {self.output}") from None
         finally:
             sel.close()
+
+    def _on_ready(self, key: selectors.SelectorKey, sel: selectors.BaseSelector, conn: socket.socket,
+                  ctl_l: socket.socket) -> bool:
+        """One ready socket; True at the end of the trace stream."""
+        if key.data == "trace":
+            try:
+                if not self._read_trace(conn):
+                    sel.unregister(conn)
+                    return True
+            except BlockingIOError:
+                pass
+        elif key.data == "accept":
+            try:
+                c, _ = ctl_l.accept()
+            except BlockingIOError:
+                return False
+            c.setblocking(False)
+            self._clients[c] = bytearray()
+            sel.register(c, selectors.EVENT_READ, "client")
+        else:
+            self._read_client(key.fileobj, sel)  # type: ignore[arg-type]
+        return False
+
+    def _tick(self, vm: Vm, prog, now: float) -> str | None:
+        """Flush, progress, clocks; the reason to stop now, if any."""
+        if self.writer is not None:
+            self.writer.flush()  # a recorder killed now leaves every chunk so far readable
+        lost = {c: s.lost for c, s in sorted(self.parser.cpus.items())}
+        prog.update(self.parser.records, self.received, lost, "stopping" if self._stop_reason else "recording")
+        for why, when in self._deadlines.items():
+            if when and now >= when:
+                self._begin_stop(why)
+        if self._stop_deadline and now >= self._stop_deadline:
+            self._warnings.append(f"the guest sent no end frame within {STOP_GRACE:g} s of `stop`; the trace "
+                                  "ends with what had arrived")
+            return self._stop_reason or "duration"
+        # QEMU gone: its end of the socket closes with it, so EOF follows at once; this only
+        # guards against a socket that never reports it.
+        if vm.running:
+            self._vm_gone = None
+        elif self._vm_gone is None:
+            self._vm_gone = now
+        elif now - self._vm_gone > 5:
+            return self._after_eof(vm)
+        return None
 
     def _read_trace(self, conn: socket.socket) -> bool:
         """One receive into the parser; False at end of stream."""

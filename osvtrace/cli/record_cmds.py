@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from osvtrace.cli.vm_cmds import VmFailed, _boot_line, _config, _fail, _stop_on_sigterm, vm_options
-from osvtrace.errors import OsvtraceError, UsageError
+from osvtrace.errors import UsageError
 
 
 DEFAULT_STREAM_BUFFER = "16M"
