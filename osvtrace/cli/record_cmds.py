@@ -138,6 +138,9 @@ def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: P
                        res.outcome.exit_code)
     for w in res.warnings:
         click.echo(f"osvtrace: warning: {w}", err=True)
+    if not res.ncpus:
+        raise VmFailed(f"the guest never started streaming ({res.outcome.describe()}); no trace saved",
+                       res.exit_code or 1)
     when = {"app-exit": "at the app's end", "duration": "after the duration", "interrupt": "at Ctrl-C",
             "ctl-stop": "at a ctl stop", "timeout": "at the timeout", "qemu-died": "when QEMU died"}[res.stop]
     rate = res.records / res.seconds if res.seconds else 0
