@@ -317,3 +317,12 @@ def test_progress_line_on_a_terminal(kernel, tmp_path):
     assert re.search(r"recording \d+\.\d s \| [\d.]+ [kM]?\s?events/s \| [\d.]+ MB/s \| .*lost cpu0 0, cpu1 0", text), text
     assert "osvtrace: control socket " in text and "tpstorm: cpu 1 emitted" in text
     assert re.search(r"recorded [\d,]+ events on 2 CPU\(s\) at the app's end, 0 lost", text), text
+
+
+def test_a_panic_mid_stream(kernel, tmp_path):
+    out = tmp_path / "p.osvt"
+    r = cli("record", "--no-build", "-o", str(out), "crash", "panic")
+    assert r.returncode == 255, r.stdout + r.stderr
+    assert r.stderr.strip().startswith(f"osvtrace: kernel panic; the trace up to it is in {out}")
+    t = osvtrace.open(out)  # what the drain got out before the panic (maybe nothing: --via shm keeps it all)
+    assert t.scan.trailer.status == "kernel panic" and t.meta.capture == "virtio"

@@ -82,6 +82,7 @@ struct state {
     uint32_t stop_id;   // nonzero: a stop to perform and acknowledge
     bool finish_req;
     int finish_status;
+    event started;      // the meta frame is queued
     event finished;
     bool stopped;       // the end frame is out: the drain only reclaims
 };
@@ -392,6 +393,7 @@ void end_stream(uint32_t reason, int status)
 void drain_thread(void*)
 {
     send_meta();
+    st->started.signal();
     for (;;) {
         reclaim();
         if (st->stopped) {
@@ -484,7 +486,11 @@ void start()
     if (!drain) {
         kprintf("trace: cannot create the drain thread\n");
         st = nullptr;
+        return;
     }
+    // The app starts only once the host has the meta frame on its way: even if the app
+    // panics at once, the host has a trace file (with whatever the drain got out).
+    st->started.wait();
 }
 
 void finish(int status)
