@@ -112,7 +112,11 @@ void free_frame(frame* f)
     st->free_frames = f;
 }
 
-// Queues header + pieces; false (nothing queued) if descriptors are short.
+// Zero padding for payloads that are not a multiple of 32 bytes (a piece of its own, so no
+// buffer needs room for it).
+const uint8_t zeros[32] = {};
+
+// Queues header + pieces (at most 2); false (nothing queued) if descriptors are short.
 bool submit(frame* f, const virtio::piece* payload, unsigned npieces)
 {
     virtio::piece out[3] = {{&f->hdr, sizeof f->hdr}};
@@ -155,7 +159,7 @@ void reclaim()
             complete_data(f->hdr.cpu);
         } else {
             if (f->busy) {
-                *f->busy = false;
+                __atomic_store_n(f->busy, false, __ATOMIC_RELEASE);
             }
             free_frame(f);
         }
@@ -178,23 +182,28 @@ void wait_for_device()
     reclaim();
 }
 
-// A frame of `type` with `len` payload bytes at buf (padded in place to 32:
-// buffers are sized for it). Waits for descriptors if needed.
-void send_blob(uint8_t type, void* buf, uint32_t len, bool* busy)
+// A frame of `type` with `len` payload bytes at buf, zero-padded to 32. Waits
+// for descriptors if needed. *busy stays true until the device is done with buf.
+void send_blob(uint8_t type, const void* buf, uint32_t len, bool* busy)
 {
     frame* f;
     while (!(f = alloc_frame())) {
         wait_for_device();
     }
     f->hdr = {ts::frame_magic, type, 0, 0, len, 0, 0, 0};
-    uint32_t padded = (len + 31) & ~31u;
-    memset(static_cast<uint8_t*>(buf) + len, 0, padded - len);
-    virtio::piece p{buf, padded};
+    virtio::piece p[2];
+    unsigned np = 0;
+    if (len) {
+        p[np++] = {buf, len};
+    }
+    if (uint32_t pad = -len & 31u) {
+        p[np++] = {zeros, pad};
+    }
     if (busy) {
         *busy = true;
     }
     f->busy = busy;
-    while (!submit(f, &p, padded ? 1 : 0)) {
+    while (!submit(f, p, np)) {
         wait_for_device();
     }
 }
