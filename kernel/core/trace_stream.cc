@@ -1,6 +1,9 @@
+// The drain (see trace_stream.hh): what to send when. The device side of it,
+// frames in flight and ring tails, is core/stream_queue.cc.
 #include "core/trace_stream.hh"
 
 #include "core/percpu.hh"
+#include "core/stream_queue.hh"
 #include "core/thread.hh"
 #include "core/trace.hh"
 #include "drivers/console.hh"
@@ -28,22 +31,10 @@ const virtio_console::port_spec ports[] = {
     {ts::ctl_port_name, ctl_receive, nullptr},
 };
 
-// A frame on its way to the device: the header lives here (device-visible
-// memory), the payload in the ring or in one of the buffers below.
-struct frame {
-    ts::frame_header hdr;
-    frame* next;     // per-CPU in-flight list, or the free list
-    uint64_t end;    // data: ring index after the last slot
-    bool done;
-    bool* busy;      // non-data: the payload buffer to release
-};
-
 struct cpu_state {
     trace::ring* ring;
     uint64_t sent;       // slots below this are queued (or consumed)
     uint64_t last_send;  // TSC of the last data frame
-    frame* head;         // frames in flight, oldest first
-    frame* tail;
 };
 
 struct ack_rec {
@@ -53,14 +44,9 @@ struct ack_rec {
 static_assert(sizeof(ack_rec) % 32 == 0, "ack records are whole 32-byte units");
 
 struct state {
-    virtio_console::port* port;
-    virtio::virtqueue* q;
-    event* tx_event;
+    stream_queue q;
     unsigned ncpus;
     cpu_state cpus[trace::max_cpus];
-    frame* frames;
-    frame* free_frames;
-    unsigned in_flight;
 
     uint8_t meta_buf[sizeof(ts::meta_payload) + meta_extra];
     bool meta_busy;
@@ -91,122 +77,6 @@ state* st;
 thread* drain;
 
 uint64_t period_ticks() { return tsc::from_ns(period_us * 1000); }
-
-// ------------------------------------------------------------ device queue
-
-frame* alloc_frame()
-{
-    frame* f = st->free_frames;
-    if (f) {
-        st->free_frames = f->next;
-        f->next = nullptr;
-        f->done = false;
-        f->busy = nullptr;
-    }
-    return f;
-}
-
-void free_frame(frame* f)
-{
-    f->next = st->free_frames;
-    st->free_frames = f;
-}
-
-// Zero padding for payloads that are not a multiple of 32 bytes (a piece of its own, so no
-// buffer needs room for it).
-const uint8_t zeros[32] = {};
-
-// Queues header + pieces (at most 2); false (nothing queued) if descriptors are short.
-bool submit(frame* f, const virtio::piece* payload, unsigned npieces)
-{
-    virtio::piece out[3] = {{&f->hdr, sizeof f->hdr}};
-    for (unsigned i = 0; i < npieces; i++) {
-        out[1 + i] = payload[i];
-    }
-    if (!st->q->add(out, 1 + npieces, nullptr, 0, f)) {
-        return false;
-    }
-    st->in_flight++;
-    st->q->kick();
-    return true;
-}
-
-void complete_data(unsigned cpu)
-{
-    cpu_state& c = st->cpus[cpu];
-    while (c.head && c.head->done) {
-        frame* f = c.head;
-        c.head = f->next;
-        if (!c.head) {
-            c.tail = nullptr;
-        }
-        // NOTE: only now may the writer reuse these slots.
-        __atomic_store_n(&c.ring->tail, f->end, __ATOMIC_RELEASE);
-        free_frame(f);
-    }
-}
-
-// Takes back every buffer the device is done with.
-void reclaim()
-{
-    void* tok;
-    uint32_t len;
-    while (st->q->get_used(&tok, &len)) {
-        auto* f = static_cast<frame*>(tok);
-        st->in_flight--;
-        if (f->hdr.type == ts::frame_data) {
-            f->done = true;
-            complete_data(f->hdr.cpu);
-        } else {
-            if (f->busy) {
-                __atomic_store_n(f->busy, false, __ATOMIC_RELEASE);
-            }
-            free_frame(f);
-        }
-    }
-}
-
-// Waits for the device to hand back at least one buffer.
-void wait_for_device()
-{
-    for (;;) {
-        if (st->q->enable_interrupts()) {
-            break;
-        }
-        st->tx_event->wait();
-        if (st->q->has_used()) {
-            break;
-        }
-    }
-    st->q->disable_interrupts();
-    reclaim();
-}
-
-// A frame of `type` with `len` payload bytes at buf, zero-padded to 32. Waits
-// for descriptors if needed. *busy stays true until the device is done with buf.
-void send_blob(uint8_t type, const void* buf, uint32_t len, bool* busy)
-{
-    frame* f;
-    while (!(f = alloc_frame())) {
-        wait_for_device();
-    }
-    f->hdr = {ts::frame_magic, type, 0, 0, len, 0, 0, 0};
-    virtio::piece p[2];
-    unsigned np = 0;
-    if (len) {
-        p[np++] = {buf, len};
-    }
-    if (uint32_t pad = -len & 31u) {
-        p[np++] = {zeros, pad};
-    }
-    if (busy) {
-        *busy = true;
-    }
-    f->busy = busy;
-    while (!submit(f, p, np)) {
-        wait_for_device();
-    }
-}
 
 // ------------------------------------------------------------ frames
 
@@ -240,7 +110,7 @@ void send_meta()
     for (unsigned i = 0; i <= trace::tp_max; i++) {
         *p++ = trace::enabled[i];
     }
-    send_blob(ts::frame_meta, st->meta_buf, uint32_t(p - st->meta_buf), &st->meta_busy);
+    st->q.send_blob(ts::frame_meta, st->meta_buf, uint32_t(p - st->meta_buf), &st->meta_busy);
 }
 
 // Names of threads created since the last look (the runtime's thread table,
@@ -268,7 +138,7 @@ void send_names()
         }
     }
     if (n) {
-        send_blob(ts::frame_threads, st->names_buf, n * uint32_t(sizeof(trace::thread_entry)), &st->names_busy);
+        st->q.send_blob(ts::frame_threads, st->names_buf, n * uint32_t(sizeof(trace::thread_entry)), &st->names_busy);
     }
 }
 
@@ -278,9 +148,9 @@ void send_acks()
     while (st->ack_tail != head) {
         unsigned i = st->ack_tail % max_acks;
         while (st->ack_busy[i]) {
-            wait_for_device();
+            st->q.wait();
         }
-        send_blob(ts::frame_ack, &st->acks[i], sizeof(ack_rec), &st->ack_busy[i]);
+        st->q.send_blob(ts::frame_ack, &st->acks[i], sizeof(ack_rec), &st->ack_busy[i]);
         __atomic_store_n(&st->ack_tail, st->ack_tail + 1, __ATOMIC_RELEASE);
     }
 }
@@ -289,12 +159,12 @@ void send_acks()
 void send_own_ack(uint32_t id, int32_t result, const char* msg)
 {
     while (st->own_ack_busy) {
-        wait_for_device();
+        st->q.wait();
     }
     st->own_ack.p = {id, result, tsc::now()};
     memset(st->own_ack.msg, 0, sizeof st->own_ack.msg);
     strlcpy(st->own_ack.msg, msg, sizeof st->own_ack.msg);
-    send_blob(ts::frame_ack, &st->own_ack, sizeof(ack_rec), &st->own_ack_busy);
+    st->q.send_blob(ts::frame_ack, &st->own_ack, sizeof(ack_rec), &st->own_ack_busy);
 }
 
 // One data frame of CPU cpu if there is enough to send (or `all`: anything).
@@ -319,56 +189,13 @@ bool send_data(unsigned cpu, bool all)
             end -= s->index;
         }
     }
-    frame* f = alloc_frame();
-    if (!f) {
-        return false;
-    }
-    uint64_t lost = r->lost;
-    f->hdr = {ts::frame_magic, ts::frame_data, 0, uint16_t(cpu), uint32_t(end - c.sent), 0, c.sent, lost};
-    f->end = end;
-    virtio::piece p[2];
-    unsigned np = 0;
     uint64_t from = c.sent;
-    while (from < end) {  // one piece, or two where the range wraps
-        uint64_t pos = from & r->mask;
-        uint64_t len = end - from < r->nslots - pos ? end - from : r->nslots - pos;
-        p[np++] = {r->slots() + pos, uint32_t(len * trace::slot_size)};
-        from += len;
+    if (!st->q.send_slots(cpu, from, end, r->lost)) {
+        return false;  // no room: the device still has earlier frames
     }
-    if (!submit(f, p, np)) {
-        free_frame(f);
-        return false;
-    }
-    if (c.tail) {
-        c.tail->next = f;
-    } else {
-        c.head = f;
-    }
-    c.tail = f;
     c.sent = end;
     c.last_send = now;
-    return end - f->hdr.seq >= max_frame_slots - 255;
-}
-
-// An empty data frame: the final lost counter of a CPU.
-void send_lost(unsigned cpu)
-{
-    cpu_state& c = st->cpus[cpu];
-    frame* f;
-    while (!(f = alloc_frame())) {
-        wait_for_device();
-    }
-    f->hdr = {ts::frame_magic, ts::frame_data, 0, uint16_t(cpu), 0, 0, c.sent, c.ring->lost};
-    f->end = c.sent;
-    while (!submit(f, nullptr, 0)) {
-        wait_for_device();
-    }
-    if (c.tail) {
-        c.tail->next = f;
-    } else {
-        c.head = f;
-    }
-    c.tail = f;
+    return end - from >= max_frame_slots - 255;  // full size (up to a record): more may wait
 }
 
 // Everything committed up to now, the lost counters, the end frame; then
@@ -378,23 +205,23 @@ void end_stream(uint32_t reason, int status)
     for (unsigned i = 0; i < st->ncpus; i++) {
         uint64_t target = __atomic_load_n(&st->cpus[i].ring->committed, __ATOMIC_ACQUIRE);
         while (st->cpus[i].sent < target) {
-            reclaim();
+            st->q.reclaim();
             uint64_t before = st->cpus[i].sent;
             send_data(i, true);
             if (st->cpus[i].sent == before) {
-                wait_for_device();  // out of frames or descriptors: some are in flight
+                st->q.wait();  // out of frames or descriptors: some are in flight
             }
         }
     }
     send_names();
     send_acks();
     for (unsigned i = 0; i < st->ncpus; i++) {
-        send_lost(i);
+        st->q.send_lost(i, st->cpus[i].sent, st->cpus[i].ring->lost);
     }
     st->end_buf = {status, reason, tsc::now()};
-    send_blob(ts::frame_end, &st->end_buf, sizeof st->end_buf, &st->end_busy);
-    while (st->in_flight) {
-        wait_for_device();
+    st->q.send_blob(ts::frame_end, &st->end_buf, sizeof st->end_buf, &st->end_busy);
+    while (st->q.in_flight()) {
+        st->q.wait();
     }
     st->stopped = true;
 }
@@ -404,7 +231,7 @@ void drain_thread(void*)
     send_meta();
     st->started.signal();
     for (;;) {
-        reclaim();
+        st->q.reclaim();
         if (st->stopped) {
             // After a stop: the rings are no longer drained; they fill and
             // count what they drop, as without a reader.
@@ -436,8 +263,8 @@ void drain_thread(void*)
         send_acks();
         if (!more) {
             threads::sleep_ns(period_us * 1000);
-        } else if (!st->free_frames || st->q->free_descriptors() < 3) {
-            wait_for_device();
+        } else if (!st->q.room_for_data()) {
+            st->q.wait();
         }
     }
 }
@@ -475,19 +302,16 @@ void start()
         kprintf("trace: no memory for the stream\n");
         return;
     }
-    s->port = port;
-    s->q = virtio_console::tx_queue(port);
-    s->tx_event = virtio_console::tx_event(port);
     s->ncpus = __atomic_load_n(&c.ncpus, __ATOMIC_ACQUIRE);
+    trace::ring* rings[trace::max_cpus];
     for (unsigned i = 0; i < s->ncpus; i++) {
-        s->cpus[i].ring = reinterpret_cast<trace::ring*>(c.rings[i]);
-        s->cpus[i].sent = s->cpus[i].ring->tail;
+        rings[i] = reinterpret_cast<trace::ring*>(c.rings[i]);
+        s->cpus[i].ring = rings[i];
+        s->cpus[i].sent = rings[i]->tail;
     }
-    unsigned nframes = s->q->size();
-    s->frames = new frame[nframes];
-    for (unsigned i = 0; i < nframes; i++) {
-        s->frames[i].next = s->free_frames;
-        s->free_frames = &s->frames[i];
+    if (!s->q.init(virtio_console::tx_queue(port), virtio_console::tx_event(port), rings, s->ncpus)) {
+        kprintf("trace: no memory for the stream\n");
+        return;
     }
     s->names_gen_seen = ~0u;
     st = s;
