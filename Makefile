@@ -27,16 +27,21 @@ generate: venv
 
 demo: deps venv
 	@mkdir -p $(DEMO_DIR)
-	@echo "== the tracepoint catalog (from tracepoints/*.toml)"
-	@$(OSVTRACE) tracepoints | head -20
+	@echo "== the tracepoint catalog (from tracepoints/*.toml; all of it: osvtrace tracepoints)"
+	@$(OSVTRACE) tracepoints | head -12
 	@echo "== build the kernel (regenerates the tracepoint code; make skips what is up to date)"
 	@$(OSVTRACE) build
-	@echo "== boot pingpong in QEMU and capture its trace through gdb (pmemsave of every ring)"
-	@$(OSVTRACE) record --via gdb -o $(DEMO_DIR)/pingpong.osvt --trace 'sched_*,thread_*' pingpong 10000
+	@echo "== boot the mutex app on 2 vCPUs and stream its trace over virtio-serial"
+	@$(OSVTRACE) record -o $(DEMO_DIR)/mutex.osvt --smp 2 --trace 'sched_*,mutex_*,thread_*' \
+	    mutex --threads 4 --mutexes 2 --iterations 1000 --hold-ns 5000 --think-ns 2000
 	@echo "== what the trace holds"
-	@$(OSVTRACE) report summary $(DEMO_DIR)/pingpong.osvt
-	@echo "== the first events"
-	@$(OSVTRACE) report list $(DEMO_DIR)/pingpong.osvt --limit 10
+	@$(OSVTRACE) report summary $(DEMO_DIR)/mutex.osvt
+	@echo "== which mutex hurt, and how the CPUs were used"
+	@$(OSVTRACE) report mutex $(DEMO_DIR)/mutex.osvt --limit 3
+	@$(OSVTRACE) report cpu $(DEMO_DIR)/mutex.osvt --buckets 60
+	@echo "== the viewer page"
+	@$(OSVTRACE) view $(DEMO_DIR)/mutex.osvt --static -o $(DEMO_DIR)/mutex.html
+	@echo "open $(DEMO_DIR)/mutex.html in a browser, or run: $(OSVTRACE) view $(DEMO_DIR)/mutex.osvt"
 
 test: deps venv
 	@$(PY) -m pytest -q
