@@ -7,7 +7,7 @@ PY        := $(VENV)/bin/python
 OSVTRACE  := $(VENV)/bin/osvtrace
 DEMO_DIR  := build/demo
 # command:debian-package pairs the project needs on the host
-DEB_DEPS  := qemu-system-x86_64:qemu-system-x86 gdb:gdb g++:g++ make:make valgrind:valgrind tshark:tshark babeltrace2:babeltrace2 chromium:chromium tmux:tmux
+DEB_DEPS  := qemu-system-x86_64:qemu-system-x86 gdb:gdb g++:g++ make:make valgrind:valgrind tshark:tshark babeltrace2:babeltrace2 chromium:chromium tmux:tmux memcached:memcached
 
 .PHONY: demo test test-slow bench deps venv build generate clean
 

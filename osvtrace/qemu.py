@@ -68,6 +68,9 @@ class VmConfig:
     gdb_port: int | None = None  # gdbstub on 127.0.0.1:PORT
     gdb_wait: bool = False  # start halted (-S) until gdb continues
     timeout: float | None = None  # seconds of wall time before QEMU is stopped
+    net: str | None = None  # None: no NIC; user: QEMU's user-mode network (slirp); tap: a host tap device
+    hostfwd: tuple[str, ...] = ()  # --net user: forwarded ports, udp:HOSTPORT-:GUESTPORT
+    tap_ifname: str | None = None  # --net tap: the host interface (default osvtrace0)
     # Hooks for transports: more QEMU arguments (devices, chardevs, memory
     # backends) and more kernel command-line words.
     extra_args: list[str] = field(default_factory=list)
@@ -131,6 +134,51 @@ def kernel_cmdline(cfg: VmConfig) -> str:
     return " ".join(words + args)
 
 
+NETS = ("user", "tap")
+HOSTFWD = re.compile(r"^(udp|tcp):(?:(\d{1,3}(?:\.\d{1,3}){3})?:)?(\d{1,5})-(?:(\d{1,3}(?:\.\d{1,3}){3}))?:(\d{1,5})$")
+DEFAULT_TAP = "osvtrace0"
+
+
+def hostfwd_rule(spec: str) -> str:
+    """A --hostfwd spec (udp:HOSTPORT-:GUESTPORT, optionally with addresses) -> QEMU's form.
+
+    The host side listens on 127.0.0.1 unless an address is given: forwarded ports are not
+    opened to the network by default."""
+    m = HOSTFWD.match(spec)
+    if not m:
+        raise QemuError(f"bad --hostfwd {spec!r}: expected udp:HOSTPORT-:GUESTPORT (or "
+                        "udp:HOSTADDR:HOSTPORT-GUESTADDR:GUESTPORT)")
+    proto, haddr, hport, gaddr, gport = m.groups()
+    for p in (hport, gport):
+        if not 1 <= int(p) <= 65535:
+            raise QemuError(f"bad --hostfwd {spec!r}: port {p} out of range 1..65535")
+    return f"{proto}:{haddr or '127.0.0.1'}:{hport}-{gaddr or ''}:{gport}"
+
+
+def net_args(cfg: VmConfig) -> list[str]:
+    """QEMU arguments for the guest's NIC: a virtio-net device (virtio-mmio on microvm,
+    legacy virtio-pci on q35) on a user-mode (slirp) or tap backend."""
+    if cfg.net is None:
+        if cfg.hostfwd:
+            raise QemuError("--hostfwd needs --net user")
+        return []
+    if cfg.net not in NETS:
+        raise QemuError(f"unknown --net {cfg.net!r} (choose from {', '.join(NETS)})")
+    if cfg.net == "user":
+        # The guest is 10.0.2.15; forwarded datagrams arrive from 10.0.2.2. NOTE: not
+        # restrict=on: QEMU 7.2's slirp then drops the guest's replies on forwarded UDP
+        # ports. The guest's stack only ever answers (and ARPs), and the forwarded host
+        # ports listen on 127.0.0.1 unless a rule names another address.
+        backend = ",".join(["user,id=net0"] + [f"hostfwd={hostfwd_rule(h)}" for h in cfg.hostfwd])
+    else:
+        if cfg.hostfwd:
+            raise QemuError("--hostfwd is for --net user (with tap, the guest's 10.0.2.15 is reachable directly)")
+        backend = f"tap,id=net0,ifname={cfg.tap_ifname or DEFAULT_TAP},script=no,downscript=no"
+    dev = "virtio-net-device,netdev=net0" if cfg.machine == "microvm" else \
+        "virtio-net-pci,netdev=net0,disable-modern=on"
+    return ["-netdev", backend, "-device", dev]
+
+
 def qemu_command(cfg: VmConfig, qemu: str = QEMU) -> list[str]:
     """The full QEMU argument vector for a config."""
     if cfg.machine not in MACHINES:
@@ -148,7 +196,7 @@ def qemu_command(cfg: VmConfig, qemu: str = QEMU) -> list[str]:
         cmd += ["-gdb", f"tcp:127.0.0.1:{cfg.gdb_port}"]
         if cfg.gdb_wait:
             cmd.append("-S")
-    return cmd + list(cfg.extra_args)
+    return cmd + net_args(cfg) + list(cfg.extra_args)
 
 
 def free_port() -> int:

@@ -38,6 +38,12 @@ def vm_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="overwrite: flight recorder (default); stream: a full ring drops and counts."),
         click.option("--timeout", type=click.FloatRange(0, min_open=True), metavar="S",
                      help="Stop QEMU after S seconds of wall time (exit status 124)."),
+        click.option("--net", type=click.Choice(["user", "tap"]),
+                     help="Give the guest a virtio-net NIC: user = QEMU's user-mode network (guest 10.0.2.15), "
+                          "tap = the host tap device --tap (default osvtrace0; needs root and a configured tap)."),
+        click.option("--hostfwd", multiple=True, metavar="udp:HOSTPORT-:GUESTPORT",
+                     help="--net user: forward a host port on 127.0.0.1 to a guest port (repeatable)."),
+        click.option("--tap", "tap_ifname", metavar="IFNAME", help="--net tap: the host's tap interface."),
         click.option("--kernel", type=click.Path(dir_okay=False, path_type=Path),
                      help="Boot this kernel ELF instead of building build/kernel.elf."),
         click.option("--no-build", is_flag=True, help="Boot build/kernel.elf as it is (no make)."),
@@ -70,6 +76,7 @@ def _config(app: str, args: tuple[str, ...], *, kernel: Path | None, no_build: b
         kernel = kernel_build.KERNEL_ELF
     elif not kernel.is_file():
         raise OsvtraceError(f"--kernel {kernel}: no such file")
+    opts["hostfwd"] = tuple(opts.get("hostfwd") or ())
     return VmConfig(app=app, args=tuple(args), kernel=kernel, **opts)
 
 
@@ -154,6 +161,7 @@ def run(app: str, args: tuple[str, ...], gdb_port: int | None, gdb_wait: bool, *
       osvtrace run pingpong 10000
       osvtrace run --machine q35 --smp 2 --trace 'sched_*' hello
       osvtrace run --gdb 1234 sleep 5000      # then: gdb -x gdb/osv.py build/kernel.elf
+      osvtrace run --net user --hostfwd udp:5555-:7 udp-echo 7   # then: osvtrace load udp 127.0.0.1:5555 ...
     """
     from osvtrace import qemu
 

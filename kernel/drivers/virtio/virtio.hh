@@ -16,6 +16,7 @@
 namespace virtio {
 
 // Device types (virtio spec 5: device ID).
+constexpr uint32_t type_net = 1;
 constexpr uint32_t type_console = 3;
 
 // Device status bits.

@@ -94,6 +94,14 @@ void virtqueue::kick()
     t_->notify(index_);
 }
 
+void virtqueue::kick_if_needed()
+{
+    barrier();  // our avail index must be visible before we read the device's flag
+    if (!(used_->flags & used_f_no_notify)) {
+        t_->notify(index_);
+    }
+}
+
 bool virtqueue::has_used() const { return __atomic_load_n(&used_->idx, __ATOMIC_ACQUIRE) != last_used_; }
 
 bool virtqueue::get_used(void** token, uint32_t* len)

@@ -45,6 +45,7 @@ static_assert(sizeof(vring_used) == 4, "vring_used header");
 constexpr uint16_t desc_f_next = 1;
 constexpr uint16_t desc_f_write = 2;        // device writes (an rx buffer)
 constexpr uint16_t avail_f_no_interrupt = 1;
+constexpr uint16_t used_f_no_notify = 1;
 
 // A piece of a buffer: `len` bytes at `addr`.
 struct piece {
@@ -73,6 +74,10 @@ public:
     bool add(const piece* out, unsigned nout, const piece* in, unsigned nin, void* token);
     // Tells the device about everything added since the last kick.
     void kick();
+    // The same, unless the device said it needs no notification (it is
+    // already processing the queue: VRING_USED_F_NO_NOTIFY). Saves an exit
+    // to the hypervisor per batch on a busy queue.
+    void kick_if_needed();
 
     // The next chain the device has finished with: its token and the bytes
     // the device wrote. False when there is none (yet).
