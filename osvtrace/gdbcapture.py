@@ -21,7 +21,11 @@ from osvtrace.qemu import EXIT_TIMEOUT, BootTime, Outcome, Vm, VmConfig, free_po
 
 # The kernel's exit paths (kernel/arch/x64/debug_exit.cc): every way the VM ends
 # on purpose goes through one of these before writing to the exit port.
-EXIT_SYMBOLS = {"debug_exit::exit_status": "app-exit", "debug_exit::exit_panic": "panic"}
+# osvtrace_app_exit (core/main.cc) is hit first when the app returns, before the
+# stream drains; a kernel without it (older) still stops in exit_status.
+EXIT_SYMBOLS = {"osvtrace_app_exit": "app-exit", "debug_exit::exit_status": "app-exit",
+                "debug_exit::exit_panic": "panic"}
+OPTIONAL_SYMBOLS = {"osvtrace_app_exit"}
 DEFAULT_RUN_LIMIT = 600.0  # seconds, when neither --duration nor --timeout is given
 SAVE_TIMEOUT = 300.0
 
@@ -77,7 +81,12 @@ def record(cfg: VmConfig, output: str | Path, *, duration: float | None = None, 
             _connect(g, vm, port)
             bkpt = {}
             for sym, why in EXIT_SYMBOLS.items():
-                a = g.mi(f"-break-insert {'-h ' if hw else ''}{sym}")
+                try:
+                    a = g.mi(f"-break-insert {'-h ' if hw else ''}{sym}")
+                except GdbError:
+                    if sym in OPTIONAL_SYMBOLS:
+                        continue
+                    raise
                 bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = why
             g.continue_()
             try:

@@ -210,35 +210,45 @@ def valid_range(ring: Ring, head_after: int) -> tuple[int, int]:
     return min(first, end), end
 
 
-def snapshot_ring(read: ReadFn, ring_addr: int, cpu: int) -> RingChunk:
+def snapshot_ring(read: ReadFn, ring_addr: int, cpu: int, limit: int | None = None) -> RingChunk:
     """Copy one ring's valid slots: header, one bulk read of the slots, head again.
 
     The bulk read covers only the valid range while the ring has not wrapped (a 4 MiB
-    ring holding 100 records costs 3 KiB), and the whole array once it has."""
+    ring holding 100 records costs 3 KiB), and the whole array once it has. `limit`
+    keeps only the newest `limit` slots (the first may then be a cut record's tail,
+    which the decoder counts as partial), read in at most two pieces."""
     ring = read_ring(read, ring_addr, cpu)
     first0, end = valid_range(ring, ring.head)
+    if limit is not None:
+        first0 = max(first0, end - limit)
     n = end - first0
     lo = first0 & ring.mask
     what = f"the slots of CPU {cpu}"
+
+    def piece(start: int, count: int) -> bytes:
+        return _read(read, ring.slots_addr + start * layout.SLOT_SIZE, count * layout.SLOT_SIZE, what)
+
     if n == 0:
         seq = np.empty((0, layout.SLOT_SIZE), np.uint8)
     elif lo + n <= ring.nslots:  # contiguous in memory: read just that
-        raw = _read(read, ring.slots_addr + lo * layout.SLOT_SIZE, n * layout.SLOT_SIZE, what)
+        seq = np.frombuffer(piece(lo, n), np.uint8).reshape(-1, layout.SLOT_SIZE)
+    elif limit is not None and n < ring.nslots:  # the newest slots, across the array's end
+        raw = piece(lo, ring.nslots - lo) + piece(0, lo + n - ring.nslots)
         seq = np.frombuffer(raw, np.uint8).reshape(-1, layout.SLOT_SIZE)
     else:  # wrapped: read the array, rotate so slots are in sequence order (index i is slot i & mask)
-        raw = _read(read, ring.slots_addr, ring.nslots * layout.SLOT_SIZE, what)
-        slots = np.frombuffer(raw, np.uint8).reshape(-1, layout.SLOT_SIZE)
+        slots = np.frombuffer(piece(0, ring.nslots), np.uint8).reshape(-1, layout.SLOT_SIZE)
         seq = np.concatenate([slots[lo:], slots[:(lo + n) - ring.nslots]])
     head_off = layout.RING_FIELDS["head"][0]
     head_after = int(np.frombuffer(_read(read, ring_addr + head_off, 8, f"the ring head of CPU {cpu}"), "<u8")[0])
-    first, _ = valid_range(ring, head_after)
+    first = max(valid_range(ring, head_after)[0], first0)
     dropped = first - first0  # slots the writer may have reused while we copied
     seq = seq[dropped:]
     return RingChunk(cpu, first, np.ascontiguousarray(seq).reshape(-1), ring.lost, ring, dropped)
 
 
-def snapshot(read: ReadFn, control_addr: int) -> Snapshot:
-    """Everything a trace file needs, read from guest memory."""
+def snapshot(read: ReadFn, control_addr: int, *, limit: int | dict[int, int] | None = None) -> Snapshot:
+    """Everything a trace file needs, read from guest memory. `limit` keeps only the
+    newest slots of each ring (a number, or one per CPU)."""
     ctl = read_control(read, control_addr)
     chunks: list[RingChunk] = []
     rings: list[Ring] = []
@@ -247,7 +257,7 @@ def snapshot(read: ReadFn, control_addr: int) -> Snapshot:
         if not addr:
             warnings.append(f"CPU {cpu} has no ring yet")
             continue
-        c = snapshot_ring(read, addr, cpu)
+        c = snapshot_ring(read, addr, cpu, limit.get(cpu) if isinstance(limit, dict) else limit)
         chunks.append(c)
         rings.append(c.ring)
         if c.dropped_during_copy:

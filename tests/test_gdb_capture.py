@@ -16,6 +16,7 @@ from osvtrace import gdbcapture, qemu
 from osvtrace.gdbmi import Gdb, GdbError
 from osvtrace.qemu import VmConfig
 from osvtrace.schema import default_catalog
+from tests.gdb_helpers import Booted
 from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans, osvtrace as cli, require_tools  # noqa: F401
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
@@ -33,37 +34,6 @@ def pingpong_trace(kernel, gdb_ok, tmp_path_factory) -> tuple[Path, subprocess.C
     r = cli("record", "--via", "gdb", "--no-build", "-o", str(out), "--trace", "sched_*,thread_*",
             "pingpong", str(N))
     return out, r
-
-
-class Booted:
-    """QEMU halted with its gdbstub and gdb attached through MI with the osv commands."""
-
-    def __init__(self, kernel: Path, app: str, *args: str, **kw):
-        self.port = qemu.free_port()
-        cfg = VmConfig(app, args, kernel=kernel, accel="tcg", gdb_port=self.port, gdb_wait=True, **kw)
-        self.vm = qemu.Vm(cfg).start()
-        try:
-            self.gdb = Gdb(kernel)
-            gdbcapture._connect(self.gdb, self.vm, self.port)
-        except BaseException:
-            self.vm.stop()
-            raise
-
-    def run_to(self, symbol: str, timeout: float = 60) -> None:
-        self.gdb.mi(f"-break-insert {symbol}")
-        self.gdb.continue_()
-        stop = self.gdb.wait_stopped(timeout)
-        assert stop.results.get("reason") == "breakpoint-hit", (stop, self.vm.console_text())
-
-    def close(self) -> None:
-        self.gdb.close()
-        self.vm.stop()
-
-    def __enter__(self) -> "Booted":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------- record --via gdb

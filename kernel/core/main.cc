@@ -42,6 +42,14 @@ extern init_fn __init_array_start[], __init_array_end[];
 [[noreturn]] void kernel_entry(uint32_t start_info_paddr);
 }
 
+// Debugging aid: a breakpoint here stops the kernel right after the app's main
+// returned, before the stream drains and before QEMU exits (gdb capture,
+// `osvtrace gdb`). Does nothing.
+extern "C" __attribute__((noinline)) void osvtrace_app_exit(int status)
+{
+    asm volatile("" : : "r"(status) : "memory");
+}
+
 namespace {
 
 char build_id[64];
@@ -70,6 +78,7 @@ void app_thread(void*)
     kprintf("boot: app main at %lu us (kernel entry at %lu us, TSC %lu Hz)\n",
             tsc::to_us(t - boot_tsc), tsc::to_us(boot_tsc), tsc::hz);
     int status = the_app->main(opts.argc, opts.argv);
+    osvtrace_app_exit(status);
     if (status < 0 || status > debug_exit::max_app_status) {
         kprintf("%s: exit status %d out of range 0..%d; reporting %d\n", the_app->name, status,
                 debug_exit::max_app_status, debug_exit::max_app_status);

@@ -118,6 +118,7 @@ void cancel_wait()
 
 void block(const void* obj)
 {
+    current_thread()->wait_obj = obj;  // debugging aid (thread.hh)
     trace_sched_wait(obj);
     schedule(thread_state::waiting);
 }
@@ -170,6 +171,13 @@ void schedule(thread_state why)
     next->state.store(thread_state::running, std::memory_order_relaxed);
     next->on_cpu.store(true, std::memory_order_relaxed);
     next->nr_switches_in++;
+    {
+        // Debugging aid (thread.hh): CPU time and last switch, for gdb only.
+        const uint64_t now = tsc::now();
+        prev->run_tsc += prev->switched_tsc ? now - prev->switched_tsc : 0;
+        prev->switched_tsc = now;
+        next->switched_tsc = now;
+    }
     c->current = next;
     c->current_tid = next->id;
     c->nr_switches++;

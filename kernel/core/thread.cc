@@ -75,6 +75,9 @@ void init_common(thread* t, uint32_t id, const char* name, cpu* home)
     t->sleep_timer.arg = t;
     t->sleep_timer.owner = nullptr;
     t->nr_switches_in = 0;
+    t->wait_obj = nullptr;
+    t->switched_tsc = 0;
+    t->run_tsc = 0;
 }
 
 void reap(thread* t)
@@ -254,6 +257,7 @@ void sleep_ns(uint64_t ns)
     thread* t = current_thread();
     irq_guard g;
     timers::arm(&t->sleep_timer, tsc::now() + tsc::from_ns(ns));
+    t->wait_obj = &t->sleep_timer;  // debugging aid (thread.hh)
     trace_sched_wait(&t->sleep_timer);
     sched::prepare_wait(thread_state::sleeping);
     sched::schedule(thread_state::sleeping);
@@ -278,3 +282,7 @@ thread* owning_stack(uint64_t addr)
 thread* by_id(uint32_t tid) { return tid < threads_max ? table[tid].load(std::memory_order_acquire) : nullptr; }
 
 }  // namespace threads
+
+// Debugging aid: gdb (osvtrace/gdb/threads.py) finds the thread table by this
+// name, whatever namespace the table itself lives in.
+extern "C" std::atomic<thread*>* const osvtrace_thread_table = threads::table;

@@ -65,6 +65,12 @@ struct thread {
     void* arg;
     timer sleep_timer;
     uint64_t nr_switches_in;  // times switched in (lhp uses it to spot preempted holders)
+
+    // Debugging aids: written by the scheduler, read only by gdb (osvtrace/gdb/
+    // threads.py: `osv info threads` shows the wait object, last ran, CPU time).
+    const void* wait_obj;   // what it last blocked on (sched::block's obj, its sleep timer)
+    uint64_t switched_tsc;  // TSC of its last switch in or out; 0: never ran
+    uint64_t run_tsc;       // TSC ticks on a CPU, up to its last switch out
 };
 static_assert(__builtin_offsetof(thread, saved_rsp) == 0, "switch.S relies on saved_rsp at 0");
 static_assert(sizeof(std::atomic<thread_state>) == 1, "gdb reads thread::state as one byte");

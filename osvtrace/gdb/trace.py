@@ -1,24 +1,140 @@
 """`osv trace ...`: the trace rings (kernel/core/trace.cc, include/trace/*.hh).
 
 The rings are read by osvtrace.rings, the same reader the shared-RAM capture
-uses; bulk slot arrays move through QEMU's pmemsave, never read_memory.
+uses; bulk slot arrays move through QEMU's pmemsave, never read_memory. Records
+are decoded by osvtrace's decoder (osvtrace.trace over a temporary .osvt), with
+the package's tracepoint catalog: there is no second table of tracepoints here.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from typing import Any
+
+import numpy as np
 
 import gdb  # type: ignore[import-not-found]
 
 from osvtrace import layout, rings
 from osvtrace.gdb import common
 
+DEFAULT_RECORDS = 20
 
-class TracePrefix(gdb.Command):
-    """The tracepoint rings: `osv trace save FILE`, `osv trace status`, `osv trace enable GLOBS` ..."""
+
+def decoded(limit: int | dict[int, int] | None = None) -> tuple[Any, rings.Snapshot]:
+    """The rings (the newest `limit` slots of each, or all) decoded by osvtrace: an
+    osvtrace.trace.Trace, and the snapshot it came from."""
+    import osvtrace
+
+    snap = rings.snapshot(common.read, common.control_address(), limit=limit)
+    fd, path = tempfile.mkstemp(prefix="osv-trace-", suffix=".osvt")
+    os.close(fd)
+    try:
+        rings.write_osvt(snap, path, capture="gdb", catalog=common.catalog(), status="gdb: osv trace")
+        return osvtrace.open(path, verify=False, workers=1), snap
+    finally:
+        os.unlink(path)  # the mapping stays valid after the unlink
+
+
+def parse_list_args(arg: str) -> tuple[int, list[str], int | None]:
+    """`[N] [--tp GLOB[,GLOB]] [--cpu N]` -> (N, globs, cpu)."""
+    argv = gdb.string_to_argv(arg)
+    n, globs, cpu = DEFAULT_RECORDS, [], None
+    usage = "usage: osv trace [N] [--tp GLOB[,GLOB...]] [--cpu N]"
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        key, eq, val = a.partition("=")
+        if key in ("--tp", "--cpu"):
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise common.OsvError(usage)
+                val = argv[i + 1]
+                i += 1
+            if key == "--tp":
+                globs += [g for g in val.split(",") if g]
+            else:
+                if not val.isdigit():
+                    raise common.OsvError(f"--cpu needs a CPU number, not {val!r}")
+                cpu = int(val)
+        elif a.isdigit():
+            n = int(a)
+        else:
+            raise common.OsvError(f"{usage} (not {a!r})")
+        i += 1
+    cat = common.catalog()
+    for g in globs:
+        if not cat.match([g]):
+            raise common.OsvError(f"'{g}' matches no tracepoint (globs are anchored: try '{g}*')")
+    return n, globs, cpu
+
+
+def latest(n: int, globs: list[str], cpu: int | None) -> tuple[Any, np.ndarray, rings.Snapshot]:
+    """(trace, indices of its newest n matching records in time order, snapshot).
+
+    Reads only the newest slots of each ring, doubling the window until each CPU has n
+    matches or the window holds its whole ring."""
+    cat = common.catalog()
+    ids = np.array([tp.id for tp in cat.match(globs)], np.uint16) if globs else None
+    wide = max((tp.nslots for tp in cat.active()), default=1)
+    window = max(64, n * wide)
+    while True:
+        trace, snap = decoded(limit=window)
+        ev = trace.events
+        mask = np.ones(len(ev), bool)
+        if ids is not None:
+            mask &= np.isin(ev.tp, ids)
+        if cpu is not None:
+            mask &= ev.cpu == cpu
+        idx = np.nonzero(mask)[0]
+        short = [c for c in snap.chunks if (cpu is None or c.cpu == cpu) and c.nslots >= window
+                 and int(np.count_nonzero(ev.cpu[idx] == c.cpu)) < n]
+        if not short or window >= max(r.nslots for r in snap.rings):
+            return trace, idx[-n:] if n else idx[:0], snap
+        window *= 4
+
+
+def lines(trace: Any, idx: np.ndarray) -> list[str]:
+    """Formatted records (the layout of `osvtrace report list`)."""
+    from osvtrace.filters import format_ns
+
+    ev = trace.events
+    width = min(max((len(trace.thread_name(int(t))) for t in ev.tid[idx].tolist()), default=8), 24)
+    out = []
+    for i in idx.tolist():
+        tp = trace.catalog.by_id.get(int(ev.tp[i]))
+        out.append(f"{trace.thread_name(int(ev.tid[i]))[:width]:<{width}} {int(ev.cpu[i]):>3} "
+                   f"{format_ns(int(ev.time[i]))} {tp.name if tp else ev.tp[i]:<18} {trace.format_event(i)}")
+    return out
+
+
+class TracePrefix(common.OsvCommand):
+    """Show the newest trace records, decoded by osvtrace (or use a subcommand below).
+
+    Usage: osv trace [N] [--tp GLOB[,GLOB...]] [--cpu N]
+    N records (default 20) from all CPUs in time order; --tp keeps the tracepoints the
+    anchored globs match, --cpu one CPU. Columns: thread, CPU, seconds since boot,
+    tracepoint, arguments (as `osvtrace report list` prints them).
+    Example:
+      (gdb) osv trace 50 --tp sched_* --cpu 1
+    """
 
     def __init__(self) -> None:
-        super().__init__("osv trace", gdb.COMMAND_USER, gdb.COMPLETE_NONE, True)
+        super().__init__("osv trace", gdb.COMMAND_DATA, gdb.COMPLETE_COMMAND, True)
+
+    def run(self, arg: str, from_tty: bool) -> None:
+        n, globs, cpu = parse_list_args(arg)
+        trace, idx, snap = latest(n, globs, cpu)
+        if cpu is not None and cpu >= snap.control.ncpus:
+            raise common.OsvError(f"no CPU {cpu} (the kernel has {snap.control.ncpus})")
+        for w in snap.warnings:
+            gdb.write(f"osv: warning: {w}\n")
+        if not len(idx):
+            what = " matching" if globs or cpu is not None else ""
+            gdb.write(f"no{what} records in the rings (enabled: {', '.join(enabled_names(snap.control)) or 'none'})\n")
+            return
+        gdb.write("\n".join(lines(trace, idx)) + "\n")
 
 
 def control() -> rings.Control:
@@ -98,33 +214,53 @@ class TraceSave(common.OsvCommand):
 
 
 class TraceStatus(common.OsvCommand):
-    """Show the tracer's state: clock, each CPU's ring (mode, size, fill, lost), enabled tracepoints.
+    """Show the tracer's state: clock; per CPU its ring (mode, size, records written,
+    held, fill, lost); per tracepoint whether it is enabled and how many of its records
+    the rings hold now.
 
-    Example:
-      (gdb) osv trace status
+    Usage: osv trace status
     """
 
     def __init__(self) -> None:
         super().__init__("osv trace status", gdb.COMMAND_DATA)
 
     def run(self, arg: str, from_tty: bool) -> None:
-        ctl = control()
+        if arg.strip():
+            raise common.OsvError("osv trace status takes no arguments")
+        trace, snap = decoded()
+        ctl = snap.control
         w = gdb.write
         w(f"control block at {ctl.addr:#x}: {ctl.ncpus} CPU(s), TSC {ctl.tsc_hz:,} Hz\n")
         rows = []
-        for cpu, addr in enumerate(ctl.rings):
-            if not addr:
-                continue
-            r = rings.read_ring(common.read, addr, cpu)
+        for c in snap.chunks:
+            r = c.ring
             mode = "stream" if r.mode == layout.RING_MODE_STREAM else "overwrite"
-            rows.append((cpu, mode, r.nslots, r.committed, min(r.committed, r.nslots), r.lost))
-        w(common.table(rows, ("cpu", "mode", "slots", "written", "held", "lost")))
+            held = c.nslots
+            over = max(0, r.committed - r.nslots) if r.mode != layout.RING_MODE_STREAM else 0
+            rows.append((c.cpu, mode, r.nslots, r.committed, held, f"{100.0 * held / r.nslots:.1f}%", r.lost, over))
+        w(common.table(rows, ("cpu", "mode", "slots", "written", "held", "fill", "lost", "overwritten")))
+        for x in snap.warnings:
+            w(f"osv: warning: {x}\n")
+        counts = np.bincount(trace.events.tp, minlength=ctl.tp_max + 1) if len(trace.events) else \
+            np.zeros(ctl.tp_max + 1, np.int64)
+        tps = []
+        for tp in common.catalog().active():
+            on = tp.id < len(snap.enabled) and bool(snap.enabled[tp.id])
+            held = int(counts[tp.id]) if tp.id < len(counts) else 0
+            tps.append((tp.id, tp.name, "on" if on else "off", held))
+        w(common.table(tps, ("id", "tracepoint", "enabled", "records held")))
         names = enabled_names(ctl)
         w(f"enabled ({len(names)}): {', '.join(names) if names else '-'}\n")
+        w("lost counts are per CPU ring (a full stream ring drops records of any tracepoint); "
+          "overwritten: flight-recorder slots reused\n")
 
 
 class _TraceFlip(common.OsvCommand):
     value = 1
+    _name = ""
+
+    def __init__(self) -> None:
+        super().__init__(self._name, gdb.COMMAND_DATA)
 
     def run(self, arg: str, from_tty: bool) -> None:
         pats = [p for p in arg.replace(",", " ").split() if p]
@@ -150,9 +286,6 @@ class TraceEnable(_TraceFlip):
 
     _name = "osv trace enable"
 
-    def __init__(self) -> None:
-        super().__init__(self._name, gdb.COMMAND_DATA)
-
 
 class TraceDisable(_TraceFlip):
     """Disable tracepoints by anchored glob at run time.
@@ -162,9 +295,6 @@ class TraceDisable(_TraceFlip):
 
     _name = "osv trace disable"
     value = 0
-
-    def __init__(self) -> None:
-        super().__init__(self._name, gdb.COMMAND_DATA)
 
 
 def register() -> None:

@@ -1,0 +1,274 @@
+"""`osv mutex [ADDR|all]` and the mutex and wait-queue pretty-printers
+(kernel/lib/lfmutex.hh, core/mutex.hh, core/waitqueue.hh).
+
+The lock-free mutex is an atomic count, an owner, a lock-free queue of waiter
+records (on the waiters' stacks) and a hand-off token. Every layout, including
+the waiter record's, comes from the mutex type's debug info (the waiter type is
+the queue's template argument).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gdb  # type: ignore[import-not-found]
+
+from osvtrace.gdb import common
+
+MAX_WAITERS = 4096  # bound on list walks (more than the kernel's thread ids)
+
+
+def mutex_type() -> Any:
+    return common.lookup_type("mutex").strip_typedefs()
+
+
+def waiter_type() -> Any:
+    """lockfree::mutex<P>::waiter: the element type of the mutex's queue."""
+    q = common.layout_of_type(mutex_type()).field("queue_")[2]
+    return common.layout_of_type(q).field("pushed_")[2].template_argument(0).target().strip_typedefs()
+
+
+@dataclass
+class Waiter:
+    record: int  # address of the waiter record (on its thread's stack)
+    thread: int
+    handed: bool
+
+
+@dataclass
+class Mutex:
+    addr: int
+    count: int  # holder (0/1) + lockers past their fetch_add not yet handed the mutex
+    depth: int
+    owner: int  # thread*
+    seq: int  # hand-off tokens issued so far
+    handoff: int  # 0, or (sequence << 32) | unlocker tid
+    waiters: list[Waiter] = field(default_factory=list)
+    problem: str = ""
+
+    @property
+    def token(self) -> tuple[int, int] | None:
+        """(sequence, unlocker tid) of a pending hand-off token."""
+        return (self.handoff >> 32, self.handoff & 0xFFFFFFFF) if self.handoff else None
+
+
+def read_mutex(addr: int, *, reader: Any = None) -> Mutex:
+    """The mutex at addr, with its waiters in the order they will be handed the mutex."""
+    reader = reader or common.read_small
+    mt = mutex_type()
+    ml = common.layout_of_type(mt)
+    buf = reader(addr, ml.size)
+    m = Mutex(addr, ml.get(buf, "count_", signed=True), ml.get(buf, "depth_"), ml.get(buf, "owner_"),
+              ml.get(buf, "seq_"), ml.get(buf, "handoff_"))
+    wt = waiter_type()
+    wl = common.layout_of_type(wt)
+    w = common.walk_mpsc(addr + ml.offset("queue_"), ml.field("queue_")[2], wl.offset("next"), limit=MAX_WAITERS,
+                         what="the wait queue")
+    m.problem = w.problem
+    for rec in w.items:
+        try:
+            rb = common.read_small(rec, wl.size)
+        except common.OsvError:
+            m.problem = m.problem or f"waiter record {rec:#x} is unreadable"
+            break
+        m.waiters.append(Waiter(rec, wl.get(rb, "t"), bool(wl.get(rb, "handed"))))
+    return m
+
+
+def waiter_threads(addr: int) -> set[int]:
+    """The threads queued on the mutex at addr (empty if addr is no mutex)."""
+    try:
+        return {w.thread for w in read_mutex(addr).waiters}
+    except common.OsvError:
+        return set()
+
+
+def waitqueue_records(addr: int) -> tuple[list[tuple[int, int, bool]], str]:
+    """([(record, thread, woken)], problem) of the wait queue at addr, in wake order."""
+    wq = common.layout_of("waitqueue")
+    rec_t = common.lookup_type("waitqueue::record")
+    rl = common.layout_of_type(rec_t)
+    lst = common.layout_of_type(wq.field("waiters_")[2])
+    w = common.walk_list(addr + wq.offset("waiters_"), lst, rl.offset("node"), limit=MAX_WAITERS,
+                         what="the waiter list")
+    out = []
+    for rec in w.items:
+        try:
+            rb = common.read_small(rec, rl.size)
+        except common.OsvError:
+            return out, f"waiter record {rec:#x} is unreadable"
+        out.append((rec, rl.get(rb, "t"), bool(rl.get(rb, "woken"))))
+    return out, w.problem
+
+
+def waitqueue_threads(addr: int) -> set[int]:
+    try:
+        return {t for _, t, _ in waitqueue_records(addr)[0]}
+    except common.OsvError:
+        return set()
+
+
+def mutex_name(addr: int) -> str:
+    return common.symbolize(addr, mutex_type().name) or f"{addr:#x}"
+
+
+# ---------------------------------------------------------------- describing one mutex
+
+def handoff_state(m: Mutex, snap: Any) -> str:
+    """The hand-off state in words (lfmutex.hh's invariants)."""
+    queued = len(m.waiters)
+    if m.token:
+        seq, tid = m.token
+        return (f"token {seq} left by thread {tid}'s unlock: the next locker to queue (or try_lock) takes the "
+                "mutex")
+    if m.owner:
+        arriving = m.count - 1 - queued
+        if arriving > 0:
+            return f"none; {arriving} locker(s) past the count, not queued yet"
+        return "none"
+    if m.count <= 0:
+        return "none (free)"
+    # count > 0 and no owner: handed over, and the new owner has not run yet.
+    if snap is not None:
+        targets = [t for t in snap.threads if t.wait_obj == m.addr and t.addr not in {w.thread for w in m.waiters}
+                   and t.state in ("waking", "runnable", "running")]
+        if targets:
+            who = ", ".join(f"{t.tid} ({t.name}, {t.state})" for t in targets)
+            return f"in flight: handed to {who}, which has not taken it yet"
+    return "in flight: handed to a waiter that has not taken it yet"
+
+
+def describe(m: Mutex, snap: Any) -> list[str]:
+    from osvtrace.gdb import threads
+
+    names = threads.Names(snap)
+    out = [f"mutex {mutex_name(m.addr)} at {m.addr:#x}"]
+    if m.owner:
+        out.append(f"  owner     thread {names.describe(m.owner)}, depth {m.depth}")
+    else:
+        out.append("  owner     none")
+    if m.waiters:
+        out.append(f"  waiters   {len(m.waiters)}, in hand-off order:")
+        for i, w in enumerate(m.waiters, 1):
+            flag = " (handed)" if w.handed else ""
+            out.append(f"    {i}. thread {names.describe(w.thread)}{flag}  record {w.record:#x}")
+    else:
+        out.append("  waiters   none")
+    out.append(f"  hand-off  {handoff_state(m, snap)}")
+    out.append(f"  counters  count {m.count} (holder + lockers not yet handed it), depth {m.depth}, "
+               f"tokens issued {m.seq}")
+    if m.problem:
+        out.append(f"  note      {m.problem}")
+    return out
+
+
+def all_mutexes(snap: Any) -> list[tuple[str, int]]:
+    """(name, address) of every mutex in static storage, and of every mutex a thread is
+    blocked in (found through its wait object, checked in the mutex's queue)."""
+    target = mutex_type().name
+    found: dict[int, str] = {}
+    for name, addr, _ in common.find_objects(lambda t: t.name == target):
+        found.setdefault(addr, name)
+    if snap is not None:
+        for t in snap.threads:
+            if t.state == "waiting" and t.wait_obj and t.wait_obj not in found and t.addr in waiter_threads(t.wait_obj):
+                found[t.wait_obj] = mutex_name(t.wait_obj)
+    return sorted(((n, a) for a, n in found.items()), key=lambda x: x[1])
+
+
+class MutexCommand(common.OsvCommand):
+    """Show a mutex: owner, waiters in hand-off order, hand-off state and counters.
+
+    Usage: osv mutex EXPR      a mutex object, a pointer to one, or an address
+           osv mutex [all]     every mutex in static storage or with a blocked thread
+    The waiters are listed in the order unlock() will hand the mutex over. The hand-off
+    state tells a pending token (an unlocker found the queue empty) from a hand-off in
+    flight (the new owner has not run yet); `count` is the holder plus every locker past
+    its atomic increment.
+    Example:
+      (gdb) osv mutex gdbcheck::held
+      (gdb) osv mutex 0x17d4c0
+      (gdb) osv mutex all
+    """
+
+    def __init__(self) -> None:
+        super().__init__("osv mutex", gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)
+
+    def run(self, arg: str, from_tty: bool) -> None:
+        from osvtrace.gdb import threads
+
+        arg = arg.strip()
+        common.inferior()
+        try:
+            snap = threads.snapshot()
+        except common.OsvError:
+            snap = None  # still booting: mutexes are readable all the same
+        if arg in ("", "all"):
+            self.all(snap)
+            return
+        addr, t = common.address_arg(arg, "a mutex")
+        mt = mutex_type()
+        if t is not None and t.name != mt.name:
+            if t.name == "waitqueue":
+                addr += common.layout_of("waitqueue").offset("m_")
+            else:
+                raise common.OsvError(f"{arg!r} is a {t.name or t}, not a mutex")
+        gdb.write("\n".join(describe(read_mutex(addr), snap)) + "\n")
+
+    def all(self, snap: Any) -> None:
+        from osvtrace.gdb import threads
+
+        names = threads.Names(snap)
+        rows = []
+        for name, addr in all_mutexes(snap):
+            try:
+                m = read_mutex(addr)
+            except common.OsvError as e:
+                rows.append((f"{addr:#x}", name, "?", "?", "?", str(e)))
+                continue
+            waiters = ",".join(str(names.tid(w.thread)) for w in m.waiters) or "-"
+            state = "held" if m.owner else ("free" if m.count <= 0 and not m.token else "hand-off")
+            owner = names.describe(m.owner) if m.owner else "-"
+            rows.append((f"{addr:#x}", name, state, owner, m.count, waiters + (f" ({m.problem})" if m.problem else "")))
+        if not rows:
+            gdb.write("no mutexes found\n")
+            return
+        gdb.write(common.table(rows, ("mutex", "name", "state", "owner", "count", "waiters")))
+
+
+# ---------------------------------------------------------------- pretty-printers
+
+def print_mutex(val: Any) -> str:
+    """mutex held by 4 (holder) depth 1, waiters [7 (waiter-1), 8 (waiter-2)]"""
+    from osvtrace.gdb import threads
+
+    m = read_mutex(common.value_address(val), reader=common.read_static)
+    names = threads.Names()
+    if m.owner:
+        text = f"mutex held by {names.describe(m.owner)}, depth {m.depth}"
+    elif m.count > 0 or m.token:
+        text = "mutex in hand-off"
+    else:
+        text = "mutex free"
+    if m.waiters:
+        text += ", waiters [" + ", ".join(names.describe(w.thread) for w in m.waiters) + "]"
+    if m.token:
+        text += f", token {m.token[0]} from thread {m.token[1]}"
+    return text + (f" ({m.problem})" if m.problem else "")
+
+
+def print_waitqueue(val: Any) -> str:
+    """waitqueue, waiters [4 (holder), 5 (parked-1)]"""
+    from osvtrace.gdb import threads
+
+    recs, problem = waitqueue_records(common.value_address(val))
+    names = threads.Names()
+    text = "waitqueue, " + (f"waiters [{', '.join(names.describe(t) for _, t, _ in recs)}]" if recs else "no waiters")
+    return text + (f" ({problem})" if problem else "")
+
+
+def register() -> None:
+    MutexCommand()
+    common.PRINTERS.add(lambda: mutex_type().name, print_mutex, "mutex")
+    common.PRINTERS.add("waitqueue", print_waitqueue)
