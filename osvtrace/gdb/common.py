@@ -51,7 +51,7 @@ class OsvCommand(gdb.Command):
         except gdb.MemoryError as e:
             raise gdb.GdbError(f"osv: cannot read guest memory: {e}") from None
         except gdb.error as e:
-            raise gdb.GdbError(f"osv: {e}") from None
+            raise gdb.GdbError(f"osv: {one_line(str(e))}") from None
         except OSError as e:
             where = f"{e.filename}: " if e.filename else ""
             raise gdb.GdbError(f"osv: {where}{e.strerror or e}") from None
@@ -70,6 +70,12 @@ class OsvCommand(gdb.Command):
 
     def run(self, arg: str, from_tty: bool) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+
+def one_line(text: str) -> str:
+    """gdb's own messages may span lines ("... running.\nUse the interrupt command ..."):
+    an osv error is one line."""
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
 
 
 class OsvPrefix(gdb.Command):

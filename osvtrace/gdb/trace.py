@@ -237,8 +237,10 @@ class TraceStatus(common.OsvCommand):
             mode = "stream" if r.mode == layout.RING_MODE_STREAM else "overwrite"
             held = c.nslots
             over = max(0, r.committed - r.nslots) if r.mode != layout.RING_MODE_STREAM else 0
-            rows.append((c.cpu, mode, r.nslots, r.committed, held, f"{100.0 * held / r.nslots:.1f}%", r.lost, over))
-        w(common.table(rows, ("cpu", "mode", "slots", "written", "held", "fill", "lost", "overwritten")))
+            busy = r.head - r.committed  # reserved, not yet committed: stopped inside the writer
+            rows.append((c.cpu, mode, r.nslots, r.committed, held, f"{100.0 * held / r.nslots:.1f}%", r.lost, over,
+                         f"{busy} slot(s)" if busy else "-"))
+        w(common.table(rows, ("cpu", "mode", "slots", "written", "held", "fill", "lost", "overwritten", "writing")))
         for x in snap.warnings:
             w(f"osv: warning: {x}\n")
         counts = np.bincount(trace.events.tp, minlength=ctl.tp_max + 1) if len(trace.events) else \

@@ -13,12 +13,26 @@
     .macro isr n
     .balign 16
 isr_\n:
+    // CFI (a debugging aid): the CFA is the end of the CPU's frame, as in isr_common.
+    .cfi_startproc simple
+    .cfi_signal_frame
+    .if (\n == 8) || (\n == 10) || (\n == 11) || (\n == 12) || (\n == 13) || (\n == 14) || (\n == 17) || (\n == 21) || (\n == 29) || (\n == 30)
+    .cfi_def_cfa rsp, 48
+    .else
+    .cfi_def_cfa rsp, 40
+    .endif
+    .cfi_offset rip, -40
+    .cfi_offset rsp, -16
+    .cfi_offset rflags, -24
     .if (\n == 8) || (\n == 10) || (\n == 11) || (\n == 12) || (\n == 13) || (\n == 14) || (\n == 17) || (\n == 21) || (\n == 29) || (\n == 30)
     .else
     pushq $0
+    .cfi_adjust_cfa_offset 8
     .endif
     pushq $\n
+    .cfi_adjust_cfa_offset 8
     jmp isr_common
+    .cfi_endproc
     .endm
 
     .set i, 0
@@ -27,30 +41,51 @@ isr_\n:
     .set i, i + 1
     .endr
 
+    // Debugging aid: CFI for every instruction of isr_common, not only at the
+    // call (gdb 13 dies with "Unknown CFA rule" when stopped where the CFA is
+    // undefined). CFA = the end of the CPU's frame (ss), 56 bytes above the
+    // vector at entry; each push moves it, each pop moves it back.
+    .macro cfi_push reg
+    pushq %\reg
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset \reg, 0
+    .endm
+    .macro cfi_pop reg
+    popq %\reg
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore \reg
+    .endm
+
 isr_common:
     .cfi_startproc simple
     .cfi_signal_frame
+    .cfi_def_cfa rsp, 56
+    .cfi_offset rip, -40
+    .cfi_offset rsp, -16
+    .cfi_offset rflags, -24
     cld
-    pushq %rax
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %rbx
-    pushq %rbp
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    cfi_push rax
+    cfi_push rcx
+    cfi_push rdx
+    cfi_push rsi
+    cfi_push rdi
+    cfi_push r8
+    cfi_push r9
+    cfi_push r10
+    cfi_push r11
+    cfi_push rbx
+    cfi_push rbp
+    cfi_push r12
+    cfi_push r13
+    cfi_push r14
+    cfi_push r15
     // A fake call frame (interrupted rip, interrupted rbp) so that frame-
     // pointer backtraces and gdb walk from the handler into the interrupted
     // code. 22 + 2 quadwords keep %rsp 16-byte aligned at the call.
     pushq 17*8(%rsp)
+    .cfi_adjust_cfa_offset 8
     pushq %rbp
+    .cfi_adjust_cfa_offset 8
     movq %rsp, %rbp
     // For gdb, at the call below: the caller is the interrupted code, whose
     // registers are in the frame. CFA = the interrupted rsp slot's end
@@ -77,22 +112,24 @@ isr_common:
     leaq 16(%rsp), %rdi
     call interrupt_dispatch
     addq $16, %rsp
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %rbp
-    popq %rbx
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rax
+    .cfi_def_cfa rsp, 176           // rbp is about to be popped: track the CFA by rsp again
+    cfi_pop r15
+    cfi_pop r14
+    cfi_pop r13
+    cfi_pop r12
+    cfi_pop rbp
+    cfi_pop rbx
+    cfi_pop r11
+    cfi_pop r10
+    cfi_pop r9
+    cfi_pop r8
+    cfi_pop rdi
+    cfi_pop rsi
+    cfi_pop rdx
+    cfi_pop rcx
+    cfi_pop rax
     addq $16, %rsp                  // vector and error code
+    .cfi_adjust_cfa_offset -16
     iretq
     .cfi_endproc
 
