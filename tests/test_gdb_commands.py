@@ -9,13 +9,16 @@ cope with a kernel stopped anywhere (before boot, mid context switch).
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
+import time
 
 import pytest
 
 import osvtrace
 from osvtrace.schema import default_catalog
 from tests.gdb_helpers import BROKEN, Booted, parse_app, parse_info_threads
+from tests.net_helpers import free_udp_port
 from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans, require_tools  # noqa: F401
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
@@ -187,9 +190,47 @@ def test_trace_save_opens(stopped, tmp_path):
     assert len(t.args("mutex_lock_wait")[0]) >= 3
 
 
-def test_netchannels_says_there_are_none(stopped):
+def test_netchannels_when_no_socket_is_open(stopped):
     b, _ = stopped
-    assert b.osv("osv netchannels") == "this kernel has no net channels (no net channel type in its debug info)\n"
+    assert b.osv("osv netchannels") == "no net channels in use (no socket opened yet)\n"
+
+
+def test_netchannels_agree_with_the_sockets(kernel):
+    """udp-echo with two worker threads (one socket and channel each) answered N datagrams
+    from the host; stopped, each channel shows its owner asleep on it, nothing queued or
+    dropped, and between them the N datagrams the sockets counted."""
+    require_tools("gdb")
+    n = 25
+    port = free_udp_port()
+    with Booted(kernel, "udp-echo", "7", "--threads", "2", smp=2, net="user", hostfwd=(f"udp:{port}-:7",),
+                trace="net_*") as b:
+        b.gdb.continue_()
+        b.console_until("listening on udp port", 60)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(10)
+            for i in range(n):
+                s.sendto(b"ping %d" % i, ("127.0.0.1", port))
+                assert s.recvfrom(100)[0] == b"ping %d" % i
+        time.sleep(0.3)  # the workers go back to sleep on their channels
+        b.gdb.interrupt()
+        out = b.osv("osv netchannels")
+        rows = [re.split(r"\s{2,}", ln.strip()) for ln in out.splitlines()[1:]]
+        assert len(rows) == 2, out
+        threads = parse_info_threads(b.osv("osv info threads"))
+        total = 0
+        for addr, sock, owner, depth, drops, state, stats in rows:
+            assert sock == "udp :7" and depth == "0/256" and drops == "0" and state == "open, waiting", out
+            tid = int(owner.split()[0])
+            assert threads[tid]["name"] == owner.split()[1].strip("()") and threads[tid]["state"] == "waiting"
+            assert threads[tid]["wait"] == f"net channel {addr} (udp :7)"
+            recv, sent, bad = map(int, stats.split("/"))
+            assert recv == sent and bad == 0
+            total += recv
+            assert b.cli(f"print *(net::channel *){addr}").split(" = ", 1)[1].strip() == \
+                f"net channel, depth 0/256, 0 drops, owner {owner} waiting, udp port 7"
+        assert total == n
+        pushes = b.osv("osv trace 500 --tp net_channel_push").splitlines()
+        assert len(pushes) == n and {ln.split()[4] for ln in pushes} == {r[0] for r in rows if r[6] != "0/0/0"}
 
 
 def test_thread_context_bt_and_restore(stopped):

@@ -2,13 +2,13 @@
 never a hang (every command has a time limit), always an answer or one line saying what
 cannot be read.
 
-Two workloads on 2 vCPUs (multi-threaded TCG) with every tracepoint on: contended
-mutexes with hand-offs (mutex), and threads created, joined and reaped in waves
-(threads). The VM is interrupted after a random delay and then single-stepped a random
+Three workloads on 2 vCPUs (multi-threaded TCG) with every tracepoint on: contended
+mutexes with hand-offs (mutex), threads created, joined and reaped in waves (threads),
+and a UDP echo server on net channels fed by a host sender (net). The VM is interrupted after a random delay and then single-stepped a random
 number of instructions, so stops land anywhere: in the scheduler mid-switch, in the
 ring writer between reserve and commit, in the mutex's hand-off, in thread creation.
-The default run makes 200 stops (100 per workload, under a minute here); `pytest -m slow`
-makes 1,000 (make test-slow). OSVTRACE_SEED=N repeats a run.
+The default run makes 210 stops (70 per workload, about a minute here); `pytest -m slow`
+makes 1,500 (make test-slow). OSVTRACE_SEED=N repeats a run.
 """
 
 from __future__ import annotations
@@ -17,25 +17,52 @@ import collections
 import os
 import random
 import re
+import socket
+import threading
 import time
 
 import pytest
 
 from osvtrace.gdbmi import GdbError
 from tests.gdb_helpers import BROKEN, Booted
+from tests.net_helpers import free_udp_port
 from tests.vm_helpers import kernel, no_orphans, require_tools  # noqa: F401
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 
 COMMANDS = ["osv info threads", "osv runqueue", "osv percpu", "osv mutex all", "osv memory", "osv dmesg 3",
-            "osv netchannels", "osv trace 10", "osv trace 5 --tp mutex_*,sched_switch --cpu 1", "osv trace status",
+            "osv netchannels", "osv trace 5 --tp net_*", "osv trace 10", "osv trace 5 --tp mutex_*,sched_switch --cpu 1", "osv trace status",
             "print *$osv_current(0)"]
 COMMAND_LIMIT = 30.0  # seconds: a command that takes longer counts as a hang
 WORKLOADS = {
     "mutex": ("mutex", "--threads", "4", "--mutexes", "2", "--iterations", "1000000000", "--hold-ns", "2000",
               "--think-ns", "1000"),
     "threads": ("threads", "100000000"),
+    "net": ("udp-echo", "7", "--threads", "2"),
 }
+
+
+class Sender:
+    """Datagrams to the guest every millisecond, replies read and dropped; never blocks
+    (the guest is stopped most of the time)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self.run, daemon=True, name="udp-sender")
+
+    def run(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            while not self.stop.wait(0.001):
+                try:
+                    s.sendto(b"x" * 64, ("127.0.0.1", self.port))
+                    self.sent += 1
+                    while True:
+                        s.recvfrom(2048)
+                except (BlockingIOError, ConnectionRefusedError):
+                    pass
 
 
 def _stop_anywhere(b: Booted, rng: random.Random) -> str:
@@ -95,10 +122,21 @@ def random_stops(kernel, app: str, stops: int, seed: int) -> collections.Counter
     rng = random.Random(seed)
     where: collections.Counter = collections.Counter()
     writing = 0
+    kw = {}
+    sender = None
+    if app == "net":
+        port = free_udp_port()
+        kw = {"net": "user", "hostfwd": (f"udp:{port}-:7",)}
+        sender = Sender(port)
     with Booted(kernel, WORKLOADS[app][0], *WORKLOADS[app][1:], smp=2, trace="*", tracebuf="256K",
-                timeout=COMMAND_LIMIT) as b:
+                timeout=COMMAND_LIMIT, **kw) as b:
         b.run_to("threads::create")  # the app has started
         b.gdb.mi("-break-delete")
+        if sender:
+            b.gdb.continue_()
+            b.console_until("listening on udp port", 60)
+            b.gdb.interrupt(20)
+            sender.thread.start()
         for i in range(stops):
             fn = _stop_anywhere(b, rng)
             where[fn] += 1
@@ -106,6 +144,10 @@ def random_stops(kernel, app: str, stops: int, seed: int) -> collections.Counter
             if re.search(r"\d+ slot\(s\)\s*$", outs["osv trace status"], re.M):
                 writing += 1
             assert b.vm.running, f"the VM ended at stop {i}: {b.vm.console_text()[-2000:]}"
+        if sender:
+            sender.stop.set()
+            sender.thread.join(5)
+            where["(datagrams sent)"] = sender.sent
     where["(inside the ring writer)"] = writing
     return where
 
@@ -120,7 +162,7 @@ def test_random_stops(kernel, app):
     require_tools("gdb")
     seed = int(os.environ.get("OSVTRACE_SEED", "0")) or random.randrange(1 << 30)
     print(f"seed {seed} (OSVTRACE_SEED={seed} repeats this run)")
-    _report(app, random_stops(kernel, app, 100, seed))
+    _report(app, random_stops(kernel, app, 70, seed))
 
 
 @pytest.mark.slow

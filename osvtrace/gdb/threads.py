@@ -242,11 +242,34 @@ def describe_waits(snap: Snapshot) -> dict[int, str]:
             out[t.tid] = f"mutex {mutex.mutex_name(obj)}"
         elif t.addr in in_wq:
             out[t.tid] = f"waitqueue {label}"
+        elif event_waiter(obj) == t.addr:
+            out[t.tid] = event_label(obj, label)
         elif t.state == "waking":
             out[t.tid] = f"woken from {label}"
         else:
             out[t.tid] = label
     return out
+
+
+def event_waiter(addr: int) -> int:
+    """The thread an `event` (core/event.hh) at addr has published as its waiter (0 if
+    none, or if addr is no event)."""
+    try:
+        el = common.layout_of("event")
+        return el.get(common.read_small(addr, el.size), "waiter_")
+    except common.OsvError:
+        return 0
+
+
+def event_label(addr: int, label: str) -> str:
+    """`net channel 0x... (udp :7)` for a net channel's event, else `event NAME`."""
+    from osvtrace.gdb import net
+
+    try:
+        got = net.event_owner(addr)
+    except common.OsvError:
+        got = None
+    return got or f"event {label}"
 
 
 # ---------------------------------------------------------------- the command
@@ -284,8 +307,9 @@ class InfoThreads(common.OsvCommand):
               an idle thread that is switched out shows as runnable
     last-ran  when it last switched in or out (seconds since boot; `now` when running)
     cpu-time  time on a CPU up to its last switch out
-    wait      what a blocked thread waits for: mutex NAME, waitqueue NAME, join ID,
-              sleep until T; checked in the mutex's or wait queue's list in memory
+    wait      what a blocked thread waits for: mutex NAME, waitqueue NAME, event NAME,
+              net channel ADDR (udp :PORT), join ID, sleep until T; checked in memory
+              (the thread is in that mutex's or wait queue's list, or the event's waiter)
     Example:
       (gdb) osv info threads
     """
