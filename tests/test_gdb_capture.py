@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 import osvtrace
-from osvtrace import gdbcapture, qemu
+from osvtrace import qemu
 from osvtrace.gdbmi import Gdb, GdbError
-from osvtrace.qemu import VmConfig
 from osvtrace.schema import default_catalog
 from tests.gdb_helpers import Booted
 from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans, osvtrace as cli, require_tools  # noqa: F401

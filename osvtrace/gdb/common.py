@@ -312,6 +312,7 @@ def invalidate_caches() -> None:
     """Forget everything cached from debug info (a new objfile was loaded)."""
     lookup_type.cache_clear()
     layout_of.cache_clear()
+    word.cache_clear()
     _type_layouts.clear()
     _statics.clear()
     _file_symbols.clear()
@@ -417,8 +418,15 @@ def read_static(addr: int, size: int) -> bytes:
         raise OsvError(f"cannot read {size} bytes at {addr:#x}: {e}") from None
 
 
-def read_u64(addr: int) -> int:
-    return int.from_bytes(read_small(addr, 8), "little")
+@lru_cache(maxsize=None)
+def word() -> int:
+    """Bytes in a pointer (the target's, from debug info)."""
+    return gdb.lookup_type("void").pointer().sizeof
+
+
+def read_word(addr: int) -> int:
+    """A pointer-sized value (a link in a list, a pointer variable)."""
+    return int.from_bytes(read_small(addr, word()), "little")
 
 
 def write(addr: int, data: bytes) -> None:
@@ -473,12 +481,12 @@ def walk_chain(first: int, next_off: int, *, limit: int, stop: int = 0, what: st
             return Walk(items, f"{what} loops back to {node:#x} (being changed, or damaged)")
         if len(items) >= limit:
             return Walk(items, f"{what} longer than {limit} entries (being changed, or damaged)")
-        if node % 8:
+        if node % word():
             return Walk(items, f"{what} has a misaligned link {node:#x} (being changed, or damaged)")
         seen.add(node)
         items.append(node)
         try:
-            node = read_u64(node + next_off)
+            node = read_word(node + next_off)
         except OsvError:
             return Walk(items[:-1], f"{what} links to unreadable memory at {items[-1]:#x}")
     return Walk(items)
@@ -489,7 +497,7 @@ def walk_list(head_addr: int, list_layout: Layout, node_off: int, *, limit: int,
     element address = node address - node_off."""
     head = head_addr + list_layout.offset("head_")
     node_l = layout_of("list_node")
-    first = read_u64(head + node_l.offset("next"))
+    first = read_word(head + node_l.offset("next"))
     w = walk_chain(first, node_l.offset("next"), limit=limit, stop=head, what=what)
     if not w.problem and w.items and not first:
         w.problem = f"{what} is not initialised"
@@ -500,8 +508,8 @@ def walk_mpsc(queue_addr: int, queue_type: Any, next_off: int, *, limit: int, wh
     """The items of a lockfree::mpsc_queue (lib/mpsc_queue.hh) in the order they come
     out: the consumer's pop list (oldest first), then the pushed stack reversed."""
     ql = layout_of_type(queue_type)
-    popq = read_u64(queue_addr + ql.offset("popq_"))
-    pushed = read_u64(queue_addr + ql.offset("pushed_"))
+    popq = read_word(queue_addr + ql.offset("popq_"))
+    pushed = read_word(queue_addr + ql.offset("pushed_"))
     a = walk_chain(popq, next_off, limit=limit, what=what)
     b = walk_chain(pushed, next_off, limit=limit, what=what)
     return Walk(a.items + b.items[::-1], a.problem or b.problem)

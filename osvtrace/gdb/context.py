@@ -77,9 +77,10 @@ def saved_registers(t: threads.Thread) -> dict[str, int]:
     frame = switch_frame()
     if not t.saved_rsp:
         raise common.OsvError(f"thread {t.tid} ({t.name}) has no saved context (saved_rsp is 0)")
-    raw = common.read_small(t.saved_rsp, 8 * len(frame))
-    regs = {r: int.from_bytes(raw[8 * i:8 * i + 8], "little") for i, r in enumerate(frame)}
-    regs["rsp"] = t.saved_rsp + 8 * len(frame)
+    w = common.word()  # each push/pop moves one word
+    raw = common.read_small(t.saved_rsp, w * len(frame))
+    regs = {r: int.from_bytes(raw[w * i:w * (i + 1)], "little") for i, r in enumerate(frame)}
+    regs["rsp"] = t.saved_rsp + w * len(frame)
     return regs
 
 

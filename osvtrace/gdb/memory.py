@@ -24,13 +24,13 @@ def mib(nbytes: int) -> str:
 
 def page_allocator() -> list[str]:
     page = int(gdb.parse_and_eval("pages::page_size"))
-    total = common.read_u64(common.file_variable(PAGES_FN, "total")[0])
-    nfree = common.read_u64(common.file_variable(PAGES_FN, "nfree")[0])
+    total = common.read_word(common.file_variable(PAGES_FN, "total")[0])
+    nfree = common.read_word(common.file_variable(PAGES_FN, "nfree")[0])
     if total == 0:
         return ["pages: not set up yet (pages::init has not run: total is 0)"]
     head_addr, head_t = common.file_variable(PAGES_FN, "ranges")
     rl = common.layout_of_type(head_t.strip_typedefs().target())
-    walk = common.walk_chain(common.read_u64(head_addr), rl.offset("next"), limit=MAX_RANGES, what="the free list")
+    walk = common.walk_chain(common.read_word(head_addr), rl.offset("next"), limit=MAX_RANGES, what="the free list")
     ranges = []
     for r in walk.items:
         ranges.append((r, rl.get(common.read_small(r, rl.size), "npages")))

@@ -49,8 +49,12 @@ class Mutex:
 
     @property
     def token(self) -> tuple[int, int] | None:
-        """(sequence, unlocker tid) of a pending hand-off token."""
-        return (self.handoff >> 32, self.handoff & 0xFFFFFFFF) if self.handoff else None
+        """(sequence, unlocker tid) of a pending hand-off token: lfmutex.hh packs them as
+        (sequence << tid bits) | tid, the tid as wide as thread::id."""
+        if not self.handoff:
+            return None
+        bits = 8 * common.layout_of("thread").field("id")[1]
+        return self.handoff >> bits, self.handoff & ((1 << bits) - 1)
 
 
 def read_mutex(addr: int, *, reader: Any = None) -> Mutex:

@@ -51,11 +51,12 @@ class Channel:
     closed: bool
     pending: bool  # a signal nobody has waited for yet
     waiter: int  # the consumer thread asleep on it, or 0
+    index_bits: int = 32  # width of the free-running indices (spsc_ring.hh)
     socket: Socket | None = None
 
     @property
     def depth(self) -> int:
-        return (self.head - self.tail) & 0xFFFFFFFF
+        return (self.head - self.tail) & ((1 << self.index_bits) - 1)
 
 
 def read_channel(addr: int) -> Channel:
@@ -70,7 +71,7 @@ def read_channel(addr: int) -> Channel:
     ring = cl.offset("ring_")
     return Channel(addr, rl.get(buf, "head_", base=ring), rl.get(buf, "tail_", base=ring),
                    slots_t.sizeof // slots_t.target().sizeof, cl.get(buf, "drops_"), bool(cl.get(buf, "closed_")),
-                   bool(cl.get(buf, "ready_.pending_")), cl.get(buf, "ready_.waiter_"))
+                   bool(cl.get(buf, "ready_.pending_")), cl.get(buf, "ready_.waiter_"), 8 * rl.field("head_")[1])
 
 
 def sockets() -> list[Socket]:

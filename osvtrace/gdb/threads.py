@@ -94,7 +94,7 @@ def table_location() -> tuple[int, int]:
     except (common.OsvError, gdb.error):
         t = common.symbol_type(TABLE_ARRAY, static=True).strip_typedefs()
         return common.symbol_address(TABLE_ARRAY, static=True), t.sizeof // ptr
-    addr = common.read_u64(int(sym.value().address))
+    addr = common.read_word(int(sym.value().address))
     if not addr:
         raise common.OsvError(f"{TABLE_SYMBOL} is 0: the kernel's data is not set up (stopped before boot?)")
     return addr, n
@@ -131,8 +131,8 @@ def snapshot() -> Snapshot:
     """Every thread in the scheduler's table, by id, and the CPUs."""
     cpus = list(percpu.cpus())
     addr, n = table_location()
-    raw = common.read(addr, n * 8)
-    table = np.frombuffer(raw, "<u8")
+    w = common.word()
+    table = np.frombuffer(common.read(addr, n * w), f"<u{w}")
     ids = np.nonzero(table)[0]
     ptrs = table[ids]
     objs, lo, hi = _objects(ptrs)
@@ -344,7 +344,7 @@ class ThreadFunction(gdb.Function):
         try:
             addr, n = table_location()
             i = int(tid)
-            p = common.read_u64(addr + 8 * i) if 0 <= i < n else 0
+            p = common.read_word(addr + common.word() * i) if 0 <= i < n else 0
         except common.OsvError as e:
             raise gdb.GdbError(f"$osv_thread: {e}") from None
         return gdb.Value(p).cast(common.lookup_type("thread").pointer())
