@@ -17,7 +17,8 @@ PACKET_FLOW = TableSpec("packet_flow", "One row per packet id: when and where it
     Column("len", "int32", "frame length from net_rx or net_tx (-1 unknown)"),
     *(Column(f"{s}_time", "int64", f"time of {_TP[s]} (-1 if not seen)", "ns") for s in STAGES),
     *(Column(f"{s}_cpu", "int16", f"CPU of {_TP[s]} (-1 if not seen)") for s in STAGES),
-    Column("channel", "uint64", "net channel it was pushed to (0: default path or unknown)", "addr"),
+    Column("channel", "uint64", "net channel it was classified to (pushed, or dropped there when full; "
+                                "0: default path or unknown)", "addr"),
     Column("consumer", "uint32", "thread that popped it (0 if not popped)", "tid"),
     Column("cpu_hops", "uint8", "number of CPU changes between consecutive seen stages"),
     Column("dropped", "bool", "classified as drop, or dropped by a full channel"),
@@ -61,10 +62,16 @@ def packet_flow(trace: Trace) -> Table:
             cols["consumer"][pos] = ev.tid[idx[first]]
         if s == "classify":
             dropped[pos] |= a["result"][first] == 2
+            to_channel = a["result"][first] == 0
+            unset = to_channel & (cols["channel"][pos] == 0)
+            cols["channel"][pos[unset]] = a["channel"][first][unset]
     if len(drops[0]):
         pos = np.searchsorted(packets, drops[1]["packet"])
         ok = (pos < n) & (packets[np.minimum(pos, n - 1)] == drops[1]["packet"])
         dropped[pos[ok]] = True
+        unset = ok.copy()
+        unset[ok] = cols["channel"][pos[ok]] == 0
+        cols["channel"][pos[unset]] = drops[1]["channel"][unset]
     times = np.stack([cols[f"{s}_time"] for s in STAGES])
     cpus = np.stack([cols[f"{s}_cpu"] for s in STAGES])
     seen = times >= 0
