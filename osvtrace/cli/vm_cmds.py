@@ -154,7 +154,7 @@ def run(app: str, args: tuple[str, ...], gdb_port: int | None, gdb_wait: bool, *
 
     Builds the kernel first when needed. Exits with the app's status (0..125); 124 when
     --timeout stopped it, 255 after a kernel panic, 130 on Ctrl-C. Apps: hello, pingpong [N],
-    tpbench [N], sleep MS, spin, threads, crash.
+    tpbench [N], sleep MS, spin, threads, crash, udp-echo PORT and kv PORT (with --net user).
 
     \b
     Example:

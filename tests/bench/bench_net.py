@@ -3,8 +3,8 @@ TCG, driven by `osvtrace load` through QEMU's user-mode network on 127.0.0.1.
 
 Per app and vCPU count (the app runs one socket per vCPU, each thread pinned to its CPU):
 - the highest lossless rate: the open-loop rate is stepped up in one VM until a step loses
-  replies (> 0.1 %) or falls behind; the last clean step is the figure, the throughput of
-  the first bad one says where it saturates;
+  replies (> 0.1 %) or falls behind twice in a row; the last clean step is the figure; and
+  the most replies per second any step got;
 - round-trip latency p50/p99 measured on the host at a moderate rate (includes QEMU's slirp
   and the host's sockets);
 - the in-guest path from a traced run at the same rate (net tracepoints streamed over
@@ -49,27 +49,31 @@ def _load(kind: str, port: int, rate: float, seconds: float):
 
 
 def lossless(kernel: Path, app: str, smp: int) -> tuple[float, float, str]:
-    """(highest clean rate, throughput at the first bad step or at the last step, note)."""
+    """(highest clean rate, most replies/s seen at any step, note). A step that loses is run
+    once more before it counts as the limit: other work on a shared host causes lone losses."""
     from tests.net_helpers import NetGuest
 
     kind, port = APPS[app]
-    best, sat, note = 0.0, 0.0, "no loss up to the highest step (the load generator's limit)"
-    with NetGuest(kernel, _argv(app, port, smp), guest_port=port, smp=smp, timeout=600) as g:
+    best, peak, note = 0.0, 0.0, "no loss up to the highest step (the load generator's limit)"
+    with NetGuest(kernel, _argv(app, port, smp), guest_port=port, smp=smp, timeout=900) as g:
         for rate in RATES:
-            res = _load(kind, g.port, rate, STEP_SECONDS)
-            s = res.summary()
-            if res.bad:
-                raise RuntimeError(f"{app}: {res.bad} wrong replies at {rate}/s")
-            clean = res.lost <= res.sent * 0.001 and s["send_rate"] >= rate * 0.97
-            sat = s["throughput"]
+            for attempt in (1, 2):
+                res = _load(kind, g.port, rate, STEP_SECONDS)
+                s = res.summary()
+                if res.bad:
+                    raise RuntimeError(f"{app}: {res.bad} wrong replies at {rate}/s")
+                peak = max(peak, s["throughput"])
+                clean = res.lost <= res.sent * 0.001 and s["send_rate"] >= rate * 0.97
+                if clean:
+                    break
             if not clean:
                 why = "lost %.1f%%" % (100 * res.lost / res.sent) if res.lost > res.sent * 0.001 else \
                     f"the host sent only {s['send_rate']:,.0f}/s"
-                note = f"at {rate:,}/s: {why}, {sat:,.0f} replies/s"
+                note = f"at {rate:,}/s (twice): {why}, {s['throughput']:,.0f} replies/s"
                 break
             best = rate
         g.wait(120)
-    return best, sat, note
+    return best, peak, note
 
 
 def latency(kernel: Path, app: str, smp: int, trace_dir: Path) -> dict:
@@ -107,13 +111,16 @@ def run() -> list[dict]:
         for app in APPS:
             for smp in VCPUS:
                 label = f"{app}, {smp} vCPU{'s' if smp > 1 else ''}"
-                best, sat, note = lossless(kernel, app, smp)
+                best, peak, note = lossless(kernel, app, smp)
                 target = ok = None
                 if app == "udp-echo" and smp == 1:
                     target, ok = f">= {TARGET_PPS_1CPU:,} /s", best >= TARGET_PPS_1CPU
                 rows.append({"name": f"{label}: highest lossless rate", "value": f"{best:,.0f}", "unit": "req/s",
                              "target": target or "", "ok": ok,
                              "note": f"open loop, {STEP_SECONDS:g} s steps, 16 client ports; {note}"})
+                rows.append({"name": f"{label}: most replies/s at any step", "value": f"{peak:,.0f}",
+                             "unit": "req/s", "target": "", "ok": None,
+                             "note": "loss allowed; on a 2-core host the load generator and slirp share the CPUs"})
                 lat = latency(kernel, app, smp, Path(d))
                 h = lat["host"]
                 rows.append({"name": f"{label}: round trip p50 / p99 at {LATENCY_RATE:,}/s",
