@@ -34,6 +34,14 @@ def test_ten_thousand_echoes_without_loss(kernel, no_orphans):
     assert out.kind == "app" and out.app_status == 0, console
     assert f"udp-echo: {n} requests served" in console
     assert "0 bad, 0 channel drops" in console
+    _no_buffer_leak(console)
+
+
+def _no_buffer_leak(console: str) -> None:
+    """At the end only the posted receive buffers (256) and frames the device still holds
+    (at most the transmit ring's 128) may be allocated, however many packets went through."""
+    m = re.search(r"(\d+) packet buffers in use", console)
+    assert m and int(m.group(1)) <= 256 + 128, console
 
 
 def test_echo_over_virtio_pci_with_two_cpus_and_threads(kernel, no_orphans):
@@ -133,3 +141,17 @@ def test_bad_hostfwd_is_one_clear_line():
     r = cli("run", "--no-build", "--net", "user", "--hostfwd", "udp:99999-:7", "hello")
     assert r.returncode == 2
     assert "--hostfwd" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_soak_kv_and_echo_on_four_cpus(kernel, no_orphans):
+    """A longer run with 4 vCPUs under multi-threaded TCG: correct replies, little loss, no leak."""
+    for app, kind, port in (("kv", "memcache", 11211), ("udp-echo", "udp", 7)):
+        argv = [app, str(port), "--threads", "4", "--idle-exit", "5000"]
+        with NetGuest(kernel, argv, guest_port=port, smp=4, timeout=300) as g:
+            res = load.run(kind, f"127.0.0.1:{g.port}", rate=3000, duration=20, conns=16, drain=3)
+            out = g.wait(120)
+        console = g.console.text()
+        assert out.kind == "app" and out.app_status == 0, console
+        assert res.bad == 0 and res.lost <= res.sent * 0.01, res.render() + "\n" + console
+        _no_buffer_leak(console)
