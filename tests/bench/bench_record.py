@@ -136,7 +136,8 @@ def run() -> list[dict]:
                  "target": "<= 10 %", "ok": cost <= 10.0,
                  "note": f"tpstorm work units/s, {OVERHEAD_ROUNDS} rounds of {OVERHEAD_S} s runs, {SMP} vCPUs: median "
                          f"{w_on:,.0f} streamed vs {w_off:,.0f} with the tracepoint disabled (those alone spread "
-                         f"{spread:.0f}%); cost = median of the rounds' ratios"})
+                         f"{spread:.0f}%); cost = median of the rounds' ratios; load average "
+                         f"{os.getloadavg()[0]:.1f} at the end"})
     rows.append({"name": "of which the tracepoints alone", "value": round(ring_cost, 1), "unit": "%",
                  "target": "", "ok": None,
                  "note": f"the same app recording into flight-recorder rings, nothing streamed: {w_ring:,.0f} units/s"})
