@@ -21,6 +21,7 @@ import re
 import socket
 import time
 from pathlib import Path
+from typing import Callable
 
 from osvtrace.errors import OsvtraceError, UsageError
 
@@ -86,3 +87,104 @@ def send(path: str | Path, cmd: str, arg: str | None = None, *, timeout: float =
     if not reply.get("ok"):
         raise CtlError(reply.get("message") or "refused")
     return reply
+
+
+class Relay:
+    """The recorder's side: clients' JSON lines in, guest command lines out, acks back.
+
+    Driven by the recorder's event loop (non-blocking client sockets registered with its
+    selector); `status()` answers `status` locally, `on_stop()` is told about a `stop`
+    before it goes to the guest (so the recorder knows the end frame that follows is
+    expected)."""
+
+    def __init__(self, guest: socket.socket, status: Callable[[], dict], on_stop: Callable[[], None]):
+        self.guest = guest
+        self.status = status
+        self.on_stop = on_stop
+        self.ended = False  # the guest's stream is over: it takes no more commands
+        self._ids = 0
+        self._pending: dict[int, tuple[socket.socket | None, float]] = {}
+        self._clients: dict[socket.socket, bytearray] = {}
+
+    def command(self, cmd: str, arg: str | None = None, client: socket.socket | None = None) -> int:
+        """Send a command to the guest; its ack goes to `client` (if any). Returns its id."""
+        self._ids += 1
+        if self.ended:
+            _reply(client, {"ok": False, "message": "the guest's stream has ended"})
+            return self._ids
+        self._pending[self._ids] = (client, time.monotonic())
+        try:
+            self.guest.sendall(guest_line(self._ids, cmd, arg))
+        except OSError as e:
+            self._pending.pop(self._ids, None)
+            _reply(client, {"ok": False, "message": f"cannot reach the guest: {e}"})
+        return self._ids
+
+    def ack(self, cmd_id: int, result: int, tsc: int, message: str) -> None:
+        """The guest's reply (an ack frame) to command `cmd_id`."""
+        client, t_sent = self._pending.pop(cmd_id, (None, 0.0))
+        _reply(client, {"ok": result >= 0, "result": result, "message": message, "guest_tsc": tsc,
+                        "ms": round((time.monotonic() - t_sent) * 1e3, 3)})
+
+    def add_client(self, c: socket.socket) -> None:
+        c.setblocking(False)
+        self._clients[c] = bytearray()
+
+    def read_client(self, c: socket.socket) -> bool:
+        """Bytes from a client; False when it has gone (then `drop` it)."""
+        try:
+            data = c.recv(65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            return False
+        buf = self._clients[c]
+        buf += data
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            self._request(c, line)
+        return True
+
+    def drop(self, c: socket.socket) -> None:
+        self._clients.pop(c, None)
+        for i, (client, t) in list(self._pending.items()):
+            if client is c:
+                self._pending[i] = (None, t)  # its reply has nowhere to go
+        c.close()
+
+    def close(self) -> None:
+        for c in list(self._clients):
+            c.close()
+        self._clients.clear()
+
+    def _request(self, client: socket.socket, line: bytes) -> None:
+        try:
+            req = json.loads(line)
+            cmd, arg = req.get("cmd"), req.get("arg")
+            check_command(cmd, arg)
+        except (ValueError, AttributeError) as e:
+            _reply(client, {"ok": False, "message": f"bad request: {e}"})
+            return
+        except OsvtraceError as e:
+            _reply(client, {"ok": False, "message": str(e)})
+            return
+        if cmd == "status":
+            _reply(client, {"ok": True, "result": 0, **self.status()})
+            return
+        if cmd == "stop":
+            self.on_stop()
+        self.command(cmd, arg, client)
+
+
+def _reply(client: socket.socket | None, obj: dict) -> None:
+    if client is None:
+        return
+    try:
+        client.setblocking(True)  # one short line: let it go out whole
+        client.sendall(json.dumps(obj).encode() + b"\n")
+        client.setblocking(False)
+    except OSError:
+        pass  # the client went away: its loss

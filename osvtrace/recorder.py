@@ -22,7 +22,6 @@ QEMU never outlives the recorder (osvtrace.proc: own session, PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import dataclasses
-import json
 import selectors
 import shutil
 import socket
@@ -129,9 +128,12 @@ class _Sink(stream.StreamSink):
 
     def on_end(self, end: stream.End) -> None:
         self.rec.end = end
+        if self.rec.relay is not None:
+            self.rec.relay.ended = True
 
     def on_ack(self, ack: stream.Ack) -> None:
-        self.rec._ack(ack)
+        if self.rec.relay is not None:
+            self.rec.relay.ack(ack.id, ack.result, ack.tsc, ack.message)
 
 
 class Recorder:
@@ -155,10 +157,8 @@ class Recorder:
         self.meta: stream.Meta | None = None
         self.parser = stream.StreamParser(_Sink(self))
         self.received = 0
-        self._ids = 0
-        self._pending: dict[int, tuple[socket.socket, float, str]] = {}
-        self._clients: dict[socket.socket, bytearray] = {}
         self._guest_ctl: socket.socket | None = None
+        self.relay: ctl.Relay | None = None
         self._stop_reason: str | None = None
         self._stop_deadline: float | None = None
         # Everything the meta frame needs, ready before QEMU starts: parsing the schema
@@ -191,61 +191,13 @@ class Recorder:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.writer = TraceWriter(self.output, md)
 
-    # ------------------------------------------------------------ control relay
+    # ------------------------------------------------------------ control
 
-    def _ack(self, ack: stream.Ack) -> None:
-        pending = self._pending.pop(ack.id, None)
-        if pending is None:
-            return
-        conn, t_sent, _cmd = pending
-        self._reply(conn, {"ok": ack.result >= 0, "result": ack.result, "message": ack.message,
-                           "guest_tsc": ack.tsc, "ms": round((time.monotonic() - t_sent) * 1e3, 3)})
-
-    def _reply(self, conn: socket.socket | None, obj: dict) -> None:
-        if conn is None:
-            return
-        try:
-            conn.sendall(json.dumps(obj).encode() + b"\n")
-        except OSError:
-            pass  # the client went away: its loss
-
-    def guest_command(self, cmd: str, arg: str | None = None, conn: socket.socket | None = None) -> int:
-        """Send a command to the guest; its ack goes to `conn` (if any). Returns its id."""
-        self._ids += 1
-        if self._guest_ctl is None or self.end is not None:
-            self._reply(conn, {"ok": False, "message": "the guest's stream has ended"})
-            return self._ids
-        self._pending[self._ids] = (conn, time.monotonic(), cmd)  # type: ignore[assignment]
-        try:
-            self._guest_ctl.sendall(ctl.guest_line(self._ids, cmd, arg))
-        except OSError as e:
-            self._pending.pop(self._ids, None)
-            self._reply(conn, {"ok": False, "message": f"cannot reach the guest: {e}"})
-        return self._ids
-
-    def _client_line(self, conn: socket.socket, line: bytes) -> None:
-        try:
-            req = json.loads(line)
-            cmd, arg = req.get("cmd"), req.get("arg")
-            ctl.check_command(cmd, arg)
-        except (ValueError, AttributeError) as e:
-            self._reply(conn, {"ok": False, "message": f"bad request: {e}"})
-            return
-        except OsvtraceError as e:
-            self._reply(conn, {"ok": False, "message": str(e)})
-            return
-        if cmd == "status":
-            self._reply(conn, {"ok": True, "result": 0, "message": self._status_line(), "records": self.parser.records,
-                               "lost": {str(c): s.lost for c, s in self.parser.cpus.items()},
-                               "bytes": self.received})
-            return
-        if cmd == "stop":
-            self._begin_stop("ctl-stop", send=False)
-        self.guest_command(cmd, arg, conn)
-
-    def _status_line(self) -> str:
-        lost = sum(s.lost for s in self.parser.cpus.values())
-        return f"{self.parser.records:,} events, {lost:,} lost, {self.received / 1e6:.1f} MB received"
+    def _ctl_status(self) -> dict:
+        lost = {str(c): s.lost for c, s in self.parser.cpus.items()}
+        return {"message": f"{self.parser.records:,} events, {sum(lost.values()):,} lost, "
+                           f"{self.received / 1e6:.1f} MB received",
+                "records": self.parser.records, "lost": lost, "bytes": self.received}
 
     # ------------------------------------------------------------ stopping
 
@@ -255,8 +207,8 @@ class Recorder:
             return
         self._stop_reason = reason
         self._stop_deadline = time.monotonic() + STOP_GRACE
-        if send:
-            self.guest_command("stop")
+        if send and self.relay is not None:
+            self.relay.command("stop")
 
     # ------------------------------------------------------------ main loop
 
@@ -277,6 +229,7 @@ class Recorder:
                                       + virtio_args(self.cfg.machine, trace_path, guest_ctl_path))
             with Vm(cfg, console=self.console, stderr=self.stderr, qemu=self.qemu) as vm, Progress(self.progress_on) as prog:
                 trace_conn, self._guest_ctl = self._accept_qemu(vm, listeners[0], listeners[1])
+                self.relay = ctl.Relay(self._guest_ctl, self._ctl_status, lambda: self._begin_stop("ctl-stop", send=False))
                 if self.on_ready:
                     self.on_ready(ctl_path)
                 try:
@@ -288,7 +241,9 @@ class Recorder:
                 status = self._status(stop, outcome)
                 console, refused = vm.console_text(), vm.refused
         finally:
-            for s in listeners + list(self._clients) + ([self._guest_ctl] if self._guest_ctl else []):
+            if self.relay is not None:
+                self.relay.close()
+            for s in listeners + ([self._guest_ctl] if self._guest_ctl else []):
                 s.close()
             shutil.rmtree(tmp, ignore_errors=True)
             if self.ctl_path and self.ctl_path.is_socket():
@@ -380,11 +335,15 @@ class Recorder:
                 c, _ = ctl_l.accept()
             except BlockingIOError:
                 return False
-            c.setblocking(False)
-            self._clients[c] = bytearray()
+            assert self.relay is not None
+            self.relay.add_client(c)
             sel.register(c, selectors.EVENT_READ, "client")
         else:
-            self._read_client(key.fileobj, sel)  # type: ignore[arg-type]
+            assert self.relay is not None
+            c = key.fileobj
+            if not self.relay.read_client(c):  # type: ignore[arg-type]
+                sel.unregister(c)
+                self.relay.drop(c)  # type: ignore[arg-type]
         return False
 
     def _tick(self, vm: Vm, prog, now: float) -> str | None:
@@ -421,25 +380,6 @@ class Recorder:
         self.received += n
         self.parser.commit(n)
         return True
-
-    def _read_client(self, c: socket.socket, sel: selectors.BaseSelector) -> None:
-        try:
-            data = c.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            sel.unregister(c)
-            self._clients.pop(c, None)
-            c.close()
-            return
-        buf = self._clients[c]
-        buf += data
-        while b"\n" in buf:
-            line, _, rest = bytes(buf).partition(b"\n")
-            buf[:] = rest
-            self._client_line(c, line)
 
     def _after_eof(self, vm: Vm) -> str:
         """The trace stream closed: QEMU is exiting (or gone)."""
