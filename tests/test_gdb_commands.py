@@ -291,6 +291,8 @@ def test_every_command_has_help(stopped):
     for c in want:
         h = b.cli(f"help {c}")
         assert "This command is not documented" not in h and len(h.strip().splitlines()) >= 2, (c, h)
+    for line in re.findall(r"^osv [\w ]+? -- (.*)$", listing + b.cli("help osv trace") + b.cli("help osv thread"), re.M):
+        assert line.endswith((".", "...", "below).")), f"the summary line is cut: {line!r}"
     for f in ("osv_thread", "osv_current"):
         assert "This function is not documented" not in b.cli(f"help function {f}")
     docs = (ROOT / "docs" / "gdb.md").read_text()
@@ -327,9 +329,10 @@ def test_continue_restores_the_registers_first(kernel):
         view = parse_app(b.console_until("stopping"))
         b.osv(f"osv thread {view.mutexes['held'][2][0]}")
         b.gdb.mi("-break-insert osvtrace_app_exit")
-        b.cli("continue")
+        said = b.cli("continue")
         stop = b.gdb.wait_stopped(60)
-        assert stop.results.get("reason") == "breakpoint-hit", b.vm.console_text()
+        assert stop.results.get("reason") == "breakpoint-hit", \
+            (stop, said, "".join(b.gdb.log[-30:]), b.vm.console_text()[-3000:])
         assert "gdbcheck: released" in b.console_until("gdbcheck: released")
         assert b.osv("osv thread restore") == "osv: nothing to restore\n"
 
@@ -371,6 +374,16 @@ def test_during_boot(kernel, where):
         assert out["osv info threads"].startswith(("no threads yet", "ERROR osv: "))
     if where == "sched::idle_loop":
         assert "idle0" in out["osv info threads"]
+
+
+def test_after_a_panic(kernel):
+    """Stopped on the way out of a kernel panic (a null pointer write in a thread)."""
+    require_tools("gdb")
+    with Booted(kernel, "crash", "null", smp=2, trace="*") as b:
+        b.run_to("debug_exit::exit_panic")
+        out = _every_command(b)
+    assert "panic" in out["osv dmesg 5"].lower(), out["osv dmesg 5"]
+    assert "main" in out["osv info threads"]
 
 
 def test_mid_context_switch(kernel):

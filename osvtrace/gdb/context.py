@@ -207,8 +207,9 @@ class ThreadCommand(common.OsvCommand):
 
 
 class ThreadRestore(common.OsvCommand):
-    """Give every vCPU its own registers back after `osv thread ID`, and reselect the vCPU
-    that was selected before. Resuming the VM does this by itself.
+    """Give the vCPUs their own registers back after `osv thread ID`.
+
+    Also reselects the vCPU that was selected before. Resuming the VM does this by itself.
 
     Usage: osv thread restore
     """

@@ -35,8 +35,9 @@ def log_text() -> tuple[str, int, int]:
 
 
 class Dmesg(common.OsvCommand):
-    """Show the kernel log: the console output kept in the kernel's log ring (the newest
-    64 KiB), also from a kernel stopped early in boot or after a panic.
+    """Show the kernel log (the console output kept in the kernel's log ring).
+
+    The ring holds the newest 64 KiB; it is readable from early boot and after a panic.
 
     Usage: osv dmesg [N]      the last N lines (default: all the ring holds)
     """

@@ -96,8 +96,10 @@ def heap() -> list[str]:
 
 
 class Memory(common.OsvCommand):
-    """Show the page allocator (total, free, free ranges, its lock) and the heap (bytes in
-    use, free blocks per size class in each CPU's cache and the shared depot, its lock).
+    """Show the page allocator and the heap.
+
+    Pages: total, free, the free ranges, the allocator's lock. Heap: bytes in use, free
+    blocks per size class in each CPU's cache and in the shared depot, the depot's lock.
 
     Usage: osv memory
     """

@@ -145,8 +145,9 @@ def event_owner(event_addr: int) -> str | None:
 
 
 class NetChannels(common.OsvCommand):
-    """Show the net channels: owner (consumer) thread, depth, drops, state; with the
-    UDP socket that owns each (port, datagrams received, sent, bad).
+    """Show the net channels: owner thread, depth, drops, state.
+
+    With the UDP socket that owns each channel: its port, datagrams received, sent, bad.
 
     depth     packets pushed by the receive thread, not yet popped by the owner
     drops     packets the receive thread dropped because the channel was full

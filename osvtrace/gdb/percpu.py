@@ -134,9 +134,10 @@ def _fmt_field(c: Cpu, name: str, t: Any, describe_thread: Callable[[int], str])
 
 
 class Percpu(common.OsvCommand):
-    """Show each CPU's struct cpu: running and idle thread, run queue and timer counts,
-    switches, preemption state, load figures, trace ring ... (every field of struct cpu
-    that debug info describes).
+    """Show each CPU's struct cpu (every field the debug info describes).
+
+    Running and idle thread, run queue and timer counts, switches, preemption state,
+    load figures, trace ring ...
 
     Usage: osv percpu [CPU]
     Example:

@@ -41,8 +41,10 @@ def _entry(snap: threads.Snapshot, addr: int) -> str:
 
 
 class Runqueue(common.OsvCommand):
-    """Show each CPU's running thread, run queue (in the order they will run) and
-    wake-up queue (threads other CPUs handed it that it has not taken yet).
+    """Show each CPU's running thread, run queue and pending wake-ups.
+
+    The run queue in the order its threads will run; the wake-up queue holds threads
+    other CPUs handed this one (woken or migrated) that it has not taken yet.
 
     Usage: osv runqueue [CPU]
     Example:

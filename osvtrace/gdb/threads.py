@@ -286,6 +286,8 @@ def rows(snap: Snapshot) -> list[tuple]:
         else:
             last = f"{clk.ms(t.switched_tsc) / 1000:.3f}s" if clk else f"tsc {t.switched_tsc}"
         cputime = clk.span(t.run_tsc) if clk else (f"{t.run_tsc} ticks" if t.run_tsc else "0")
+        if t.running:
+            cputime += "+"  # and its current run, which the kernel adds at its next switch out
         wait = waits.get(t.tid, "-")
         if t.leaving:
             wait += " [still leaving its CPU]"
@@ -306,7 +308,7 @@ class InfoThreads(common.OsvCommand):
               dead (exited, not yet joined), creating (id taken, object being set up);
               an idle thread that is switched out shows as runnable
     last-ran  when it last switched in or out (seconds since boot; `now` when running)
-    cpu-time  time on a CPU up to its last switch out
+    cpu-time  time on a CPU up to its last switch out (`+`: running now, plus this run)
     wait      what a blocked thread waits for: mutex NAME, waitqueue NAME, event NAME,
               net channel ADDR (udp :PORT), join ID, sleep until T; checked in memory
               (the thread is in that mutex's or wait queue's list, or the event's waiter)

@@ -214,9 +214,11 @@ class TraceSave(common.OsvCommand):
 
 
 class TraceStatus(common.OsvCommand):
-    """Show the tracer's state: clock; per CPU its ring (mode, size, records written,
-    held, fill, lost); per tracepoint whether it is enabled and how many of its records
-    the rings hold now.
+    """Show the tracer's state: each CPU's ring, each tracepoint's flag and records.
+
+    Per CPU: ring mode, size, records written, held, fill, lost, overwritten, and a
+    record being written (stopped between reserve and commit). Per tracepoint: enabled,
+    and how many of its records the rings hold now.
 
     Usage: osv trace status
     """
