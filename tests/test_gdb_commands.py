@@ -308,14 +308,15 @@ def test_enable_takes_effect_in_the_running_guest(kernel):
     require_tools("gdb")
     with Booted(kernel, "gdbcheck", smp=2) as b:
         b.run_to("gdbcheck_stop")
-        assert b.osv("osv trace 5").startswith("no records in the rings (enabled: none)")
+        before = b.osv("osv trace 5")
+        assert before.startswith("no records in the rings (enabled: none)"), before
         assert b.osv("osv trace enable thread_exit,mutex_handoff") == "enabled: thread_exit, mutex_handoff\n"
         b.run_to("osvtrace_app_exit")
         out = b.osv("osv trace 100").splitlines()
         tps = {ln.split()[3] for ln in out}
-        assert tps == {"thread_exit", "mutex_handoff"}, out
+        assert tps == {"thread_exit", "mutex_handoff"}, (out, b.vm.console_text()[-2000:])
         exited = {ln.split()[0] for ln in out if " thread_exit " in ln}
-        assert {"holder", "parked-1", "parked-2", "waiter-1", "waiter-2", "waiter-3"} <= exited
+        assert {"holder", "parked-1", "parked-2", "waiter-1", "waiter-2", "waiter-3"} <= exited, out
         assert b.osv("osv trace disable *").startswith("disabled: ")
         assert "enabled (0): -" in b.osv("osv trace status")
 
