@@ -5,6 +5,9 @@
 // kernel mutex (lock-free, sleepable: core/mutex.hh). A reader copies the
 // value out while it holds the stripe, so items need no reference counts;
 // allocation and freeing happen outside the lock.
+//
+// FIXME: expired items are invisible but stay allocated until their key is
+// set or deleted again (no sweeper, no LRU eviction).
 #pragma once
 
 #include <stddef.h>
