@@ -1,6 +1,7 @@
 """Every osv command at random stop points of a running SMP workload: never a traceback,
 never a hang (every command has a time limit), always an answer or one line saying what
-cannot be read.
+cannot be read, and the vCPUs' registers the same after `osv thread` and `osv thread
+apply` as before.
 
 Three workloads on 2 vCPUs (multi-threaded TCG) with every tracepoint on: contended
 mutexes with hand-offs (mutex), threads created, joined and reaped in waves (threads),
@@ -34,6 +35,7 @@ COMMANDS = ["osv info threads", "osv runqueue", "osv percpu", "osv mutex all", "
             "osv netchannels", "osv trace 5 --tp net_*", "osv trace 10", "osv trace 5 --tp mutex_*,sched_switch --cpu 1", "osv trace status",
             "print *$osv_current(0)"]
 COMMAND_LIMIT = 30.0  # seconds: a command that takes longer counts as a hang
+RETRIED = [0]  # interrupts QEMU did not act on the first time
 WORKLOADS = {
     "mutex": ("mutex", "--threads", "4", "--mutexes", "2", "--iterations", "1000000000", "--hold-ns", "2000",
               "--think-ns", "1000"),
@@ -68,7 +70,18 @@ class Sender:
 def _stop_anywhere(b: Booted, rng: random.Random) -> str:
     b.gdb.continue_()
     time.sleep(rng.uniform(0.01, 0.25))
-    b.gdb.interrupt(20)
+    try:
+        b.gdb.interrupt(10)
+    except TimeoutError:
+        # Rarely (~1 in 1,500 stops here) QEMU's gdbstub does not act on an interrupt: ask
+        # again. That is the stub's business, not the osv commands'; it is counted.
+        RETRIED[0] += 1
+        try:
+            b.gdb.interrupt(COMMAND_LIMIT)
+        except TimeoutError:
+            raise AssertionError(f"the VM did not stop when interrupted twice (VM running: {b.vm.running}); "
+                                 "gdb said:\n" + "".join(b.gdb.log[-20:]) + "\nconsole:\n"
+                                 + b.vm.console_text()[-2000:]) from None
     steps = rng.choice([0, 0, 1, 3, 17, 64, 200])
     if rng.random() < 0.5:
         b.gdb.cli("thread 2" if rng.random() < 0.5 else "thread 1")  # either vCPU
@@ -83,7 +96,11 @@ def _stop_anywhere(b: Booted, rng: random.Random) -> str:
         return "?"
 
 
+REGS = "thread apply all info registers rip rsp rbp rbx r12 r13 r14 r15"
+
+
 def _run_all(b: Booted, rng: random.Random, stop: int, where: str) -> dict[str, str]:
+    regs = b.cli(REGS)
     outs = {}
     cmds = list(COMMANDS)
     threads = re.findall(r"^\s*(\d+)\s", outs.setdefault("osv info threads", _one(b, cmds.pop(0), stop, where)), re.M)
@@ -97,6 +114,8 @@ def _run_all(b: Booted, rng: random.Random, stop: int, where: str) -> dict[str, 
         ids = " ".join(rng.sample(threads, min(3, len(threads))))
         outs["apply"] = _one(b, f"osv thread apply {ids} bt 1", stop, where)
     outs["mutex"] = _one(b, "osv mutex gdbcheck::held", stop, where)  # a symbol this app never touches
+    after = b.cli(REGS)
+    assert after == regs, f"stop {stop} in {where}: the vCPUs' registers changed:\n{regs}\n{after}\n{outs}"
     return outs
 
 
@@ -149,6 +168,8 @@ def random_stops(kernel, app: str, stops: int, seed: int) -> collections.Counter
             sender.thread.join(5)
             where["(datagrams sent)"] = sender.sent
     where["(inside the ring writer)"] = writing
+    where["(interrupts sent twice)"] = RETRIED[0]
+    RETRIED[0] = 0
     return where
 
 

@@ -91,42 +91,53 @@ def _select_vcpu(num: int) -> None:
     th.switch()
 
 
-def _write_registers(regs: dict[str, int]) -> dict[str, int]:
-    """Write registers of the selected vCPU's innermost frame; returns their old values."""
+def _write_registers(regs: dict[str, int], save_into: dict[str, int] | None = None) -> dict[str, int]:
+    """Write registers of the selected vCPU's innermost frame; returns their old values.
+    With `save_into`, the old values go there first (those not there already), so that a
+    write failing halfway still leaves what is needed to put everything back."""
     f = gdb.newest_frame()
     f.select()
     old = {r: int(f.read_register(r)) & ((1 << 64) - 1) for r in regs}
+    if save_into is not None:
+        for r, v in old.items():
+            save_into.setdefault(r, v)
     # rip last: gdb re-reads the frame after each write, and the others must be in place.
     for r in sorted(regs, key=lambda r: r == "rip"):
-        gdb.execute(f"set var ${r} = {regs[r]:#x}", to_string=True)
+        try:
+            gdb.newest_frame().select()
+            gdb.execute(f"set var ${r} = {regs[r]:#x}", to_string=True)
+        except gdb.error as e:
+            fr = gdb.selected_frame()
+            raise common.OsvError(f"cannot set ${r} (frame level {fr.level()}, type {fr.type()}, "
+                                  f"pc {fr.pc():#x} {fr.name()}): {e}") from None
     return old
 
 
 def restore(quiet: bool = False) -> bool:
     """Put back every vCPU register `osv thread` changed; reselect the original vCPU.
-    True if anything was restored."""
+    True if anything was restored. If a vCPU cannot be restored, its saved values are
+    kept (a later restore tries again) and the error says so: a resuming command's hook
+    then fails too, and gdb does not resume the VM with a thread's registers loaded."""
     if not STATE.saved and STATE.home_vcpu is None:
         return False
     problems = []
-    try:
-        for num, regs in list(STATE.saved.items()):
-            try:
-                _select_vcpu(num)
-                _write_registers(regs)
-            except (gdb.error, common.OsvError) as e:
-                problems.append(f"vCPU {num}: {e}")
-            STATE.saved.pop(num, None)
-        if STATE.home_vcpu is not None:
-            try:
-                _select_vcpu(STATE.home_vcpu)
-            except common.OsvError:
-                pass
-    finally:
-        STATE.saved.clear()
-        STATE.home_vcpu = None
-        STATE.tid = None
+    for num, regs in list(STATE.saved.items()):
+        try:
+            _select_vcpu(num)
+            _write_registers(regs)
+            del STATE.saved[num]
+        except (gdb.error, common.OsvError) as e:
+            problems.append(f"vCPU {num}: {common.one_line(str(e))}")
     if problems:
-        raise common.OsvError("could not restore every register: " + "; ".join(problems))
+        raise common.OsvError("could not restore the registers of " + "; ".join(problems)
+                              + " (retry `osv thread restore`; do not resume the VM before it succeeds)")
+    if STATE.home_vcpu is not None:
+        try:
+            _select_vcpu(STATE.home_vcpu)
+        except common.OsvError:
+            pass
+    STATE.home_vcpu = None
+    STATE.tid = None
     if not quiet:
         gdb.write("osv: restored the vCPU registers\n")
     return True
@@ -140,22 +151,22 @@ def show(t: threads.Thread, snap: threads.Snapshot) -> str:
     cur = gdb.selected_thread()
     if cur is None:
         raise common.OsvError("gdb has no selected thread")
-    if STATE.home_vcpu is None:
-        STATE.home_vcpu = cur.num
+    home = STATE.home_vcpu if STATE.home_vcpu is not None else cur.num
     if t.running:
         cpu = next(c for c in snap.cpus if c.current == t.addr)
         th = percpu.vcpu_of(cpu.addr)
         if th is None:
             raise common.OsvError(f"thread {t.tid} runs on cpu {cpu.id}, but no vCPU's %gs points at that CPU")
         th.switch()
-        STATE.tid = t.tid
+        STATE.home_vcpu, STATE.tid = home, t.tid
         return f"thread {t.tid} ({t.name}) is running on cpu {cpu.id}: selected its vCPU (gdb thread {th.num})"
     if not t.stack and t.state == "dead":
         raise common.OsvError(f"thread {t.tid} ({t.name}) has exited and its stack is gone")
     regs = saved_registers(t)
-    vcpu = gdb.selected_thread().num
-    old = _write_registers(regs)
-    STATE.saved.setdefault(vcpu, old)  # the vCPU's own values, from before the first switch
+    vcpu = cur.num
+    STATE.home_vcpu = home
+    # The vCPU's own values, from before the first switch, saved before anything is written.
+    _write_registers(regs, STATE.saved.setdefault(vcpu, {}))
     STATE.tid = t.tid
     note = f"thread {t.tid} ({t.name}) {t.state}: its saved context is loaded into vCPU {vcpu}"
     if t.leaving:
