@@ -1,6 +1,6 @@
 """The live progress line of `osvtrace record` (only on a terminal).
 
-    recording 12.3 s | 2.01 M events/s | 64.2 MB/s | 24.6 M events | lost cpu0 0, cpu1 12
+    recording 12.3 s | 2.01 M events/s | 64.2 MB/s | 24.60 M events | lost cpu0 0, cpu1 12
 
 Rates are over the last couple of seconds, not since the start, so a stall
 shows at once. Guest console output printed meanwhile scrolls above the line.
@@ -21,10 +21,11 @@ WINDOW = 2.0  # seconds the rates are averaged over
 
 
 def human(n: float) -> str:
+    """12, 118.15 k, 2.00 M ..."""
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= div:
             return f"{n / div:.2f} {unit}"
-    return f"{n:.0f} "
+    return f"{n:.0f}"
 
 
 class Progress:
@@ -60,8 +61,8 @@ class Progress:
         ev_rate = (events - e) / dt if now > t else 0.0
         mb_rate = (nbytes - b) / dt / 1e6 if now > t else 0.0
         lost_txt = ", ".join(f"cpu{c} {n:,}" for c, n in sorted(lost.items())) or "0"
-        return (f"{state} {now - self.t0:.1f} s | {human(ev_rate)}events/s | {mb_rate:.1f} MB/s | "
-                f"{human(events)}events | lost {lost_txt}")
+        return (f"{state} {now - self.t0:.1f} s | {human(ev_rate)} events/s | {mb_rate:.1f} MB/s | "
+                f"{human(events)} events | lost {lost_txt}")
 
     def update(self, events: int, nbytes: int, lost: dict[int, int], state: str = "recording") -> None:
         if self._live is None:

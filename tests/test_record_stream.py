@@ -314,7 +314,7 @@ def test_progress_line_on_a_terminal(kernel, tmp_path):
             p.kill()
     text = b"".join(chunks).decode("utf-8", "replace")
     assert p.returncode == 0, text
-    assert re.search(r"recording \d+\.\d s \| [\d.]+ [kM]?\s?events/s \| [\d.]+ MB/s \| .*lost cpu0 0, cpu1 0", text), text
+    assert re.search(r"recording \d+\.\d s \| [\d.]+ (k |M )?events/s \| [\d.]+ MB/s \| [\d.]+ (k |M )?events \| lost cpu0 0, cpu1 0", text), text
     assert "osvtrace: control socket " in text and "tpstorm: cpu 1 emitted" in text
     assert re.search(r"recorded [\d,]+ events on 2 CPU\(s\) at the app's end, 0 lost", text), text
 

@@ -176,3 +176,12 @@ def test_data_frames_become_chunks_that_decode(tmp_path, catalog, slots):
 def test_count_records_is_vectorised_over_header_slots(slots):
     assert stream.count_records(slots) == 3
     assert stream.count_records(b"") == 0
+
+
+def test_progress_line_text():
+    from osvtrace.progress import Progress, human
+
+    assert (human(12), human(118_150), human(2_000_000)) == ("12", "118.15 k", "2.00 M")
+    p = Progress(on=False)
+    assert p.line(0, 0, {}).startswith("recording 0.0 s | 0 events/s | 0.0 MB/s | 0 events | lost 0")
+    assert p.line(5, 64, {0: 0, 1: 12}).endswith("lost cpu0 0, cpu1 12")
