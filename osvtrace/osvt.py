@@ -209,6 +209,7 @@ class SectionScan:
     damaged_bytes: int = 0
     truncated: bool = False
     size: int = 0
+    end: int = 0  # offset after the last whole section: where a scan of the grown file goes on
 
 
 def _find_sync(buf: memoryview | bytes, start: int, end: int, mm: mmap.mmap | bytes) -> int:
@@ -225,9 +226,14 @@ def _find_sync(buf: memoryview | bytes, start: int, end: int, mm: mmap.mmap | by
         pos = i + 1
 
 
-def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int = 2) -> SectionScan:
+def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int = 2, start: int = 0,
+         meta: osvt_pb2.Metadata | None = None) -> SectionScan:
     """Walk the sections of a mapped file, verifying checksums; never raises for damage
-    after the metadata, only records warnings."""
+    after the metadata, only records warnings.
+
+    `start` (with the `meta` an earlier scan found) goes on from an earlier scan's `end`,
+    so a file that is still growing costs only its new sections: the threads, chunks and
+    trailer returned are then those of the new part."""
     buf = memoryview(mm)
     size = len(buf)
     if size < ALIGN:
@@ -243,14 +249,15 @@ def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int 
         raise TraceFormatError(f"{name}: .osvt format version {major}.{minor} is not supported "
                                f"(this osvtrace reads {VERSION_MAJOR}.x)")
     warnings: list[str] = []
-    meta = None
+    if start and meta is None:
+        raise ValueError("scan: start needs the metadata of the earlier scan")
     chunks: list[Chunk] = []
     threads: dict[int, str] = {}
     trailer = None
     damaged = damaged_bytes = 0
     truncated = False
     pending_hash: list[tuple[int, int, int, Chunk]] = []  # (body start, body end, hash, chunk)
-    pos = hsize
+    pos = max(hsize, start)
     while pos < size:
         if pos + ALIGN > size:
             warnings.append(f"{name}: truncated at byte {size}: {size - pos} stray bytes after the last section "
@@ -315,6 +322,7 @@ def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int 
                     damaged += 1
                     warnings.append(f"{name}: {KIND_NAMES.get(kind, 'section')} at byte {pos} does not parse; skipped")
         pos = end
+    stop = pos  # the start of a section not (yet) whole, or the end
     if meta is None:
         raise TraceFormatError(f"{name}: no readable metadata section (file damaged near byte {hsize})")
     if meta.slot_size != layout.SLOT_SIZE:
@@ -342,7 +350,7 @@ def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int 
         threads.setdefault(t.tid, t.name)
     if trailer is None and not truncated:
         warnings.append(f"{name}: no trailer: the writer did not finish cleanly (all complete chunks are read)")
-    return SectionScan(meta, chunks, threads, trailer, warnings, damaged, damaged_bytes, truncated, size)
+    return SectionScan(meta, chunks, threads, trailer, warnings, damaged, damaged_bytes, truncated, size, stop)
 
 
 def map_file(path: str | os.PathLike) -> mmap.mmap | bytes:

@@ -197,7 +197,8 @@ class Recorder:
         lost = {str(c): s.lost for c, s in self.parser.cpus.items()}
         return {"message": f"{self.parser.records:,} events, {sum(lost.values()):,} lost, "
                            f"{self.received / 1e6:.1f} MB received",
-                "records": self.parser.records, "lost": lost, "bytes": self.received}
+                "records": self.parser.records, "lost": lost, "bytes": self.received,
+                "output": str(self.output.resolve())}
 
     # ------------------------------------------------------------ stopping
 

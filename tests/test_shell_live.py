@@ -116,6 +116,20 @@ def test_a_file_copied_in_odd_pieces_decodes_to_the_same_events(tmp_path):
     assert st.tp_total.tolist()[:t.catalog.max_id + 1] == np.bincount(t.events.tp, minlength=t.catalog.max_id + 1).tolist()
 
 
+def test_a_scan_goes_on_from_where_the_last_one_stopped(tmp_path):
+    full = tmp_path / "full.osvt"
+    synth.generate(full, 20_000, cpus=2)
+    data = full.read_bytes()
+    whole = scan(data, "full")
+    cut = whole.chunks[len(whole.chunks) // 2].offset + 100  # inside a chunk
+    first = scan(data[:cut], "part")
+    assert first.truncated and first.end == whole.chunks[len(whole.chunks) // 2].offset
+    rest = scan(data, "full", start=first.end, meta=first.meta)
+    assert [c.offset for c in first.chunks + rest.chunks] == [c.offset for c in whole.chunks]
+    assert rest.trailer is not None and rest.end == len(data)
+    assert scan(data, "full", start=rest.end, meta=first.meta).chunks == []
+
+
 def test_the_screen_follows_a_growing_file_until_it_finishes(tmp_path):
     full = tmp_path / "full.osvt"
     n = synth.generate(full, 200_000, cpus=2)
@@ -136,22 +150,25 @@ def test_the_screen_follows_a_growing_file_until_it_finishes(tmp_path):
     assert len(st.mutexes()) == 8 and len(st.mutexes(5)) == 5  # synth uses 8 mutexes
 
 
-def test_sources_that_need_the_streaming_recorder_say_so(tmp_path):
+def test_bad_live_sources_get_one_line(tmp_path):
     sock_path = tmp_path / "vm.sock"
     s = socket.socket(socket.AF_UNIX)
-    s.bind(str(sock_path))
+    s.bind(str(sock_path))  # bound, nobody listening: a recorder that has gone
     try:
-        with pytest.raises(UsageError, match="streaming recorder"):
+        with pytest.raises(UsageError, match="nobody listens"):
             open_source(str(sock_path))
     finally:
         s.close()
-    with pytest.raises(UsageError, match="streaming recorder"):
-        open_source("pingpong")
+    with pytest.raises(UsageError, match="not a trace file"):
+        open_source(str(tmp_path))
+    with pytest.raises(UsageError, match="which application"):
+        open_source("  ")
     from osvtrace.cli.main import main
 
-    r = CliRunner().invoke(main_cli(), ["shell", "--live", "pingpong"])
-    assert r.exit_code != 0
-    assert main(["shell", "--live", "pingpong"]) == 2
+    f = tmp_path / "t.osvt"
+    synth.generate(f, 1000)
+    assert main(["shell", "--live", str(f), "--smp", "2"]) == 2  # VM options are for --live APP
+    assert main(["shell", str(f), "-o", "x.osvt"]) == 2
 
 
 def main_cli():  # noqa: ANN201

@@ -1,18 +1,28 @@
 """Live sources: batches of newly decoded events from a recording in progress.
 
 The live screen (top.py) needs only :class:`LiveSource`: something whose ``poll()``
-returns the events that arrived since the last call, as columns. Today's source follows
-a growing .osvt file (a writer appends chunks; every poll re-scans the sections and
-decodes only the chunks not seen before). NOTE: a streaming recorder (`osvtrace record`
-over virtio-serial) can feed the screen either by writing its .osvt file as it goes, which
-this source follows as is, or by implementing LiveSource directly on the ring bytes it
-drains (decode.decode() over the drained chunks, as poll() does here).
+returns the events that arrived since the last call, as columns. All three sources
+follow the .osvt file a recorder appends to (scanning only the sections added since the
+last poll), so the screen reads exactly what will be analysed later and never competes
+with the recorder for the guest's stream:
+
+- a growing file: :class:`GrowingFileSource`;
+- a running `osvtrace record`, named by its control socket: :class:`RecorderSource` asks
+  the recorder where it writes (ctl `status`) and follows that file;
+- an application: :class:`AppRecording` starts `osvtrace record` for it and follows its
+  file; closing the screen stops the recording (the guest sends what its rings hold).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import stat
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -113,7 +123,10 @@ class GrowingFileSource:
         self.name = str(self.path)
         self.catalog: Catalog | None = None
         self._size = -1
-        self._seen_offset = -1  # file offset of the last chunk already decoded
+        self._end = 0  # file offset after the last whole section scanned
+        self._meta = None
+        self._ncpus = 0
+        self.threads: dict[int, str] = {}
         self._expect: dict[int, int] = {}  # per CPU: next slot sequence number
         self._gaps: dict[int, int] = {}
         self._dropped: dict[int, int] = {}
@@ -127,33 +140,38 @@ class GrowingFileSource:
             return None  # not created yet: keep waiting
         if size == self._size:
             return None
+        if size < self._size:
+            raise TraceFormatError(f"{self.name}: the file shrank from {self._size} to {size} bytes "
+                                   f"(overwritten by another recording?)")
         mm = map_file(self.path)
         try:
-            sc = scan(mm, self.name, verify=True, workers=1)
+            # only the sections after the last whole one seen: a long recording costs each
+            # refresh what arrived since the last, not the whole file again
+            sc = scan(mm, self.name, verify=True, workers=1, start=self._end, meta=self._meta)
         except TraceFormatError:
-            if self._size < 0 and size < 1 << 20:
+            if self._meta is None and size < 1 << 20:
                 return None  # the writer has not finished its metadata yet
             raise
         self._size = size
+        self._end = sc.end
+        meta = self._meta = sc.meta
         if self.catalog is None:
-            self.catalog = schema_from_proto(sc.meta.schema) if sc.meta.schema.tracepoints else default_catalog()
-        new = [c for c in sc.chunks if c.offset > self._seen_offset]
-        self.finished = sc.trailer is not None
-        meta = sc.meta
-        ncpus = max(meta.ncpus, max((c.cpu for c in sc.chunks), default=-1) + 1)
+            self.catalog = schema_from_proto(meta.schema) if meta.schema.tracepoints else default_catalog()
+        self.threads.update(sc.threads)
+        self.finished = self.finished or sc.trailer is not None
+        new = sc.chunks
+        self._ncpus = max(self._ncpus, meta.ncpus, max((c.cpu for c in new), default=-1) + 1)
         if not new:
             return Batch(*(np.empty(0, t) for t in (np.int64, np.uint16, np.uint32, np.uint16)), self.catalog,
-                         ncpus, dict(sc.threads), self.lost, self.finished)
-        self._seen_offset = max(c.offset for c in new)
+                         self._ncpus, dict(self.threads), self.lost, self.finished)
         self._account(new)
         n = len(mm) // layout.SLOT_SIZE
         slots = np.frombuffer(mm, layout.SLOT_DTYPE, count=n)
         d = decode(slots, new, self.catalog, tsc_hz=meta.tsc_hz or 1_000_000_000, tsc_boot=meta.tsc_boot,
                    tsc_offsets=list(meta.tsc_offset), workers=1)
         self.events += len(d.time)
-        b = Batch(d.time, d.cpu, d.tid, d.tp, self.catalog, ncpus, dict(sc.threads), self.lost, self.finished,
-                  _ArgReader(slots, d.rows))
-        return b
+        return Batch(d.time, d.cpu, d.tid, d.tp, self.catalog, self._ncpus, dict(self.threads), self.lost,
+                     self.finished, _ArgReader(slots, d.rows))
 
     def _account(self, chunks: list[Chunk]) -> None:
         """Loss as the chunks arrive: gaps in each CPU's slot sequence, and the ring's drop counter."""
@@ -173,9 +191,93 @@ class GrowingFileSource:
         pass
 
 
-def open_source(spec: str) -> LiveSource:
-    """A live source from what the user named: a trace file being written (works today),
-    a socket or an application to record (need the streaming recorder)."""
+class RecorderSource(GrowingFileSource):
+    """A running `osvtrace record`, reached through its control socket."""
+
+    def __init__(self, socket_path: str | os.PathLike):
+        from osvtrace import ctl
+
+        try:
+            st = ctl.send(socket_path, "status", timeout=5.0)
+        except ctl.CtlError as e:
+            raise UsageError(f"--live {socket_path}: {e}") from None
+        out = st.get("output")
+        if not out:
+            raise UsageError(f"--live {socket_path}: the recorder did not say where it writes (an older osvtrace?)")
+        super().__init__(out)
+        self.name = f"{out} (recording, control {socket_path})"
+
+
+class AppRecording(GrowingFileSource):
+    """`osvtrace record` of an application, started for the screen and stopped with it."""
+
+    def __init__(self, command: str, output: str | os.PathLike | None = None, record_args: list[str] | None = None):
+        argv = shlex.split(command)
+        if not argv:
+            raise UsageError("--live: which application to record?")
+        if output is None:
+            output = f"live-{Path(argv[0]).name}-{time.strftime('%Y%m%d-%H%M%S')}.osvt"
+        self.tmp = tempfile.TemporaryDirectory(prefix="osvtrace-live-")
+        self.ctl_socket = Path(self.tmp.name) / "ctl.sock"
+        self.log_path = Path(self.tmp.name) / "record.log"
+        super().__init__(Path(output).resolve())
+        if self.path.exists():
+            raise UsageError(f"--live: {self.path} exists; name another file with -o")
+        self.name = f"{self.path} (recording {argv[0]})"
+        self._log = open(self.log_path, "wb")
+        cmd = [sys.executable, "-m", "osvtrace", "record", "-o", str(self.path), "--ctl-socket",
+               str(self.ctl_socket), *(record_args or []), *argv]
+        # its own session: a Ctrl-C meant for the screen must not reach QEMU first; the
+        # recorder ends QEMU itself, and close() ends the recorder
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.returncode: int | None = None
+
+    def poll(self) -> Batch | None:
+        b = super().poll()
+        if b is None and self.proc.poll() is not None and not self.finished:
+            self.returncode = self.proc.returncode
+            if not self.path.exists():
+                raise UsageError(f"the recording failed before writing anything: {self.log_tail(1)}")
+        return b
+
+    def close(self) -> None:
+        """Stop the recording if it still runs: ask for `stop` (the rings drain first),
+        then SIGINT, then SIGKILL of its process group."""
+        from osvtrace import ctl
+
+        if self.proc.poll() is None:
+            try:
+                ctl.send(self.ctl_socket, "stop", timeout=10.0)
+            except (ctl.CtlError, UsageError, OSError):
+                pass  # not listening yet or already ending: the signals below will do
+            for sig, wait in ((None, 30.0), (signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
+                if sig is not None:
+                    try:
+                        os.killpg(self.proc.pid, sig)
+                    except ProcessLookupError:
+                        break
+                try:
+                    self.proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.returncode = self.proc.wait()
+        self._log.close()
+
+    def log_tail(self, n: int = 6) -> str:
+        """The recorder's last lines (its summary, or why it failed)."""
+        try:
+            lines = self.log_path.read_bytes().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join([line for line in lines if line.strip()][-n:])
+
+
+def open_source(spec: str, *, output: str | None = None, record_args: list[str] | None = None) -> LiveSource:
+    """A live source from what the user named: a trace file being written, the control
+    socket of a running `osvtrace record`, or an application to record (its command line;
+    `record_args` are options for `osvtrace record`, `output` its file)."""
     p = Path(spec)
     try:
         st = p.stat()
@@ -184,13 +286,9 @@ def open_source(spec: str) -> LiveSource:
     except OSError as e:
         raise UsageError(f"--live {spec}: {e.strerror}") from None
     if st is not None and stat.S_ISSOCK(st.st_mode):
-        raise UsageError(f"--live {spec}: attaching to a virtio-serial socket needs the streaming recorder "
-                         f"(`osvtrace record` over virtio-serial), which is not built yet; follow the .osvt file "
-                         f"a recording writes instead: osvtrace shell --live FILE.osvt")
+        return RecorderSource(p)
     if st is not None and stat.S_ISREG(st.st_mode) or spec.endswith(".osvt"):
         return GrowingFileSource(p)  # a file not there yet is waited for
     if st is not None:
-        raise UsageError(f"--live {spec}: not a trace file or a socket")
-    raise UsageError(f"--live {spec}: starting a recording of an application needs the streaming recorder "
-                     f"(`osvtrace record` over virtio-serial), which is not built yet; record to a file and follow "
-                     f"it: osvtrace shell --live FILE.osvt")
+        raise UsageError(f"--live {spec}: not a trace file, a recorder's control socket or an application")
+    return AppRecording(spec, output, record_args)
