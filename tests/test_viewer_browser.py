@@ -236,6 +236,21 @@ def test_search_filters_threads_and_adds_tracepoint_lanes(story_page):
     assert pg.errors == []
 
 
+def test_the_url_fragment_opens_the_page_on_the_shells_filters(browser, serve, story_file):
+    # what the shell's `view` writes for `set since 100ns`, `set until 600ns`, `set cpu 1`, `set thread b`
+    pg = Page(browser, serve(story_file) + "#t0=100&t1=600&lanes=cpu:1,thread:3,thread:99,bogus")
+    try:
+        assert pg.range() == [100, 600]
+        rows = pg.rows()
+        assert rows[:3] == ["CPUs", "CPU 1", "Threads"] and rows[rows.index("Threads") + 1:rows.index("Mutexes")] == ["b [3]"]
+        assert {"t0": "100", "t1": "600"}.items() <= pg.views()[-1].items()
+        assert "ignored from the URL: thread:99, bogus" in pg.p.inner_text("#status")
+        pg.act(lambda: pg.p.click(".chip.cpu button"))  # filters from the URL are chips like the others
+        assert "CPU 0" in pg.rows() and pg.errors == []
+    finally:
+        pg.p.close()
+
+
 def test_static_page_works_without_a_server(browser, story_file, tmp_path):
     page = tmp_path / "story.html"
     api = Api(Model(osvtrace.open(story_file)))

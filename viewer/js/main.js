@@ -38,7 +38,29 @@
       document.addEventListener("keydown", (e) => this.key(e));
       let resizeTimer = null;
       window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => this.request("resize"), 120); });
+      this.fromHash(location.hash);
+      window.addEventListener("hashchange", () => { this.fromHash(location.hash); this.lanesChanged("hash"); });
       this.lanesChanged("first");
+    }
+
+    // The URL fragment the shell's `view` writes: #t0=NS&t1=NS&lanes=cpu:0,thread:3 opens the
+    // page on the shell's filters. What does not fit this trace is named in the status line.
+    fromHash(hash) {
+      const p = new URLSearchParams((hash || "").replace(/^#/, ""));
+      const bad = [];
+      const t0 = p.has("t0") ? Number(p.get("t0")) : this.meta.t0;
+      const t1 = p.has("t1") ? Number(p.get("t1")) : this.meta.t1;
+      if (Number.isFinite(t0) && Number.isFinite(t1) && t1 > t0) this.range = this.clamp(t0, t1);
+      else if (p.has("t0") || p.has("t1")) bad.push(`range ${p.get("t0")}..${p.get("t1")}`);
+      const cpus = new Set(), threads = new Set();
+      const known = new Set(this.meta.lanes.map((l) => l.id));
+      for (const id of (p.get("lanes") || "").split(",").filter(Boolean)) {
+        const m = /^(cpu|thread):(\d+)$/.exec(id);
+        if (!m || !known.has(id)) { bad.push(id); continue; }
+        (m[1] === "cpu" ? cpus : threads).add(+m[2]);
+      }
+      this.search.setFromHash(cpus, threads);
+      this.hashNote = bad.length ? `ignored from the URL: ${bad.slice(0, 4).join(", ")}${bad.length > 4 ? " ..." : ""}` : "";
     }
 
     lanesChanged(reason) {
@@ -134,7 +156,7 @@
       $("range").textContent = `${F.seconds(view.t0)} – ${F.seconds(view.t1)} · ${F.duration(span)} wide`;
       const note = osv.arrows.note(view);
       $("status").textContent = `${mode} · 1 px = ${F.duration(span / view.px)} · ${items.toLocaleString()} items in view` +
-        (note ? ` · ${note}` : "");
+        (note ? ` · ${note}` : "") + (this.hashNote ? ` · ${this.hashNote}` : "");
     }
 
     // ------------------------------------------------------------ selection

@@ -8,7 +8,7 @@
   class Search {
     constructor(input, suggestEl, chipsEl, meta, onChange) {
       this.input = input; this.box = suggestEl; this.chips = chipsEl; this.meta = meta; this.onChange = onChange;
-      this.threads = new Set(); this.mutexes = new Set(); this.tps = new Set();
+      this.threads = new Set(); this.mutexes = new Set(); this.tps = new Set(); this.cpus = new Set();
       this.matches = []; this.active = 0;
       input.addEventListener("input", () => this.suggest());
       input.addEventListener("focus", () => this.suggest());
@@ -69,6 +69,13 @@
       this.onChange();
     }
 
+    // the CPUs and threads a URL names (the shell's filters): chips for the threads
+    setFromHash(cpus, threads) {
+      this.cpus = cpus;
+      this.threads = threads;
+      this.render();
+    }
+
     pick(m) {
       this.input.value = "";
       this.box.style.display = "none";
@@ -81,11 +88,12 @@
       for (const t of this.threads) chips.push(["thread", t, `${name.get(t) || "thread"} [${t}]`]);
       for (const m of this.mutexes) chips.push(["mutex", m, `mutex ${m}`]);
       for (const tp of this.tps) chips.push(["tracepoint", tp, tp]);
+      for (const c of this.cpus) chips.push(["cpu", c, `CPU ${c}`]);
       this.chips.innerHTML = chips.map(([k, v, l], i) =>
         `<span class="chip ${k}" data-i="${i}">${esc(l)} <button title="remove this filter" aria-label="remove">×</button></span>`).join("");
       this.chips.querySelectorAll(".chip button").forEach((b) => b.addEventListener("click", () => {
         const [k, v] = chips[+b.parentElement.dataset.i];
-        ({ thread: this.threads, mutex: this.mutexes, tracepoint: this.tps })[k].delete(v);
+        ({ thread: this.threads, mutex: this.mutexes, tracepoint: this.tps, cpu: this.cpus })[k].delete(v);
         this.render();
         this.onChange();
       }));
@@ -96,7 +104,8 @@
       const out = [];
       for (const l of this.meta.lanes) {
         let show;
-        if (l.kind === "cpu" || l.kind === "chan") show = true;
+        if (l.kind === "cpu") show = !this.cpus.size || this.cpus.has(l.cpu);
+        else if (l.kind === "chan") show = true;
         else if (l.kind === "thread") show = this.threads.size ? this.threads.has(l.tid) : l.default;
         else show = this.mutexes.size ? this.mutexes.has(l.mutex) : l.default;
         if (show || (pinned && pinned.has(l.id))) out.push(l);
