@@ -62,6 +62,7 @@ class VmConfig:
     mem_mb: int = 256
     machine: str = "microvm"
     accel: str = "auto"
+    tcg_thread: str | None = None  # single | multi (QEMU's default): how TCG maps vCPUs to host threads
     trace: str | None = None  # comma-separated anchored globs -> trace=
     tracebuf: str | None = None  # per-CPU ring size (64K, 4M ...) -> tracebuf=
     tracemode: str | None = None  # overwrite | stream -> tracemode=
@@ -188,6 +189,10 @@ def qemu_command(cfg: VmConfig, qemu: str = QEMU) -> list[str]:
     if cfg.mem_mb < 32:
         raise QemuError(f"--mem {cfg.mem_mb}: the kernel needs at least 32 MB")
     accel = pick_accel(cfg.accel)
+    if accel == "tcg" and cfg.tcg_thread:
+        if cfg.tcg_thread not in ("single", "multi"):
+            raise QemuError(f"tcg thread mode {cfg.tcg_thread!r}: single or multi")
+        accel = f"tcg,thread={cfg.tcg_thread}"
     cmd = [qemu, "-M", cfg.machine, "-accel", accel, "-smp", str(cfg.smp), "-m", str(cfg.mem_mb),
            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
            "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",

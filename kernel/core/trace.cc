@@ -58,34 +58,52 @@ uint64_t ring_bytes_for(uint64_t requested)
     return b;
 }
 
+int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t errlen)
+{
+    for (int pass = 0; pass < 2; pass++) {  // check every glob first, then apply
+        int matched = 0;
+        size_t i = 0;
+        while (i <= len) {
+            size_t j = i;
+            while (j < len && globs[j] != ',') {
+                j++;
+            }
+            const char* pat = globs + i;
+            size_t plen = j - i;
+            if (plen) {
+                int m = 0;
+                for (const trace::tp_desc& d : trace::tp_table) {
+                    if (glob_match(pat, plen, d.name)) {
+                        if (pass == 1) {
+                            trace::enabled[d.id] = value;
+                        }
+                        m++;
+                    }
+                }
+                if (!m) {
+                    snprintf(err, errlen, "'%.*s' matches no tracepoint (globs are anchored: try '%.*s*')",
+                             int(plen), pat, int(plen), pat);
+                    return -1;
+                }
+                matched += m;
+            }
+            i = j + 1;
+        }
+        if (pass == 1) {
+            return matched;
+        }
+    }
+    return 0;
+}
+
 bool enable_globs(const char* globs, size_t len)
 {
-    bool ok = true;
-    size_t i = 0;
-    while (i <= len) {
-        size_t j = i;
-        while (j < len && globs[j] != ',') {
-            j++;
-        }
-        const char* pat = globs + i;
-        size_t plen = j - i;
-        if (plen) {
-            unsigned matched = 0;
-            for (const trace::tp_desc& d : trace::tp_table) {
-                if (glob_match(pat, plen, d.name)) {
-                    trace::enabled[d.id] = 1;
-                    matched++;
-                }
-            }
-            if (!matched) {
-                kprintf("trace: '%.*s' matches no tracepoint (globs are anchored: try '%.*s*')\n",
-                        int(plen), pat, int(plen), pat);
-                ok = false;
-            }
-        }
-        i = j + 1;
+    char err[160];
+    if (set_flags(globs, len, 1, err, sizeof err) < 0) {
+        kprintf("trace: %s\n", err);
+        return false;
     }
-    return ok;
+    return true;
 }
 
 bool init_cpu(cpu* c, uint64_t ring_bytes, trace::ring_mode mode, int64_t tsc_offset)

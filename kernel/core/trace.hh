@@ -28,6 +28,12 @@ uint64_t ring_bytes_for(uint64_t requested);
 // Sets the enable flag of every tracepoint matched by one of the anchored
 // globs in the comma-separated list [globs, globs+len). A glob matching
 // nothing is an error (printed); returns false then.
+// Sets (value 1) or clears (0) the flag of every tracepoint matched by one of the
+// comma-separated anchored globs: the boot's trace= and the host's ctl enable/disable.
+// Returns how many matched, or -1 with `err` filled when a glob matches nothing (then
+// nothing is changed).
+int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t errlen);
+// trace= at boot: set_flags(.., 1, ..), its refusal printed on the console.
 bool enable_globs(const char* globs, size_t len);
 
 // Allocates and publishes c's ring (ring_bytes per CPU, as rounded above)

@@ -10,6 +10,7 @@
 // enable/disable take effect here and now, in the virtio-console service
 // thread, as soon as the device delivers the line; flush and stop at the
 // drain's next pass (at most one drain period later).
+#include "core/trace.hh"
 #include "core/trace_stream.hh"
 #include "drivers/console.hh"
 #include "generated/tracepoints.hh"
@@ -24,46 +25,6 @@ constexpr size_t max_line = 512;
 char line[max_line];
 size_t line_len;
 bool line_overflow;
-
-// Sets the flag of every tracepoint matched by one of the comma-separated
-// globs. Returns the number of tracepoints matched, or -1 with `err` filled
-// when a glob matches nothing (then nothing is changed).
-int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t errlen)
-{
-    for (int pass = 0; pass < 2; pass++) {  // check every glob first, then apply
-        int matched = 0;
-        size_t i = 0;
-        while (i <= len) {
-            size_t j = i;
-            while (j < len && globs[j] != ',') {
-                j++;
-            }
-            const char* pat = globs + i;
-            size_t plen = j - i;
-            if (plen) {
-                int m = 0;
-                for (const trace::tp_desc& d : trace::tp_table) {
-                    if (glob_match(pat, plen, d.name)) {
-                        if (pass == 1) {
-                            trace::enabled[d.id] = value;
-                        }
-                        m++;
-                    }
-                }
-                if (!m) {
-                    snprintf(err, errlen, "'%.*s' matches no tracepoint (globs are anchored)", int(plen), pat);
-                    return -1;
-                }
-                matched += m;
-            }
-            i = j + 1;
-        }
-        if (pass == 1) {
-            return matched;
-        }
-    }
-    return 0;
-}
 
 // The next space-separated word of [*p, end): its start, and its length in *n.
 const char* word(const char** p, const char* end, size_t* n)
@@ -104,7 +65,7 @@ void run(const char* s, size_t len)
             post_ack(uint32_t(id), -1, "which tracepoints? (a glob list: sched_*,mutex_lock)");
             return;
         }
-        int m = set_flags(arg, alen, on ? 1 : 0, msg, sizeof msg);
+        int m = trace_rt::set_flags(arg, alen, on ? 1 : 0, msg, sizeof msg);
         if (m >= 0) {
             snprintf(msg, sizeof msg, "%s %d tracepoint%s", on ? "enabled" : "disabled", m, m == 1 ? "" : "s");
         }
