@@ -8,6 +8,14 @@ OSVTRACE  := $(VENV)/bin/osvtrace
 DEMO_DIR  := build/demo
 # command:debian-package pairs the project needs on the host
 DEB_DEPS  := qemu-system-x86_64:qemu-system-x86 gdb:gdb g++:g++ make:make valgrind:valgrind tshark:tshark babeltrace2:babeltrace2 chromium:chromium tmux:tmux memcached:memcached
+# Debian packages only `make bench` needs: the peers it measures against and the Linux guest's
+# userland. Checked by dpkg (python3-bt2 and liblttng-ust-dev have no command to look for);
+# each missing one goes to ensure-deps.sh as a command that cannot exist, so it installs the
+# package when root and names it otherwise.
+BENCH_DEB_DEPS := babeltrace2 python3-bt2 liblttng-ust-dev lttng-tools busybox-static
+BENCH_MISSING   = $(foreach p,$(BENCH_DEB_DEPS),$(if $(shell dpkg-query -W -f='$${Status}' $(p) 2>/dev/null | grep -q 'ok installed' && echo y),,missing-$(p):$(p)))
+# benchmarks to run, e.g. make bench BENCH="decode peers"; all when empty
+BENCH ?=
 
 .PHONY: demo test test-slow bench deps venv build generate clean
 
@@ -50,7 +58,8 @@ test-slow: deps venv
 	@$(PY) -m pytest -q -m slow
 
 bench: deps venv
-	@$(PY) -m tests.bench
+	@scripts/ensure-deps.sh $(BENCH_MISSING)
+	@$(PY) -m tests.bench $(BENCH)
 
 clean:
 	rm -rf build
