@@ -23,12 +23,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.bench.bench_decode import CHILD as OURS_CHILD
 from tests.bench.bench_decode import trace_file as trace_10m
 from tests.bench.bench_export import trace_1m
 
@@ -39,18 +39,22 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 # Debian package -> what shows it is installed (a command, or python3:MODULE for /usr/bin/python3)
 PEERS = {"babeltrace2": "babeltrace2", "python3-bt2": "python3:bt2"}
 
-OURS_ALL_ARGS = r"""
+# The decode benchmark's method (bench_decode.CHILD: open, decode and merge the event
+# columns), with the process's CPU time beside the wall time; with "args", also every
+# argument of every event as columns.
+OURS_CHILD = r"""
 import json, sys, time
 import numpy as np
 import osvtrace
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 t = osvtrace.open(sys.argv[1])
 cols = (t.events.time, t.events.cpu, t.events.tid, t.events.tp)
 fields = 0
-for tp_id in np.flatnonzero(np.bincount(t.events.tp)).tolist():
-    idx, args = t.args(t.catalog.by_id[tp_id].name)
-    fields += len(idx) * len(args)
-print(json.dumps({"n": len(t), "s": time.perf_counter() - t0, "fields": fields}))
+if sys.argv[2] == "args":
+    for tp_id in np.flatnonzero(np.bincount(t.events.tp)).tolist():
+        idx, args = t.args(t.catalog.by_id[tp_id].name)
+        fields += len(idx) * len(args)
+print(json.dumps({"n": len(t), "s": time.perf_counter() - t0, "cpu": time.process_time() - c0, "fields": fields}))
 """
 
 # -I: neither the working directory nor the script's folder on sys.path (a stray enum.py
@@ -58,12 +62,12 @@ print(json.dumps({"n": len(t), "s": time.perf_counter() - t0, "fields": fields})
 BT2_CHILD = r"""
 import json, sys, time
 import bt2
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 n = 0
 for msg in bt2.TraceCollectionMessageIterator(sys.argv[1]):
     if type(msg) is bt2._EventMessageConst:
         n += 1
-print(json.dumps({"n": n, "s": time.perf_counter() - t0}))
+print(json.dumps({"n": n, "s": time.perf_counter() - t0, "cpu": time.process_time() - c0}))
 """
 
 
@@ -83,7 +87,7 @@ def _json_child(cmd: list[str]) -> dict:
 
 
 def ours(osvt: Path, all_args: bool) -> dict:
-    return _json_child([sys.executable, "-c", OURS_ALL_ARGS if all_args else OURS_CHILD, str(osvt)])
+    return _json_child([sys.executable, "-c", OURS_CHILD, str(osvt), "args" if all_args else "events"])
 
 
 def bt2_python(ctf: Path) -> dict:
@@ -91,16 +95,17 @@ def bt2_python(ctf: Path) -> dict:
 
 
 def bt2_cli(ctf: Path) -> dict:
-    t0 = time.perf_counter()
+    k0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     r = subprocess.run(["babeltrace2", str(ctf), "-c", "sink.utils.counter", "-p", "step=+0"],
                        capture_output=True, text=True)
-    s = time.perf_counter() - t0
+    s, k1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = k1.ru_utime + k1.ru_stime - k0.ru_utime - k0.ru_stime
     if r.returncode:
         raise RuntimeError(f"babeltrace2 failed ({r.returncode}): {r.stderr.strip()[-400:]}")
     m = re.search(r"^\s*(\d+) Event messages", r.stdout, re.M)
     if not m:
         raise RuntimeError(f"babeltrace2's counter printed no event count: {r.stdout[-300:]}")
-    return {"n": int(m[1]), "s": s}
+    return {"n": int(m[1]), "s": s, "cpu": cpu}
 
 
 def _row(label: str, what: str, ours_rate: float, peer_rate: float, peer_name: str, target: bool, note: str) -> dict:
@@ -128,18 +133,22 @@ def measure(label: str, osvt: Path, rounds: int, py_rounds: int) -> list[dict]:
     load1 = os.getloadavg()[0]
     n = best["ours"]["n"]
     rate = {k: n / v["s"] for k, v in best.items()}
+
+    def t(side: str) -> str:  # wall and CPU seconds of a side's best round
+        return f"{best[side]['s']:.3f} s ({best[side]['cpu']:.3f} s CPU)"
+
     common = f"{n:,} events, 2 CPUs; best of {rounds}; load average {load0:.1f}-{load1:.1f}"
-    cli_s, py_s = best["cli"]["s"], best["py"]["s"]
     return [
         _row(label, "osvtrace", rate["ours"], rate["cli"], "babeltrace2 CLI", True,
-             f"ours {best['ours']['s']:.3f} s (decode+merge, the decode benchmark's method); `babeltrace2 DIR -c "
-             f"sink.utils.counter` {cli_s:.3f} s on our CTF export; {common}"),
+             f"ours {t('ours')}: decode+merge, the decode benchmark's method, 2 threads; `babeltrace2 DIR -c "
+             f"sink.utils.counter` {t('cli')} on our CTF export, process start included; {common}"),
         _row(label, "osvtrace, every argument", rate["ours_args"], rate["cli"], "babeltrace2 CLI", False,
-             f"ours {best['ours_args']['s']:.3f} s: decode+merge and every argument of every event as columns "
-             f"({best['ours_args']['fields']:,} values), as babeltrace2 decodes every field; {common}"),
+             f"ours {t('ours_args')}: decode+merge and every argument of every event as columns "
+             f"({best['ours_args']['fields']:,} values), as babeltrace2 decodes every field; babeltrace2 "
+             f"{t('cli')}; {common}"),
         _row(label, "osvtrace", rate["ours"], rate["py"], "babeltrace2 Python bindings", True,
-             f"bt2.TraceCollectionMessageIterator counting event messages: {py_s:.3f} s (best of {py_rounds}, "
-             f"imports excluded); ours {best['ours']['s']:.3f} s; {common}"),
+             f"bt2.TraceCollectionMessageIterator counting event messages {t('py')}, best of {py_rounds}, "
+             f"imports excluded (as for ours); ours {t('ours')}; {common}"),
     ]
 
 
