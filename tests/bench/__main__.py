@@ -162,8 +162,8 @@ def summary(this_run: list[dict], results: dict) -> str:
     out = ["Side by side (ours and the peer measured in this run; ratio > 1: ours better)"]
     out += _table(["comparison", "ours", "peer", "peer is", "ratio", "target", "met"], comp, {1, 2, 4}) if comp \
         else ["(no comparison in this run)"]
-    tgt = [[f"{r.get('bench', '')}: {r['name']}", f"{r['value']} {r['unit']}", r.get("target", ""), MET_TEXT[r.get("ok")], "this run"]
-           for r in this_run if r.get("target") and not is_comparison(r)]
+    tgt = [[f"{r.get('bench', '')}: {r['name']}", f"{r['value']} {r['unit']}", r.get("target", ""),
+            MET_TEXT[r.get("ok")], "this run"] for r in this_run if r.get("target") and not is_comparison(r)]
     for bench, prefix, r in key_rows(results, this_run):
         if r is None:
             tgt.append([f"{bench}: {prefix}", "not measured", "", "", ""])
