@@ -15,14 +15,14 @@ carry sched_wake's payload (uint32_t tid, uint16_t cpu):
 
 Instructions: valgrind --tool=callgrind, per call of each noinline function, inclusive,
 minus empty_call (the call itself). LTTng-UST runs under valgrind, but valgrind has no
-rseq and no vDSO, so there its CPU number comes from the getcpu system call (the
-instructions inside the kernel are not counted): the LTTng figure is a lower bound.
+rseq and no vDSO: there LTTng's getcpu and clock_gettime become system calls, whose
+kernel side is not counted, where natively they run a few dozen user instructions. The
+LTTng count is therefore approximate; the ns figures are native.
 ns: median over rounds of 10 M-call loops timed with CLOCK_MONOTONIC, one process per
-round, ours and LTTng's alternating; enabled as the
-loop's time minus the empty loop's, disabled as the whole loop (call + check: the
-check alone is below the timer's resolution), judged against the spread of the empty
-loop between rounds. Afterwards a snapshot of the session must hold `on` events and
-no `off` ones, or the run fails.
+round, ours and LTTng's alternating. Enabled: the loop's time minus the empty loop's.
+Disabled: the whole loop (call + check; the check alone is below the timer's
+resolution), "no dearer" within the empty loop's spread between rounds. Afterwards a
+snapshot of the session must hold `on` events and no `off` ones, or the run fails.
 """
 
 from __future__ import annotations
@@ -181,8 +181,8 @@ def run() -> list[dict]:
         _ratio_row("tracepoint enabled: instructions per event", en_i, en_i_peer, "instructions",
                    f">= {TARGET_ENABLED:g}x fewer", ratio_i >= TARGET_ENABLED,
                    f"callgrind, {CALLS:,} calls, inclusive minus the empty call; ours: host-built ring writer, "
-                   "flight recorder (the kernel adds pushf/cli/popf); LTTng-UST 2.13 overwrite channel, valgrind "
-                   "without rseq/vDSO (a lower bound)", 0),
+                   "flight recorder (the kernel adds pushf/cli/popf); LTTng-UST 2.13 overwrite channel; under "
+                   "valgrind LTTng's getcpu and clock_gettime are system calls (kernel side not counted)", 0),
         _ratio_row("tracepoint disabled: instructions", dis_i, dis_i_peer, "instructions", "no more than LTTng-UST",
                    dis_i <= dis_i_peer, "callgrind; ours: cmpb flag(%rip) + jne; LTTng-UST: load of the "
                    "tracepoint's state + test + branch", 0),
