@@ -74,6 +74,11 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
 
 # ---------------------------------------------------------------- build
 
+def _apt_depends() -> str:
+    r = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True)
+    return r.stdout
+
+
 def _download(debs: Path) -> tuple[Path, Path]:
     """The kernel image package linux-image-amd64 points at, and busybox-static (cached)."""
     _need("apt-get", "apt")
@@ -81,8 +86,10 @@ def _download(debs: Path) -> tuple[Path, Path]:
     debs.mkdir(parents=True, exist_ok=True)
     image = next(debs.glob("linux-image-*-amd64_*.deb"), None)
     if image is None:
-        deps = _run(["apt-cache", "depends", "linux-image-amd64"])
-        m = re.search(r"Depends: (linux-image-[\w.+-]+-amd64)", deps)
+        m = re.search(r"Depends: (linux-image-[\w.+-]+-amd64)", _apt_depends())
+        if not m and os.geteuid() == 0:
+            _run(["apt-get", "update", "-qq"])  # a fresh machine has no package lists yet
+            m = re.search(r"Depends: (linux-image-[\w.+-]+-amd64)", _apt_depends())
         if not m:
             raise Missing("apt-cache knows no linux-image-amd64: run apt-get update")
         _run(["apt-get", "download", m[1]], cwd=debs)
