@@ -16,8 +16,8 @@ QEMU, machine, -smp, -m and TCG threading mode, and one runner times both the sa
   same hostfwd: the highest lossless rate (bench_net's steps and criterion) and host-measured
   round trips at a moderate rate.
 
-Every ratio row has `ratio` = how many times better ours is (> 1: ours better; for times,
-Linux/ours; for rates, ours/Linux). Ping-pong and mutex figures are medians of RUNS boots.
+Every row is a comparison (ours, peer, better, ratio: how many times better ours is, > 1: ours
+better; for times Linux/ours, for rates ours/Linux). Ping-pong and mutex figures are medians of RUNS boots.
 Under TCG in-guest times are emulated time; a 2-core host shared with other work makes
 every figure noisy, so each row notes the host's load average.
 """
@@ -31,6 +31,9 @@ import statistics
 from tests.bench.bench_net import LATENCY_RATE, LATENCY_SECONDS, RATES, STEP_SECONDS, _load
 from tests.bench.linux import guest
 
+# Debian packages the comparison needs on the host (tests/bench/__main__.py checks them first);
+# static glibc (libc6-dev) is checked when the programs are built.
+PEERS = {"qemu-system-x86": "qemu-system-x86_64", "gcc": "gcc", "apt": "apt-get", "dpkg": "dpkg-deb"}
 BOOTS = 5
 RUNS = 3
 MEM_MB = 256
@@ -131,7 +134,7 @@ def udp_echo(kind: str) -> dict:
                 raise RuntimeError(f"{kind} udp-echo never listened: {g.finish(0).console[-1500:]}")
             _load("udp", port, 500, 1.0)  # warm-up: ARP, the first packets' paths
             lat = _load("udp", port, LATENCY_RATE, LATENCY_SECONDS)
-            best, peak, note = 0.0, 0.0, "no loss up to the highest step"
+            best, peak, note = 0.0, 0.0, "no step (none lost up to the highest)"
             for rate in UDP_RATES:
                 for _ in (1, 2):
                     res = _load("udp", port, rate, STEP_SECONDS)
@@ -143,7 +146,7 @@ def udp_echo(kind: str) -> dict:
                     if clean:
                         break
                 if not clean:
-                    note = f"{rate:,}/s lost {100 * res.lost / res.sent:.1f}% twice"
+                    note = f"{rate:,}/s ({100 * res.lost / res.sent:.1f}% lost twice)"
                     break
                 best = rate
             g.finish(60)
@@ -153,9 +156,21 @@ def udp_echo(kind: str) -> dict:
 
 # ---------------------------------------------------------------- rows
 
-def _ratio_row(name: str, ratio: float, note: str) -> dict:
-    return {"name": name, "value": round(ratio, 2), "unit": "x", "target": "", "ok": None, "ratio": round(ratio, 3),
-            "note": note}
+def _row(name: str, unit: str, ours: float, linux: float, better: str, note: str, peer: str) -> dict:
+    """A comparison row in tests/bench/__main__.py's form: ours, peer, which way is better, ratio."""
+    if better == "higher":
+        ratio = ours / linux if linux else None
+    else:
+        ratio = linux / ours if ours else None
+    way = "faster" if better == "lower" else "more"
+    return {"name": name, "value": _fmt(ours), "unit": unit, "target": "", "ok": None, "ours": round(ours, 3),
+            "peer": round(linux, 3), "peer_name": peer, "better": better,
+            "ratio": None if ratio is None else round(ratio, 3),
+            "note": f"{note}; ratio > 1: ours is {way} ({better} is better)"}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}"
 
 
 def run() -> list[dict]:
@@ -164,57 +179,56 @@ def run() -> list[dict]:
     kernel_build.build(quiet=True)
     guest.build()
     khz = guest.tsc_khz()
-    linux = f"Debian {guest.kernel_release()} by PVH, tsc_early_khz={khz}"
+    release = guest.kernel_release()
+    peer = f"Linux {release.split('-')[0]} guest"
+    linux = f"Debian {release} booted by PVH, tsc_early_khz={khz}"
     rows = []
 
     for machine in ("microvm", "q35"):
         load0 = _load_avg()
         ours, lin = boot_ms("ours", machine), boot_ms("linux", machine)
         o, li = statistics.median(ours), statistics.median(lin)
-        rows.append(_ratio_row(
-            f"boot to app start, {machine}: Linux / ours", li / o,
-            f"host ms from QEMU start to the app's first line, median of {BOOTS}: ours {o:.0f} "
-            f"({min(ours):.0f}-{max(ours):.0f}), Linux {li:.0f} ({min(lin):.0f}-{max(lin):.0f}); {linux}; "
-            f"1 vCPU, -m {MEM_MB}, TCG; > 1: ours boots faster; host load {load0}-{_load_avg()}"))
+        rows.append(_row(
+            f"boot to app start, {machine}", "ms", o, li, "lower",
+            f"host ms from QEMU start to the app's first line on the console, median of {BOOTS}: ours "
+            f"{min(ours):.0f}-{max(ours):.0f}, Linux {min(lin):.0f}-{max(lin):.0f}; {linux}; 1 vCPU, -m {MEM_MB}, "
+            f"TCG; host load {load0}-{_load_avg()}", peer))
 
     for smp, tcg in CPU_CONFIGS:
         load0 = _load_avg()
         ours = pingpong_ns("ours", smp, tcg)
-        for mode in ("futex", "condvar"):
+        for mode, what in (("futex", "futex"), ("condvar", "pthread condvar")):
             lin = pingpong_ns("linux", smp, tcg, mode)
-            rows.append(_ratio_row(
-                f"ping-pong, {_label(smp, tcg)}: Linux {mode} / ours", lin / ours,
-                f"ns per hand-off, median of {RUNS} boots of {PINGPONG_N:,} passes each way: ours {ours:,.0f}, "
-                f"Linux {mode} {lin:,.0f}; > 1: ours is faster; {MACHINE}, -m {MEM_MB}; host load "
-                f"{load0}-{_load_avg()}"))
+            rows.append(_row(
+                f"thread ping-pong, {_label(smp, tcg)}: vs {what}", "ns/hand-off", ours, lin, "lower",
+                f"median of {RUNS} boots each, {PINGPONG_N:,} passes each way, guest clock; ours: wait queues; "
+                f"{MACHINE}, -m {MEM_MB}; host load {load0}-{_load_avg()}", f"{peer}, {what}"))
 
     for smp, tcg in CPU_CONFIGS:
         load0 = _load_avg()
         (ours, oc), (lin, lc) = mutex_rate("ours", smp, tcg), mutex_rate("linux", smp, tcg)
-        rows.append(_ratio_row(
-            f"contended mutex, {_label(smp, tcg)}: ours / Linux", ours / lin,
-            f"acquisitions/s, median of {RUNS} boots, {' '.join(MUTEX_ARGS)}: ours {ours:,.0f} ({oc:.0f}% "
-            f"handed off), Linux pthread_mutex {lin:,.0f} ({lc:.0f}% found it taken); > 1: ours is faster; "
-            f"{MACHINE}; host load {load0}-{_load_avg()}"))
+        rows.append(_row(
+            f"contended mutex, {_label(smp, tcg)}", "acq/s", ours, lin, "higher",
+            f"median of {RUNS} boots each, {' '.join(MUTEX_ARGS)}, guest clock; ours handed {oc:.0f}% of "
+            f"acquisitions to a waiter (FIFO hand-off), pthread_mutex found {lc:.0f}% taken (it lets a running "
+            f"thread barge in); {MACHINE}; host load {load0}-{_load_avg()}", f"{peer}, pthread_mutex"))
 
     load0 = _load_avg()
     ours, lin = udp_echo("ours"), udp_echo("linux")
     loads = f"host load {load0}-{_load_avg()}"
     common = f"udp-echo on 1 vCPU, {MACHINE}, QEMU user net + hostfwd, `osvtrace load udp` (16 client ports)"
-    row = _ratio_row(
-        "UDP echo highest lossless rate: ours / Linux", ours["best"] / max(lin["best"], 1.0),
-        f"{common}; open-loop {STEP_SECONDS:g} s steps: ours {ours['best']:,.0f}/s ({ours['note']}; peak "
-        f"{ours['peak']:,.0f}), Linux {lin['best']:,.0f}/s ({lin['note']}; peak {lin['peak']:,.0f}); "
-        f"> 1: ours sustains more; {loads}")
+    row = _row("UDP echo highest lossless rate", "req/s", ours["best"], lin["best"], "higher",
+               f"{common}; open-loop {STEP_SECONDS:g} s steps, the last with <= 0.1% lost: ours stopped at "
+               f"{ours['note']} (peak {ours['peak']:,.0f}/s), Linux at {lin['note']} (peak {lin['peak']:,.0f}/s); "
+               f"{loads}", peer)
     if not ours["best"] or not lin["best"]:  # a side lost at every step: no ratio to give
-        row.update(value="n/a", ratio=None)
+        row["ratio"] = None
     rows.append(row)
     for q in ("p50", "p99"):
-        o, li = ours["lat"][q], lin["lat"][q]
-        rows.append(_ratio_row(
-            f"UDP echo round trip {q} at {LATENCY_RATE:,}/s: Linux / ours", li / o,
-            f"{common}; host-measured us (slirp and host sockets included): ours {o:,.0f} ({ours['lat_lost']} "
-            f"lost), Linux {li:,.0f} ({lin['lat_lost']} lost); > 1: ours answers faster; {loads}"))
+        rows.append(_row(
+            f"UDP echo round trip {q} at {LATENCY_RATE:,}/s", "us", ours["lat"][q], lin["lat"][q], "lower",
+            f"{common}; host-measured (slirp and host sockets included), {ours['lat_lost']} lost (ours), "
+            f"{lin['lat_lost']} lost (Linux); {loads}", peer))
 
     for r in rows:
         r["note"] += f"; hung Linux boots retried in this run: {_Tally.retries}"
@@ -223,4 +237,4 @@ def run() -> list[dict]:
 
 if __name__ == "__main__":
     for r in run():
-        print(f"{r['name']:<55} {r['value']:>8} {r['unit']}  {r['note']}")
+        print(f"{r['name']:<50} ours {r['ours']:>10} {r['unit']:<11} Linux {r['peer']:>10}  ratio {r['ratio']}")
