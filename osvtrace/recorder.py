@@ -22,6 +22,7 @@ QEMU never outlives the recorder (osvtrace.proc: own session, PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import dataclasses
+import os
 import selectors
 import shutil
 import socket
@@ -47,6 +48,10 @@ class RecordError(OsvtraceError):
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class _WriteFailed(Exception):
+    """Writing the .osvt failed (disk full, file size limit ...): the recording cannot go on."""
 
 
 def _listen(path: Path, replace_stale: bool = False) -> socket.socket:
@@ -119,12 +124,13 @@ class _Sink(stream.StreamSink):
         assert w is not None
         # An empty frame only carries the final lost counter: worth a chunk only if it grew.
         if len(slots) or lost > w.lost.get(cpu, 0):
-            w.write_chunk(cpu, seq, slots, lost)
+            self.rec._write(w.write_chunk, cpu, seq, slots, lost)
+            self.rec.written_records += records
 
     def on_threads(self, names: dict[int, str]) -> None:
         assert self.rec.writer is not None
-        self.rec.writer.add_threads(names)
         self.rec.threads.update(names)
+        self.rec._write(self.rec.writer.add_threads, names)
 
     def on_end(self, end: stream.End) -> None:
         self.rec.end = end
@@ -157,9 +163,12 @@ class Recorder:
         self.meta: stream.Meta | None = None
         self.parser = stream.StreamParser(_Sink(self))
         self.received = 0
+        self.written_records = 0  # records in chunks that reached the file
+        self._good = 0  # file offset after the last section that reached the file whole
         self._guest_ctl: socket.socket | None = None
         self.relay: ctl.Relay | None = None
         self._stop_reason: str | None = None
+        self._write_error: OSError | None = None
         self._stop_deadline: float | None = None
         # Everything the meta frame needs, ready before QEMU starts: parsing the schema
         # takes tens of ms, and while the recorder does not read, the guest's rings fill.
@@ -189,7 +198,69 @@ class Recorder:
         md.extra["drain_period_us"] = str(meta.drain_period_us)
         md.extra["ring_slots"] = str(meta.ring_slots)
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = TraceWriter(self.output, md)
+        # Written under a temporary name and renamed once header and metadata are in: a
+        # recorder killed (or a disk full) right now leaves no file without metadata.
+        part = self.output.with_name(self.output.name + ".part")
+        try:
+            w = TraceWriter(part, md)
+            os.replace(part, self.output)
+        except OSError as e:
+            part.unlink(missing_ok=True)
+            self._write_error = e
+            raise _WriteFailed from None
+        w.path = self.output
+        self.writer = w
+        self._good = w.f.tell()
+
+    def _write(self, fn, *args) -> None:
+        """One section through the writer, flushed at once, so that a failed write (disk full)
+        leaves every earlier section whole on disk and the file can be cut back to them."""
+        assert self.writer is not None
+        try:
+            fn(*args)
+            self.writer.flush()
+        except OSError as e:
+            self._write_error = e
+            raise _WriteFailed from None
+        self._good = self.writer.f.tell()
+
+    def _salvage(self) -> str:
+        """After a failed write: cut the file back to its last whole section, then try to end
+        it properly (each CPU's final lost counter, and a trailer whose end_seq counts what
+        arrived but is not in the file as a gap). Returns what the file holds, for the message."""
+        from osvtrace.osvt import TraceWriter
+
+        w = self.writer
+        assert w is not None
+        try:
+            w.f.close()  # NOTE: its flush fails again; closing drops the unwritten buffer
+        except OSError:
+            pass
+        fixed: TraceWriter = TraceWriter.__new__(TraceWriter)  # the same writer state on a fresh file object
+        fixed.__dict__.update(w.__dict__)
+        self.writer = None  # nothing else may write through the broken one
+        try:
+            fixed.f = open(self.output, "r+b")
+        except OSError:
+            return "no trailer"
+        try:
+            fixed.f.truncate(self._good)
+            fixed.f.seek(self._good)
+            for cpu, st in sorted(self.parser.cpus.items()):
+                if st.lost > fixed.lost.get(cpu, 0):
+                    fixed.write_chunk(cpu, fixed.end_seq.get(cpu, 0), b"", st.lost)
+                if st.next_seq is not None:
+                    fixed.end_seq[cpu] = max(fixed.end_seq.get(cpu, 0), st.next_seq)
+            fixed.close(f"incomplete: cannot write the file: {self._write_error.strerror or self._write_error}")
+            ended = "a trailer"
+        except OSError:
+            try:
+                fixed.f.close()
+                os.truncate(self.output, self._good)
+            except OSError:
+                pass  # the reader skips a torn last section with a warning
+            ended = "no trailer (no room for it)"
+        return ended
 
     # ------------------------------------------------------------ control
 
@@ -238,6 +309,9 @@ class Recorder:
                 except stream.StreamError as e:
                     status = f"incomplete: {e}"
                     raise RecordError(f"{e}; the trace up to there is in {self.output}") from None
+                except _WriteFailed:
+                    vm.stop()  # nowhere to put what it sends: end it now
+                    raise self._write_failed() from None
                 outcome = self._finish_vm(vm, stop)
                 status = self._status(stop, outcome)
                 console, refused = vm.console_text(), vm.refused
@@ -257,6 +331,19 @@ class Recorder:
                             sum(s.slots for s in self.parser.cpus.values()), self.received, size,
                             time.monotonic() - t0, self.meta.ncpus if self.meta else 0, console,
                             ctl_path, warnings, refused)
+
+    def _write_failed(self) -> RecordError:
+        """The one-line error for a failed write, after saving what can be saved."""
+        e = self._write_error
+        why = e.strerror or str(e) if e else "unknown error"
+        if self.writer is None:
+            return RecordError(f"cannot write {self.output}: {why}; recording stopped, no trace saved", 1)
+        ended = self._salvage()
+        unwritten = self.parser.records - self.written_records
+        counted = " (the trailer counts their slots as a gap)" if ended == "a trailer" else ""
+        return RecordError(f"cannot write {self.output}: {why}; recording stopped: the file holds "
+                           f"{self.written_records:,} events up to its last complete chunk and {ended}; "
+                           f"{unwritten:,} events received after it are not in it{counted}", 1)
 
     def _accept_qemu(self, vm: Vm, trace_l: socket.socket, ctl_l: socket.socket) -> tuple[socket.socket, socket.socket]:
         """Both chardev connections from QEMU (it makes them at start-up, before the guest runs)."""
@@ -350,7 +437,7 @@ class Recorder:
     def _tick(self, vm: Vm, prog, now: float) -> str | None:
         """Flush, progress, clocks; the reason to stop now, if any."""
         if self.writer is not None:
-            self.writer.flush()  # a recorder killed now leaves every chunk so far readable
+            self._write(lambda: None)  # a recorder killed now leaves every chunk so far readable
         lost = {c: s.lost for c, s in sorted(self.parser.cpus.items())}
         prog.update(self.parser.records, self.received, lost, "stopping" if self._stop_reason else "recording")
         for why, when in self._deadlines.items():
