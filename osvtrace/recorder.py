@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import selectors
 import shutil
 import socket
@@ -65,6 +66,28 @@ def _listen(path: Path, replace_stale: bool = False) -> socket.socket:
         raise RecordError(f"cannot listen on {path}: {e.strerror or e}") from None
     s.listen(4)
     return s
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_socket_dirs(tmp: Path | None = None) -> int:
+    """Remove the socket directories of recorders that died without cleaning up (SIGKILL):
+    each is named after its recorder's pid. Returns how many went."""
+    n = 0
+    for d in Path(tmp or tempfile.gettempdir()).glob("osvtrace-rec-*-*"):
+        m = re.fullmatch(r"osvtrace-rec-(\d+)-\w+", d.name)
+        if m and int(m[1]) != os.getpid() and not _alive(int(m[1])):
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
+    return n
 
 
 def virtio_args(machine: str, trace_sock: Path, ctl_sock: Path) -> list[str]:
@@ -288,7 +311,8 @@ class Recorder:
         from osvtrace.progress import Progress
 
         t0 = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix="osvtrace-rec-"))
+        sweep_stale_socket_dirs()
+        tmp = Path(tempfile.mkdtemp(prefix=f"osvtrace-rec-{os.getpid()}-"))
         trace_path, guest_ctl_path = tmp / "trace.sock", tmp / "guest-ctl.sock"
         ctl_path = self.ctl_path or tmp / "ctl.sock"
         listeners: list[socket.socket] = []

@@ -25,6 +25,7 @@ import re
 import resource
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +34,14 @@ import numpy as np
 import pytest
 
 import osvtrace
+from osvtrace.recorder import sweep_stale_socket_dirs
 from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans, our_qemus, osvtrace as cli  # noqa: F401
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 
 EMITTED = re.compile(r"tpstorm: cpu (\d+) emitted (\d+)")
 SEED = int(os.environ.get("OSVTRACE_SEED", "0")) or random.randrange(1 << 30)
-STORM = ["--smp", "2", "--trace", "trace_marker", "tpstorm", "--rate", "200000", "--seconds", "3"]
+STORM = ["--smp", "2", "--trace", "trace_marker", "tpstorm", "--rate", "200000", "--seconds", "2"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -205,8 +207,8 @@ def kill_qemu_runs(tmp_path: Path, n: int, rng: random.Random, via: str = "virti
             q = qemu_of(p, 60)
             assert q is not None, "the recorder ended before starting QEMU: " + "".join(p.communicate(10))
             # Anywhere from QEMU's first instruction (boot, chardev connect, meta frame) to after the app's
-            # end (3 s of storm plus the stream's end).
-            time.sleep(rng.uniform(0, 4.5))
+            # end (2 s of storm plus the stream's end).
+            time.sleep(rng.uniform(0, 3.5))
             with contextlib.suppress(ProcessLookupError):
                 os.kill(q, signal.SIGKILL)
             stdout, stderr = p.communicate(timeout=60)
@@ -256,17 +258,19 @@ def test_qemu_killed_at_50_random_points(kernel, tmp_path):
 def kill_recorder_runs(tmp_path: Path, n: int, rng: random.Random, via: str = "virtio",
                        elf: Path = ROOT / "build" / "kernel.elf") -> Tally:
     tally = Tally(f"recorder SIGKILLed during record --via {via}")
+    pids = []
     for i in range(n):
         out = tmp_path / f"r{i}.osvt"
         p = start(out, "--via", via, *STORM)
         with reaped(p):
             # From the recorder's own start-up (imports, sockets, QEMU spawn) to after the app's end.
-            time.sleep(rng.uniform(0, 5.5))
+            time.sleep(rng.uniform(0, 4.5))
             qemus = our_qemus()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p.pid, signal.SIGKILL)
             stdout, stderr = p.communicate(timeout=30)
             tally.kills += 1
+            pids.append(p.pid)
             left = gone(qemus)  # PR_SET_PDEATHSIG: QEMU dies with the recorder
             tally.orphans += len(left)
             assert not left, f"run {i}: QEMU {sorted(left)} outlived the recorder"
@@ -293,6 +297,11 @@ def kill_recorder_runs(tmp_path: Path, n: int, rng: random.Random, via: str = "v
         tally.readable += 1
         tally.events += len(t)
         tally.dropped += sum(acc.dropped.values())
+    # A killed recorder leaves its socket directory; the next recording removes it.
+    left = [d for pid in pids[:-1] for d in Path(tempfile.gettempdir()).glob(f"osvtrace-rec-{pid}-*")]
+    assert not left, left
+    sweep_stale_socket_dirs()
+    assert not list(Path(tempfile.gettempdir()).glob(f"osvtrace-rec-{pids[-1]}-*"))
     tally.report()
     return tally
 
