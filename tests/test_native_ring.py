@@ -84,3 +84,29 @@ def test_every_argument_type_round_trips_through_the_writer(driver, tmp_path):
     _, s = t.args("sched_switch")
     assert (s["prev_state"] == 2).all()
     assert (t.events.tid == 7).all()
+
+
+def test_stream_ring_announces_every_drop_before_the_next_record(driver, tmp_path):
+    """Record i carries i in an argument: the records missing before each one must be exactly
+    the trace_lost counts before it. (The writer once let a record through when the reader
+    freed space between its announcement attempt and its own reservation: the drop was then
+    announced one record late.)"""
+    stats, t = run_driver(driver, tmp_path, "stream", 64, 400_000)
+    cat = t.catalog
+    number = np.full(len(t), -1, np.int64)
+    for name, arg in (("sched_switch", "next"), ("mutex_handoff", "to_tid"), ("thread_create", "tid"),
+                      ("net_packet", "packet")):
+        idx, a = t.args(name)
+        number[idx] = a[arg]
+    order = np.argsort(t.seq, kind="stable")
+    tp, num = t.events.tp[order], number[order]
+    lost = np.zeros(len(t), np.int64)
+    idx, a = t.args("trace_lost")
+    lost[idx] = a["count"]
+    lost = lost[order]
+    is_rec = tp != cat.by_name["trace_lost"].id
+    missing_before = num[is_rec] - np.arange(is_rec.sum())
+    announced_before = np.cumsum(lost)[is_rec]
+    bad = np.nonzero(missing_before != announced_before)[0]
+    assert stats["lost"] > 0
+    assert not len(bad), f"record {num[is_rec][bad[0]]}: {missing_before[bad[0]]} missing, {announced_before[bad[0]]} announced"

@@ -122,12 +122,16 @@ inline void commit(ring* r, uint64_t end) {
 }
 
 // Before the first record after a drop, place a trace_lost record on the
-// timeline. Cold: only runs after the ring overflowed in stream mode.
-__attribute__((noinline, cold)) inline void report_lost(ring* r, uint32_t tid, uint64_t tsc) {
+// timeline. Cold: only runs after the ring overflowed in stream mode. Returns
+// false when the ring is still full (the count stays pending): the caller must
+// then drop its record too, even if the reader frees space a moment later, or
+// that record would reach the timeline before the announcement of the drops
+// that came before it.
+__attribute__((noinline, cold)) inline bool report_lost(ring* r, uint32_t tid, uint64_t tsc) {
     uint64_t i = r->head;
     if (r->mode == ring_mode::stream &&
         i + 1 - __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) > r->nslots) {
-        return;  // still full: the count stays pending
+        return false;
     }
     r->head = i + 1;
     __atomic_signal_fence(__ATOMIC_RELEASE);
@@ -142,6 +146,7 @@ __attribute__((noinline, cold)) inline void report_lost(ring* r, uint32_t tid, u
     __builtin_memset(s->payload + sizeof count, 0, header_payload - sizeof count);
     r->pending_lost = 0;
     commit(r, i + 1);
+    return true;
 }
 
 }  // namespace trace
@@ -166,11 +171,11 @@ __attribute__((always_inline)) inline void write1(ring* r, uint64_t i, uint16_t 
 // reader's tail and counts what does not fit. Out of line, so the flight-recorder
 // path below stays short (in overwrite mode nothing is ever dropped).
 __attribute__((noinline)) inline void emit1_stream(ring* r, uint16_t id, uint64_t p0, uint64_t p1) {
-    if (r->pending_lost != 0) {
-        report_lost(r, trace_platform::current_tid(), trace_platform::timestamp());
-    }
+    const bool unannounced =
+        r->pending_lost != 0 && !report_lost(r, trace_platform::current_tid(), trace_platform::timestamp());
     uint64_t i = r->head;
-    if (i + 1 - __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) > r->nslots) {
+    // Still full when announcing: dropped too, so nothing gets ahead of the announcement.
+    if (unannounced || i + 1 - __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) > r->nslots) {
         r->lost = r->lost + 1;
         r->pending_lost = r->pending_lost + 1;
         return;
@@ -207,10 +212,14 @@ inline void emitn(uint16_t id, unsigned n, const void* payload) {
     uint64_t irq = trace_platform::irq_save();
     ring* r = trace_platform::this_cpu_ring();
     if (__builtin_expect(r != nullptr, 1)) {
-        if (__builtin_expect(r->pending_lost != 0, 0)) {
-            report_lost(r, trace_platform::current_tid(), trace_platform::timestamp());
+        uint64_t i = ~uint64_t(0);
+        if (__builtin_expect(r->pending_lost != 0, 0) &&
+            !report_lost(r, trace_platform::current_tid(), trace_platform::timestamp())) {
+            r->lost = r->lost + 1;  // still full: dropped too, so nothing gets ahead of the announcement
+            r->pending_lost = r->pending_lost + 1;
+        } else {
+            i = reserve(r, n);
         }
-        uint64_t i = reserve(r, n);
         if (i != ~uint64_t(0)) {
             const uint8_t* p = static_cast<const uint8_t*>(payload);
             header_slot* slots = r->slots();
