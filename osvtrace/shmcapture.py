@@ -187,13 +187,19 @@ def record(cfg: VmConfig, output: str | os.PathLike, *, duration: float | None =
                 stop, outcome = "interrupt", Outcome(None, "stopped")
             con = vm.console_text()
         if not ram.exists():
-            raise RamFileError(f"QEMU left no RAM file at {ram}: {outcome.describe()}")
+            raise RamFileError(f"{outcome.describe()}; QEMU left no RAM file at {ram}: no trace saved")
         if vm.refused:
             raise RamFileError("the kernel refused to start the app (its message is above); no trace saved")
         status = {"app-exit": f"app exited with status {outcome.app_status}", "panic": "kernel panic",
                   "duration": "stopped after the duration", "interrupt": "stopped by Ctrl-C",
                   "timeout": "stopped at the timeout"}.get(stop, outcome.describe())
-        rec = recover(ram, cfg.kernel, output, capture="shm", status=status)
+        try:
+            rec = recover(ram, cfg.kernel, output, capture="shm", status=status)
+        except (RamFileError, rings.RingReadError) as e:
+            if stop == "app-exit":
+                raise
+            # QEMU died (or was stopped) before the kernel published its rings: say that first.
+            raise RamFileError(f"{outcome.describe()} before the kernel set up tracing; no trace saved ({e})") from None
     finally:
         if not keep_ram and ram.exists():
             ram.unlink()
