@@ -110,13 +110,14 @@ def render(results: dict) -> str:
             "Each row: ours and another tool measured in the same run of one benchmark, on the same machine. "
             "Ratio = how many times better ours is (above 1: ours is better; ns and instructions: lower is "
             "better, events/s and MiB/s: higher).", "",
-            "| comparison | ours | peer | ratio | target | met | measured by |", "|---|---:|---:|---:|---|---|---|"]
+            "| comparison | ours | peer | peer is | ratio | target | met | measured by |",
+            "|---|---:|---:|---|---:|---|---|---|"]
     for r in comparisons:
-        out.append(f"| {r['name']} | {fmt(r.get('ours'))} {r['unit']} | {fmt(r.get('peer'))} {r['unit']} "
-                   f"({r.get('peer_name', '')}) | {fmt_ratio(ratio(r))} | {r.get('target', '')} | "
+        out.append(f"| {r['name']} | {fmt(r.get('ours'))} {r['unit']} | {fmt(r.get('peer'))} {r['unit']} | "
+                   f"{r.get('peer_name', '')} | {fmt_ratio(ratio(r))} | {r.get('target', '')} | "
                    f"{MET[r.get('ok')]} | `{r['command']}`, {r['date']} |")
     if not comparisons:
-        out.append("| (none measured yet) | | | | | | |")
+        out.append("| (none measured yet) | | | | | | | |")
     out += ["", "## Key figures", "", "Recording and viewer figures from the sections below.", "",
             "| measure | value | target | met | measured by |", "|---|---:|---|---|---|"]
     for bench, prefix, r in key_rows(results):
