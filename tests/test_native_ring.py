@@ -109,4 +109,5 @@ def test_stream_ring_announces_every_drop_before_the_next_record(driver, tmp_pat
     announced_before = np.cumsum(lost)[is_rec]
     bad = np.nonzero(missing_before != announced_before)[0]
     assert stats["lost"] > 0
-    assert not len(bad), f"record {num[is_rec][bad[0]]}: {missing_before[bad[0]]} missing, {announced_before[bad[0]]} announced"
+    assert not len(bad), (f"record {num[is_rec][bad[0]]}: {missing_before[bad[0]]} missing, "
+                          f"{announced_before[bad[0]]} announced")

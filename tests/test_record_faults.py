@@ -380,7 +380,8 @@ def test_stalled_recorder_the_guest_counts_its_drops_and_the_stream_resumes(kern
 # ---------------------------------------------------------------- full disk
 
 def _can_mount_tmpfs() -> bool:
-    return os.geteuid() == 0 and os.path.exists("/proc/filesystems") and "tmpfs" in Path("/proc/filesystems").read_text()
+    fs = Path("/proc/filesystems")
+    return os.geteuid() == 0 and fs.exists() and "tmpfs" in fs.read_text()
 
 
 @pytest.fixture

@@ -127,7 +127,8 @@ def check_schema(t: osvtrace.Trace) -> dict[str, int]:
             elif f.type == "bool":
                 assert np.isin(v, [0, 1]).all(), f"{where}: not 0/1"
             elif f.type == "tid":
-                assert ((v >= 1) & (v < THREADS_MAX)).all(), f"{where}: thread ids {np.unique(v[(v < 1) | (v >= THREADS_MAX)])}"
+                bad = (v < 1) | (v >= THREADS_MAX)
+                assert not bad.any(), f"{where}: thread ids {np.unique(v[bad])}"
             elif f.name == "cpu":
                 assert (v < ncpus).all(), f"{where}: CPU numbers {np.unique(v[v >= ncpus])}"
             elif f.type == "ptr":
@@ -213,7 +214,8 @@ def soak(tmp_path: Path, seconds: int, smp: int, buffer: str) -> str:
     silent = [name for name, n in counts.items() if n == 0 and name not in ("trace_lost", "net_channel_drop")]
     assert not silent, f"tracepoints never hit: {silent}"
     assert sender.replies > 0, "the echo server never answered"
-    line = (f"soak: {seconds} s on {smp} vCPUs, {buffer} rings, {len(t):,} records ({out.stat().st_size / 1e6:,.0f} MB) valid, "
+    line = (f"soak: {seconds} s on {smp} vCPUs, {buffer} rings, {len(t):,} records "
+            f"({out.stat().st_size / 1e6:,.0f} MB) valid, "
             f"{dropped:,} dropped and all announced, {markers:,} markers, {sender.sent:,} datagrams sent / "
             f"{sender.replies:,} echoed, {sum(1 for n in counts.values() if n)} tracepoints hit, wall {wall:.0f} s; "
             + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
