@@ -30,6 +30,7 @@ from osvtrace.viewer.lod import edges
 
 MAX_PX = 8192  # widest view in pixel columns
 MAX_LANES = 2048  # lanes in one view request
+MAX_CELLS = 1 << 21  # lanes x pixel columns in one view: bounds a response (~9 bytes a cell) and its memory
 EXACT_PER_LANE = 400  # a lane sends its items (not only cells) when at most this many are in view
 EXACT_TOTAL = 20_000  # ... and while the view's total stays under this
 ARROWS_MAX = 2_000  # per kind: more than this in view and the arrows are counted, not sent ...
@@ -167,6 +168,8 @@ class Api:
         t0, t1 = self._range(q)
         px = min(_int(q, "px", 1, MAX_PX), t1 - t0)  # a column is at least 1 ns wide
         ids = self._lane_ids(q)
+        # Many lanes at full width: fewer, wider columns (the page draws the px it gets back).
+        px = max(1, min(px, MAX_CELLS // max(len(ids), 1)))
         kinds = [k for k in _one(q, "arrows", ",".join(ARROW_KINDS)).split(",") if k]
         for k in kinds:
             if k not in ARROW_KINDS:

@@ -5,6 +5,11 @@ starts, from a walk of viewer/ that follows no symlink, so no request path (`..`
 dots, absolute paths, symlinks) can reach a file outside it: a path is either one of those
 files or a 404. When bound to loopback, requests must name a loopback host (a defence against
 DNS rebinding: a web page elsewhere cannot talk to the viewer through a name it controls).
+
+Every answer is built by :meth:`ViewerServer.answer` from the path and the Host header alone
+(the fuzz harness calls it directly). A connection idle for ``idle_timeout`` seconds is closed
+and at most ``max_connections`` are served at once, so idle or slow clients cannot use up the
+server; request bodies are never read (the connection is closed after the answer).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from osvtrace.viewer.api import Api, ApiError
 VIEWER_DIR = Path(__file__).resolve().parents[2] / "viewer"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_QUERY = 64 * 1024
+IDLE_TIMEOUT = 20.0  # seconds a connection may stay silent (or not read) before it is closed
+MAX_CONNECTIONS = 128  # connections served at once; more get a 503 and are closed
 
 
 def is_loopback(host: str) -> bool:
@@ -82,50 +89,46 @@ class Handler(BaseHTTPRequestHandler):
         if not head:
             try:
                 self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):  # the page moved on (a newer view, a reload)
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the page moved on, or stopped reading
                 self.close_connection = True
 
     def _json(self, status: int, data: Any, head: bool = False) -> None:
         body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
         self._send(status, body, "application/json; charset=utf-8", head)
 
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # StreamRequestHandler applies it to the socket
+        super().setup()
+
     def do_HEAD(self) -> None:
         self.do_GET(head=True)
 
     def do_GET(self, head: bool = False) -> None:
-        if self.server.loopback_only and not is_loopback(host_of(self.headers.get("Host") or "")):
-            self._json(403, {"error": "this viewer answers only requests to a loopback address"}, head)
+        if self._has_body():
+            # NOTE: a body is never read: answering and closing keeps its bytes from being
+            # taken for the next request on a kept-alive connection.
+            self.close_connection = True
+            self._json(413, {"error": "request bodies are not accepted"}, head)
             return
-        url = urlsplit(self.path)
-        if len(url.query) > MAX_QUERY:
-            self._json(400, {"error": "query too long"}, head)
-            return
-        if url.path.startswith("/api/"):
-            try:
-                q = parse_qs(url.query, keep_blank_values=True, strict_parsing=False, max_num_fields=64)
-                data = self.server.api.handle(url.path[len("/api/"):], q)
-            except ApiError as e:
-                self._json(400, {"error": str(e)}, head)
-                return
-            except ValueError as e:  # parse_qs limits and the like
-                self._json(400, {"error": str(e).splitlines()[0] if str(e) else "bad request"}, head)
-                return
-            except Exception as e:  # a bug: say so in one line, keep the traceback on stderr
-                traceback.print_exc()
-                self._json(500, {"error": f"internal error: {type(e).__name__}: {e}"[:300]}, head)
-                return
-            self._json(200, data, head)
-            return
-        f = self.server.files.get(url.path)
-        if f is None:
-            self._json(404, {"error": "not found"}, head)
-            return
-        self._send(200, f[0], f[1], head)
+        status, body, ctype = self.server.answer(self.path, self.headers.get("Host") or "")
+        self._send(status, body, ctype, head)
+
+    def _has_body(self) -> bool:
+        length = self.headers.get("Content-Length")
+        return bool(self.headers.get("Transfer-Encoding")) or (length is not None and length.strip() != "0")
 
     def _refuse(self) -> None:
+        self.close_connection = True
         self._json(405, {"error": "only GET and HEAD"})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+
+
+def _json_body(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+
+
+JSON_TYPE = "application/json; charset=utf-8"
 
 
 class ViewerServer(ThreadingHTTPServer):
@@ -133,7 +136,7 @@ class ViewerServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, api: Api, host: str = "127.0.0.1", port: int = 0, *, viewer_dir: Path = VIEWER_DIR,
-                 verbose: bool = False):
+                 verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS):
         self.address_family = __import__("socket").AF_INET6 if ":" in host else __import__("socket").AF_INET
         super().__init__((host.strip("[]"), port), Handler)
         self.api = api
@@ -142,6 +145,57 @@ class ViewerServer(ThreadingHTTPServer):
             raise FileNotFoundError(f"{viewer_dir}: no index.html (is viewer/ next to the osvtrace package?)")
         self.verbose = verbose
         self.loopback_only = is_loopback(host.strip("[]")) or host.strip("[]") == "::1"
+        self.idle_timeout = idle_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def answer(self, path: str, host: str) -> tuple[int, bytes, str]:
+        """(status, body, content type) for a GET of `path` with this Host header."""
+        if self.loopback_only and not is_loopback(host_of(host)):
+            return 403, _json_body({"error": "this viewer answers only requests to a loopback address"}), JSON_TYPE
+        url = urlsplit(path)
+        if len(url.query) > MAX_QUERY:
+            return 400, _json_body({"error": "query too long"}), JSON_TYPE
+        if url.path.startswith("/api/"):
+            try:
+                q = parse_qs(url.query, keep_blank_values=True, strict_parsing=False, max_num_fields=64)
+                data = self.api.handle(url.path[len("/api/"):], q)
+            except ApiError as e:
+                return 400, _json_body({"error": str(e)}), JSON_TYPE
+            except ValueError as e:  # parse_qs limits and the like
+                return 400, _json_body({"error": str(e).splitlines()[0] if str(e) else "bad request"}), JSON_TYPE
+            except Exception as e:  # a bug: say so in one line, keep the traceback on stderr
+                traceback.print_exc()
+                return 500, _json_body({"error": f"internal error: {type(e).__name__}: {e}"[:300]}), JSON_TYPE
+            return 200, _json_body(data), JSON_TYPE
+        f = self.files.get(url.path)
+        if f is None:
+            return 404, _json_body({"error": "not found"}), JSON_TYPE
+        return 200, f[0], f[1]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # NOTE: one thread per connection; the cap keeps a flood of idle connections from
+        # becoming a flood of threads. The slot is released when the connection ends.
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (reset, timeout) is routine: no traceback for it."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        sys.stderr.write(f"osvtrace view: error serving {client_address[0]}: {type(exc).__name__}: {exc}\n")
 
     @property
     def url(self) -> str:
