@@ -17,7 +17,7 @@ BENCH_MISSING   = $(foreach p,$(BENCH_DEB_DEPS),$(if $(shell dpkg-query -W -f='$
 # benchmarks to run, e.g. make bench BENCH="decode peers"; all when empty
 BENCH ?=
 
-.PHONY: demo test test-slow bench deps venv build generate clean
+.PHONY: demo test test-slow bench fuzz deps venv build generate clean
 
 deps:
 	@scripts/ensure-deps.sh $(DEB_DEPS)
@@ -60,6 +60,13 @@ test-slow: deps venv
 bench: deps venv
 	@scripts/ensure-deps.sh $(BENCH_MISSING)
 	@$(PY) -m tests.bench $(BENCH)
+
+# The long fuzz run (docs/reliability.md): 1 M inputs over the three atheris harnesses, niced
+# (it shares the machine), seeds made from real traces at run time. FUZZ_RUNS=N for another count.
+FUZZ_RUNS ?= 1000000
+fuzz: venv
+	@$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[fuzz]'
+	@nice -n 10 $(PY) -m fuzz.run --runs $(FUZZ_RUNS)
 
 clean:
 	rm -rf build

@@ -25,7 +25,10 @@ import xxhash
 from osvtrace import layout
 from osvtrace.errors import TraceFormatError
 from osvtrace.proto import osvt_pb2
-from osvtrace.schema import Catalog, Field, Tracepoint
+from osvtrace.schema import BLOB_TYPES, MAX_ID, MAX_SLOTS, NAME_RE, SCALAR_TYPES, Catalog, Field, Tracepoint
+
+MAX_BLOB = 1024  # bytes of a str or bytes argument (schema.lay_out's bound)
+MAX_SEQ = 1 << 62  # slot sequence numbers and lost counts: beyond this a chunk header is damaged
 
 MAGIC = b"OSVTRACE"
 VERSION_MAJOR = 1
@@ -73,14 +76,42 @@ def schema_to_proto(cat: Catalog) -> osvt_pb2.Schema:
     return s
 
 
-def schema_from_proto(s: osvt_pb2.Schema) -> Catalog:
+def schema_from_proto(s: osvt_pb2.Schema, where: str = "embedded schema") -> Catalog:
+    """The catalog a file carries. Its layout is checked, because the decoder indexes slots
+    with it: a damaged schema is a TraceFormatError, not an out-of-bounds read later."""
     tps = []
+    seen: set[int] = set()
     for p in s.tracepoints:
         fields = tuple(Field(f.name, f.type, f.size, f.offset, f.enum or None, f.doc) for f in p.fields)
+        _check_tracepoint(p.id, p.name, p.nslots, fields, seen, where)
         used = max((f.offset + f.size for f in fields), default=0)
         tps.append(Tracepoint(p.name, p.id, p.subsystem, p.doc, p.format, fields, p.nslots, used, p.removed))
     enums = {e.name: {v.name: v.value for v in e.values} for e in s.enums}
     return Catalog(tps, enums)
+
+
+def _check_tracepoint(tp_id: int, name: str, nslots: int, fields: tuple[Field, ...], seen: set[int],
+                      where: str) -> None:
+    def bad(why: str) -> TraceFormatError:
+        return TraceFormatError(f"{where}: damaged schema: tracepoint {tp_id} ({name[:40]!r}) {why}")
+
+    if not NAME_RE.fullmatch(name) or any(not NAME_RE.fullmatch(f.name) for f in fields):
+        raise bad("has a name that is not an identifier")
+    if not 1 <= tp_id <= MAX_ID or tp_id in seen:
+        raise bad(f"has an id outside 1..{MAX_ID} or used twice")
+    seen.add(tp_id)
+    if not 1 <= nslots <= MAX_SLOTS:
+        raise bad(f"takes {nslots} slots (expected 1..{MAX_SLOTS})")
+    room = layout.HEADER_PAYLOAD + (nslots - 1) * layout.CONT_PAYLOAD
+    for f in fields:
+        if f.type in SCALAR_TYPES:
+            ok = f.size == SCALAR_TYPES[f.type][0] and f.offset % f.size == 0 \
+                and f.offset + f.size <= layout.piece_end(f.offset)
+        else:
+            ok = f.type in BLOB_TYPES and 1 <= f.size <= MAX_BLOB
+        if not ok or f.offset + f.size > room:
+            raise bad(f"argument {f.name[:40]!r}: {f.type[:10]!r} of {f.size} bytes at offset {f.offset} does not fit "
+                      f"a {nslots}-slot record")
 
 
 # ---------------------------------------------------------------- writer
@@ -295,6 +326,12 @@ def scan(mm: mmap.mmap | bytes, name: str, *, verify: bool = True, workers: int 
                     damaged += 1
                     damaged_bytes += blen
                     warnings.append(f"{name}: chunk at byte {pos} claims {nslots} slots in {blen} bytes; skipped")
+                elif cpu >= layout.MAX_CPUS or first + nslots > MAX_SEQ or lost_total > MAX_SEQ:
+                    # NOTE: counters a ring cannot reach (2^62 slots at 1e9 a second is 146 years)
+                    damaged += 1
+                    damaged_bytes += blen
+                    warnings.append(f"{name}: chunk at byte {pos} claims cpu {cpu}, seq {first}, lost {lost_total} "
+                                    f"(at most cpu {layout.MAX_CPUS - 1} and 2^62); skipped")
                 else:
                     c = Chunk(cpu, first, nslots, lost_total, (body + CHUNK_HEADER.size) // ALIGN, pos)
                     pending_hash.append((body, end, bcrc, c))

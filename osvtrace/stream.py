@@ -50,6 +50,7 @@ END_APP_EXIT = 0
 END_STOPPED = 1
 
 MAX_FRAME_BYTES = 64 << 20  # a frame claiming more is a desynchronised stream
+MAX_UPTIME_S = 10 * 365 * 86400  # a guest streaming later than this after its boot: a damaged meta frame
 _ALIGN = 32
 
 
@@ -127,6 +128,11 @@ def parse_meta(payload: memoryview | bytes) -> Meta:
     enabled = np.frombuffer(payload, np.uint8, en_len, p).copy()
     if not 1 <= ncpus <= layout.MAX_CPUS:
         raise StreamError(f"meta frame says {ncpus} CPUs (expected 1..{layout.MAX_CPUS})")
+    # The recorder dates the trace from these: a guest up for centuries is a damaged frame.
+    up = (tsc_start - tsc_boot) / tsc_hz if tsc_hz else 0.0
+    if not 0 <= up <= MAX_UPTIME_S:
+        raise StreamError(f"meta frame's clock is not plausible: tsc_start {tsc_start}, tsc_boot {tsc_boot} at "
+                          f"{tsc_hz} Hz is {up:.3g} s of uptime (expected 0..{MAX_UPTIME_S:.0f})")
     return Meta(version, ncpus, tsc_hz, tsc_boot, tp_max, slot_size, ring_slots, period, tsc_start,
                 [int(x) for x in offs[:ncpus]], cmdline, build_id, enabled)
 

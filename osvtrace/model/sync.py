@@ -55,7 +55,7 @@ class _Kind:
         self.time = ev.time[idx]
         self.cpu = ev.cpu[idx]
         self.mutex = a.get("mutex", np.empty(0, np.uint64))
-        self.tid = a[tid_arg] if tid_arg else ev.tid[idx]
+        self.tid = a.get(tid_arg, np.empty(0, np.uint32)) if tid_arg else ev.tid[idx]  # {} when not in the catalog
         self.pair = self.mutex.astype(np.uint64) ^ (self.tid.astype(np.uint64) << np.uint64(48))
         self.key = np.empty(0, np.int64)
 

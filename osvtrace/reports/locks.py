@@ -21,7 +21,10 @@ def mutex(model: Model, flt: Filter, opts: Options) -> Report:
     om = filter_table(model, ho, flt, time_col="time", dur_col=None, tid_col="from_tid")
     keys, hold = group_stats(h["mutex"][hm], h["dur"][hm])
     wkeys, wait = group_stats(w["mutex"][wm], clip(w["start"][wm], w["dur"][wm], flt))
-    allk = np.union1d(keys, wkeys)
+    hkeys, hcount = np.unique(ho["mutex"][om], return_counts=True)
+    # NOTE: a hand-off can be the only record of a mutex (its lock and wait records lost,
+    # or before the trace began): every mutex named anywhere gets a row.
+    allk = np.union1d(np.union1d(keys, wkeys), hkeys)
     n = len(allk)
 
     def spread(k: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -30,7 +33,7 @@ def mutex(model: Model, flt: Filter, opts: Options) -> Report:
         return out
 
     contended = spread(*np.unique(h["mutex"][hm & h["contended"]], return_counts=True))
-    handoffs = spread(*np.unique(ho["mutex"][om], return_counts=True))
+    handoffs = spread(hkeys, hcount)
     acq = spread(keys, hold["count"])
     cols = {"mutex": allk, "acquisitions": acq, "contended": contended,
             "contended_pct": contended * 100.0 / np.maximum(acq, 1), "handoffs": handoffs,
