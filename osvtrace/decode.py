@@ -44,11 +44,12 @@ class CpuLoss:
         return self.dropped + self.gap_slots + self.invalid_slots
 
 
-def _cpu_parts(chunks: list[Chunk], loss: CpuLoss, end_seq: int = 0) -> list[tuple[int, int]]:
+def _cpu_parts(chunks: list[Chunk], loss: CpuLoss, end_seq: int = 0, streamed: bool = False) -> list[tuple[int, int]]:
     """One CPU's chunks in sequence order as (file row, slot count) parts, overlaps removed;
-    gaps in the sequence are counted in ``loss``."""
+    gaps in the sequence are counted in ``loss``. A streamed capture starts at slot 0, so
+    what is missing before its first chunk is a gap too (a snapshot's is overwritten)."""
     parts: list[tuple[int, int]] = []
-    expect = None
+    expect = 0 if streamed and chunks else None
     for c in sorted(chunks, key=lambda c: c.first_seq):
         first, count, row = c.first_seq, c.nslots, c.row
         if expect is not None and first < expect:  # overlap with what we already have
@@ -84,12 +85,12 @@ class Staging:
 
 
 def decode_cpu(st: Staging, slots: np.ndarray, chunks: list[Chunk], cpu: int, cat: Catalog, tsc_base: int,
-               ns_per_tick: float, loss: CpuLoss, end_seq: int = 0) -> None:
+               ns_per_tick: float, loss: CpuLoss, end_seq: int = 0, streamed: bool = False) -> None:
     """Decode one CPU's chunks into its region of the staging table, validating record framing.
 
     NOTE: a chunk holds whole records (writers cut only at record boundaries); only the
     first chunk of a flight-recorder snapshot may begin inside an overwritten record."""
-    parts = _cpu_parts(chunks, loss, end_seq)
+    parts = _cpu_parts(chunks, loss, end_seq, streamed)
     base = st.start[cpu]
     nslots_tab = cat.nslots_table()
     single = nslots_tab == 1  # ids of valid one-slot records
@@ -260,10 +261,11 @@ def take(column: np.ndarray, idx: np.ndarray, workers: int = 2) -> np.ndarray:
 
 def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
            tsc_boot: int, tsc_offsets: list[int], end_seq: list[int] | None = None,
-           workers: int = 2) -> Decoded:
+           workers: int = 2, streamed: bool = False) -> Decoded:
     """Decode all chunks and merge the CPUs by time (stable: ties keep CPU order).
 
-    ``end_seq`` (from the trailer, per CPU) exposes chunks lost at the end of a stream."""
+    ``end_seq`` (from the trailer, per CPU) exposes chunks lost at the end of a stream;
+    ``streamed`` (each CPU's stream starts at slot 0) those lost at its start."""
     end_seq = end_seq or []
     by_cpu: dict[int, list[Chunk]] = {cpu: [] for cpu, e in enumerate(end_seq) if e}
     for c in chunks:
@@ -281,7 +283,7 @@ def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
     def one(cpu: int) -> None:
         off = tsc_offsets[cpu] if cpu < len(tsc_offsets) else 0
         end = end_seq[cpu] if cpu < len(end_seq) else 0
-        decode_cpu(st, slots, by_cpu[cpu], cpu, cat, tsc_boot + off, ns_per_tick, loss[cpu], end)
+        decode_cpu(st, slots, by_cpu[cpu], cpu, cat, tsc_boot + off, ns_per_tick, loss[cpu], end, streamed)
 
     if workers > 1 and len(cpus) > 1:
         with ThreadPoolExecutor(min(workers, len(cpus))) as ex:

@@ -28,6 +28,7 @@ import numpy as np
 
 from osvtrace import layout
 from osvtrace.errors import OsvtraceError
+from osvtrace.osvt import MAX_SEQ  # what the reader takes as a damaged chunk must not be written
 
 FRAME_MAGIC = 0x4D525453  # "STRM"
 PROTOCOL_VERSION = 1
@@ -286,6 +287,9 @@ class StreamParser:
             assert self.meta is not None
             if cpu >= self.meta.ncpus:
                 raise StreamError(f"data frame at byte {where} for CPU {cpu}, but the guest has {self.meta.ncpus}")
+            if seq + count > MAX_SEQ or lost > MAX_SEQ:
+                raise StreamError(f"data frame at byte {where}: CPU {cpu} slot {seq}, lost {lost}: counters no ring "
+                                  f"reaches (desynchronised stream)")
             st = self.cpus.setdefault(cpu, CpuStats())
             if st.next_seq is not None and seq != st.next_seq:
                 raise StreamError(f"data frame at byte {where}: CPU {cpu} continues at slot {seq}, expected "

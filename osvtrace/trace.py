@@ -20,6 +20,9 @@ from osvtrace.errors import UsageError
 from osvtrace.osvt import SectionScan, map_file, scan, schema_from_proto
 from osvtrace.schema import Catalog, Field, Tracepoint, default_catalog
 
+# Captures whose per-CPU streams start at slot 0 (a snapshot of a ring starts where it was)
+STREAMED_CAPTURES = ("virtio",)
+
 
 @dataclass
 class Events:
@@ -56,7 +59,8 @@ class Trace:
         self._columns: dict[tuple[int, str], np.ndarray] = {}
         d = decode(self._slots, self.scan.chunks, self.catalog, tsc_hz=meta.tsc_hz or 1_000_000_000,
                    tsc_boot=meta.tsc_boot, tsc_offsets=list(meta.tsc_offset),
-                   end_seq=list(self.scan.trailer.end_seq) if self.scan.trailer else None, workers=workers)
+                   end_seq=list(self.scan.trailer.end_seq) if self.scan.trailer else None, workers=workers,
+                   streamed=meta.capture in STREAMED_CAPTURES)
         self.loss: dict[int, CpuLoss] = d.loss
         self.events = Events(d.time, d.cpu, d.tid, d.tp, d.rows)
 

@@ -107,6 +107,25 @@ def test_a_chunk_header_with_counters_no_ring_reaches_is_skipped(tmp_path, catal
     t.seq  # noqa: B018  (raised OverflowError on a 2^63 sequence number)
 
 
+def test_a_streamed_trace_whose_first_chunk_is_damaged_counts_it_as_a_gap(tmp_path, catalog):
+    """Found by hypothesis: the slots of a lost first chunk were reported as overwritten
+    flight-recorder slots, outside the lost total, although a stream starts at slot 0."""
+    b = CpuStreamBuilder(catalog)
+    b.add("trace_marker", np.arange(100, 200), 1, value=1, label="x")
+    w = TraceWriter(tmp_path / "v.osvt", new_metadata(catalog, ncpus=1, tsc_hz=1_000_000_000, capture="virtio"))
+    s = b.slots()
+    for i in range(0, 100, 25):
+        w.write_chunk(0, i, s[i:i + 25])
+    w.close("test")
+    data = bytearray((tmp_path / "v.osvt").read_bytes())
+    first = osvtrace.open(tmp_path / "v.osvt").scan.chunks[0]
+    data[first.row * 32 + 8] ^= 1  # a timestamp in the first chunk: its checksum fails
+    (tmp_path / "v.osvt").write_bytes(bytes(data))
+    t = osvtrace.open(tmp_path / "v.osvt")
+    assert len(t) == 75 and t.loss[0].gap_slots == 25 and t.loss[0].overwritten_slots == 0
+    assert t.loss[0].gaps == [(0, 25)] and t.loss[0].total_missing == 25
+
+
 def test_a_format_from_the_file_that_reaches_for_attributes_falls_back_to_name_value(tmp_path, catalog):
     cat = _with_tracepoint(catalog, "trace_marker", format="{value.x}")  # AttributeError, uncaught before
     b = CpuStreamBuilder(catalog)
@@ -123,3 +142,27 @@ def test_the_reader_harness_accepts_its_seeds_sealed_and_unsealed():
         osvt_reader.one_input(bytes([data[0] | 1]) + data[1:])
     assert osvt_reader.reseal(seeds.traces()[0]) == seeds.traces()[0]  # a good file is already sealed
     assert layout.SLOT_SIZE == osvt.ALIGN
+
+
+@pytest.mark.parametrize("frame, what", [
+    ({"seq": (1 << 63) - 2}, "slot 9223372036854775806"),
+    ({"lost": 10561665234349588480}, "lost 10561665234349588480"),
+])
+def test_a_data_frame_with_counters_no_ring_reaches_is_a_stream_error(tmp_path, frame, what):
+    """Found by the stream harness: the recorder wrote such a frame, and the reader then
+    (rightly) skipped the chunk, so slots the parser had counted were not in the file."""
+    s = np.zeros((3, 32), np.uint8)
+    s[:, 0], s[:, 2] = 2, 1  # three one-slot trace_marker records
+    data = stream.encode_meta(ncpus=1, tsc_hz=1_000_000_000) + stream.encode_frame(stream.DATA, s.tobytes(), **frame)
+    rec, err = stream_parser.feed(data, 1000, tmp_path / "r.osvt")
+    assert err is not None and what in err and "desynchronised" in err
+    stream_parser.check_recording(rec, tmp_path / "r.osvt")  # nothing counted that the file lacks
+
+
+@pytest.mark.parametrize("target", ["//apimet[!", "http://[::1/api/meta", "//[/"])
+def test_a_request_target_urlsplit_refuses_is_a_400(target):
+    """Found by the viewer harness: urlsplit's ValueError escaped the handler."""
+    from fuzz import viewer_api
+
+    status, body = viewer_api.check_answer(target, "127.0.0.1")
+    assert status == 400 and b"bad request target" in body

@@ -152,7 +152,10 @@ class ViewerServer(ThreadingHTTPServer):
         """(status, body, content type) for a GET of `path` with this Host header."""
         if self.loopback_only and not is_loopback(host_of(host)):
             return 403, _json_body({"error": "this viewer answers only requests to a loopback address"}), JSON_TYPE
-        url = urlsplit(path)
+        try:
+            url = urlsplit(path)
+        except ValueError:  # "//host[" and the like: not a path this server has
+            return 400, _json_body({"error": "bad request target"}), JSON_TYPE
         if len(url.query) > MAX_QUERY:
             return 400, _json_body({"error": "query too long"}), JSON_TYPE
         if url.path.startswith("/api/"):
