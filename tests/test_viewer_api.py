@@ -225,6 +225,22 @@ def test_report(api):
     ("find", dict(lane="cpu:0", t=1, dir="sideways"), "next or prev"),
     ("report", dict(name="nope"), "no such report"),
     ("nothing", {}, "no such API"),
+    # absurd ranges and sizes
+    ("view", dict(t0="nan", t1=800, px=10), "not an integer"),
+    ("view", dict(t0=100, t1="1e300", px=10), "not an integer"),
+    ("view", dict(t0=100, t1=10**300, px=10), "outside"),
+    ("view", dict(t0=100, t1=800, px=-5), "outside"),
+    ("view", dict(t0=100, t1=800, px=10**9), "outside"),
+    ("view", dict(t0=100, t1=800, px="1.5"), "not an integer"),
+    ("view", dict(t0=100, t1=800, px=10, lanes=",".join(["cpu:0"] * 3000)), "too many lanes"),
+    ("view", dict(t0=100, t1=800, px=10, lanes="x" * 10000), "no such lane"),
+    ("item", dict(lane="cpu:0", t=300, tol=10**18), "outside"),
+    ("item", dict(lane="cpu:0", row=2**70), "outside"),
+    ("item", dict(lane="cpu:0", row=-1), "outside"),
+    ("arrow", dict(kind="handoff", row=10**30), "outside"),
+    ("find", dict(lane="cpu:0", t="-inf"), "not an integer"),
+    ("report", dict(name="sched", t0=900, t1=100), "empty time range"),
+    ("report", dict(name="sched", t0=0, t1="9" * 5000), "not an integer"),
 ])
 def test_bad_parameters(api, name, params, msg):
     with pytest.raises(ApiError, match=msg):
@@ -286,3 +302,39 @@ def test_palette_indices():
 def test_layout_template_keeps_lanes_fixed():
     t = figure.layout_template()
     assert t["yaxis"]["fixedrange"] and t["dragmode"] == "pan" and t["xaxis"]["side"] == "top"
+
+
+def test_a_view_of_many_lanes_gets_fewer_columns_not_more_memory(api, monkeypatch):
+    from osvtrace.viewer import api as api_mod
+
+    monkeypatch.setattr(api_mod, "MAX_CELLS", 64)
+    ids = [ln.id for ln in api.lanes.lanes][:8]
+    v = api.view(q(t0=0, t1=1000, px=1000, lanes=",".join(ids)))
+    assert v["px"] == 64 // len(ids) and len(v["lanes"]) == len(ids)
+    assert all(len(base64.b64decode(ln["cover"])) == v["px"] for ln in v["lanes"])
+
+
+_value = st.one_of(st.integers(-2**70, 2**70).map(str), st.sampled_from(
+    ["nan", "inf", "-inf", "1e300", "-0", "0x10", " 5", "1_000", "", "\x00", "٣", "cpu:0", "thread:5", "hold:0xdead0",
+     "wake,handoff", "next", "prev", "sched", "mutex", "../../etc/passwd", "%00"]), st.text(max_size=30))
+_params = st.dictionaries(st.sampled_from(["t0", "t1", "px", "lanes", "arrows", "lane", "t", "tol", "row", "kind",
+                                            "dir", "name", "zzz"]), st.lists(_value, min_size=1, max_size=2),
+                          max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["view", "item", "arrow", "find", "report", "meta", "nope", ""]), _params)
+def test_any_request_is_an_answer_or_a_one_line_400(endpoint, params):
+    """Through the server's request handling (the viewer harness' property): 200, 400 or 404,
+    never a 500; valid JSON without NaN; errors one line; a view within its cell budget."""
+    import json
+    from urllib.parse import urlencode
+
+    from fuzz import viewer_api
+    from osvtrace.viewer.api import MAX_CELLS
+
+    path = f"/api/{endpoint}?" + urlencode([(k, v) for k, vs in params.items() for v in vs])
+    status, body = viewer_api.check_answer(path, "127.0.0.1:8737")
+    if status == 200 and endpoint == "view":
+        v = json.loads(body)
+        assert v["px"] * max(len(v["lanes"]), 1) <= MAX_CELLS
