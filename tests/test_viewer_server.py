@@ -180,3 +180,137 @@ def test_view_serves_until_ctrl_c(story_file, extra, host):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+# ---------------------------------------------------------------- hostile clients
+
+import socket  # noqa: E402
+import struct  # noqa: E402
+
+
+def raw(srv: ViewerServer, data: bytes, timeout: float = 10) -> bytes:
+    """Send bytes as they are and read the answer until the server closes or goes quiet."""
+    s = socket.create_connection(srv.server_address[:2], timeout=timeout)
+    s.sendall(data)
+    out = b""
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+def status_of(answer: bytes) -> int:
+    """The status of an answer; http.server answers a request it cannot parse without a
+    status line (as to HTTP/0.9), with the code in the page."""
+    if answer.startswith(b"HTTP/"):
+        return int(answer.split(b" ", 2)[1])
+    m = re.search(rb"Error code: (\d+)", answer)
+    return int(m.group(1)) if m else 0
+
+
+@pytest.fixture
+def quick_server(story_file):
+    """Short idle timeout and a small connection cap, so the tests see them act."""
+    srv = ViewerServer(Api(Model(osvtrace.open(story_file))), "127.0.0.1", 0, idle_timeout=1.0, max_connections=8)
+    srv.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /api/meta?" + b"a" * 70000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),  # a very long URL
+    (b"GET /api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"b" * 70000 + b"\r\n\r\n", 431),  # a huge header
+    (b"GET /api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: 1\r\n" * 200 + b"\r\n", 431),  # too many headers
+    (b"GET /api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 1000, 413),
+    (b"GET /api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 413),
+    (b"POST /api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello", 405),
+    (b"GET /api/view?t0=1&t1=2&px=1&t0=3 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
+    (b"GET http://[x/api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),  # urlsplit refuses it
+    (b"GET /api/meta HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", 505),
+    (b"BREW /pot HTTP/1.1\r\n\r\n", 501),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64 + b"\r\n\r\n", 400),  # TLS to a plain port
+    (b"GET\r\n\r\n", 400),
+])
+def test_malformed_requests_get_a_4xx_or_5xx_refusal_and_the_connection_closed(quick_server, request_bytes, status):
+    answer = raw(quick_server, request_bytes)
+    assert status_of(answer) == status, answer[:200]
+    assert b"Traceback" not in answer and len(answer) < 4096
+    assert get(quick_server, "/api/meta")[0] == 200  # and the server goes on
+
+
+def test_a_body_is_never_taken_for_the_next_request(quick_server):
+    # the bytes after a refused body would be a second request on a kept-alive connection
+    smuggled = b"GET /api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    answer = raw(quick_server, b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s"
+                 % (len(smuggled), smuggled))
+    assert answer.count(b"HTTP/1.1 ") == 1 and status_of(answer) == 405
+
+
+def test_a_client_that_disconnects_mid_response_harms_no_one(quick_server, capfd):
+    for _ in range(20):  # the plotly bundle (megabytes): read a little, then reset the connection
+        s = socket.create_connection(quick_server.server_address[:2], timeout=10)
+        s.sendall(b"GET /vendor/plotly-cartesian.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.1 200")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    clock = time.monotonic()
+    assert get(quick_server, "/api/meta")[0] == 200 and time.monotonic() - clock < 2
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_idle_and_slow_clients_neither_stall_others_nor_stay(quick_server):
+    """Slowloris: connections that send half a request and then nothing. Others are served
+    at once meanwhile, and the idle ones are closed after the idle timeout."""
+    idle = []
+    for _ in range(6):  # under the cap of 8
+        s = socket.create_connection(quick_server.server_address[:2], timeout=10)
+        s.sendall(b"GET /api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        idle.append(s)
+    clock = time.monotonic()
+    for _ in range(5):
+        assert get(quick_server, "/api/view?t0=100&t1=800&px=100")[0] == 200
+    assert time.monotonic() - clock < 2
+    for s in idle:  # closed by the server: recv sees the end (after a 408 or nothing)
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        assert data == b"" or status_of(data) == 408
+        s.close()
+    assert time.monotonic() - clock < 5
+
+
+def test_more_connections_than_the_cap_get_503_until_one_ends(story_file):
+    srv = ViewerServer(Api(Model(osvtrace.open(story_file))), "127.0.0.1", 0, idle_timeout=10, max_connections=4)
+    srv.start()
+    try:
+        held = [socket.create_connection(srv.server_address[:2], timeout=10) for _ in range(4)]
+        deadline = time.monotonic() + 5
+        while srv._slots._value:  # NOTE: reads the semaphore's count: wait until all four are taken
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert status_of(raw(srv, b"GET /api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == 503
+        for s in held:
+            s.close()
+        while get(srv, "/api/meta")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_timeout(quick_server):
+    s = socket.create_connection(quick_server.server_address[:2], timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET /vendor/plotly-cartesian.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 200")  # then never reads again: the server's send blocks
+    assert get(quick_server, "/api/meta")[0] == 200  # others are served meanwhile
+    deadline = time.monotonic() + 6
+    while quick_server._slots._value != 8:  # its connection ends when the send times out (1 s)
+        assert time.monotonic() < deadline, "the stuck connection was never dropped"
+        time.sleep(0.05)
+    s.close()

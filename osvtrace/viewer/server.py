@@ -134,6 +134,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 class ViewerServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64  # listen backlog: a page opens several connections at once (the default 5 drops SYNs)
 
     def __init__(self, api: Api, host: str = "127.0.0.1", port: int = 0, *, viewer_dir: Path = VIEWER_DIR,
                  verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS):
