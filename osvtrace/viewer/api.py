@@ -30,7 +30,8 @@ from osvtrace.viewer.lod import edges
 
 MAX_PX = 8192  # widest view in pixel columns
 MAX_LANES = 2048  # lanes in one view request
-MAX_CELLS = 1 << 21  # lanes x pixel columns in one view: bounds a response (~9 bytes a cell) and its memory
+MAX_CELLS = 1 << 19  # lanes x pixel columns in one view (8192 px x 64 lanes): bounds an answer (~12 bytes a cell
+# as JSON) and its memory
 EXACT_PER_LANE = 400  # a lane sends its items (not only cells) when at most this many are in view
 EXACT_TOTAL = 20_000  # ... and while the view's total stays under this
 ARROWS_MAX = 2_000  # per kind: more than this in view and the arrows are counted, not sent ...
