@@ -314,3 +314,27 @@ def test_a_client_that_stops_reading_is_dropped_after_the_timeout(quick_server):
         assert time.monotonic() < deadline, "the stuck connection was never dropped"
         time.sleep(0.05)
     s.close()
+
+
+# ---------------------------------------------------------------- memory per request
+
+def test_memory_per_absurd_request_is_bounded():
+    """Absurd requests over HTTP against a served 20 k-event trace: the process does not
+    grow with them, and no request allocates more than the cell budget allows for."""
+    from fuzz.viewer_load import MIB, measure
+
+    r = measure(events=20_000, requests=60)
+    assert r["statuses"].get(500, 0) == 0 and r["statuses"].get(400, 0) > 0
+    assert r["largest_answer"] < 16 * MIB, r
+    assert r["per_request_peak"] < 96 * MIB, r
+    assert r["rss_growth"] < 48 * MIB, r
+
+
+@pytest.mark.slow
+def test_memory_per_absurd_request_on_a_million_events():
+    """The figure in docs/reliability.md: 1,000 absurd requests, 1 M events."""
+    from fuzz.viewer_load import MIB, measure
+
+    r = measure(events=1_000_000, requests=1000)
+    assert r["statuses"].get(500, 0) == 0
+    assert r["per_request_peak"] < 128 * MIB and r["rss_growth"] < 64 * MIB, r
