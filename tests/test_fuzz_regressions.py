@@ -166,3 +166,20 @@ def test_a_request_target_urlsplit_refuses_is_a_400(target):
 
     status, body = viewer_api.check_answer(target, "127.0.0.1")
     assert status == 400 and b"bad request target" in body
+
+
+def test_a_trace_whose_timestamps_are_centuries_apart_is_one_line_from_the_viewer(tmp_path, catalog, capsys):
+    """Found by hypothesis (test_cli_damage, a re-sealed timestamp): the lane index raised a
+    bare ValueError, a traceback from `view --static`."""
+    from osvtrace.cli.main import main
+
+    b = CpuStreamBuilder(catalog)
+    for k, t in enumerate([100, 200, 300, 2**61]):  # four threads on CPU 0: four keys of its lane
+        b.add("sched_switch", [t], 1 + k, next=2 + k, prev_state=1)
+    path = write_trace(tmp_path / "far.osvt", {0: b.slots()})
+    assert main(["report", "summary", str(path)]) == 0  # the other commands read it
+    capsys.readouterr()
+    assert main(["view", str(path), "--static", "-o", str(tmp_path / "p.html")]) == 2
+    err = capsys.readouterr().err.splitlines()  # the page's progress lines, then the error
+    assert err[-1].startswith("osvtrace: the viewer cannot index") and "centuries apart" in err[-1]
+    assert all(ln.startswith("  ") for ln in err[:-1])

@@ -26,6 +26,8 @@ from functools import cached_property
 
 import numpy as np
 
+from osvtrace.errors import UsageError
+
 EMPTY = -1  # key of a column no item touches
 OTHER = -2  # key of a column dominated by keys beyond the top ones
 TOP_KEYS = 32  # per lane and view: keys shown by name; the rest are lumped as OTHER
@@ -89,7 +91,9 @@ class LaneIndex:
         kno = kno.astype(np.int64)
         nk = len(self.keys)
         if nk * self.span >= 2**62:
-            raise ValueError(f"lane too long to index: {nk} keys x {self.span} ns")
+            # NOTE: only a trace with timestamps centuries apart (a damaged clock) gets here
+            raise UsageError(f"the viewer cannot index a lane {self.span / 1e9:.3g} s long with {nk} keys: the "
+                             f"trace's timestamps are centuries apart (osvtrace report summary shows its span)")
         self.k_off = np.searchsorted(np.sort(kno), np.arange(nk + 1))
         ks = np.sort(kno * self.span + rs)  # the starts are already sorted: this groups by key
         ke = np.sort(kno * self.span + re_)
