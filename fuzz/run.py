@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         total_s += r["seconds"]  # type: ignore[operator]
         ok = not r["found"] and r["rc"] == 0
         failed |= not ok
-        print(f"fuzz {n}: {r['runs']:,} inputs in {r['seconds']:.0f} s, coverage {r['cov']}, peak RSS {r['rss']} MB, corpus "
+        print(f"fuzz {n}: {r['runs']:,} inputs in {r['seconds']:.0f} s, coverage {r['cov']}, "
+              f"peak RSS {r['rss']} MB, corpus "
               f"{r['seeds']} seeds -> {r['corpus']}, "
               + ("0 crashes or hangs" if ok else f"FOUND {', '.join(r['found']) or 'exit ' + str(r['rc'])} "
                  f"(log: {r['log']})"), flush=True)
