@@ -24,8 +24,10 @@ import numpy as np
 from osvtrace import layout, osvt
 from osvtrace.errors import OsvtraceError
 
-# on tmpfs when there is one: opening a file on the overlay /tmp costs more than decoding it
-PATH = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()) / f"osvtrace-fuzz-{os.getpid()}.osvt"
+# On tmpfs when there is one: opening a file on the overlay /tmp costs more than decoding it.
+# fuzz.run points OSVTRACE_FUZZ_TMP at a directory it removes after each round.
+TMP = os.environ.get("OSVTRACE_FUZZ_TMP") or ("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+PATH = Path(TMP) / f"osvtrace-fuzz-{os.getpid()}.osvt"
 
 
 def reseal(data: bytes) -> bytes:

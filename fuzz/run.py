@@ -11,10 +11,12 @@ exit status 1 when anything was found.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +32,7 @@ RSS_LIMIT_MB = 3072
 # (the Python objects stay constant; uninstrumented, RSS stays flat), so long runs are cut
 # into rounds.
 ROUND = 50_000
+TMP_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the harnesses' scratch files, removed per round
 
 
 def run_one(name: str, runs: int, out: Path) -> dict[str, object]:
@@ -49,11 +52,13 @@ def run_one(name: str, runs: int, out: Path) -> dict[str, object]:
         cmd = [sys.executable, "-m", "fuzz.harness", name, str(corpus), f"-atheris_runs={n}",
                f"-max_len={MAX_LEN[name]}", f"-timeout={HANG_SECONDS}", f"-rss_limit_mb={RSS_LIMIT_MB}",
                f"-artifact_prefix={work}/", "-print_final_stats=1"]
-        with open(log_path, "ab") as log:
+        env = dict(os.environ)
+        with open(log_path, "ab") as log, tempfile.TemporaryDirectory(prefix="osvtrace-fuzz-", dir=TMP_ROOT) as tmp:
+            env["OSVTRACE_FUZZ_TMP"] = tmp
             log.write(f"== round {k // ROUND + 1}: {' '.join(cmd)}\n".encode())
             log.flush()
             start = log.tell()
-            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         with open(log_path, "rb") as log:
             log.seek(start)
             text = log.read().decode(errors="replace")

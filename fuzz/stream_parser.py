@@ -18,7 +18,9 @@ from pathlib import Path
 
 from osvtrace.errors import OsvtraceError
 
-OUT = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()) / f"osvtrace-fuzz-{os.getpid()}.rec.osvt"
+# fuzz.run points OSVTRACE_FUZZ_TMP at a directory it removes after each round
+TMP = os.environ.get("OSVTRACE_FUZZ_TMP") or ("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+OUT = Path(TMP) / f"osvtrace-fuzz-{os.getpid()}.rec.osvt"
 _CFG = None
 
 

@@ -143,7 +143,7 @@ def test_every_slot_is_a_record_part_or_counted(tmp_path, slots_spec, chunk):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
-def test_resealed_damage_is_one_line_or_every_slot_accounted(good_bytes, data):
+def test_resealed_damage_is_one_line_or_every_slot_accounted(tmp_path, good_bytes, data):
     """Changed bytes with every checksum made good again (a writer bug, not a disk error): the
     reader never fails other than with one line naming the file, and an opened trace puts
     every slot of every chunk in a record or counts it (the fuzz harness' property)."""
@@ -156,8 +156,9 @@ def test_resealed_damage_is_one_line_or_every_slot_accounted(good_bytes, data):
         buf[data.draw(st.integers(lo, len(buf) - 1))] = data.draw(st.integers(0, 255))
     if data.draw(st.booleans()):
         buf = buf[:data.draw(st.integers(0, len(buf)))]
-    osvt_reader.PATH.write_bytes(osvt_reader.reseal(bytes(buf)))
-    osvt_reader.check_trace(osvt_reader.PATH, model=data.draw(st.booleans()))
+    path = tmp_path / "resealed.osvt"
+    path.write_bytes(osvt_reader.reseal(bytes(buf)))
+    osvt_reader.check_trace(path, model=data.draw(st.booleans()))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -134,8 +134,10 @@ def test_a_format_from_the_file_that_reaches_for_attributes_falls_back_to_name_v
     assert "value=7" in t.format_event(0)
 
 
-def test_the_reader_harness_accepts_its_seeds_sealed_and_unsealed():
+def test_the_reader_harness_accepts_its_seeds_sealed_and_unsealed(tmp_path, monkeypatch):
     from fuzz import seeds
+
+    monkeypatch.setattr(osvt_reader, "PATH", tmp_path / "seed.osvt")
 
     for data in seeds.harness_inputs("osvt"):
         osvt_reader.one_input(data)
