@@ -35,7 +35,12 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user mistakes become one line on stderr and exit status 2, never a traceback."""
+    """Entry point: user mistakes become one line on stderr and exit status 2, never a traceback;
+    a result computed from a damaged or truncated file (everything intact is shown, the
+    damage in warnings) exits 3."""
+    from osvtrace.cli import options
+
+    options.damaged.clear()
     try:
         cli.main(args=argv, prog_name="osvtrace", standalone_mode=False)
     except OsvtraceError as e:
@@ -57,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("osvtrace: interrupted", err=True)
         return 130
+    if options.damaged:
+        return options.EXIT_DAMAGED
     return 0
 
 

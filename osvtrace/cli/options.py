@@ -35,6 +35,13 @@ def make_filter(tps: tuple[str, ...], cpus: tuple[int, ...], threads: tuple[str,
                   None if until is None else parse_time(until, "--until"))
 
 
+EXIT_DAMAGED = 3
+# Files a command read that were damaged or cut short: the command still shows everything
+# intact, and `main` then exits with EXIT_DAMAGED, so a script notices what a person sees
+# in the warnings.
+damaged: list[str] = []
+
+
 def open_trace(path: str) -> "Trace":
     """Open a trace for a command; damage found on the way is reported on stderr."""
     from osvtrace.trace import open as open_
@@ -42,6 +49,8 @@ def open_trace(path: str) -> "Trace":
     t = open_(path)
     for w in t.warnings:
         click.echo(f"osvtrace: warning: {w}", err=True)
+    if t.scan.warnings:  # damage or truncation (not schema notes)
+        damaged.append(str(path))
     return t
 
 
