@@ -24,6 +24,30 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+class UdpSender:
+    """Datagrams to a guest's UDP port on 127.0.0.1 every millisecond until `stop` is set,
+    replies read and counted; never blocks (the guest may be stopped or not up yet)."""
+
+    def __init__(self, port: int, payload: bytes | None = None) -> None:
+        self.port, self.payload = port, payload
+        self.sent = self.replies = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True, name="udp-sender")
+
+    def run(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            while not self.stop.wait(0.001):
+                try:
+                    s.sendto(self.payload or b"udp %d" % self.sent, ("127.0.0.1", self.port))
+                    self.sent += 1
+                    while True:
+                        s.recvfrom(2048)
+                        self.replies += 1
+                except (BlockingIOError, ConnectionRefusedError):
+                    pass
+
+
 class ConsoleWatch:
     """A console sink (bytes in) that can be waited on for a line."""
 

@@ -18,15 +18,13 @@ import collections
 import os
 import random
 import re
-import socket
-import threading
 import time
 
 import pytest
 
 from osvtrace.gdbmi import GdbError
 from tests.gdb_helpers import BROKEN, Booted
-from tests.net_helpers import free_udp_port
+from tests.net_helpers import UdpSender, free_udp_port
 from tests.vm_helpers import kernel, no_orphans, require_tools  # noqa: F401
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
@@ -43,28 +41,6 @@ WORKLOADS = {
     "net": ("udp-echo", "7", "--threads", "2"),
 }
 
-
-class Sender:
-    """Datagrams to the guest every millisecond, replies read and dropped; never blocks
-    (the guest is stopped most of the time)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.stop = threading.Event()
-        self.sent = 0
-        self.thread = threading.Thread(target=self.run, daemon=True, name="udp-sender")
-
-    def run(self) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.setblocking(False)
-            while not self.stop.wait(0.001):
-                try:
-                    s.sendto(b"x" * 64, ("127.0.0.1", self.port))
-                    self.sent += 1
-                    while True:
-                        s.recvfrom(2048)
-                except (BlockingIOError, ConnectionRefusedError):
-                    pass
 
 
 def _stop_anywhere(b: Booted, rng: random.Random) -> str:
@@ -146,7 +122,7 @@ def random_stops(kernel, app: str, stops: int, seed: int) -> collections.Counter
     if app == "net":
         port = free_udp_port()
         kw = {"net": "user", "hostfwd": (f"udp:{port}-:7",)}
-        sender = Sender(port)
+        sender = UdpSender(port, b"x" * 64)
     with Booted(kernel, WORKLOADS[app][0], *WORKLOADS[app][1:], smp=2, trace="*", tracebuf="256K",
                 timeout=COMMAND_LIMIT, **kw) as b:
         b.run_to("threads::create")  # the app has started

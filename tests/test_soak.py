@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -30,7 +29,7 @@ import numpy as np
 import pytest
 
 import osvtrace
-from tests.net_helpers import free_udp_port
+from tests.net_helpers import UdpSender, free_udp_port
 from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans  # noqa: F401
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
@@ -43,29 +42,8 @@ MEM_MB = 512
 SOAK_BUFFER = os.environ.get("OSVTRACE_SOAK_BUFFER", "256K")
 
 
-class Sender:
-    """Datagrams to the guest's echo server every millisecond until stopped; counts replies."""
 
-    def __init__(self, port: int) -> None:
-        self.port, self.sent, self.replies = port, 0, 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True, name="udp-sender")
-
-    def run(self) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.setblocking(False)
-            while not self.stop.wait(0.001):
-                try:
-                    s.sendto(b"soak %d" % self.sent, ("127.0.0.1", self.port))
-                    self.sent += 1
-                    while True:
-                        s.recvfrom(2048)
-                        self.replies += 1
-                except (BlockingIOError, ConnectionRefusedError):
-                    pass
-
-
-def run_soak(out: Path, seconds: int, smp: int, buffer: str) -> tuple[str, str, int, Sender]:
+def run_soak(out: Path, seconds: int, smp: int, buffer: str) -> tuple[str, str, int, UdpSender]:
     """Record the soak app; a host sender feeds its echo server while it runs."""
     port = free_udp_port()
     cmd = OSVTRACE + ["record", "--no-build", "-o", str(out), "--smp", str(smp), "--mem", str(MEM_MB),
@@ -73,7 +51,7 @@ def run_soak(out: Path, seconds: int, smp: int, buffer: str) -> tuple[str, str, 
                       "soak", "--seconds", str(seconds), "--udp", "7"]
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
-    sender = Sender(port)
+    sender = UdpSender(port)
     lines: list[str] = []
     err: list[str] = []
 
@@ -166,7 +144,6 @@ def check_losses(t: osvtrace.Trace, stdout: str) -> tuple[int, int]:
     one announced before the next. Returns (dropped, markers emitted)."""
     sent = {int(c): int(n) for c, n in EMITTED.findall(stdout)}
     assert set(sent) == set(range(t.ncpus)), stdout[-3000:]
-    marker = t.catalog.by_name["trace_marker"].id
     lost_tp = t.catalog.by_name["trace_lost"].id
     seq = t.seq
     value = np.zeros(len(t), np.int64)
