@@ -135,3 +135,38 @@ def test_trace_of_smp_run_has_every_cpu_ipis_and_offsets(kernel, tmp_path):
     # every switch names a thread that exists
     sw_idx, sw = t.args("sched_switch")
     assert set(sw["next"].tolist()) <= set(t.threads)
+
+
+def _remote_wakes_and_ipis(kernel: Path, tmp_path: Path, extra: list[str]) -> tuple[int, int]:
+    """pingpong across 2 vCPUs, streamed: (wake-ups onto another CPU, wake-up IPIs sent)."""
+    import osvtrace
+    from osvtrace import recorder
+
+    cfg = VmConfig("pingpong", ("5000",), kernel=kernel, smp=2, accel="tcg", trace="sched_wake,sched_ipi",
+                   extra_cmdline=extra)
+    out = tmp_path / f"pp{len(extra)}.osvt"
+    res = recorder.record(cfg, out)
+    assert res.stop == "app-exit" and res.outcome.app_status == 0, res.console[-2000:]
+    t = osvtrace.open(out)
+    idx, a = t.args("sched_wake")
+    remote = int((a["cpu"] != t.events.cpu[idx]).sum())
+    idx, a = t.args("sched_ipi")
+    return remote, int((a["vector"] == 0xF1).sum())
+
+
+def test_an_idle_cpu_polling_its_queue_is_woken_without_an_ipi(kernel, tmp_path):
+    remote, ipis = _remote_wakes_and_ipis(kernel, tmp_path, [])
+    assert remote > 1000, remote  # the two threads do ping-pong across the CPUs
+    # the woken CPU is usually still polling: most wake-ups need no interrupt (a loaded
+    # host can deschedule a polling vCPU past its window, so not all)
+    assert ipis < remote * 0.5, (remote, ipis)
+    remote0, ipis0 = _remote_wakes_and_ipis(kernel, tmp_path, ["idle_poll=0"])
+    assert ipis0 > remote0 * 0.9, (remote0, ipis0)  # no polling: each wake-up of a halted CPU is an IPI
+
+
+def test_a_bad_idle_poll_is_refused(kernel):
+    b = boot(kernel, "hello")
+    assert b.app_status == 0
+    cfg = VmConfig("hello", (), kernel=kernel, accel="tcg", extra_cmdline=["idle_poll=x"])
+    r = subprocess.run(qemu.qemu_command(cfg), capture_output=True, timeout=60)
+    assert b"cmdline: bad idle_poll 'x'" in r.stdout + r.stderr and qemu.decode_exit(r.returncode).app_status != 0

@@ -90,6 +90,15 @@ int kernel_option(const char* t, options* o)
         }
         return 1;
     }
+    if (prefix(t, "idle_poll=")) {
+        uint64_t us;
+        if (!parse_u64(t + 10, strlen(t + 10), &us) || us > 1000000) {
+            kprintf("cmdline: bad idle_poll '%s' (microseconds, 0 to 1000000)\n", t + 10);
+            return -1;
+        }
+        o->idle_poll_us = int64_t(us);
+        return 1;
+    }
     if (prefix(t, "virtio_mmio.device=")) {
         if (o->n_virtio_mmio < max_virtio_mmio) {
             o->virtio_mmio[o->n_virtio_mmio++] = t + 19;

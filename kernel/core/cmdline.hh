@@ -4,6 +4,7 @@
 //   trace=GLOB,GLOB       enable tracepoints (anchored shell globs)
 //   tracebuf=SIZE         per-CPU ring size: bytes, or with K/M/G (default 4M)
 //   tracemode=overwrite|stream                              (default overwrite)
+//   idle_poll=US          an idle CPU polls its wake-up queue this long before hlt (default 50, 0: off)
 //   --                    everything after it goes to the app verbatim
 //
 // Kernel options may appear before or after the app's arguments (the tools
@@ -31,6 +32,7 @@ struct options {
     const char* trace = nullptr;    // the raw glob list, or nullptr
     uint64_t tracebuf = 0;          // requested bytes (0: default)
     trace::ring_mode tracemode = trace::ring_mode::overwrite;
+    int64_t idle_poll_us = -1;      // -1: the scheduler's default
     const char* virtio_mmio[max_virtio_mmio] = {};
     int n_virtio_mmio = 0;
 };

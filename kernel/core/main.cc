@@ -153,6 +153,7 @@ void kernel_entry(uint32_t start_info_paddr)
     }
     lapic::timer_enable();
     timers::init();
+    sched::set_idle_poll_us(opts.idle_poll_us >= 0 ? uint64_t(opts.idle_poll_us) : sched::default_idle_poll_us);
 
     sched::init_cpu(&boot_cpu);
     boot_cpu.idle = threads::adopt_boot_context(&boot_cpu, "idle0", boot_stack_bottom,

@@ -52,6 +52,7 @@ struct cpu {
     std::atomic<uint32_t> nr_queued{0};    // runqueue.size(), published for balancers
     std::atomic<uint32_t> nr_homed{0};     // live threads with this home (running, queued or asleep)
     std::atomic<bool> idle_now{true};      // its idle thread runs
+    std::atomic<bool> polling{false};      // its idle thread polls `incoming`: wakers need no IPI
     std::atomic<bool> need_balance{false}; // an idle CPU asks it to give a thread away
     uint32_t apic_id = 0;                  // written once, before the CPU starts
 

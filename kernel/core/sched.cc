@@ -35,8 +35,14 @@ void send_ipi(cpu* target, uint8_t vector)
 void push_remote(cpu* target, thread* t)
 {
     target->nr_incoming.fetch_add(1, std::memory_order_relaxed);
+    // A target polling its queue sees the push without an interrupt. Dekker
+    // with idle_loop: push, then read `polling` here; there it clears
+    // `polling`, then looks at the queue (both seq_cst): one side sees the other.
     if (target->incoming.push(t)) {
-        send_ipi(target, arch::vec_wakeup);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (!target->polling.load(std::memory_order_seq_cst)) {
+            send_ipi(target, arch::vec_wakeup);
+        }
     }
 }
 
@@ -283,6 +289,41 @@ uint64_t total_switches()
     return n;
 }
 
+namespace {
+uint64_t idle_poll_ticks;  // 0: halt at once
+}
+
+void set_idle_poll_us(uint64_t us) { idle_poll_ticks = tsc::from_ns(us * 1000); }
+
+// Polls `incoming` with interrupts on for up to idle_poll_ticks. Returns true
+// if something arrived (then `polling` is already clear again).
+static bool idle_poll(cpu* c)
+{
+    if (!idle_poll_ticks || online_cpus() == 1) {
+        return false;
+    }
+    c->polling.store(true, std::memory_order_seq_cst);
+    arch::irq_enable();
+    const uint64_t end = tsc::now() + idle_poll_ticks;
+    bool got = false;
+    for (unsigned i = 1;; i++) {
+        if (!c->incoming.empty() || !c->runqueue.empty() || c->need_resched) {
+            got = true;
+            break;
+        }
+        // The clock is read every 64 turns: under TCG each rdtsc takes a
+        // global lock that the other vCPUs' tracepoints also take.
+        if (!(i & 63) && tsc::now() > end) {
+            break;
+        }
+        arch::cpu_relax();
+    }
+    arch::irq_disable();
+    c->polling.store(false, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // the store before the caller's look at the queue
+    return got;
+}
+
 void idle_loop()
 {
     cpu* c = this_cpu();
@@ -296,11 +337,15 @@ void idle_loop()
         if (online_cpus() > 1) {
             request_work(c);
         }
-        // NOTE: no wake-up is missed by halting here: a push onto `incoming`
-        // after the drain above found it empty, so it sent an IPI, which is
-        // pending (interrupts are off) and ends the hlt at once.
         trace_sched_idle();
-        arch::enable_and_halt();
+        // After the poll, `polling` is clear: a push from then on sends an
+        // IPI. A push the poll missed is seen by the drain at the top.
+        if (!idle_poll(c) && c->incoming.empty()) {
+            // NOTE: no wake-up is missed by halting here: a push onto
+            // `incoming` after the check above sent an IPI, which is pending
+            // (interrupts are off) and ends the hlt at once.
+            arch::enable_and_halt();
+        }
         trace_sched_idle_ret();
     }
 }

@@ -28,7 +28,14 @@ import os
 import re
 import statistics
 
-from tests.bench.bench_net import LATENCY_RATE, LATENCY_SECONDS, RATES, STEP_SECONDS, _load
+from tests.bench import bench_net
+from tests.bench.bench_net import (
+    LATENCY_RATE,
+    LATENCY_SECONDS,
+    RATES,
+    STEP_SECONDS,
+    _load,
+)
 from tests.bench.linux import guest
 
 # Debian packages the comparison needs on the host (tests/bench/__main__.py checks them first);
@@ -134,21 +141,7 @@ def udp_echo(kind: str) -> dict:
                 raise RuntimeError(f"{kind} udp-echo never listened: {g.finish(0).console[-1500:]}")
             _load("udp", port, 500, 1.0)  # warm-up: ARP, the first packets' paths
             lat = _load("udp", port, LATENCY_RATE, LATENCY_SECONDS)
-            best, peak, note = 0.0, 0.0, "no step (none lost up to the highest)"
-            for rate in UDP_RATES:
-                for _ in (1, 2):
-                    res = _load("udp", port, rate, STEP_SECONDS)
-                    s = res.summary()
-                    if res.bad:
-                        raise RuntimeError(f"{kind} udp-echo: {res.bad} wrong replies at {rate}/s")
-                    peak = max(peak, s["throughput"])
-                    clean = res.lost <= res.sent * 0.001 and s["send_rate"] >= rate * 0.97
-                    if clean:
-                        break
-                if not clean:
-                    note = f"{rate:,}/s ({100 * res.lost / res.sent:.1f}% lost twice)"
-                    break
-                best = rate
+            best, peak, note = bench_net.step_up("udp", port, UDP_RATES, f"{kind} udp-echo")
             g.finish(60)
         return {"best": best, "peak": peak, "note": note, "lat": lat.percentiles(), "lat_lost": lat.lost}
     raise AssertionError("unreachable")
@@ -218,8 +211,8 @@ def run() -> list[dict]:
     loads = f"host load {load0}-{_load_avg()}"
     common = f"udp-echo on 1 vCPU, {MACHINE}, QEMU user net + hostfwd, `osvtrace load udp` (16 client ports)"
     row = _row("UDP echo highest lossless rate", "req/s", ours["best"], lin["best"], "higher",
-               f"{common}; open-loop {STEP_SECONDS:g} s steps, the last with <= 0.1% lost: ours stopped at "
-               f"{ours['note']} (peak {ours['peak']:,.0f}/s), Linux at {lin['note']} (peak {lin['peak']:,.0f}/s); "
+               f"{common}; open-loop {STEP_SECONDS:g} s steps, the last with <= 0.1% lost; ours: "
+               f"{ours['note']} (peak {ours['peak']:,.0f}/s); Linux: {lin['note']} (peak {lin['peak']:,.0f}/s); "
                f"{loads}", peer)
     if not ours["best"] or not lin["best"]:  # a side lost at every step: no ratio to give
         row["ratio"] = None

@@ -59,30 +59,37 @@ def _load(kind: str, port: int, rate: float, seconds: float):
                     value_size=32, set_ratio=0.1)
 
 
+def step_up(kind: str, port: int, rates, what: str) -> tuple[float, float, str]:
+    """Open-loop steps at rising rates against 127.0.0.1:port: (highest clean rate, most
+    replies/s seen at any step, note). A step that loses is run once more before it counts
+    as the limit: other work on a shared host causes lone losses."""
+    best, peak, note = 0.0, 0.0, "no loss up to the highest step (the load generator's limit)"
+    for rate in rates:
+        for _attempt in (1, 2):
+            res = _load(kind, port, rate, STEP_SECONDS)
+            s = res.summary()
+            if res.bad:
+                raise RuntimeError(f"{what}: {res.bad} wrong replies at {rate}/s")
+            peak = max(peak, s["throughput"])
+            clean = res.lost <= res.sent * 0.001 and s["send_rate"] >= rate * 0.97
+            if clean:
+                break
+        if not clean:
+            why = "lost %.1f%%" % (100 * res.lost / res.sent) if res.lost > res.sent * 0.001 else \
+                f"the host sent only {s['send_rate']:,.0f}/s"
+            note = f"at {rate:,}/s (twice): {why}, {s['throughput']:,.0f} replies/s"
+            break
+        best = rate
+    return best, peak, note
+
+
 def lossless(kernel: Path, app: str, smp: int) -> tuple[float, float, str]:
-    """(highest clean rate, most replies/s seen at any step, note). A step that loses is run
-    once more before it counts as the limit: other work on a shared host causes lone losses."""
+    """bench's steps against the app booted on our kernel."""
     from tests.net_helpers import NetGuest
 
     kind, port = APPS[app]
-    best, peak, note = 0.0, 0.0, "no loss up to the highest step (the load generator's limit)"
     with NetGuest(kernel, _argv(app, port, smp), guest_port=port, smp=smp, timeout=900) as g:
-        for rate in RATES:
-            for attempt in (1, 2):
-                res = _load(kind, g.port, rate, STEP_SECONDS)
-                s = res.summary()
-                if res.bad:
-                    raise RuntimeError(f"{app}: {res.bad} wrong replies at {rate}/s")
-                peak = max(peak, s["throughput"])
-                clean = res.lost <= res.sent * 0.001 and s["send_rate"] >= rate * 0.97
-                if clean:
-                    break
-            if not clean:
-                why = "lost %.1f%%" % (100 * res.lost / res.sent) if res.lost > res.sent * 0.001 else \
-                    f"the host sent only {s['send_rate']:,.0f}/s"
-                note = f"at {rate:,}/s (twice): {why}, {s['throughput']:,.0f} replies/s"
-                break
-            best = rate
+        best, peak, note = step_up(kind, g.port, RATES, app)
         g.wait(120)
     return best, peak, note
 
