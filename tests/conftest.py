@@ -11,6 +11,7 @@ import pytest
 from osvtrace.encode import CpuStreamBuilder
 from osvtrace.osvt import TraceWriter, new_metadata
 from osvtrace.schema import default_catalog
+from tests.vm_helpers import kernel, no_orphans  # noqa: F401  (fixtures for every test module)
 
 M = 0xA000  # the mutex of the story trace
 Q = 0xB000  # a wait queue of the story trace

@@ -16,7 +16,7 @@ from osvtrace import qemu
 from osvtrace.gdbmi import Gdb, GdbError
 from osvtrace.schema import default_catalog
 from tests.gdb_helpers import Booted
-from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans, osvtrace as cli, require_tools  # noqa: F401
+from tests.vm_helpers import OSVTRACE, ROOT, osvtrace as cli, require_tools
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 N = 10_000

@@ -12,7 +12,7 @@ import pytest
 
 from tests.gdb_helpers import BROKEN, parse_info_threads
 from tests.test_shell_tmux import Tmux
-from tests.vm_helpers import ROOT, kernel, no_orphans, osvtrace as cli, require_tools  # noqa: F401
+from tests.vm_helpers import ROOT, osvtrace as cli, require_tools
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 

@@ -19,7 +19,7 @@ import osvtrace
 from osvtrace.schema import default_catalog
 from tests.gdb_helpers import BROKEN, Booted, parse_app, parse_info_threads
 from tests.net_helpers import free_udp_port
-from tests.vm_helpers import ROOT, kernel, no_orphans, require_tools  # noqa: F401
+from tests.vm_helpers import ROOT, require_tools
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 

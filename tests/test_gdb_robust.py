@@ -25,7 +25,7 @@ import pytest
 from osvtrace.gdbmi import GdbError
 from tests.gdb_helpers import BROKEN, Booted
 from tests.net_helpers import UdpSender, free_udp_port
-from tests.vm_helpers import kernel, no_orphans, require_tools  # noqa: F401
+from tests.vm_helpers import require_tools
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 

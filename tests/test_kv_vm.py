@@ -11,7 +11,6 @@ from osvtrace import load
 from osvtrace import memcache_udp as mc
 from tests.memcached_helpers import real_memcached
 from tests.net_helpers import NetGuest
-from tests.vm_helpers import kernel, no_orphans  # noqa: F401
 
 pytestmark = pytest.mark.qemu
 

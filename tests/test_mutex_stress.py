@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from tests.test_smp_vm import boot, parse_kv
-from tests.vm_helpers import kernel, no_orphans  # noqa: F401
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.usefixtures("no_orphans")]
 

@@ -19,7 +19,7 @@ import pytest
 
 import osvtrace as ot
 from tests.test_smp_vm import parse_kv
-from tests.vm_helpers import kernel, no_orphans, osvtrace  # noqa: F401
+from tests.vm_helpers import osvtrace
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 

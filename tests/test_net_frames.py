@@ -14,7 +14,6 @@ import pytest
 
 from osvtrace import qemu
 from tests.net_helpers import ConsoleWatch, LISTENING, free_udp_port
-from tests.vm_helpers import kernel, no_orphans  # noqa: F401
 
 pytestmark = pytest.mark.qemu
 

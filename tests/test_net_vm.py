@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -18,7 +17,7 @@ from osvtrace import load
 from osvtrace.model import Model
 from tests.net_helpers import NetGuest
 from tests.vm_helpers import osvtrace as cli
-from tests.vm_helpers import kernel, no_orphans, require_tools  # noqa: F401
+from tests.vm_helpers import require_tools
 
 pytestmark = pytest.mark.qemu
 

@@ -11,7 +11,7 @@ import pytest
 
 from osvtrace import qemu
 from osvtrace.qemu import VmConfig
-from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans, osvtrace, our_qemus  # noqa: F401
+from tests.vm_helpers import OSVTRACE, ROOT, osvtrace, our_qemus
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 

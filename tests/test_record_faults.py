@@ -35,7 +35,7 @@ import pytest
 
 import osvtrace
 from osvtrace.recorder import sweep_stale_socket_dirs
-from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans, our_qemus, osvtrace as cli  # noqa: F401
+from tests.vm_helpers import OSVTRACE, ROOT, our_qemus, osvtrace as cli
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 

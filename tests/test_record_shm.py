@@ -11,7 +11,7 @@ import pytest
 import osvtrace
 from osvtrace import qemu, shmcapture
 from osvtrace.qemu import VmConfig
-from tests.vm_helpers import kernel, no_orphans, osvtrace as cli  # noqa: F401
+from tests.vm_helpers import osvtrace as cli
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 

@@ -17,7 +17,7 @@ import pytest
 
 import osvtrace
 from osvtrace.schema import default_catalog
-from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans, our_qemus, osvtrace as cli  # noqa: F401
+from tests.vm_helpers import OSVTRACE, ROOT, our_qemus, osvtrace as cli
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 N = 10_000

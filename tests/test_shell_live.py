@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
@@ -169,9 +168,3 @@ def test_bad_live_sources_get_one_line(tmp_path):
     synth.generate(f, 1000)
     assert main(["shell", "--live", str(f), "--smp", "2"]) == 2  # VM options are for --live APP
     assert main(["shell", str(f), "-o", "x.osvt"]) == 2
-
-
-def main_cli():  # noqa: ANN201
-    from osvtrace.cli.main import cli
-
-    return cli

@@ -15,7 +15,6 @@ from osvtrace.osvt import map_file, scan
 from osvtrace.shell import top
 from osvtrace.shell.live import AppRecording, RecorderSource, open_source
 from tests.test_record_stream import start_record, wait_for
-from tests.vm_helpers import kernel, no_orphans  # noqa: F401
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 MUTEX = "mutex --threads 4 --mutexes 2 --iterations 3000 --hold-ns 5000 --think-ns 2000"

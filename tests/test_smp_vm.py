@@ -17,7 +17,7 @@ import pytest
 
 from osvtrace import qemu
 from osvtrace.qemu import VmConfig
-from tests.vm_helpers import kernel, no_orphans, osvtrace  # noqa: F401
+from tests.vm_helpers import osvtrace
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 

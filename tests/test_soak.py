@@ -30,7 +30,7 @@ import pytest
 
 import osvtrace
 from tests.net_helpers import UdpSender, free_udp_port
-from tests.vm_helpers import OSVTRACE, ROOT, kernel, no_orphans  # noqa: F401
+from tests.vm_helpers import OSVTRACE, ROOT
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 
