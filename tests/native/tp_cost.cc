@@ -1,30 +1,10 @@
 // Instruction cost of a tracepoint, disabled and enabled, on the host build of
 // the kernel's ring writer. Counted by valgrind --tool=callgrind (repeatable):
-// each noinline function below holds one tracepoint and nothing else, so its
-// instructions per call minus those of empty_call() are the tracepoint's.
+// the calls of tp_calls.hh, each holding one tracepoint and nothing else.
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "generated/tracepoints.hh"
-
-namespace trace {
-volatile uint8_t enabled[tp_max + 1];
-}
-namespace trace_platform {
-thread_local trace::ring* current_ring;
-thread_local uint32_t current_thread = 7;
-uint64_t fake_clock = 0;
-}
-
-__attribute__((noinline)) void empty_call(uint32_t tid, uint16_t cpu) {
-    asm volatile("" : : "r"(tid), "r"(cpu));
-}
-__attribute__((noinline)) void disabled_call(uint32_t tid, uint16_t cpu) {
-    trace_sched_wake(tid, cpu);
-}
-__attribute__((noinline)) void enabled_call(uint32_t tid, uint16_t cpu) {
-    trace_sched_wake(tid, cpu);
-}
+#include "tp_calls.hh"
 
 int main(int argc, char** argv) {
     unsigned long n = argc > 1 ? strtoul(argv[1], nullptr, 0) : 100000;

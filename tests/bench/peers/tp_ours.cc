@@ -2,30 +2,11 @@
 // (kernel/include/trace/ring.hh) built for the host, one flight-recorder ring of
 // 4096 slots (128 KiB), sched_wake (uint32_t tid, uint16_t cpu). The host platform
 // (tests/native/trace_platform.hh) takes timestamps with rdtsc as the kernel does.
-#include "generated/tracepoints.hh"
+#include "tp_calls.hh"
 #include "tp_harness.hh"
-
-namespace trace {
-volatile uint8_t enabled[tp_max + 1];
-}
-namespace trace_platform {
-thread_local trace::ring* current_ring;
-thread_local uint32_t current_thread = 7;
-uint64_t fake_clock = 0;
-}
 
 static trace::ring ring_;
 static trace::header_slot mem[1 << 12];
-
-__attribute__((noinline)) void empty_call(uint32_t tid, uint16_t cpu) {
-    asm volatile("" : : "r"(tid), "r"(cpu));
-}
-__attribute__((noinline)) void disabled_call(uint32_t tid, uint16_t cpu) {
-    trace_sched_wake(tid, cpu);
-}
-__attribute__((noinline)) void enabled_call(uint32_t tid, uint16_t cpu) {
-    trace_sched_wake(tid, cpu);
-}
 
 void set_enabled(bool on) {
     trace::enabled[trace::tp_sched_wake] = on;
