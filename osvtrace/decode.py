@@ -8,7 +8,7 @@ No Python object per event. Two passes over numpy columns:
 2. Merge: the CPUs' streams are each sorted by time, so a stable argsort of a
    time range across CPUs is a cheap run merge (timsort); done in independent
    time segments in parallel, it yields the staging index of every event in
-   time order, and each output column is one parallel ``take``.
+   time order; each segment gathers all its output columns at once.
 
 Big arrays come from hugemem (huge pages: see its docstring for why).
 """
@@ -189,23 +189,27 @@ class Decoded:
     loss: dict[int, CpuLoss]
 
 
-SEGMENTS_PER_WORKER = 4
+# Small segments: their temporaries (times, order, staging indices) stay a few MB, so the
+# peak memory of a big decode is the staging table and the outputs, and the gathers stay in cache.
+SEGMENTS_PER_WORKER = 16
 
 
-def merge_order(st: Staging, workers: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(staging index, time, cpu) of all records in time order (ties keep CPU order).
+def merge(st: Staging, workers: int = 2) -> tuple[np.ndarray, ...]:
+    """(time, cpu, tid, tp, rows) of all records in time order (ties keep CPU order).
 
     The time range is cut into segments at pivots; within a segment the CPUs' slices are
-    concatenated and stably argsorted (a merge of sorted runs), independently of the
-    other segments, so segments run in parallel and temporaries stay small."""
+    concatenated and stably argsorted (a merge of sorted runs), and every column of the
+    segment is gathered at once while its staging rows are still in cache, independently of
+    the other segments, so segments run in parallel and temporaries stay small."""
     cpus = sorted(c for c in st.count if st.count[c])
     total = sum(st.count[c] for c in cpus)
-    idx_type = np.int32 if len(st.time) < 2**31 else np.int64
-    out = hugemem.empty(total, idx_type)
     out_time = hugemem.empty(total, np.int64)
     out_cpu = hugemem.empty(total, np.uint16)
+    out_tid = hugemem.empty(total, st.tid.dtype)
+    out_tp = hugemem.empty(total, st.tp.dtype)
+    out_rows = hugemem.empty(total, st.rows.dtype)
     if not cpus:
-        return out, out_time, out_cpu
+        return out_time, out_cpu, out_tid, out_tp, out_rows
     regions = {c: st.time[st.start[c]:st.start[c] + st.count[c]] for c in cpus}
     lo = min(int(r[0]) for r in regions.values())
     hi = max(int(r[-1]) for r in regions.values())
@@ -213,6 +217,7 @@ def merge_order(st: Staging, workers: int = 2) -> tuple[np.ndarray, np.ndarray, 
     pivots = [lo + (hi - lo) * k // nseg for k in range(1, nseg)]
     cuts = {c: [0] + np.searchsorted(regions[c], pivots, "left").tolist() + [st.count[c]] for c in cpus}
     bases = np.cumsum([0] + [sum(cuts[c][k + 1] - cuts[c][k] for c in cpus) for k in range(nseg)]).tolist()
+    idx_type = np.int32 if len(st.time) < 2**31 else np.int64
 
     def segment(k: int) -> None:
         pieces = [(c, cuts[c][k], cuts[c][k + 1]) for c in cpus if cuts[c][k + 1] > cuts[c][k]]
@@ -220,23 +225,24 @@ def merge_order(st: Staging, workers: int = 2) -> tuple[np.ndarray, np.ndarray, 
             return
         n = sum(b - a for _, a, b in pieces)
         span = slice(bases[k], bases[k] + n)
-        dst = out[span]
         if len(pieces) == 1:
             c, a, b = pieces[0]
-            np.add(np.arange(a, b, dtype=idx_type), st.start[c], out=dst)
+            src = slice(st.start[c] + a, st.start[c] + b)
             out_time[span] = regions[c][a:b]
             out_cpu[span] = c
+            out_tid[span], out_tp[span], out_rows[span] = st.tid[src], st.tp[src], st.rows[src]
             return
         t = np.concatenate([regions[c][a:b] for c, a, b in pieces])
-        order = np.argsort(t, kind="stable")
+        order = np.argsort(t, kind="stable").astype(idx_type, copy=False)
         np.take(t, order, out=out_time[span])
         lens = [b - a for _, a, b in pieces]
         np.take(np.repeat(np.array([c for c, _, _ in pieces], np.uint16), lens), order, out=out_cpu[span])
         # staging index = piece's staging start + position inside the piece
         shift = np.repeat(np.array([st.start[c] + a - off for (c, a, _), off in
-                                    zip(pieces, np.cumsum([0] + [b - a for _, a, b in pieces[:-1]]))], np.int64),
-                          [b - a for _, a, b in pieces])
-        np.add(order, shift[order], out=dst, casting="unsafe")
+                                    zip(pieces, np.cumsum([0] + lens[:-1]))], idx_type), lens)
+        order += shift[order]
+        for col, out in ((st.tid, out_tid), (st.tp, out_tp), (st.rows, out_rows)):
+            np.take(col, order, out=out[span])
 
     if workers > 1 and nseg > 1:
         with ThreadPoolExecutor(workers) as ex:
@@ -244,19 +250,7 @@ def merge_order(st: Staging, workers: int = 2) -> tuple[np.ndarray, np.ndarray, 
     else:
         for k in range(nseg):
             segment(k)
-    return out, out_time, out_cpu
-
-
-def take(column: np.ndarray, idx: np.ndarray, workers: int = 2) -> np.ndarray:
-    """column[idx] into a huge-page array, in parallel pieces."""
-    out = hugemem.empty(len(idx), column.dtype)
-    if len(idx) < (1 << 20) or workers < 2:
-        np.take(column, idx, out=out)
-        return out
-    step = -(-len(idx) // workers)
-    with ThreadPoolExecutor(workers) as ex:
-        list(ex.map(lambda i: np.take(column, idx[i:i + step], out=out[i:i + step]), range(0, len(idx), step)))
-    return out
+    return out_time, out_cpu, out_tid, out_tp, out_rows
 
 
 def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
@@ -293,10 +287,5 @@ def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
             one(c)
     for c in chunks:
         loss[c.cpu].dropped = max(loss[c.cpu].dropped, c.lost_total)
-    order, time, cpu = merge_order(st, workers)
-    st.time = None  # type: ignore[assignment]
-    cols = []
-    for name in ("tid", "tp", "rows"):
-        cols.append(take(getattr(st, name), order, workers))
-        setattr(st, name, None)  # free each staging column as soon as it is taken
-    return Decoded(time, cpu, *cols, loss)
+    time, cpu, tid, tp, rows = merge(st, workers)
+    return Decoded(time, cpu, tid, tp, rows, loss)
