@@ -24,6 +24,7 @@ from osvtrace import hugemem, layout
 from osvtrace.osvt import Chunk
 from osvtrace.schema import Catalog
 
+
 @dataclass
 class CpuLoss:
     """Everything known to be missing from one CPU's stream."""
