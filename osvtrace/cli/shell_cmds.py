@@ -58,8 +58,6 @@ def shell(ctx: click.Context, file: str | None, cmds: tuple[str, ...], live: str
         from osvtrace.shell.live import AppRecording
 
         src = top.open_source(live, output=output, record_args=record_args)
-        if not isinstance(src, AppRecording) and (record_args or output):
-            raise UsageError(f"shell: -o and the VM options are for --live APP; {live} is already a recording")
         try:
             top.run(src, interval=interval, window_s=window)
         finally:
@@ -88,6 +86,7 @@ def shell(ctx: click.Context, file: str | None, cmds: tuple[str, ...], live: str
         code = sh.run()
     if code:
         sys.exit(code)
+
 
 def _record_args(ctx: click.Context, vm: dict[str, Any]) -> list[str]:
     """The VM options given on this command line, as `osvtrace record` options."""

@@ -231,14 +231,16 @@ class AppRecording(GrowingFileSource):
         # recorder ends QEMU itself, and close() ends the recorder
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        self.returncode: int | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        """The recorder's exit status (None while it runs)."""
+        return self.proc.poll()
 
     def poll(self) -> Batch | None:
         b = super().poll()
-        if b is None and self.proc.poll() is not None and not self.finished:
-            self.returncode = self.proc.returncode
-            if not self.path.exists():
-                raise UsageError(f"the recording failed before writing anything: {self.log_tail(1)}")
+        if b is None and self.returncode is not None and not self.finished and not self.path.exists():
+            raise UsageError(f"the recording failed before writing anything: {self.log_tail(1)}")
         return b
 
     def close(self) -> None:
@@ -262,7 +264,7 @@ class AppRecording(GrowingFileSource):
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        self.returncode = self.proc.wait()
+        self.proc.wait()
         self._log.close()
 
     def log_tail(self, n: int = 6) -> str:
@@ -278,17 +280,24 @@ def open_source(spec: str, *, output: str | None = None, record_args: list[str] 
     """A live source from what the user named: a trace file being written, the control
     socket of a running `osvtrace record`, or an application to record (its command line;
     `record_args` are options for `osvtrace record`, `output` its file)."""
-    p = Path(spec)
+    kind = _kind(spec)
+    if kind == "app":
+        return AppRecording(spec, output, record_args)
+    if record_args or output:
+        raise UsageError(f"shell: -o and the VM options are for --live APP; {spec} is already a recording")
+    return RecorderSource(spec) if kind == "socket" else GrowingFileSource(spec)
+
+
+def _kind(spec: str) -> str:
+    """socket (a recorder's control socket), file (a trace, maybe not there yet) or app."""
     try:
-        st = p.stat()
+        st = Path(spec).stat()
     except FileNotFoundError:
-        st = None
+        return "file" if spec.endswith(".osvt") else "app"
     except OSError as e:
         raise UsageError(f"--live {spec}: {e.strerror}") from None
-    if st is not None and stat.S_ISSOCK(st.st_mode):
-        return RecorderSource(p)
-    if st is not None and stat.S_ISREG(st.st_mode) or spec.endswith(".osvt"):
-        return GrowingFileSource(p)  # a file not there yet is waited for
-    if st is not None:
-        raise UsageError(f"--live {spec}: not a trace file, a recorder's control socket or an application")
-    return AppRecording(spec, output, record_args)
+    if stat.S_ISSOCK(st.st_mode):
+        return "socket"
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    raise UsageError(f"--live {spec}: not a trace file, a recorder's control socket or an application")
