@@ -185,6 +185,15 @@ class TraceWriter:
     def flush(self) -> None:
         self.f.flush()
 
+    def reopen(self) -> None:
+        """After a failed write (disk full): drop the bytes still buffered and open the file
+        again, so that it can be cut back to its last whole section and written on."""
+        try:
+            self.f.close()  # NOTE: its flush fails again; closing drops the unwritten buffer
+        except OSError:
+            pass
+        self.f = open(self.path, "r+b")
+
     def close(self, status: str = "") -> None:
         """Write the trailer (marks a clean finish) and close."""
         if self.f.closed:

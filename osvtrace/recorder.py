@@ -251,34 +251,26 @@ class Recorder:
         """After a failed write: cut the file back to its last whole section, then try to end
         it properly (each CPU's final lost counter, and a trailer whose end_seq counts what
         arrived but is not in the file as a gap). Returns what the file holds, for the message."""
-        from osvtrace.osvt import TraceWriter
-
         w = self.writer
         assert w is not None
+        self.writer = None  # nothing else may write through it until it is cut back
         try:
-            w.f.close()  # NOTE: its flush fails again; closing drops the unwritten buffer
-        except OSError:
-            pass
-        fixed: TraceWriter = TraceWriter.__new__(TraceWriter)  # the same writer state on a fresh file object
-        fixed.__dict__.update(w.__dict__)
-        self.writer = None  # nothing else may write through the broken one
-        try:
-            fixed.f = open(self.output, "r+b")
+            w.reopen()
         except OSError:
             return "no trailer"
         try:
-            fixed.f.truncate(self._good)
-            fixed.f.seek(self._good)
+            w.f.truncate(self._good)
+            w.f.seek(self._good)
             for cpu, st in sorted(self.parser.cpus.items()):
-                if st.lost > fixed.lost.get(cpu, 0):
-                    fixed.write_chunk(cpu, fixed.end_seq.get(cpu, 0), b"", st.lost)
+                if st.lost > w.lost.get(cpu, 0):
+                    w.write_chunk(cpu, w.end_seq.get(cpu, 0), b"", st.lost)
                 if st.next_seq is not None:
-                    fixed.end_seq[cpu] = max(fixed.end_seq.get(cpu, 0), st.next_seq)
-            fixed.close(f"incomplete: cannot write the file: {self._write_error.strerror or self._write_error}")
+                    w.end_seq[cpu] = max(w.end_seq.get(cpu, 0), st.next_seq)
+            w.close(f"incomplete: cannot write the file: {self._write_error.strerror or self._write_error}")
             ended = "a trailer"
         except OSError:
             try:
-                fixed.f.close()
+                w.f.close()
                 os.truncate(self.output, self._good)
             except OSError:
                 pass  # the reader skips a torn last section with a warning
