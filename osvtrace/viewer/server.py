@@ -93,8 +93,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
 
     def _json(self, status: int, data: Any, head: bool = False) -> None:
-        body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
-        self._send(status, body, "application/json; charset=utf-8", head)
+        self._send(status, _json_body(data), JSON_TYPE, head)
 
     def setup(self) -> None:
         self.timeout = self.server.idle_timeout  # StreamRequestHandler applies it to the socket
