@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "generated/tracepoints.hh"
+#include "host_ring.hh"
 
 namespace trace {
 volatile uint8_t enabled[tp_max + 1];
@@ -45,12 +46,7 @@ int main(int argc, char** argv) {
     FILE* out = fopen(argv[4], "wb");
     static trace::ring r;
     std::vector<trace::header_slot> mem(nslots);
-    r.magic = trace::ring_magic;
-    r.mode = stream ? trace::ring_mode::stream : trace::ring_mode::overwrite;
-    r.nslots = nslots;
-    r.mask = nslots - 1;
-    r.slots_addr = reinterpret_cast<uint64_t>(mem.data());
-    trace_platform::current_ring = &r;
+    use_ring(r, mem.data(), nslots, stream ? trace::ring_mode::stream : trace::ring_mode::overwrite);
     for (unsigned i = 0; i <= trace::tp_max; i++) {
         trace::enabled[i] = 1;
     }

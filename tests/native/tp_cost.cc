@@ -5,17 +5,13 @@
 #include <stdlib.h>
 
 #include "tp_calls.hh"
+#include "host_ring.hh"
 
 int main(int argc, char** argv) {
     unsigned long n = argc > 1 ? strtoul(argv[1], nullptr, 0) : 100000;
     static trace::ring r;
     static trace::header_slot mem[1 << 12];
-    r.magic = trace::ring_magic;
-    r.mode = trace::ring_mode::overwrite;
-    r.nslots = 1 << 12;
-    r.mask = r.nslots - 1;
-    r.slots_addr = reinterpret_cast<uint64_t>(mem);
-    trace_platform::current_ring = &r;
+    use_ring(r, mem, 1 << 12, trace::ring_mode::overwrite);
     for (unsigned long i = 0; i < n; i++) {
         empty_call(uint32_t(i), 1);
     }

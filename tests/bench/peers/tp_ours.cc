@@ -3,6 +3,7 @@
 // 4096 slots (128 KiB), sched_wake (uint32_t tid, uint16_t cpu). The host platform
 // (tests/native/trace_platform.hh) takes timestamps with rdtsc as the kernel does.
 #include "tp_calls.hh"
+#include "host_ring.hh"
 #include "tp_harness.hh"
 
 static trace::ring ring_;
@@ -13,12 +14,7 @@ void set_enabled(bool on) {
 }
 
 void setup() {
-    ring_.magic = trace::ring_magic;
-    ring_.mode = trace::ring_mode::overwrite;
-    ring_.nslots = 1 << 12;
-    ring_.mask = ring_.nslots - 1;
-    ring_.slots_addr = reinterpret_cast<uint64_t>(mem);
-    trace_platform::current_ring = &ring_;
+    use_ring(ring_, mem, 1 << 12, trace::ring_mode::overwrite);
 }
 
 unsigned long events_written() {
