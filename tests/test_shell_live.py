@@ -160,6 +160,8 @@ def test_bad_live_sources_get_one_line(tmp_path):
         s.close()
     with pytest.raises(UsageError, match="not a trace file"):
         open_source(str(tmp_path))
+    with pytest.raises(UsageError, match="no such file or socket"):
+        open_source(str(tmp_path / "gone.sock"))  # a path, not an app name
     with pytest.raises(UsageError, match="which application"):
         open_source("  ")
     from osvtrace.cli.main import main

@@ -66,7 +66,8 @@ def shell(ctx: click.Context, file: str | None, cmds: tuple[str, ...], live: str
             tail = src.log_tail()
             if tail:
                 click.echo(tail, err=True)
-            click.echo(f"osvtrace: trace in {src.path}", err=True)
+            if src.path.exists():
+                click.echo(f"osvtrace: trace in {src.path}", err=True)
             if src.returncode:
                 sys.exit(src.returncode)
         return

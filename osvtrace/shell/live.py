@@ -293,7 +293,11 @@ def _kind(spec: str) -> str:
     try:
         st = Path(spec).stat()
     except FileNotFoundError:
-        return "file" if spec.endswith(".osvt") else "app"
+        if spec.endswith(".osvt"):
+            return "file"  # not there yet: waited for
+        if os.sep in (spec.split() or [""])[0]:  # app names have no slash: a path that is not there
+            raise UsageError(f"--live {spec}: no such file or socket") from None
+        return "app"
     except OSError as e:
         raise UsageError(f"--live {spec}: {e.strerror}") from None
     if stat.S_ISSOCK(st.st_mode):

@@ -307,10 +307,11 @@ def run(source: LiveSource, *, interval: float = 1.0, window_s: float = 5.0, inp
 
     def text():  # noqa: ANN202
         size = app.output.get_size()
-        body = st.render(Path(source.name).name, size.columns, size.rows, _time.monotonic() - started)
-        if error:
-            body += "\n\n" + error[0]
-        return ANSI(body)
+        if error:  # first: below the body it would fall off the screen
+            head = error[0] + "\n\n"
+            return ANSI(head + st.render(Path(source.name).name, size.columns, size.rows - 2,
+                                         _time.monotonic() - started))
+        return ANSI(st.render(Path(source.name).name, size.columns, size.rows, _time.monotonic() - started))
 
     kb = KeyBindings()
 
