@@ -26,9 +26,12 @@ import os
 import re
 import selectors
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -399,30 +402,52 @@ class Recorder:
                            "timeout": t0 + self.cfg.timeout if self.cfg.timeout else None}
         self._vm_gone: float | None = None
         next_tick = time.monotonic() + TICK
-        interrupts = 0
+        handled = 0
+        restore = self._count_interrupts()
         try:
             while True:
-                try:
-                    eof = False
-                    for key, _ in sel.select(max(0.0, next_tick - time.monotonic())):
-                        eof |= self._on_ready(key, sel, conn, ctl_l)
-                    if eof:
-                        return self._after_eof(vm), self._warnings
-                    if self.end is not None and self.end.reason == stream.END_STOPPED:
-                        return self._stop_reason or "ctl-stop", self._warnings
-                    now = time.monotonic()
-                    if now >= next_tick:
-                        next_tick = now + TICK
-                        done = self._tick(vm, prog, now)
-                        if done:
-                            return done, self._warnings
-                except KeyboardInterrupt:
-                    interrupts += 1
-                    if interrupts > 1 or self.meta is None:
+                eof = False
+                for key, _ in sel.select(max(0.0, next_tick - time.monotonic())):
+                    eof |= self._on_ready(key, sel, conn, ctl_l)
+                if eof:
+                    return self._after_eof(vm), self._warnings
+                if self.end is not None and self.end.reason == stream.END_STOPPED:
+                    return self._stop_reason or "ctl-stop", self._warnings
+                if self._interrupts > handled:
+                    handled = self._interrupts
+                    if handled > 1 or self.meta is None:
                         return "interrupt", self._warnings
                     self._begin_stop("interrupt")
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + TICK
+                    done = self._tick(vm, prog, now)
+                    if done:
+                        return done, self._warnings
         finally:
+            restore()
             sel.close()
+
+    def _count_interrupts(self) -> Callable[[], None]:
+        """Ctrl-C (and SIGTERM) while receiving: counted, acted on between two reads.
+
+        NOTE: a KeyboardInterrupt raised wherever the signal lands could cut the parser
+        between handing a frame on and advancing past it (the frame is then parsed twice:
+        a desynchronised stream) or drop bytes already received. Returns what restores the
+        previous handlers. Outside the main thread signals cannot be caught; nothing to do."""
+        self._interrupts = 0
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def count(signum: int, frame: object) -> None:
+            self._interrupts += 1
+
+        before = {sig: signal.signal(sig, count) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+        return restore
 
     def _on_ready(self, key: selectors.SelectorKey, sel: selectors.BaseSelector, conn: socket.socket,
                   ctl_l: socket.socket) -> bool:

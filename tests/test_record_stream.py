@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 import osvtrace
+from osvtrace import recorder, stream
+from osvtrace.qemu import VmConfig
 from osvtrace.schema import default_catalog
 from tests.vm_helpers import OSVTRACE, ROOT, our_qemus, osvtrace as cli
 
@@ -242,6 +244,33 @@ def test_recorder_killed_takes_qemu_with_it(kernel, tmp_path):
     wait_for(lambda: not (our_qemus() - before), 10, "QEMU to go")
     t = osvtrace.open(out)  # flushed as it went: readable up to the last complete chunk
     assert len(t) > 10_000 and any("no trailer" in w for w in t.warnings)
+
+
+def test_ctrl_c_landing_inside_the_stream_parser_loses_and_repeats_nothing(kernel, tmp_path, monkeypatch):
+    # Ctrl-C is acted on between two reads. It used to raise wherever it landed: inside the
+    # parser's commit it once parsed a frame twice ("CPU 0 continues at slot 33353, expected
+    # 34496 (desynchronised stream)"), and between recv and commit it dropped what was read.
+    calls = 0
+    commit = stream.StreamParser.commit
+
+    def commit_with_ctrl_c(self: stream.StreamParser, n: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 20:
+            os.kill(os.getpid(), signal.SIGINT)  # its handler runs here: received, not yet parsed
+        commit(self, n)
+
+    monkeypatch.setattr(stream.StreamParser, "commit", commit_with_ctrl_c)
+    out = tmp_path / "c.osvt"
+    cfg = VmConfig(app="tpstorm", args=("--rate", "100000", "--seconds", "60"), kernel=kernel, accel="tcg",
+                   trace="trace_marker", timeout=120)
+    res = recorder.record(cfg, out)
+    assert calls > 20 and res.stop == "interrupt" and not res.warnings, res
+    assert sum(res.lost.values()) == 0
+    t = osvtrace.open(out)
+    assert t.scan.trailer.status == "stopped by Ctrl-C" and not t.warnings
+    assert len(t) == res.records
+    check_sequences(t)
 
 
 def test_ctrl_c_ends_with_the_rest_of_the_rings(kernel, tmp_path):
