@@ -2,13 +2,12 @@
 
 No Python object per event. Two passes over numpy columns:
 
-1. Per CPU (a thread each; numpy releases the GIL), chunk by chunk on cache-sized
-   temporaries: validate record framing, convert timestamps to ns and copy the
-   header fields into one CPU-major staging table (each CPU owns a region).
-2. Merge: the CPUs' streams are each sorted by time, so a stable argsort of a
-   time range across CPUs is a cheap run merge (timsort); done in independent
-   time segments in parallel, it yields the staging index of every event in
-   time order; each segment gathers all its output columns at once.
+1. Per CPU (a thread each), chunk by chunk (compiled: osvtrace/_decode_loops.pyx):
+   check the record framing, convert timestamps to ns and copy the header fields
+   into one CPU-major staging table (each CPU owns a region).
+2. Merge: the CPUs' streams are each sorted by time, so time order is a k-way
+   merge of sorted runs (compiled: numpy has none), done in independent time
+   segments in parallel, each writing all its output columns in one pass.
 
 Big arrays come from hugemem (huge pages: see its docstring for why).
 """
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from osvtrace import hugemem, layout
+from osvtrace._decode_loops import copy_chunk, merge_runs
 from osvtrace.osvt import Chunk
 from osvtrace.schema import Catalog
 
@@ -93,37 +93,19 @@ def decode_cpu(st: Staging, slots: np.ndarray, chunks: list[Chunk], cpu: int, ca
     first chunk of a flight-recorder snapshot may begin inside an overwritten record."""
     parts = _cpu_parts(chunks, loss, end_seq, streamed)
     base = st.start[cpu]
-    nslots_tab = cat.nslots_table()
-    single = nslots_tab == 1  # ids of valid one-slot records
-    ramp = np.arange(max((p[1] for p in parts), default=0), dtype=np.int64)
+    nslots_of = cat.nslots_table()
+    words = slots.view(np.uint64).reshape(-1, layout.SLOT_SIZE // 8)
     ordered = True
     last = None
     pos = base
     for row, count in parts:
-        sl = slice(row, row + count)
-        ids = slots["id"][sl]
-        nsl = slots["nslots"][sl]
-        if single[ids].all() and (nsl == 1).all():
-            take = count
-            t = slots["tsc"][sl].view(np.int64)
-            st.tid[pos:pos + take] = slots["tid"][sl]
-            st.tp[pos:pos + take] = ids
-            np.add(ramp[:count], row, out=st.rows[pos:pos + take], casting="unsafe")
-        else:
-            keep = _validate_chunk(slots, row, ids, nsl, nslots_tab, loss)
-            take = len(keep)
-            t = slots["tsc"][sl].view(np.int64)[keep]
-            st.tid[pos:pos + take] = slots["tid"][sl][keep]
-            st.tp[pos:pos + take] = ids[keep]
-            np.add(keep, row, out=st.rows[pos:pos + take], casting="unsafe")
-        dst = st.time[pos:pos + take]
-        if ns_per_tick == 1.0:
-            np.subtract(t, tsc_base, out=dst)
-        else:
-            np.multiply(t - tsc_base, ns_per_tick, out=dst, casting="unsafe")
+        take, in_order, partial, invalid = copy_chunk(words, row, count, nslots_of, tsc_base, ns_per_tick,
+                                                      st.time, st.tid, st.tp, st.rows, pos)
+        loss.partial_slots += partial
+        loss.invalid_slots += invalid
         if take and ordered:
-            ordered = bool((dst[1:] >= dst[:-1]).all()) and (last is None or dst[0] >= last)
-            last = dst[-1]
+            ordered = in_order and (last is None or st.time[pos] >= last)
+            last = st.time[pos + take - 1]
         pos += take
     st.count[cpu] = pos - base
     if not ordered:
@@ -136,50 +118,6 @@ def decode_cpu(st: Staging, slots: np.ndarray, chunks: list[Chunk], cpu: int, ca
             col[region] = col[region][order]
 
 
-def _validate_chunk(slots: np.ndarray, row: int, ids: np.ndarray, nsl: np.ndarray, nslots_tab: np.ndarray,
-                    loss: CpuLoss) -> np.ndarray:
-    """Positions (in the chunk) of header slots that start a complete, well-formed record;
-    counts what is skipped as partial (cut by the chunk edge) or invalid (corrupt)."""
-    count = len(ids)
-    ids = np.ascontiguousarray(ids)
-    n = nsl.astype(np.int64)
-    is_cont = ids == layout.ID_CONT
-    hdr = ~is_cont & (ids != layout.ID_EMPTY)
-    pos = np.arange(count, dtype=np.int64)
-    framed = hdr & (nslots_tab[ids] == n) & (n > 0)
-    valid = framed & (pos + n <= count)
-    multi = np.nonzero(valid & (n > 1))[0]
-    if len(multi):
-        for k in range(1, int(n[multi].max())):
-            sel = multi[n[multi] > k]
-            r = sel + k
-            bad = (ids[r] != layout.ID_CONT) | (nsl[r] != k)  # a continuation keeps its index in `nslots`
-            valid[sel[bad]] = False
-    covered = np.zeros(count + 1, np.int64)
-    vi = np.nonzero(valid)[0]
-    np.add.at(covered, vi + 1, 1)
-    np.add.at(covered, vi + n[vi], -1)
-    inside = (np.cumsum(covered)[:count] > 0) | valid  # slots belonging to a valid record
-    # Every other slot is counted once: partial when it belongs to a record cut by the
-    # chunk's start (leading continuations) or end (a header whose record runs past it,
-    # and what follows), invalid otherwise (corruption).
-    cut = framed & (pos + n > count)
-    partial = np.zeros(count, bool)
-    partial[:_leading(is_cont & ~inside)] = True
-    if cut.any():
-        partial[int(np.argmax(cut)):] = True
-    partial &= ~inside
-    loss.partial_slots += int(partial.sum())
-    loss.invalid_slots += int((~inside & ~partial).sum())
-    return vi
-
-
-def _leading(mask: np.ndarray) -> int:
-    """Length of the leading run of True in mask."""
-    nz = np.nonzero(~mask)[0]
-    return int(nz[0]) if len(nz) else len(mask)
-
-
 @dataclass
 class Decoded:
     time: np.ndarray  # int64 ns
@@ -190,18 +128,17 @@ class Decoded:
     loss: dict[int, CpuLoss]
 
 
-# Small segments: their temporaries (times, order, staging indices) stay a few MB, so the
-# peak memory of a big decode is the staging table and the outputs, and the gathers stay in cache.
-SEGMENTS_PER_WORKER = 16
+# Segments only share the work out among threads: the compiled merge needs no
+# temporaries, so a few per worker balance the load (CPUs' rates differ over time).
+SEGMENTS_PER_WORKER = 4
 
 
 def merge(st: Staging, workers: int = 2) -> tuple[np.ndarray, ...]:
     """(time, cpu, tid, tp, rows) of all records in time order (ties keep CPU order).
 
-    The time range is cut into segments at pivots; within a segment the CPUs' slices are
-    concatenated and stably argsorted (a merge of sorted runs), and every column of the
-    segment is gathered at once while its staging rows are still in cache, independently of
-    the other segments, so segments run in parallel and temporaries stay small."""
+    The time range is cut into segments at pivots; each segment's slices of the CPUs'
+    runs are merged by the compiled k-way merge (osvtrace/_merge.pyx), which writes every
+    output column in one pass without the GIL, so segments run in parallel threads."""
     cpus = sorted(c for c in st.count if st.count[c])
     total = sum(st.count[c] for c in cpus)
     out_time = hugemem.empty(total, np.int64)
@@ -216,34 +153,16 @@ def merge(st: Staging, workers: int = 2) -> tuple[np.ndarray, ...]:
     hi = max(int(r[-1]) for r in regions.values())
     nseg = max(1, min(workers * SEGMENTS_PER_WORKER, total // 65536 or 1))
     pivots = [lo + (hi - lo) * k // nseg for k in range(1, nseg)]
-    cuts = {c: [0] + np.searchsorted(regions[c], pivots, "left").tolist() + [st.count[c]] for c in cpus}
-    bases = np.cumsum([0] + [sum(cuts[c][k + 1] - cuts[c][k] for c in cpus) for k in range(nseg)]).tolist()
-    idx_type = np.int32 if len(st.time) < 2**31 else np.int64
+    # cuts[k, i]: staging index where CPU cpus[i]'s part of segment k starts
+    cuts = np.array([[st.start[c]] + (st.start[c] + np.searchsorted(regions[c], pivots, "left")).tolist()
+                     + [st.start[c] + st.count[c]] for c in cpus], np.int64).T.copy()
+    bases = np.concatenate([[0], np.cumsum((cuts[1:] - cuts[:-1]).sum(axis=1))]).tolist()
+    cpu_ids = np.array(cpus, np.uint16)
 
     def segment(k: int) -> None:
-        pieces = [(c, cuts[c][k], cuts[c][k + 1]) for c in cpus if cuts[c][k + 1] > cuts[c][k]]
-        if not pieces:
-            return
-        n = sum(b - a for _, a, b in pieces)
-        span = slice(bases[k], bases[k] + n)
-        if len(pieces) == 1:
-            c, a, b = pieces[0]
-            src = slice(st.start[c] + a, st.start[c] + b)
-            out_time[span] = regions[c][a:b]
-            out_cpu[span] = c
-            out_tid[span], out_tp[span], out_rows[span] = st.tid[src], st.tp[src], st.rows[src]
-            return
-        t = np.concatenate([regions[c][a:b] for c, a, b in pieces])
-        order = np.argsort(t, kind="stable").astype(idx_type, copy=False)
-        np.take(t, order, out=out_time[span])
-        lens = [b - a for _, a, b in pieces]
-        np.take(np.repeat(np.array([c for c, _, _ in pieces], np.uint16), lens), order, out=out_cpu[span])
-        # staging index = piece's staging start + position inside the piece
-        shift = np.repeat(np.array([st.start[c] + a - off for (c, a, _), off in
-                                    zip(pieces, np.cumsum([0] + lens[:-1]))], idx_type), lens)
-        order += shift[order]
-        for col, out in ((st.tid, out_tid), (st.tp, out_tp), (st.rows, out_rows)):
-            np.take(col, order, out=out[span])
+        span = slice(bases[k], bases[k + 1])
+        merge_runs(st.time, st.tid, st.tp, st.rows, cuts[k], cuts[k + 1], cpu_ids,
+                   out_time[span], out_cpu[span], out_tid[span], out_tp[span], out_rows[span])
 
     if workers > 1 and nseg > 1:
         with ThreadPoolExecutor(workers) as ex:

@@ -46,7 +46,7 @@ class Trace:
 
     def __init__(self, path: str | os.PathLike, *, workers: int = 2, verify: bool = True):
         self.path = Path(path)
-        self._mm = map_file(self.path)
+        self._mm = map_file(self.path, populate=True)  # the scan and the decode read every page
         self.scan: SectionScan = scan(self._mm, str(self.path), verify=verify, workers=workers)
         meta = self.scan.meta
         self.meta = meta
