@@ -59,6 +59,29 @@ def test_merge_of_many_segments_equals_a_stable_sort(ncpus):
             np.testing.assert_array_equal(g, want)
 
 
+@settings(max_examples=300, deadline=None)
+@given(sorted_runs, st.randoms(use_true_random=False))
+def test_merge_runs_takes_runs_wherever_they_lie_in_staging(runs, rnd):
+    # run r may lie anywhere in the staging table (here: regions shuffled); ties go to the lower run
+    order = list(range(len(runs)))
+    rnd.shuffle(order)
+    placed = [runs[r] for r in order]
+    st_ = _staging(placed, np.int64)
+    lo = np.array([st_.start[order.index(r)] for r in range(len(runs))], np.int64)
+    hi = lo + np.array([len(r) for r in runs], np.int64)
+    n = int(sum(len(r) for r in runs))
+    outs = (np.empty(n, np.int64), np.empty(n, np.uint16), np.empty(n, np.uint32), np.empty(n, np.uint16),
+            np.empty(n, np.int64))
+    cpu = np.arange(len(runs), dtype=np.uint16) + 3
+    merge_runs(st_.time, st_.tid, st_.tp, st_.rows, lo, hi, cpu, *outs)
+    idx = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)] or [np.empty(0, np.int64)]).astype(np.int64)
+    run = np.concatenate([np.full(len(r), k) for k, r in enumerate(runs)] or [np.empty(0, np.int64)])
+    want = idx[np.lexsort((run, st_.time[idx]))]
+    np.testing.assert_array_equal(outs[0], st_.time[want])
+    np.testing.assert_array_equal(outs[4], st_.rows[want])
+    np.testing.assert_array_equal(outs[1], cpu[run[np.lexsort((run, st_.time[idx]))]])
+
+
 def test_merge_runs_refuses_mismatched_arguments():
     t = np.arange(10, dtype=np.int64)
     cols = (t, np.zeros(10, np.uint32), np.zeros(10, np.uint16), np.zeros(10, np.int32))
