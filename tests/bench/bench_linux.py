@@ -12,9 +12,9 @@ QEMU, machine, -smp, -m and TCG threading mode, and one runner times both the sa
   and a pthread mutex + condvar), ns per pass from the guest's own clock;
 - mutex: the same T threads, M mutexes, iterations, hold and think times (ours: the
   lock-free mutex; Linux: pthread_mutex), acquisitions/s from the guest's own clock;
-- UDP echo on 1 vCPU, driven by `osvtrace load udp` through QEMU's user network and the
-  same hostfwd: the highest lossless rate (bench_net's steps and criterion) and host-measured
-  round trips at a moderate rate.
+- UDP echo on 1 vCPU and on 2 (multi-threaded TCG, a server thread per vCPU), driven by
+  `osvtrace load udp` through QEMU's user network and the same hostfwd: the highest lossless
+  rate (bench_net's steps and criterion) and host-measured round trips at a moderate rate.
 
 Every row is a comparison (ours, peer, better, ratio: how many times better ours is, > 1: ours
 better; for times Linux/ours, for rates ours/Linux). Ping-pong and mutex figures are medians of RUNS boots.
@@ -51,6 +51,7 @@ MUTEX_ARGS = ("--threads", "4", "--mutexes", "2", "--iterations", "20000", "--ho
 # TCG makes cross-CPU wake-ups cheap and multi-threaded TCG gives real parallelism.
 CPU_CONFIGS = ((1, "multi"), (2, "single"), (2, "multi"))
 UDP_PORT = 7
+UDP_CONFIGS = ((1, "multi"), (2, "multi"))  # (vCPUs, TCG mode); a server thread per vCPU
 # bench_net's steps with two lower ones: Linux under TCG can lose at bench_net's first step.
 UDP_RATES = (500, 1000) + RATES
 LISTENING = b"listening on udp port"
@@ -124,16 +125,16 @@ def mutex_rate(kind: str, smp: int, tcg: str) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- UDP echo
 
-def udp_echo(kind: str) -> dict:
-    """One boot of udp-echo on 1 vCPU: host round trips at LATENCY_RATE, then bench_net's
-    open-loop steps up to the first that loses twice."""
+def udp_echo(kind: str, smp: int = 1, tcg: str = "multi") -> dict:
+    """One boot of udp-echo with a server thread per vCPU: host round trips at LATENCY_RATE,
+    then bench_net's open-loop steps up to the first that loses twice."""
     from tests.net_helpers import free_udp_port
 
     port = free_udp_port()
-    cfg = guest.config(kind, "udp-echo", (str(UDP_PORT), "--threads", "1", "--idle-exit", "3000"), smp=1,
+    cfg = guest.config(kind, "udp-echo", (str(UDP_PORT), "--threads", str(smp), "--idle-exit", "3000"), smp=smp,
                        mem_mb=MEM_MB, machine=MACHINE, net=True, hostfwd=(f"udp:{port}-:{UDP_PORT}",))
     for attempt in range(3):
-        with guest.Guest(cfg, "multi", marks=(guest.BOOT_MARKER[kind], LISTENING)) as g:
+        with guest.Guest(cfg, tcg, marks=(guest.BOOT_MARKER[kind], LISTENING)) as g:
             if not g.wait_mark(LISTENING, 60):
                 if attempt < 2 and guest.BOOT_MARKER[kind] not in g.marks:
                     _Tally.retries += 1
@@ -206,22 +207,25 @@ def run() -> list[dict]:
             f"acquisitions to a waiter (FIFO hand-off), pthread_mutex found {lc:.0f}% taken (it lets a running "
             f"thread barge in); {MACHINE}; host load {load0}-{_load_avg()}", f"{peer}, pthread_mutex"))
 
-    load0 = _load_avg()
-    ours, lin = udp_echo("ours"), udp_echo("linux")
-    loads = f"host load {load0}-{_load_avg()}"
-    common = f"udp-echo on 1 vCPU, {MACHINE}, QEMU user net + hostfwd, `osvtrace load udp` (16 client ports)"
-    row = _row("UDP echo highest lossless rate", "req/s", ours["best"], lin["best"], "higher",
-               f"{common}; open-loop {STEP_SECONDS:g} s steps, the last with <= 0.1% lost; ours: "
-               f"{ours['note']} (peak {ours['peak']:,.0f}/s); Linux: {lin['note']} (peak {lin['peak']:,.0f}/s); "
-               f"{loads}", peer)
-    if not ours["best"] or not lin["best"]:  # a side lost at every step: no ratio to give
-        row["ratio"] = None
-    rows.append(row)
-    for q in ("p50", "p99"):
-        rows.append(_row(
-            f"UDP echo round trip {q} at {LATENCY_RATE:,}/s", "us", ours["lat"][q], lin["lat"][q], "lower",
-            f"{common}; host-measured (slirp and host sockets included), {ours['lat_lost']} lost (ours), "
-            f"{lin['lat_lost']} lost (Linux); {loads}", peer))
+    for smp, tcg in UDP_CONFIGS:
+        load0 = _load_avg()
+        ours, lin = udp_echo("ours", smp, tcg), udp_echo("linux", smp, tcg)
+        loads = f"host load {load0}-{_load_avg()}"
+        where = "" if smp == 1 else f", {_label(smp, tcg)}"
+        common = (f"udp-echo on {_label(smp, tcg)} with {smp} server thread{'s' * (smp > 1)}, {MACHINE}, QEMU user "
+                  f"net + hostfwd, `osvtrace load udp` (16 client ports)")
+        row = _row(f"UDP echo highest lossless rate{where}", "req/s", ours["best"], lin["best"], "higher",
+                   f"{common}; open-loop {STEP_SECONDS:g} s steps, the last with <= 0.1% lost; ours: "
+                   f"{ours['note']} (peak {ours['peak']:,.0f}/s); Linux: {lin['note']} (peak {lin['peak']:,.0f}/s); "
+                   f"{loads}", peer)
+        if not ours["best"] or not lin["best"]:  # a side lost at every step: no ratio to give
+            row["ratio"] = None
+        rows.append(row)
+        for q in ("p50", "p99"):
+            rows.append(_row(
+                f"UDP echo round trip {q} at {LATENCY_RATE:,}/s{where}", "us", ours["lat"][q], lin["lat"][q], "lower",
+                f"{common}; host-measured (slirp and host sockets included), {ours['lat_lost']} lost (ours), "
+                f"{lin['lat_lost']} lost (Linux); {loads}", peer))
 
     for r in rows:
         r["note"] += f"; hung Linux boots retried in this run: {_Tally.retries}"
