@@ -197,7 +197,10 @@ def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
     def one(cpu: int) -> None:
         off = tsc_offsets[cpu] if cpu < len(tsc_offsets) else 0
         end = end_seq[cpu] if cpu < len(end_seq) else 0
-        decode_cpu(st, slots, by_cpu[cpu], cpu, cat, tsc_boot + off, ns_per_tick, loss[cpu], end, streamed)
+        # the TSC arithmetic is modulo 2^64: a base beyond int64 (a damaged or odd clock) is
+        # the same base as its two's complement, which the compiled loop takes
+        base = (tsc_boot + off + 2**63) % 2**64 - 2**63
+        decode_cpu(st, slots, by_cpu[cpu], cpu, cat, base, ns_per_tick, loss[cpu], end, streamed)
 
     if workers > 1 and len(cpus) > 1:
         with ThreadPoolExecutor(min(workers, len(cpus))) as ex:

@@ -57,6 +57,18 @@ def test_tsc_clock_is_scaled_to_ns_with_boot_offset(tmp_path, catalog):
     assert t.events.time.tolist() == [1_000, 2_000]
 
 
+def test_a_boot_timestamp_beyond_int64_decodes_modulo_2_to_the_64(tmp_path, catalog):
+    # a TSC that wrapped (or a damaged but checksummed clock): no OverflowError, times count on
+    from osvtrace.osvt import TraceWriter, new_metadata
+
+    b = CpuStreamBuilder(catalog)
+    b.add("sched_idle", [5, 7], 3)
+    meta = new_metadata(catalog, ncpus=1, tsc_hz=1_000_000_000, tsc_boot=2**64 - 100)
+    with TraceWriter(tmp_path / "w.osvt", meta) as w:
+        w.write_chunk(0, 0, b.slots())
+    assert osvtrace.open(tmp_path / "w.osvt").events.time.tolist() == [105, 107]
+
+
 def test_many_chunks_and_cpus_merge_like_a_sort(tmp_path, catalog):
     rng = np.random.default_rng(3)
     per_cpu = {}
