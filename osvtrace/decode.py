@@ -141,11 +141,8 @@ def merge(st: Staging, workers: int = 2) -> tuple[np.ndarray, ...]:
     output column in one pass without the GIL, so segments run in parallel threads."""
     cpus = sorted(c for c in st.count if st.count[c])
     total = sum(st.count[c] for c in cpus)
-    out_time = hugemem.empty(total, np.int64)
-    out_cpu = hugemem.empty(total, np.uint16)
-    out_tid = hugemem.empty(total, st.tid.dtype)
-    out_tp = hugemem.empty(total, st.tp.dtype)
-    out_rows = hugemem.empty(total, st.rows.dtype)
+    out_time, out_cpu, out_tid, out_tp, out_rows = hugemem.columns(
+        total, (np.int64, np.uint16, st.tid.dtype, st.tp.dtype, st.rows.dtype))
     if not cpus:
         return out_time, out_cpu, out_tid, out_tp, out_rows
     regions = {c: st.time[st.start[c]:st.start[c] + st.count[c]] for c in cpus}
@@ -190,8 +187,7 @@ def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
     starts = dict(zip(cpus, np.cumsum([0] + [capacity[c] for c in cpus]).tolist()))
     total = sum(capacity.values())
     row_type = np.int32 if len(slots) < 2**31 else np.int64
-    st = Staging(hugemem.empty(total, np.int64), hugemem.empty(total, row_type), hugemem.empty(total, np.uint32),
-                 hugemem.empty(total, np.uint16), starts, {})
+    st = Staging(*hugemem.columns(total, (np.int64, row_type, np.uint32, np.uint16)), starts, {})
     loss = {c: CpuLoss(c) for c in cpus}
 
     def one(cpu: int) -> None:

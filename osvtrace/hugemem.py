@@ -19,14 +19,25 @@ THRESHOLD = 4 << 20
 
 def empty(n: int, dtype: np.dtype | type | str) -> np.ndarray:
     """An uninitialised 1-D array of n items, huge-page backed when large."""
-    dt = np.dtype(dtype)
-    nbytes = n * dt.itemsize
-    if nbytes < THRESHOLD:
-        return np.empty(n, dt)
-    m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return columns(n, (dtype,))[0]
+
+
+def columns(n: int, dtypes: tuple[np.dtype | type | str, ...]) -> list[np.ndarray]:
+    """Uninitialised 1-D arrays of n items each, one per dtype, carved from one huge-page
+    backed mapping when large together: a column too small for a huge page of its own
+    (a 2-byte column of 1 M items) shares theirs instead of faulting in 4 KiB pages."""
+    dts = [np.dtype(d) for d in dtypes]
+    sizes = [-(-n * d.itemsize // 64) * 64 for d in dts]  # each column 64-byte aligned
+    if sum(sizes) < THRESHOLD:
+        return [np.empty(n, d) for d in dts]
+    m = mmap.mmap(-1, sum(sizes), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_HUGEPAGE"):
         try:
             m.madvise(mmap.MADV_HUGEPAGE)
         except OSError:
             pass  # THP disabled: plain pages, just slower
-    return np.frombuffer(m, dt, n)
+    out, off = [], 0
+    for d, size in zip(dts, sizes):
+        out.append(np.frombuffer(m, d, n, off))
+        off += size
+    return out

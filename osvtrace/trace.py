@@ -50,14 +50,13 @@ class Trace:
         self.scan: SectionScan = scan(self._mm, str(self.path), verify=verify, workers=workers)
         meta = self.scan.meta
         self.meta = meta
-        self.catalog: Catalog = schema_from_proto(meta.schema, str(self.path)) if meta.schema.tracepoints \
+        self._catalog: Catalog = schema_from_proto(meta.schema, str(self.path)) if meta.schema.tracepoints \
             else default_catalog()
-        self.schema_warnings = _schema_drift(self.catalog)
         n = len(self._mm) // layout.SLOT_SIZE
         self._slots = np.frombuffer(self._mm, layout.SLOT_DTYPE, count=n) if n else np.empty(0, layout.SLOT_DTYPE)
         self._raw = self._slots.view(np.uint8).reshape(-1, layout.SLOT_SIZE)
         self._columns: dict[tuple[int, str], np.ndarray] = {}
-        d = decode(self._slots, self.scan.chunks, self.catalog, tsc_hz=meta.tsc_hz or 1_000_000_000,
+        d = decode(self._slots, self.scan.chunks, self._catalog, tsc_hz=meta.tsc_hz or 1_000_000_000,
                    tsc_boot=meta.tsc_boot, tsc_offsets=list(meta.tsc_offset),
                    end_seq=list(self.scan.trailer.end_seq) if self.scan.trailer else None, workers=workers,
                    streamed=meta.capture in STREAMED_CAPTURES)
@@ -65,6 +64,18 @@ class Trace:
         self.events = Events(d.time, d.cpu, d.tid, d.tp, d.rows)
 
     # ------------------------------------------------------------ basic facts
+
+    @cached_property
+    def schema_warnings(self) -> list[str]:
+        """Where the file's schema and this tree's disagree (compared on first use: decoding
+        needs only the file's own; the comparison reads this tree's tracepoints/*.toml)."""
+        return _schema_drift(self._catalog)
+
+    @property
+    def catalog(self) -> Catalog:
+        """The file's tracepoints, less those whose arguments the analyses would not find."""
+        _ = self.schema_warnings  # the comparison hides those first
+        return self._catalog
 
     @property
     def warnings(self) -> list[str]:

@@ -149,3 +149,23 @@ def test_timestamps_going_backwards_are_reordered_and_reported(tmp_path, catalog
     t = osvtrace.open(write_trace(tmp_path / "r.osvt", {0: s}))
     assert t.events.time.tolist() == [10, 20, 30]
     assert t.loss[0].reordered == 2
+
+
+def test_a_tracepoint_whose_arguments_changed_is_named_and_hidden_from_the_analyses(tmp_path, catalog):
+    # the file's schema renamed mutex_lock's arguments: decodable by id, not read by name
+    import dataclasses
+
+    from osvtrace.osvt import TraceWriter, new_metadata
+    from osvtrace.schema import Catalog
+
+    old = catalog.by_name["mutex_lock"]
+    renamed = dataclasses.replace(old, fields=tuple(dataclasses.replace(f, name=f.name + "_v0") for f in old.fields))
+    theirs = Catalog([renamed if tp is old else tp for tp in catalog.tracepoints], catalog.enums)
+    b = CpuStreamBuilder(theirs)
+    b.add("mutex_lock", [10, 20], 3)
+    with TraceWriter(tmp_path / "d.osvt", new_metadata(theirs, ncpus=1, tsc_hz=1_000_000_000)) as w:
+        w.write_chunk(0, 0, b.slots())
+    t = osvtrace.open(tmp_path / "d.osvt")
+    assert len(t) == 2 and set(t.events.tp.tolist()) == {old.id}
+    assert "mutex_lock" not in t.catalog.by_name and old.id in t.catalog.by_id
+    assert any("mutex_lock" in w and "lacks arguments" in w for w in t.warnings)
