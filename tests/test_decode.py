@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import osvtrace
+import osvtrace.trace
 from osvtrace import layout
 from osvtrace.encode import CpuStreamBuilder
 from tests.conftest import write_trace
@@ -69,7 +71,10 @@ def test_a_boot_timestamp_beyond_int64_decodes_modulo_2_to_the_64(tmp_path, cata
     assert osvtrace.open(tmp_path / "w.osvt").events.time.tolist() == [105, 107]
 
 
-def test_many_chunks_and_cpus_merge_like_a_sort(tmp_path, catalog):
+@pytest.mark.parametrize("threaded", [False, True])
+def test_many_chunks_and_cpus_merge_like_a_sort(tmp_path, catalog, monkeypatch, threaded):
+    if threaded:  # a file this small is read by one thread unless told otherwise
+        monkeypatch.setattr(osvtrace.trace, "PARALLEL_MIN_BYTES", 0)
     rng = np.random.default_rng(3)
     per_cpu = {}
     for cpu in range(4):
