@@ -156,7 +156,7 @@ def run() -> list[dict]:
     OUT.mkdir(parents=True, exist_ok=True)
     # five rounds: the first touch of fresh memory on these VMs varies 3x from process to
     # process (huge pages the host has taken back must be faulted in again), for ours and not
-    # for babeltrace2, whose process allocates little; best of five is ours without that luck
+    # for babeltrace2, whose process allocates little: the best of five is the decoder, not that
     rounds = int(os.environ.get("BENCH_RUNS", "5"))
     rows = measure("1M", trace_1m(), rounds, rounds)
     # 10 M through the Python bindings takes ~15 s a round: one is enough
