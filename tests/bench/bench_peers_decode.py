@@ -154,9 +154,9 @@ def measure(label: str, osvt: Path, rounds: int, py_rounds: int) -> list[dict]:
 
 def run() -> list[dict]:
     OUT.mkdir(parents=True, exist_ok=True)
-    # five rounds: the first touch of fresh memory on these VMs varies 3x from process to
-    # process (huge pages the host has taken back must be faulted in again), for ours and not
-    # for babeltrace2, whose process allocates little: the best of five is the decoder, not that
+    # five rounds: the first touch of fresh memory varies up to 3x from process to process on
+    # these VMs (seen with huge pages and 4 KiB pages alike), which matters for ours (~20 bytes
+    # of columns per event) and not for babeltrace2: the best of five measures the decoder
     rounds = int(os.environ.get("BENCH_RUNS", "5"))
     rows = measure("1M", trace_1m(), rounds, rounds)
     # 10 M through the Python bindings takes ~15 s a round: one is enough
