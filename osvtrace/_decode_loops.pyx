@@ -32,7 +32,7 @@ def merge_runs(const int64_t[::1] time, const uint32_t[::1] tid, const uint16_t[
 
     Ties keep run order (run r before run r + 1), so listing runs in CPU order keeps
     equal timestamps in CPU order. The outputs must hold exactly the runs' total."""
-    cdef Py_ssize_t k = lo.shape[0], r, n = 0, o = 0, i, c, size
+    cdef Py_ssize_t k = lo.shape[0], r, n = 0, o = 0, i, size
     cdef int64_t pos[64]
     cdef int64_t end[64]
     cdef Py_ssize_t heap[64]
@@ -77,12 +77,7 @@ def merge_runs(const int64_t[::1] time, const uint32_t[::1] tid, const uint16_t[
                 _sift(T, pos, heap, size, i)
             while size > 1:
                 r = heap[0]
-                c = pos[r]
-                OT[o] = T[c]
-                OC[o] = cpu[r]
-                OTID[o] = TID[c]
-                OTP[o] = TP[c]
-                OROW[o] = ROW[c]
+                _put(o, pos[r], cpu[r], T, TID, TP, ROW, OT, OC, OTID, OTP, OROW)
                 o += 1
                 pos[r] += 1
                 if pos[r] == end[r]:
@@ -91,7 +86,7 @@ def merge_runs(const int64_t[::1] time, const uint32_t[::1] tid, const uint16_t[
                 _sift(T, pos, heap, size, 0)
             if size == 1:
                 r = heap[0]
-                _copy(T, TID, TP, ROW, pos[r], end[r], cpu[r], OT, OC, OTID, OTP, OROW, o)
+                _copy(o, pos[r], end[r], cpu[r], T, TID, TP, ROW, OT, OC, OTID, OTP, OROW)
 
 
 cdef void _merge2(const int64_t* T, const uint32_t* TID, const uint16_t* TP, const row_t* ROW,
@@ -106,28 +101,13 @@ cdef void _merge2(const int64_t* T, const uint32_t* TID, const uint16_t* TP, con
     chains side by side (1.4x here). The halves partition the records, as (time,
     run, position) orders them totally."""
     cdef Py_ssize_t n = (ie - i) + (je - j), m = n // 2, o = 0, p = n - 1
-    cdef Py_ssize_t i0 = i, j0 = j, x = ie - 1, y = je - 1, c, e
-    cdef int64_t ti, tj, tx, ty
+    cdef Py_ssize_t i0 = i, j0 = j, x = ie - 1, y = je - 1
     cdef bint b, d
     while o < m and i < ie and j < je and x >= i0 and y >= j0:
-        ti = T[i]
-        tj = T[j]
-        tx = T[x]
-        ty = T[y]
-        b = tj < ti  # forwards: run 1's head first only if earlier
-        d = ty >= tx  # backwards: run 1's tail last unless earlier
-        c = j if b else i
-        e = y if d else x
-        OT[o] = tj if b else ti
-        OC[o] = c1 if b else c0
-        OTID[o] = TID[c]
-        OTP[o] = TP[c]
-        OROW[o] = ROW[c]
-        OT[p] = ty if d else tx
-        OC[p] = c1 if d else c0
-        OTID[p] = TID[e]
-        OTP[p] = TP[e]
-        OROW[p] = ROW[e]
+        b = T[j] < T[i]  # forwards: run 1's head first only if earlier
+        d = T[y] >= T[x]  # backwards: run 1's tail last unless earlier
+        _put(o, j if b else i, c1 if b else c0, T, TID, TP, ROW, OT, OC, OTID, OTP, OROW)
+        _put(p, y if d else x, c1 if d else c0, T, TID, TP, ROW, OT, OC, OTID, OTP, OROW)
         o += 1
         j += b
         i += 1 - b
@@ -137,23 +117,13 @@ cdef void _merge2(const int64_t* T, const uint32_t* TID, const uint16_t* TP, con
     # what is left once a run's end is near: one record at a time
     while o < m:
         b = i >= ie or (j < je and T[j] < T[i])  # run 1's head next
-        c = j if b else i
-        OT[o] = T[c]
-        OC[o] = c1 if b else c0
-        OTID[o] = TID[c]
-        OTP[o] = TP[c]
-        OROW[o] = ROW[c]
+        _put(o, j if b else i, c1 if b else c0, T, TID, TP, ROW, OT, OC, OTID, OTP, OROW)
         o += 1
         j += b
         i += 1 - b
     while p >= m:
         d = x < i0 or (y >= j0 and T[y] >= T[x])  # run 1's tail next
-        e = y if d else x
-        OT[p] = T[e]
-        OC[p] = c1 if d else c0
-        OTID[p] = TID[e]
-        OTP[p] = TP[e]
-        OROW[p] = ROW[e]
+        _put(p, y if d else x, c1 if d else c0, T, TID, TP, ROW, OT, OC, OTID, OTP, OROW)
         p -= 1
         y -= d
         x -= 1 - d
@@ -175,17 +145,24 @@ cdef inline void _sift(const int64_t* time, const int64_t* pos, Py_ssize_t* heap
     heap[i] = top
 
 
-cdef inline void _copy(const int64_t* time, const uint32_t* tid, const uint16_t* tp, const row_t* rows,
-                       Py_ssize_t a, Py_ssize_t b, uint16_t c, int64_t* out_time, uint16_t* out_cpu,
-                       uint32_t* out_tid, uint16_t* out_tp, row_t* out_rows, Py_ssize_t o) noexcept nogil:
-    """The rest of one run, once every other run is exhausted."""
+cdef inline void _put(Py_ssize_t o, Py_ssize_t c, uint16_t cpu, const int64_t* T, const uint32_t* TID,
+                      const uint16_t* TP, const row_t* ROW, int64_t* OT, uint16_t* OC, uint32_t* OTID,
+                      uint16_t* OTP, row_t* OROW) noexcept nogil:
+    """Output record o is staging record c, of CPU cpu."""
+    OT[o] = T[c]
+    OC[o] = cpu
+    OTID[o] = TID[c]
+    OTP[o] = TP[c]
+    OROW[o] = ROW[c]
+
+
+cdef inline void _copy(Py_ssize_t o, Py_ssize_t a, Py_ssize_t b, uint16_t cpu, const int64_t* T,
+                       const uint32_t* TID, const uint16_t* TP, const row_t* ROW, int64_t* OT, uint16_t* OC,
+                       uint32_t* OTID, uint16_t* OTP, row_t* OROW) noexcept nogil:
+    """The rest of one run [a, b), once every other run is exhausted."""
     cdef Py_ssize_t x
     for x in range(b - a):
-        out_time[o + x] = time[a + x]
-        out_cpu[o + x] = c
-        out_tid[o + x] = tid[a + x]
-        out_tp[o + x] = tp[a + x]
-        out_rows[o + x] = rows[a + x]
+        _put(o + x, a + x, cpu, T, TID, TP, ROW, OT, OC, OTID, OTP, OROW)
 
 cdef enum:
     ID_EMPTY = 0  # osvtrace/layout.py
