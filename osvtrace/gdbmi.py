@@ -261,7 +261,11 @@ class Gdb:
         self.wait_stopped(timeout)
 
     def continue_(self) -> None:
+        """Resume. A *stopped record that came before gdb's ^running for this command is from
+        the stop being left (gdb reports in order): dropped, so wait_stopped returns the next
+        stop, not a stale one (with two vCPUs, gdb can report a stop the caller never waited for)."""
         self.mi("-exec-continue")
+        self.stops.clear()
 
     def interrupt(self, timeout: float = 10.0) -> Record:
         self.mi("-exec-interrupt")

@@ -36,6 +36,7 @@ class Booted:
         self.gdb.continue_()
         stop = self.gdb.wait_stopped(timeout)
         assert stop.results.get("reason") == "breakpoint-hit", (stop, self.vm.console_text())
+        assert stop.results.get("frame", {}).get("func") == symbol, (stop, self.vm.console_text())
 
     def cli(self, command: str, timeout: float | None = None) -> str:
         return self.gdb.cli(command, timeout)

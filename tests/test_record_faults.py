@@ -304,7 +304,9 @@ def kill_recorder_runs(tmp_path: Path, n: int, rng: random.Random, via: str = "v
             finished = True
         acc = check_finished(t, stdout) if finished and via == "virtio" else account(t, stream=via == "virtio")
         if not finished and via == "virtio":
-            assert any("no trailer" in w for w in t.warnings), t.warnings
+            # killed between two writes of a section, the file ends inside it: "truncated" says so
+            # instead of "no trailer" (everything before it is intact, checked above)
+            assert any("no trailer" in w or "truncated at byte" in w for w in t.warnings), t.warnings
         tally.files += 1
         tally.readable += 1
         tally.events += len(t)
