@@ -15,19 +15,9 @@ void platform::wait_flag(const void* obj, std::atomic<uint32_t>& flag)
     sched::wait_for([&flag] { return flag.load(std::memory_order_acquire) != 0; }, obj);
 }
 
-// NOTE: the hander stored the flag (release) just before this, and
-// sched::wake() reads the thread's state before its CAS: a plain load, which
-// x86 lets pass the earlier store. The waiter does the mirror image
-// (prepare_wait() stores `waiting`, then re-tests the flag). Without a full
-// fence between our store and that load, both sides can read the old value:
-// the waiter sleeps on a flag it did not see set, wake() sees it still running
-// and does nothing, and the mutex's new owner never runs (seen under
-// multi-threaded TCG: the mutex app hung in about 1 of 5 runs on 2 vCPUs).
-void platform::wake(thread* t)
-{
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    sched::wake(t);
-}
+// sched::wake() fences the hander's flag store from its read of our state
+// (the lost wake-up that once hung the mutex app: see there).
+void platform::wake(thread* t) { sched::wake(t); }
 
 void platform::on_lock_wait(const void* m) { trace_mutex_lock_wait(m); }
 void platform::on_lock_wake(const void* m) { trace_mutex_lock_wake(m); }

@@ -200,8 +200,17 @@ void yield()
     schedule(thread_state::runnable);
 }
 
+// NOTE: every waker stored its condition (a flag, the mutex's hand-off) just
+// before this, and the first thing here is a load of the thread's state,
+// which x86 lets pass that earlier store. The waiter does the mirror image
+// (prepare_wait() stores `waiting`, then re-tests its condition). Without a
+// full fence between the waker's store and this load both sides can read the
+// old value: the waiter sleeps on a condition it did not see set, wake() sees
+// it still running and does nothing, and it never runs again (seen under
+// multi-threaded TCG: the mutex app hung in about 1 of 5 runs on 2 vCPUs).
 bool wake(thread* t)
 {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     thread_state s = t->state.load(std::memory_order_relaxed);
     do {
         if (s != thread_state::waiting && s != thread_state::sleeping) {
