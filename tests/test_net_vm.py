@@ -104,6 +104,36 @@ def test_trace_decodes_into_packet_flows_and_a_pcap(kernel, tmp_path, no_orphans
     assert len(lines) == 2 * n + arp
 
 
+def test_a_slow_consumer_drops_at_its_full_channel_and_every_drop_is_in_the_trace(kernel, tmp_path, no_orphans):
+    """udp-echo doing 300 us of work per request serves ~3,000 a second; 20,000 a second for
+    a second overflow its 256-deep channel. Each datagram dropped there is one
+    net_channel_drop record: the app's count, the trace's, the packet flows' and `report net`'s
+    are the same number."""
+    trace = tmp_path / "drops.osvt"
+    argv = ["udp-echo", "7", "--work-us", "300", "--idle-exit", "2000"]
+    with NetGuest(kernel, argv, guest_port=7, trace="net_*", record_to=trace) as g:
+        res = load.run("udp", f"127.0.0.1:{g.port}", rate=20_000, duration=1, conns=2, drain=3)
+        g.wait(60)
+    console = g.console.text()
+    m = re.search(r"worker 0 on cpu 0: (\d+) requests, \d+ datagrams in, \d+ out, 0 bad, (\d+) channel drops", console)
+    assert m, console
+    served, drops = int(m[1]), int(m[2])
+    assert drops > 1000 and served > 256, console
+    assert res.answered == served and served + drops <= res.sent, res.render() + "\n" + console
+    assert g.recording is not None and sum(g.recording.lost.values()) == 0
+
+    t = osvtrace.open(trace)
+    idx, a = t.args("net_channel_drop")
+    assert len(idx) == drops
+    assert (a["depth"] >= 255).all()  # dropped because full, as the record says
+    flow = Model(t).packet_flow
+    assert int(flow["dropped"].sum()) == drops
+    r = cli("report", "net", str(trace), "--json")
+    assert r.returncode == 0, r.stderr
+    sock = [row for row in json.loads(r.stdout)["rows"] if row["channel"] != 0]
+    assert len(sock) == 1 and sock[0]["dropped"] == drops, sock
+
+
 def test_run_cli_with_net_user_and_hostfwd(kernel, no_orphans):
     """`osvtrace run --net user --hostfwd` as a user types it, and `osvtrace load` on it."""
     import sys

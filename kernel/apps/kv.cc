@@ -1,9 +1,9 @@
-// kv PORT [--threads T] [--first-cpu C] [--count N] [--idle-exit MS]:
-// a key-value server speaking memcached's text protocol over UDP: get (one
-// or more keys), set (with flags, exptime, noreply), delete (noreply, the
-// legacy "0"), answered like memcached 1.6 answers them. Everything else is
-// "ERROR". One socket per thread on one port (apps/udp_server.hh), one store
-// shared by all threads (apps/kv_store.hh).
+// kv UDP_SERVER_USAGE (apps/udp_server.hh): a key-value server speaking
+// memcached's text protocol over UDP: get (one or more keys), set (with
+// flags, exptime, noreply), delete (noreply, the legacy "0"), answered like
+// memcached 1.6 answers them. Everything else is "ERROR". One socket per
+// thread on one port (apps/udp_server.hh), one store shared by all threads
+// (apps/kv_store.hh).
 //
 // UDP framing (memcached protocol.txt): each datagram starts with an 8-byte
 // header: request id, sequence number, datagrams in the message, reserved.
@@ -337,5 +337,5 @@ int kv_main(int argc, char** argv)
 }  // namespace
 
 REGISTER_APP(kv_app, "kv",
-             "PORT [--threads T] [--first-cpu C] [--count N] [--idle-exit MS]  memcached text protocol over UDP",
+             UDP_SERVER_USAGE "  memcached text protocol over UDP",
              kv_main);

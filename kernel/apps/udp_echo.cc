@@ -1,5 +1,5 @@
-// udp-echo PORT [--threads T] [--first-cpu C] [--count N] [--idle-exit MS]:
-// sends every datagram back to where it came from, unchanged. The simplest
+// udp-echo UDP_SERVER_USAGE (apps/udp_server.hh): sends every datagram back
+// to where it came from, unchanged. The simplest
 // server over net channels: the receive thread classifies and pushes, the
 // worker (on its own CPU) checks the checksums, copies the payload out and
 // builds the reply in the same buffer (apps/udp_server.hh has the rest).
@@ -26,5 +26,5 @@ int udp_echo_main(int argc, char** argv)
 }  // namespace
 
 REGISTER_APP(udp_echo_app, "udp-echo",
-             "PORT [--threads T] [--first-cpu C] [--count N] [--idle-exit MS]  echo UDP datagrams",
+             UDP_SERVER_USAGE "  echo UDP datagrams",
              udp_echo_main);

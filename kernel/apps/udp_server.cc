@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "apps/busy.hh"
 #include "apps/options.hh"
 #include "core/heap.hh"
 #include "core/percpu.hh"
@@ -32,6 +33,7 @@ struct worker {
 
 struct shared {
     const options* o;
+    uint64_t work_loops;  // busy::spin loops per request (--work-us)
     state_fn make_state;
     handler_fn handle;
     std::atomic<uint64_t> requests{0};
@@ -67,6 +69,9 @@ void serve(void* arg)
             w->served++;
             sh->requests.fetch_add(1, std::memory_order_relaxed);
         }
+        if (sh->work_loops) {
+            busy::spin(sh->work_loops);
+        }
     }
     free(buf);
 }
@@ -77,7 +82,7 @@ bool parse(int argc, char** argv, options* o)
 {
     uint64_t port = 0;
     if (argc < 2 || !parse_u64(argv[1], strlen(argv[1]), &port) || port == 0 || port > 65535) {
-        kprintf("usage: %s PORT [--threads T] [--first-cpu C] [--count N] [--idle-exit MS]\n", o->name);
+        kprintf("usage: %s " UDP_SERVER_USAGE "\n", o->name);
         return false;
     }
     o->port = uint16_t(port);
@@ -85,7 +90,8 @@ bool parse(int argc, char** argv, options* o)
     app_option opts[] = {{"threads", &threads, 1, max_threads},
                          {"first-cpu", &first, 0, max_cpus - 1},
                          {"count", &o->count, 0, ~0ull},
-                         {"idle-exit", &o->idle_exit_ms, 0, 3600000}};
+                         {"idle-exit", &o->idle_exit_ms, 0, 3600000},
+                         {"work-us", &o->work_us, 0, 1000000}};
     if (!parse_app_options(argc - 1, argv + 1, opts, o->name)) {
         return false;
     }
@@ -104,6 +110,7 @@ int run(const options& o, state_fn make_state, handler_fn handle)
     sh->o = &o;
     sh->make_state = make_state;
     sh->handle = handle;
+    sh->work_loops = o.work_us ? o.work_us * busy::loops_per_us() : 0;
     unsigned ncpu = online_cpus();
     for (unsigned i = 0; i < o.threads; i++) {
         worker& w = sh->workers[i];

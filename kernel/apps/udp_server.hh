@@ -25,7 +25,11 @@ struct options {
     unsigned first_cpu = 0;    // worker i runs on CPU (first_cpu + i) mod CPUs
     uint64_t count = 0;        // stop after this many requests (0: never)
     uint64_t idle_exit_ms = 0; // stop after this long without a request (0: never)
+    uint64_t work_us = 0;      // busy work per request: a slow consumer, whose channel fills and drops
 };
+
+// The command line every UDP server app takes (for its usage line).
+#define UDP_SERVER_USAGE "PORT [--threads T] [--first-cpu C] [--count N] [--idle-exit MS] [--work-us US]"
 
 // One request datagram: `len` bytes at `req` from `from`. The handler replies
 // with net::udp_sendto(sock, ..., from) as often as it needs (from.packet
@@ -37,8 +41,8 @@ using handler_fn = bool (*)(void* state, net::udp_socket* sock, const net::udp_p
 // binds; nullptr means no memory.
 using state_fn = void* (*)(unsigned worker);
 
-// Parses "PORT [--threads T] [--first-cpu C] [--count N] [--idle-exit MS]"
-// into o (defaults: o as given). Prints the problem and returns false.
+// Parses UDP_SERVER_USAGE into o (defaults: o as given). Prints the problem
+// and returns false.
 bool parse(int argc, char** argv, options* o);
 
 // Runs the server until count or idle exit; returns the app's exit status.
