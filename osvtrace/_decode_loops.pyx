@@ -50,8 +50,8 @@ def merge_runs(const int64_t[::1] time, const uint32_t[::1] tid, const uint16_t[
         raise ValueError("staging columns differ in length")
     if n == 0:
         return
-    # raw pointers: stores through the int64 outputs could alias the memoryviews' int64
-    # strides, and reloading them after every store would lengthen the loop's dependency chain
+    # raw pointers for the loops (checked above): with memoryviews, a store through an int64
+    # output may alias their int64 strides, which the compiler must then reload
     cdef const int64_t* T = &time[0]
     cdef const uint32_t* TID = &tid[0]
     cdef const uint16_t* TP = &tp[0]
