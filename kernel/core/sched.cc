@@ -304,20 +304,25 @@ uint64_t idle_poll_ticks;  // 0: halt at once
 
 void set_idle_poll_us(uint64_t us) { idle_poll_ticks = tsc::from_ns(us * 1000); }
 
-// Polls `incoming` with interrupts on for up to idle_poll_ticks. Returns true
-// if something arrived (then `polling` is already clear again).
-static bool idle_poll(cpu* c)
+// Something for the idle loop to run: threads handed over by other CPUs, or
+// threads queued here (an interrupt handler's wake-up of a thread homed on
+// this CPU, a timer's for instance, goes straight to the run queue).
+static bool has_work(cpu* c) { return !c->incoming.empty() || !c->runqueue.empty(); }
+
+// Polls with interrupts on for up to idle_poll_ticks, until there is work.
+// Returns with interrupts off and `polling` clear. It does not say whether
+// work came: an interrupt taken after the loop's last look (between it and
+// the `cli`) can queue a thread here, so the caller looks again.
+static void idle_poll(cpu* c)
 {
     if (!idle_poll_ticks || online_cpus() == 1) {
-        return false;
+        return;
     }
     c->polling.store(true, std::memory_order_seq_cst);
     arch::irq_enable();
     const uint64_t end = tsc::now() + idle_poll_ticks;
-    bool got = false;
     for (unsigned i = 1;; i++) {
-        if (!c->incoming.empty() || !c->runqueue.empty() || c->need_resched) {
-            got = true;
+        if (has_work(c) || c->need_resched) {
             break;
         }
         // The clock is read every 64 turns: under TCG each rdtsc takes a
@@ -330,7 +335,6 @@ static bool idle_poll(cpu* c)
     arch::irq_disable();
     c->polling.store(false, std::memory_order_seq_cst);
     std::atomic_thread_fence(std::memory_order_seq_cst);  // the store before the caller's look at the queue
-    return got;
 }
 
 void idle_loop()
@@ -347,9 +351,14 @@ void idle_loop()
             request_work(c);
         }
         trace_sched_idle();
-        // After the poll, `polling` is clear: a push from then on sends an
-        // IPI. A push the poll missed is seen by the drain at the top.
-        if (!idle_poll(c) && c->incoming.empty()) {
+        idle_poll(c);
+        // Interrupts are off and `polling` is clear: a push from now on sends
+        // an IPI. Both queues are looked at here, not only `incoming`: the
+        // poll ran with interrupts on, and a handler taken after its last
+        // look may have queued a thread on the run queue itself (a timer
+        // waking a thread homed here); halting then would leave that thread
+        // queued with nothing left to end the hlt.
+        if (!has_work(c)) {
             // NOTE: no wake-up is missed by halting here: a push onto
             // `incoming` after the check above sent an IPI, which is pending
             // (interrupts are off) and ends the hlt at once.
