@@ -163,8 +163,8 @@ def test_an_idle_cpu_polling_its_queue_is_woken_without_an_ipi(kernel, tmp_path)
     # the woken CPU is usually still polling: most wake-ups need no interrupt (a loaded
     # host can deschedule a polling vCPU past its window, so not all)
     assert ipis < remote * 0.5, (remote, ipis)
-    remote0, ipis0 = _remote_wakes_and_ipis(kernel, tmp_path, [])
-    assert ipis0 > remote0 * 0.9, (remote0, ipis0)  # no polling (the default): each wake-up of a halted CPU is an IPI
+    remote0, ipis0 = _remote_wakes_and_ipis(kernel, tmp_path, ["idle_poll=0"])
+    assert ipis0 > remote0 * 0.9, (remote0, ipis0)  # no polling: each wake-up of a halted CPU is an IPI
 
 
 def test_a_bad_idle_poll_is_refused(kernel):

@@ -4,7 +4,7 @@
 //   trace=GLOB,GLOB       enable tracepoints (anchored shell globs)
 //   tracebuf=SIZE         per-CPU ring size: bytes, or with K/M/G (default 4M)
 //   tracemode=overwrite|stream                              (default overwrite)
-//   idle_poll=US          an idle CPU polls its wake-up queue this long before hlt (default 0: off)
+//   idle_poll=US          an idle CPU polls its wake-up queue this long before hlt (default 50; 0: off)
 //   --                    everything after it goes to the app verbatim
 //
 // Kernel options may appear before or after the app's arguments (the tools

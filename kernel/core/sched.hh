@@ -72,8 +72,9 @@ uint64_t total_switches();
 // Each CPU's boot context, after boot, runs this forever as its idle thread.
 [[noreturn]] void idle_loop();
 // How long an idle CPU polls its wake-up queue before it halts (boot option
-// idle_poll=US). Under TCG a halted vCPU takes tens of microseconds to wake.
-constexpr uint64_t default_idle_poll_us = 0;  // off: gdb stepi can hang inside the poll (see docs/design.md)
+// idle_poll=US, 0: halt at once). Under TCG a halted vCPU takes tens of
+// microseconds to wake.
+constexpr uint64_t default_idle_poll_us = 50;
 void set_idle_poll_us(uint64_t us);
 
 // Records the sched_wait and blocks (interrupts off, after prepare_wait).

@@ -263,9 +263,6 @@ def tsc_khz() -> int:
     return _tsc_khz
 
 
-OURS_IDLE_POLL_US = 50
-
-
 def config(kind: str, app: str, args: tuple[str, ...] = (), *, smp: int = 1, mem_mb: int = 256,
            machine: str = "microvm", net: bool = False, hostfwd: tuple[str, ...] = ()) -> qemu.VmConfig:
     """The same VmConfig for both kernels; Linux only adds its initramfs and console words."""
@@ -274,9 +271,8 @@ def config(kind: str, app: str, args: tuple[str, ...] = (), *, smp: int = 1, mem
         cfg = qemu.VmConfig(app, args, kernel=VMLINUX, smp=smp, mem_mb=mem_mb, machine=machine, accel="tcg",
                             extra_args=["-initrd", str(INITRAMFS)], extra_cmdline=words)
     else:
-        # our kernel with its idle CPUs polling for wake-ups (boot option, off by default)
-        cfg = qemu.VmConfig(app, args, smp=smp, mem_mb=mem_mb, machine=machine, accel="tcg",
-                            extra_cmdline=[f"idle_poll={OURS_IDLE_POLL_US}"])
+        # our kernel as it boots by default (its idle CPUs poll 50 us for wake-ups before they halt)
+        cfg = qemu.VmConfig(app, args, smp=smp, mem_mb=mem_mb, machine=machine, accel="tcg")
     if net:
         cfg.net, cfg.hostfwd = "user", hostfwd
     return cfg
