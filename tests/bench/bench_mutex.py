@@ -56,8 +56,7 @@ def mutexbench(smp: int, tcg: str, *args: str) -> dict[str, str]:
     from osvtrace.qemu import VmConfig
 
     kernel = ROOT / "build" / "kernel.elf"
-    cfg = VmConfig("mutexbench", args, kernel=kernel, smp=smp, accel="tcg",
-                   extra_cmdline=["idle_poll=50"])  # idle CPUs poll for wake-ups (off by default)
+    cfg = VmConfig("mutexbench", args, kernel=kernel, smp=smp, accel="tcg")
     cmd = qemu.qemu_command(cfg)
     cmd[cmd.index("-accel") + 1] = f"tcg,thread={tcg}"
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
