@@ -16,15 +16,6 @@
 #include "generated/tracepoints.hh"
 #include "host_ring.hh"
 
-namespace trace {
-volatile uint8_t enabled[tp_max + 1];
-}
-namespace trace_platform {
-thread_local trace::ring* current_ring;
-thread_local uint32_t current_thread = 7;
-uint64_t fake_clock = 1000;
-}
-
 static void dump(FILE* f, trace::ring* r, uint64_t from, uint64_t to) {
     uint32_t hdr[2] = {0, uint32_t(to - from)};
     uint64_t h2[2] = {from, r->lost};
@@ -44,6 +35,7 @@ int main(int argc, char** argv) {
     uint64_t nslots = strtoull(argv[2], nullptr, 0);
     uint64_t records = strtoull(argv[3], nullptr, 0);
     FILE* out = fopen(argv[4], "wb");
+    trace_platform::fake_clock = 1000;  // the deterministic clock starts past zero
     static trace::ring r;
     std::vector<trace::header_slot> mem(nslots);
     use_ring(r, mem.data(), nslots, stream ? trace::ring_mode::stream : trace::ring_mode::overwrite);

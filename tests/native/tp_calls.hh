@@ -1,22 +1,13 @@
 // The measured functions of the host tracepoint benchmarks (tp_cost.cc for
-// callgrind, tests/bench/peers/tp_ours.cc against LTTng-UST), and the globals the
-// host platform (trace_platform.hh) needs. Include it in one file per program:
-// each noinline function holds one tracepoint and nothing else, so its cost per
-// call minus empty_call()'s is the tracepoint's.
+// callgrind, tests/bench/peers/tp_ours.cc against LTTng-UST; the host platform's
+// globals come from host_ring.hh). Include it in one file per program: each
+// noinline function holds one tracepoint and nothing else, so its cost per call
+// minus empty_call()'s is the tracepoint's.
 #pragma once
 
 #include <stdint.h>
 
 #include "generated/tracepoints.hh"
-
-namespace trace {
-volatile uint8_t enabled[tp_max + 1];
-}
-namespace trace_platform {
-thread_local trace::ring* current_ring;
-thread_local uint32_t current_thread = 7;
-uint64_t fake_clock = 0;
-}
 
 __attribute__((noinline)) void empty_call(uint32_t tid, uint16_t cpu) {
     asm volatile("" : : "r"(tid), "r"(cpu));
