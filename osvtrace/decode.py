@@ -137,7 +137,7 @@ def merge(st: Staging, workers: int = 2) -> tuple[np.ndarray, ...]:
     """(time, cpu, tid, tp, rows) of all records in time order (ties keep CPU order).
 
     The time range is cut into segments at pivots; each segment's slices of the CPUs'
-    runs are merged by the compiled k-way merge (osvtrace/_merge.pyx), which writes every
+    runs are merged by the compiled k-way merge (osvtrace/_decode_loops.pyx), which writes every
     output column in one pass without the GIL, so segments run in parallel threads."""
     cpus = sorted(c for c in st.count if st.count[c])
     total = sum(st.count[c] for c in cpus)

@@ -4,7 +4,8 @@ Why: on the machines this project runs on (nested virtualisation), the first
 touch of fresh anonymous memory costs about 2 ms per MB with 4 KiB pages, so
 the page faults of a 10 M-event decode's output columns cost more than the
 decoding. With MADV_HUGEPAGE the same memory faults in 2 MiB at a time, about
-10x cheaper (docs/design.md has the measurement). Small arrays use numpy's
+10x cheaper (docs/design.md has the measurement, and the case where fresh memory
+is slow either way: memory the VM's host took back). Small arrays use numpy's
 allocator as usual.
 """
 
@@ -15,11 +16,6 @@ import mmap
 import numpy as np
 
 THRESHOLD = 4 << 20
-
-
-def empty(n: int, dtype: np.dtype | type | str) -> np.ndarray:
-    """An uninitialised 1-D array of n items, huge-page backed when large."""
-    return columns(n, (dtype,))[0]
 
 
 def columns(n: int, dtypes: tuple[np.dtype | type | str, ...]) -> list[np.ndarray]:
