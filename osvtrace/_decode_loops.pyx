@@ -214,7 +214,7 @@ def copy_chunk(const uint64_t[:, ::1] slots, Py_ssize_t row, Py_ssize_t count, c
             w = sl[4 * i]
             ident = <uint16_t>(w & 0xFFFF)
             n = (w >> 16) & 0xFF
-            if ident != ID_CONT and ident != ID_EMPTY and n > 0 and nsl[ident] == n and i + n > count:
+            if _framed(ident, n, nsl) and i + n > count:
                 cut = i
                 break
         i = 0
@@ -222,13 +222,13 @@ def copy_chunk(const uint64_t[:, ::1] slots, Py_ssize_t row, Py_ssize_t count, c
             w = sl[4 * i]  # id:16 nslots:8 flags:8 tid:32, little-endian
             ident = <uint16_t>(w & 0xFFFF)
             n = (w >> 16) & 0xFF
-            if n == 1 and nsl[ident] == 1 and ident != ID_CONT and ident != ID_EMPTY:
+            if n == 1 and _framed(ident, 1, nsl):
                 # a one-slot record, the common case. NOTE: stepping by n read from the slot
                 # makes each slot's load wait for the previous one's; this branch, predicted,
                 # steps by a constant, so the loads overlap (twice as fast here)
                 step = 1
             else:
-                whole = ident != ID_CONT and ident != ID_EMPTY and n > 0 and nsl[ident] == n and i + n <= count
+                whole = _framed(ident, n, nsl) and i + n <= count
                 k = 1
                 while whole and k < n:
                     w2 = sl[4 * (i + k)]
@@ -252,6 +252,11 @@ def copy_chunk(const uint64_t[:, ::1] slots, Py_ssize_t row, Py_ssize_t count, c
             o += 1
             i += step
     return o, ordered, partial, invalid
+
+
+cdef inline bint _framed(uint16_t ident, Py_ssize_t n, const uint8_t* nsl) noexcept nogil:
+    """A header slot of a tracepoint's record whose nslots field is the catalog's for it."""
+    return ident != ID_CONT and ident != ID_EMPTY and n > 0 and nsl[ident] == n
 
 
 cdef inline int64_t _ns(uint64_t tsc, int64_t tsc_base, double ns_per_tick, bint exact) noexcept nogil:
