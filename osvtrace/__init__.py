@@ -5,10 +5,17 @@
 >>> t.events.time, t.events.cpu, t.events.tid, t.events.tp   # numpy columns, time order
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
 from osvtrace.errors import OsvtraceError, TraceFormatError, UsageError
 from osvtrace.schema import Catalog, default_catalog
 from osvtrace.trace import Events, Trace, open
 
-__version__ = "0.1.0"
+try:
+    __version__ = _version("osvtrace")   # declared once, in pyproject.toml
+except PackageNotFoundError:   # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = ["Catalog", "Events", "OsvtraceError", "Trace", "TraceFormatError", "UsageError", "default_catalog",
            "open", "__version__"]
