@@ -18,8 +18,8 @@ def test_no_tracked_file_is_larger_than_2_mb():
 
 
 def test_core_dumps_are_ignored():
-    out = subprocess.run(["git", "check-ignore", "-q", "core", "kernel/core.1234"], cwd=ROOT)
-    assert out.returncode == 0
+    for dump in ("core", "kernel/core.1234", "build/qemu.core"):
+        assert subprocess.run(["git", "check-ignore", "-q", dump], cwd=ROOT).returncode == 0, dump
 
 
 def test_directories_named_core_are_not_ignored():
