@@ -21,6 +21,9 @@ def _load(model, tmp_path, **filters) -> list[dict]:
     return doc["traceEvents"]
 
 
+O = chrome.TID_OFFSET  # a row's tid is its key (guest tid, CPU) plus this
+
+
 def _names(events: list[dict]) -> dict[tuple[int, int], str]:
     return {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
 
@@ -28,8 +31,8 @@ def _names(events: list[dict]) -> dict[tuple[int, int], str]:
 def test_story_slices_flows_instants_and_names(story, tmp_path):
     ev = _load(story, tmp_path)
     rows = _names(ev)
-    assert rows[(1, 0)] == "CPU 0" and rows[(1, 1)] == "CPU 1"
-    assert rows[(2, 3)] == "b (3)" and rows[(3, 1)] == "mutex 0xa000" and rows[(3, 2)] == "mutex 0xa000 waiter b"
+    assert rows[(1, 0 + O)] == "CPU 0" and rows[(1, 1 + O)] == "CPU 1"
+    assert rows[(2, 3 + O)] == "b (3)" and rows[(3, 1)] == "mutex 0xa000" and rows[(3, 2)] == "mutex 0xa000 waiter b"
     procs = {e["pid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "process_name"}
     assert procs == {1: "CPUs", 2: "threads", 3: "mutexes"}
     slices = [e for e in ev if e["ph"] == "X" and e["dur"] > 0]
@@ -37,7 +40,7 @@ def test_story_slices_flows_instants_and_names(story, tmp_path):
     assert per_row[(1, 0)] == len(story.sched_slice) and per_row[(2, 0)] == len(story.thread_state)
     assert per_row[(3, 1)] == len(story.mutex_hold) and per_row[(3, 2)] == len(story.mutex_wait)
     # CPU 0: main, a, main at the times of the switches (µs with ns decimals)
-    cpu0 = sorted((e["ts"], e["dur"], e["name"]) for e in slices if (e["pid"], e["tid"]) == (1, 0))
+    cpu0 = sorted((e["ts"], e["dur"], e["name"]) for e in slices if (e["pid"], e["tid"]) == (1, 0 + O))
     assert cpu0 == [(0.1, 0.1, "main"), (0.2, 0.31, "a"), (0.51, 0.19, "main")]
     waiting = sorted(e["args"]["blocked_on"] for e in slices if e["name"] == "waiting")
     assert waiting == ["0xa000", "0xb000"]
@@ -48,11 +51,11 @@ def test_story_slices_flows_instants_and_names(story, tmp_path):
         by_id.setdefault(e["id"], []).append(e["ph"])
     assert sorted(sorted(v) for v in by_id.values()) == [["f", "s"], ["f", "s"]]
     wake_src = next(e for e in flows if e["ph"] == "s" and e["pid"] == 1)
-    assert (wake_src["ts"], wake_src["tid"]) == (0.3, 0)
+    assert (wake_src["ts"], wake_src["tid"]) == (0.3, 0 + O)
     assert all(e["bp"] == "e" and e["cat"] == "flow" for e in flows)
     # instants: markers and the lost records (arrow ends are zero-length slices instead)
     inst = sorted((e["name"], e["pid"], e["tid"], e["ts"]) for e in ev if e["ph"] == "i")
-    assert inst == [("LOST records (ring full)", 1, 1, 0.455), ("end", 2, 1, 0.7), ("end", 2, 3, 0.8)]
+    assert inst == [("LOST records (ring full)", 1, 1 + O, 0.455), ("end", 2, 1 + O, 0.7), ("end", 2, 3 + O, 0.8)]
     assert next(e for e in ev if e["ph"] == "i" and e["name"].startswith("LOST"))["args"] == {"count": 5}
 
 
@@ -89,4 +92,37 @@ def test_names_are_escaped(tmp_path, catalog):
     path = write_trace(tmp_path / "q.osvt", {0: c0.slots()}, threads={1: 'we"ird\nname', 2: "x"})
     ev = _load(Model(osvtrace.open(path)), tmp_path)
     assert any(e["name"] == 'a"b\\c' for e in ev if e["ph"] == "i")
-    assert _names(ev)[(2, 1)] == 'we"ird\nname (1)'
+    assert _names(ev)[(2, 1 + O)] == 'we"ird\nname (1)'
+
+
+def test_no_row_is_tid_0_and_tid_minus_offset_is_the_guest_tid(tmp_path, catalog):
+    """Chrome and Perfetto take tid 0 for the idle task: guest thread 0 (code outside any
+    thread) and CPU 0 are shifted like every other row, in events, metadata and flows."""
+    from osvtrace.encode import CpuStreamBuilder
+    from tests.conftest import write_trace
+
+    assert O > 0
+    c0 = CpuStreamBuilder(catalog)
+    c0.add("sched_switch", [10], 0, next=2, prev_state=1)
+    c0.add("sched_wake", [15], 2, tid=0, cpu=0)
+    c0.add("sched_switch", [20], 2, next=0, prev_state=1)
+    c0.add("trace_marker", [30], 0, value=1, label="x")
+    model = Model(osvtrace.open(write_trace(tmp_path / "z.osvt", {0: c0.slots()}, threads={2: "w"})))
+    ev = _load(model, tmp_path)
+    assert ev and all(e["tid"] != 0 for e in ev)
+    assert {e["ph"] for e in ev} >= {"M", "X", "i", "s", "f"}
+    # threads (pid 2): the row's name carries the guest tid, tid - offset is it
+    for (pid, tid), name in _names(ev).items():
+        if pid == 2:
+            assert name.endswith(f"({tid - O})")
+        elif pid == 1:
+            assert name == f"CPU {tid - O}"
+    guest = {e["tid"] - O for e in ev if e["pid"] == 2 and e["ph"] != "M"}
+    assert guest == set(model.thread_state["tid"].tolist()) == {0, 2}
+    assert {e["tid"] - O for e in ev if e["pid"] == 1} == {0}
+    # the marker of thread 0 is on thread 0's row; CPU slices' "tid" argument is the guest's, unshifted
+    marker = next(e for e in ev if e["ph"] == "i" and e["name"] == "x")
+    assert (marker["pid"], marker["tid"] - O) == (2, 0)
+    assert sorted(e["args"]["tid"] for e in ev if e["pid"] == 1 and e["ph"] == "X" and e["dur"] > 0) == [0, 2]
+    procs = [e for e in ev if e["ph"] == "M" and e["name"].startswith("process_")]
+    assert procs and all(e["tid"] == min(r["tid"] for r in ev if r["pid"] == e["pid"]) for e in procs)

@@ -218,7 +218,8 @@ def test_completion_offers_commands_threads_tracepoints_cpus(sh):
     assert completions(sh, "set tp mutex_lock_w") == ["mutex_lock_wait", "mutex_lock_wake"]
     assert completions(sh, "set tp sched_switch,mutex_h") == ["mutex_handoff"]
     assert completions(sh, "set cpu ") == ["0", "1"]
-    assert completions(sh, "timeline cp") == ["cpu0", "cpu1"]
+    assert completions(sh, "timeline cp") == ["cpus", "cpu0", "cpu1"]
+    assert completions(sh, "timeline thr") == ["threads"]
     assert "idle1" in completions(sh, "timeline i")
     assert completions(sh, "sched --thr") == ["--thread"]
     assert completions(sh, "mutex --tp mutex_ha") == ["mutex_handoff"]
@@ -246,6 +247,26 @@ def test_tab_completes_through_the_keyboard(story_file):
     assert err == ""
     assert "filters: thread=never-ran" in out
     assert "idle1" in out and "└──" in out
+
+
+def _rows(out: str) -> list[str]:
+    """The row labels of a drawn timeline (lines with a │ and a label)."""
+    return [line.split("│")[0].strip() for line in out.splitlines() if "│" in line and line[:1] != " "]
+
+
+def test_timeline_threads_and_cpus_are_keywords_not_thread_names(story_file):
+    out, err, _ = drive(story_file, "timeline threads --width 10\r", "timeline cpus --width 10\r",
+                        "set thread a,b\r", "timeline threads --width 10\r", "unset\r", "set cpu 1\r",
+                        "timeline cpus --width 10\r", "timeline --width 10\r", "timeline cpu0 threads --width 10\r")
+    assert err == ""
+    draws = out.split("buckets of")[1:]
+    assert len(draws) == 6
+    assert _rows(draws[0]) == ["main", "a", "b", "never-ran", "idle1"]  # every thread, by id
+    assert _rows(draws[1]) == ["cpu0", "cpu1"]
+    assert _rows(draws[2]) == ["a", "b"]  # the threads of `set thread`
+    assert _rows(draws[3]) == _rows(draws[4]) == ["cpu1"]  # the CPUs of `set cpu`; no target means cpus
+    assert _rows(draws[5]) == ["cpu0", "main", "a", "b", "never-ran", "idle1"]
+    assert "states:" in draws[0] and "no thread" not in out
 
 
 def test_long_output_opens_the_pager_and_q_returns(story_file):

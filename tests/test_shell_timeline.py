@@ -54,3 +54,11 @@ def test_unknown_targets_are_usage_errors(story):
         tl.resolve_targets(story.trace, ["cpu5"])
     with pytest.raises(UsageError, match="no thread"):
         tl.resolve_targets(story.trace, ["nobody"])
+
+
+def test_cpus_and_threads_keywords(story):
+    kinds = lambda words, **kw: [(t.kind, t.id) for t in tl.resolve_targets(story.trace, words, **kw)]  # noqa: E731
+    assert kinds(["cpus"]) == [("cpu", 0), ("cpu", 1)]
+    assert kinds(["CPUs"], cpus=[1]) == [("cpu", 1)]
+    assert kinds(["threads"]) == [("thread", t) for t in (1, 2, 3, 4, 9)]
+    assert kinds(["threads", "cpu1"], threads=[3]) == [("thread", 3), ("cpu", 1)]

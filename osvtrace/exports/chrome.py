@@ -5,6 +5,9 @@ The same timeline as the Perfetto export (osvtrace.exports.timeline), written as
 markers, lost records), ``s``/``t``/``f`` flow events (arrows) and ``M`` metadata
 (process and thread names). Tracks become (pid, tid) rows: pid 1 holds the CPUs,
 pid 2 the threads, pid 3 the mutexes, each followed by a row per thread that waited for it.
+A row's tid is its key plus TID_OFFSET (guest thread id + 1, CPU number + 1, mutex row
+index + 1) for every event, metadata record and flow: Chrome and Perfetto take tid 0 for
+the idle (swapper) task, and guest thread 0 and CPU 0 would otherwise be written as it.
 
 Streamed: each chunk of rows becomes one string with one ``%`` formatting call (a
 template repeated per row), so no list of per-event dicts is ever built.
@@ -29,6 +32,10 @@ CHUNK = 200_000
 CHROME_LIMIT = 1_000_000  # chrome://tracing fails around here
 GROUPS = {"cpu": (1, "CPUs"), "thread": (2, "threads"), "mutex": (3, "mutexes")}
 _TS = '"ts":%d.%03d'
+# Added to every row's key (guest tid, CPU number, mutex row index) to make its tid: no row
+# is tid 0, which Chrome and Perfetto treat as the idle task. tid - TID_OFFSET on pid 2 is
+# the guest thread id (also in the row's name, "NAME (TID)").
+TID_OFFSET = 1
 
 
 def _rows(tl: Timeline) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
@@ -44,12 +51,12 @@ def _rows(tl: Timeline) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     row = 0
     for t in tl.tracks:
         if t.kind in ("cpu", "thread"):
-            pid[t.uuid], tid[t.uuid] = GROUPS[t.kind][0], t.key
+            pid[t.uuid], tid[t.uuid] = GROUPS[t.kind][0], t.key + TID_OFFSET
             label[t.uuid] = t.name if t.kind == "cpu" else f"{t.name} ({t.key})"
         elif t.kind == "mutex":  # the mutex's row, then its waiters' rows
             for u in [t] + sorted(waiters.get(t.uuid, []), key=lambda w: w.rank):
+                pid[u.uuid], tid[u.uuid] = GROUPS["mutex"][0], row + TID_OFFSET
                 row += 1
-                pid[u.uuid], tid[u.uuid] = GROUPS["mutex"][0], row
                 label[u.uuid] = t.name if u is t else f"{t.name} {u.name}"
     return pid, tid, label
 
@@ -57,9 +64,12 @@ def _rows(tl: Timeline) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
 def _metadata(tl: Timeline, pid: np.ndarray, tid: np.ndarray, label: dict[int, str]) -> list[str]:
     out = []
     for kind, (p, name) in GROUPS.items():
-        if any(t.kind == kind for t in tl.tracks):
-            out.append(json.dumps({"ph": "M", "pid": p, "tid": 0, "name": "process_name", "args": {"name": name}}))
-            out.append(json.dumps({"ph": "M", "pid": p, "tid": 0, "name": "process_sort_index",
+        rows = [int(tid[t.uuid]) for t in tl.tracks if t.kind == kind]
+        if rows:
+            # process metadata goes on the process's first row (a tid it has anyway, never 0)
+            first = min(rows)
+            out.append(json.dumps({"ph": "M", "pid": p, "tid": first, "name": "process_name", "args": {"name": name}}))
+            out.append(json.dumps({"ph": "M", "pid": p, "tid": first, "name": "process_sort_index",
                                    "args": {"sort_index": p}}))
     for uuid, text in label.items():
         p, r = int(pid[uuid]), int(tid[uuid])

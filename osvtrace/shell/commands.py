@@ -443,16 +443,19 @@ def show(ctx: Context, args: str) -> Output:
 def timeline(ctx: Context, args: str) -> Output:
     """Draw a compact text timeline of threads or CPUs, one row each, over a time axis.
 
-    Usage: timeline [THREAD|cpuN ...] [--width N] [--since T] [--until T]
+    Usage: timeline [cpus|threads|THREAD|cpuN ...] [--width N] [--since T] [--until T]
     A thread's row shows its state per time bucket: █ running (green), ▓ runnable
     (yellow), ▒ waiting (red), ░ sleeping (blue), × dead, blank unknown.
     A CPU's row shows how busy it was (block height; idle threads do not count),
     coloured by the thread that ran most, with that thread's letter on the row below.
-    Threads are ids or name globs; with no target, every CPU. The time window is the
-    one set with `set since/until` (default the whole trace).
+    `cpus` is a row per CPU (those of `set cpu`, else all), `threads` a row per thread
+    (those of `set thread`, else all); other words are thread ids or name globs (a
+    thread named "threads" is its id or thread[s]). With no target, every CPU. The time
+    window is the one set with `set since/until` (default the whole trace).
 
     Example:
       timeline cpu0 cpu1
+      timeline threads
       timeline worker-* --width 60
     """
     from osvtrace.shell import timeline as tl
@@ -463,8 +466,16 @@ def timeline(ctx: Context, args: str) -> Output:
     lo, hi = ctx.window(flt)
     width = opts.get("width") or max(20, screen_size().columns - tl.LABEL - 2)
     if not targets:
-        targets = [f"cpu{c}" for c in (ctx.filters.cpus or range(ctx.trace.ncpus))]
-    return "\n".join(tl.draw(ctx.model, tl.resolve_targets(ctx.trace, targets), lo, hi, width, ctx.settings.color))
+        targets = ["cpus"]
+    cpus = [int(c) for c in flt.cpus] if flt.cpus else None
+    if flt.threads:
+        from osvtrace.filters import thread_ids
+
+        threads = thread_ids(ctx.trace, flt.threads).tolist()
+    else:
+        threads = ctx.model.threads["tid"].tolist() if "threads" in (w.lower() for w in targets) else None
+    rows = tl.resolve_targets(ctx.trace, targets, cpus=cpus, threads=threads)
+    return "\n".join(tl.draw(ctx.model, rows, lo, hi, width, ctx.settings.color))
 
 
 @command("view", complete="options", options=("--no-open", "--port"))

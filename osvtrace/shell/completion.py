@@ -71,6 +71,7 @@ class ShellCompleter(Completer):
             elif prev == "--cpu":
                 yield from _prefixed(current, self.cpus(""))
             elif kind == "timeline" and prev not in ("--width", "--since", "--until"):
+                yield from _prefixed(current, (("cpus", "every CPU"), ("threads", "every thread")))
                 yield from _prefixed(current, self.cpus("cpu"))
                 yield from _prefixed(current, self.threads())
 

@@ -31,8 +31,15 @@ class Target:
     label: str
 
 
-def resolve_targets(trace: Trace, words: list[str]) -> list[Target]:
-    """cpuN (or 'cpu N') is a CPU; anything else names threads (ids or name globs)."""
+KEYWORDS = ("cpus", "threads")  # timeline words naming every CPU / every thread (of the filters)
+
+
+def resolve_targets(trace: Trace, words: list[str], *, cpus: list[int] | None = None,
+                    threads: list[int] | None = None) -> list[Target]:
+    """cpuN (or 'cpu N') is a CPU; `cpus` is every CPU (``cpus``, default all of the
+    trace's), `threads` every thread (``threads``, default every thread id the trace has);
+    anything else names threads (ids or name globs). A thread named "threads" or "cpus" is
+    reached by its id or a glob (thread[s])."""
     out: list[Target] = []
     i = 0
     while i < len(words):
@@ -40,7 +47,12 @@ def resolve_targets(trace: Trace, words: list[str]) -> list[Target]:
         low = w.lower()
         if low == "cpu" and i + 1 < len(words) and words[i + 1].isdigit():
             low, i = "cpu" + words[i + 1], i + 1
-        if low.startswith("cpu") and low[3:].isdigit():
+        if low == "cpus":
+            out += [Target("cpu", c, f"cpu{c}") for c in (range(max(trace.ncpus, 1)) if cpus is None else cpus)]
+        elif low == "threads":
+            tids = sorted(set(trace.threads) | set(trace.tids().tolist())) if threads is None else threads
+            out += [Target("thread", int(t), trace.thread_name(int(t))) for t in tids]
+        elif low.startswith("cpu") and low[3:].isdigit():
             c = int(low[3:])
             if c >= max(trace.ncpus, 1):
                 raise UsageError(f"timeline {w}: the trace has CPUs 0..{trace.ncpus - 1}")
