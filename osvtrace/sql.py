@@ -88,6 +88,9 @@ def arrow_columns(tbl) -> dict[str, np.ndarray]:
         if pa.types.is_decimal(col.type):  # sums of int64: integers when they fit
             col = pc.cast(col, pa.int64()) if col.type.scale == 0 and col.type.precision <= 38 else \
                 pc.cast(col, pa.float64())
+        if pa.types.is_interval(col.type):  # pyarrow's to_numpy crashes the process on these
+            out[name] = np.array([None if v is None else str(v) for v in col.to_pylist()], object)
+            continue
         try:
             out[name] = col.to_numpy()
         except Exception:
@@ -97,13 +100,11 @@ def arrow_columns(tbl) -> dict[str, np.ndarray]:
 
 def render(tbl, fmt: str = "table", limit: int | None = 100) -> str:  # noqa: ANN001 (pyarrow table)
     """A query result as text (a table), CSV or JSON: what `osvtrace query` and the shell print."""
-    import json
-
     from osvtrace.reports import common
 
     r = common.Report("", arrow_columns(tbl))
     if fmt == "json":
-        return json.dumps(r.records(), indent=2, default=common.json_default)
+        return common.to_json(r.records())
     if fmt == "csv":
         return common.render_csv(r).rstrip("\n")
     return common.render_text(r, limit, grouping=False)

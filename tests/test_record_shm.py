@@ -35,11 +35,23 @@ def test_shm_leaves_no_ram_file_behind(kernel, tmp_path):
 
 
 def test_recover_after_a_panic(kernel, tmp_path):
+    import json
+
+    # --json: the summary is the only thing on stdout (the console goes to stderr), even on a panic
     r = cli("record", "--no-build", "--via", "shm", "--keep-ram", "-o", str(tmp_path / "p.osvt"), "--trace", "*",
-            "crash", "panic")
+            "--json", "crash", "panic")
     assert r.returncode == 255 and "kernel panic; the trace up to it is in" in r.stderr, r.stderr
-    ram = re.search(r"RAM file kept: (\S+)", r.stdout)[1]
+    doc = json.loads(r.stdout)
+    ram = doc["ram_file"]
+    assert (doc["via"], doc["stop"], doc["cpus"], doc["events"], doc["output"]) == \
+        ("shm", "panic", 1, None, str(tmp_path / "p.osvt"))
+    assert doc["slots"] > 0 and doc["bytes"] == (tmp_path / "p.osvt").stat().st_size
     try:
+        rj = cli("recover", ram, str(kernel), "-o", str(tmp_path / "j.osvt"), "--json")
+        assert rj.returncode == 0, rj.stderr
+        rec = json.loads(rj.stdout)
+        assert rec["output"] == str(tmp_path / "j.osvt") and rec["cpus"] == 1 and rec["lost"] == 0
+        assert rec["slots"] > 0 and rec["threads"] >= 1
         for elf in (str(kernel), None):  # by symbol, then by the control block's magic
             out = tmp_path / f"rec-{elf is None}.osvt"
             args = ["recover", ram] + ([elf] if elf else []) + ["-o", str(out)]

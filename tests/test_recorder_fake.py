@@ -32,17 +32,28 @@ FAKE = textwrap.dedent("""\
 
 
 @pytest.fixture
-def fake_qemu(tmp_path, monkeypatch):
+def fake_exe(tmp_path, monkeypatch):
+    """(the fake QEMU, a kernel file, a function setting the stream it sends and its status)."""
     exe = tmp_path / "fake-qemu"
     exe.write_text(FAKE.format(python=sys.executable))
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     kernel = tmp_path / "kernel.elf"
     kernel.write_bytes(b"\x7fELF")
 
-    def run(data: bytes, rc: int = 3):
+    def sends(data: bytes, rc: int = 3) -> None:
         (tmp_path / "stream.bin").write_bytes(data)
         monkeypatch.setenv("FAKE_STREAM", str(tmp_path / "stream.bin"))
         monkeypatch.setenv("FAKE_RC", str(rc))
+
+    return exe, kernel, sends
+
+
+@pytest.fixture
+def fake_qemu(tmp_path, fake_exe):
+    exe, kernel, sends = fake_exe
+
+    def run(data: bytes, rc: int = 3):
+        sends(data, rc)
         cfg = VmConfig("hello", kernel=kernel, accel="tcg")
         return recorder.Recorder(cfg, tmp_path / "out.osvt", qemu=str(exe)).run()
 
@@ -77,3 +88,25 @@ def test_qemu_that_never_sends_meta(fake_qemu):
     res = fake_qemu(b"", rc=1)
     assert (res.stop, res.records, res.ncpus, res.outcome.kind) == ("qemu-died", 0, 0, "qemu-error")
     assert not Path(res.path).exists()  # nothing arrived: no file rather than an empty one
+
+
+def test_record_json_is_one_document_on_stdout(fake_exe, tmp_path, monkeypatch, capsys):
+    """`record --json`: the summary as one JSON object, the same keys whatever --via; the
+    guest's console goes to stderr so stdout parses."""
+    import json
+
+    from osvtrace.cli import record_cmds
+    from osvtrace.cli.main import main
+
+    exe, kernel, sends = fake_exe
+    sends(stream.encode_meta(ncpus=1, tsc_hz=1_000_000_000) + stream.encode_frame(stream.DATA, _slots(10), seq=0)
+          + stream.encode_frame(stream.END, b"\0" * 16))
+    monkeypatch.setattr(recorder, "record", lambda cfg, out, **kw: recorder.Recorder(cfg, out, qemu=str(exe), **kw).run())
+    monkeypatch.setattr(record_cmds, "_stop_on_sigterm", lambda: None)
+    out = tmp_path / "j.osvt"
+    assert main(["record", "--json", "-o", str(out), "--kernel", str(kernel), "--accel", "tcg", "hello"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {"output": str(out), "via": "virtio", "stop": "app-exit", "events": 10, "slots": None, "cpus": 1,
+                   "lost": 0, "lost_per_cpu": {"0": 0}, "seconds": doc["seconds"], "bytes": out.stat().st_size,
+                   "stream_bytes": doc["stream_bytes"]}
+    assert doc["seconds"] > 0 and doc["stream_bytes"] > 0

@@ -73,7 +73,8 @@ def info(file: str, as_json: bool) -> None:
 @click.option("--events", default=100_000, show_default=True, type=click.IntRange(1, 2_000_000_000))
 @click.option("--cpus", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--seed", default=1, show_default=True)
-def synth(output: str, events: int, cpus: int, seed: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print the summary as JSON: {"output", "records", "cpus"}.')
+def synth(output: str, events: int, cpus: int, seed: int, as_json: bool) -> None:
     """Write a synthetic trace (a scheduler and mutex workload) to try the tools without a VM.
 
     \b
@@ -87,7 +88,10 @@ def synth(output: str, events: int, cpus: int, seed: int) -> None:
     with Progress(transient=True, disable=events < 2_000_000) as p:
         task = p.add_task("writing", total=events)
         n = synth_mod.generate(output, events, cpus, seed=seed, progress=lambda k: p.advance(task, k))
-    click.echo(f"wrote {n:,} records on {cpus} CPU(s) to {output}")
+    if as_json:
+        echo_json({"output": output, "records": n, "cpus": cpus})
+    else:
+        click.echo(f"wrote {n:,} records on {cpus} CPU(s) to {output}")
 
 
 COMMANDS = [tracepoints, info, synth]

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import click
 
-from osvtrace.cli.options import filter_options, make_filter, open_trace
+from osvtrace.cli.options import echo_json, filter_options, make_filter, open_trace
 from osvtrace.errors import UsageError
 
 
@@ -69,8 +69,10 @@ class _ExportCommand(click.Command):
 @click.option("--force", is_flag=True, help="Directory formats: replace the export files already in OUT.")
 @click.option("--progress/--no-progress", "show_progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print the summary as JSON: {"format", "output", "counts": {...}, "notes": [...]}.')
 def export_cmd(file: str, fmt: str, out: str, trace_id: str | None, layout: str, force: bool,
-               show_progress: bool | None, **flt: object) -> None:
+               show_progress: bool | None, as_json: bool, **flt: object) -> None:
     """Export a trace for other tools: Perfetto, Chrome JSON, pcap, Parquet or CTF.
 
     \b
@@ -116,7 +118,10 @@ def export_cmd(file: str, fmt: str, out: str, trace_id: str | None, layout: str,
         res = f.write(Model(trace), target, opts)
     for note in res.notes:
         click.echo(f"osvtrace: warning: {note}", err=True)
-    click.echo(f"wrote {res.summary()}")
+    if as_json:
+        echo_json({"format": fmt, "output": str(res.path), "counts": res.counts, "notes": res.notes})
+    else:
+        click.echo(f"wrote {res.summary()}")
 
 
 COMMANDS = [export_cmd]

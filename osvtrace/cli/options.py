@@ -55,8 +55,7 @@ def open_trace(path: str) -> "Trace":
 
 
 def echo_json(data: Any) -> None:
-    import json
+    """One JSON document on stdout: what every command's --json prints (strict JSON: no NaN)."""
+    from osvtrace.reports.common import to_json
 
-    from osvtrace.reports.common import json_default
-
-    click.echo(json.dumps(data, indent=2, default=json_default))
+    click.echo(to_json(data))

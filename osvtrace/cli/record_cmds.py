@@ -67,11 +67,13 @@ def _lost_text(lost: dict[int, int]) -> str:
 @click.option("--ctl-socket", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="virtio: where to listen for `osvtrace ctl` (default: a fresh path, printed at the start).")
 @click.option("--keep-ram", is_flag=True, help="shm: keep the RAM file in /dev/shm (for `osvtrace recover`).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as JSON on stdout (docs/recording.md); the guest's console goes to stderr.")
 @vm_options
 @click.argument("app")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: float | None, buffer: str | None,
-           ctl_socket: Path | None, keep_ram: bool, **opts: Any) -> None:
+           ctl_socket: Path | None, keep_ram: bool, as_json: bool, **opts: Any) -> None:
     """Boot APP under QEMU and record its trace into an .osvt file.
 
     --via virtio (default) streams while the app runs: the kernel's drain thread sends every
@@ -84,6 +86,9 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: fl
     --via shm keeps guest RAM in a /dev/shm file and reads the rings (flight recorders)
     from it after QEMU ends; --via gdb snapshots them through gdb. Without --trace every
     tracepoint is enabled. Exits with the app's status.
+
+    --json prints the summary line as one JSON object on stdout instead (the guest's console
+    then goes to stderr, and there is no progress line).
 
     \b
     Example:
@@ -110,17 +115,30 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: fl
     cfg = _config(app, args, **opts)
     _stop_on_sigterm()
     if via == "virtio":
-        _record_virtio(cfg, output, duration, ctl_socket, opts["verbose"])
+        _record_virtio(cfg, output, duration, ctl_socket, opts["verbose"], as_json)
     elif via == "shm":
-        _record_shm(cfg, output, duration, keep_ram, opts["verbose"])
+        _record_shm(cfg, output, duration, keep_ram, opts["verbose"], as_json)
     else:
-        _record_gdb(cfg, output, duration, opts["verbose"])
+        _record_gdb(cfg, output, duration, opts["verbose"], as_json)
 
 
-def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: Path | None, verbose: bool) -> None:
+def _summary_json(via: str, stop: str, path: Path, cpus: int, lost: int, seconds: float, *,
+                  events: int | None = None, slots: int | None = None, lost_per_cpu: dict[int, int] | None = None,
+                  **more: Any) -> None:
+    """record --json: one object of the same keys whatever --via (null where a capture does not know)."""
+    from osvtrace.cli.options import echo_json
+
+    size = Path(path).stat().st_size if Path(path).exists() else None
+    echo_json({"output": str(path), "via": via, "stop": stop, "events": events, "slots": slots, "cpus": cpus,
+               "lost": lost, "lost_per_cpu": {str(c): n for c, n in sorted((lost_per_cpu or {}).items())},
+               "seconds": round(seconds, 6), "bytes": size, **more})
+
+
+def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: Path | None, verbose: bool,
+                   as_json: bool = False) -> None:
     from osvtrace import recorder
 
-    tty = sys.stdout.isatty()
+    tty = sys.stdout.isatty() and not as_json
 
     def ready(path: Path) -> None:
         if tty or verbose or ctl_socket:
@@ -129,7 +147,8 @@ def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: P
     console = _ConsoleText() if tty else None
     try:
         res = recorder.record(cfg, output, duration=duration, ctl_socket=ctl_socket, progress=tty,
-                              console=console or sys.stdout.buffer, stderr=sys.stderr.buffer, on_ready=ready)
+                              console=console or (sys.stderr.buffer if as_json else sys.stdout.buffer),
+                              stderr=sys.stderr.buffer, on_ready=ready)
     finally:
         if console:
             console.close()
@@ -144,9 +163,13 @@ def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: P
     when = {"app-exit": "at the app's end", "duration": "after the duration", "interrupt": "at Ctrl-C",
             "ctl-stop": "at a ctl stop", "timeout": "at the timeout", "qemu-died": "when QEMU died"}[res.stop]
     rate = res.records / res.seconds if res.seconds else 0
-    click.echo(f"recorded {res.records:,} events on {res.ncpus} CPU(s) {when}, {_lost_text(res.lost)}: "
-               f"{res.path} ({_mb(res.file_bytes)}, {res.seconds:.2f} s, {rate / 1e6:.2f} M events/s, "
-               f"{res.bytes / res.seconds / 1e6 if res.seconds else 0:.1f} MB/s)")
+    if as_json:
+        _summary_json("virtio", res.stop, res.path, res.ncpus, sum(res.lost.values()), res.seconds,
+                      events=res.records, lost_per_cpu=res.lost, stream_bytes=res.bytes)
+    else:
+        click.echo(f"recorded {res.records:,} events on {res.ncpus} CPU(s) {when}, {_lost_text(res.lost)}: "
+                   f"{res.path} ({_mb(res.file_bytes)}, {res.seconds:.2f} s, {rate / 1e6:.2f} M events/s, "
+                   f"{res.bytes / res.seconds / 1e6 if res.seconds else 0:.1f} MB/s)")
     if res.stop == "qemu-died" and res.outcome.kind == "panic":
         raise VmFailed(f"kernel panic; the trace up to it is in {res.path} (records still in the rings at the "
                        "panic are lost: --via shm keeps them)", res.outcome.exit_code)
@@ -161,16 +184,21 @@ def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: P
         raise VmFailed(f"stopped at the timeout ({cfg.timeout:g} s)", res.exit_code)
 
 
-def _record_shm(cfg: Any, output: Path, duration: float | None, keep_ram: bool, verbose: bool) -> None:
+def _record_shm(cfg: Any, output: Path, duration: float | None, keep_ram: bool, verbose: bool,
+                as_json: bool = False) -> None:
     from osvtrace import shmcapture
 
-    cap = shmcapture.record(cfg, output, duration=duration, keep_ram=keep_ram, console=sys.stdout.buffer,
-                            stderr=sys.stderr.buffer)
+    cap = shmcapture.record(cfg, output, duration=duration, keep_ram=keep_ram,
+                            console=sys.stderr.buffer if as_json else sys.stdout.buffer, stderr=sys.stderr.buffer)
     for w in cap.recovered.warnings:
         click.echo(f"osvtrace: warning: {w}", err=True)
     snap = cap.recovered.snapshot
-    click.echo(f"recorded {snap.slots:,} slots on {len(snap.chunks)} CPU(s) from shared RAM, {snap.lost:,} lost: "
-               f"{cap.path} ({cap.seconds:.2f} s)" + (f"; RAM file kept: {cap.ram}" if cap.ram else ""))
+    if as_json:
+        _summary_json("shm", cap.stop, cap.path, len(snap.chunks), snap.lost, cap.seconds, slots=snap.slots,
+                      ram_file=str(cap.ram) if cap.ram else None)
+    else:
+        click.echo(f"recorded {snap.slots:,} slots on {len(snap.chunks)} CPU(s) from shared RAM, {snap.lost:,} "
+                   f"lost: {cap.path} ({cap.seconds:.2f} s)" + (f"; RAM file kept: {cap.ram}" if cap.ram else ""))
     if cap.stop == "panic":
         raise VmFailed(f"kernel panic; the trace up to it is in {cap.path}", cap.outcome.exit_code)
     if cap.stop == "interrupt":
@@ -182,28 +210,39 @@ def _record_shm(cfg: Any, output: Path, duration: float | None, keep_ram: bool, 
                        cap.outcome.exit_code)
 
 
-def _record_gdb(cfg: Any, output: Path, duration: float | None, verbose: bool) -> None:
+def _record_gdb(cfg: Any, output: Path, duration: float | None, verbose: bool, as_json: bool = False) -> None:
     from osvtrace import gdbcapture
 
-    cap = gdbcapture.record(cfg, output, duration=duration, console=sys.stdout.buffer)
+    cap = gdbcapture.record(cfg, output, duration=duration,
+                            console=sys.stderr.buffer if as_json else sys.stdout.buffer)
     if verbose:
         click.echo("osvtrace: " + _boot_line(cap.boot), err=True)
         click.echo(f"osvtrace: gdb: {cap.saved}", err=True)
-    click.echo(_summary(cap))
+    if as_json:
+        _summary_json("gdb", cap.stop, cap.path, **_counts(cap))
+    else:
+        click.echo(_summary(cap))
     if cap.stop == "panic":
         raise VmFailed(f"kernel panic; the trace up to it is in {cap.path}", cap.outcome.exit_code)
     if cap.stop != "duration":
         _fail(cap.outcome, False)
 
 
-def _summary(cap: Any) -> str:
-    """One line: what the file holds (read back through the decoder, so it is what a report sees)."""
+def _counts(cap: Any) -> dict[str, Any]:
+    """What the file holds (read back through the decoder, so it is what a report sees)."""
     from osvtrace.trace import open as open_trace
 
     with open_trace(cap.path) as t:
-        lost = sum(lc.dropped + lc.gap_slots for lc in t.loss.values())
-        over = sum(lc.overwritten_slots for lc in t.loss.values())
-        n, ncpu = len(t), t.ncpus
+        return {"events": len(t), "cpus": t.ncpus, "seconds": cap.seconds,
+                "lost": sum(lc.dropped + lc.gap_slots for lc in t.loss.values()),
+                "lost_per_cpu": {c: lc.dropped + lc.gap_slots for c, lc in t.loss.items()},
+                "overwritten_slots": sum(lc.overwritten_slots for lc in t.loss.values())}
+
+
+def _summary(cap: Any) -> str:
+    """One line: what the file holds."""
+    c = _counts(cap)
+    lost, over, n, ncpu = c["lost"], c["overwritten_slots"], c["events"], c["cpus"]
     when = {"app-exit": "at the app's end", "panic": "at a kernel panic",
             "duration": "after the duration"}.get(cap.stop, cap.stop)
     extra = f", {over:,} older slots overwritten" if over else ""
@@ -216,7 +255,9 @@ def _summary(cap: Any) -> str:
 @click.argument("kernel", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Trace file to write (.osvt).")
-def recover(ramfile: Path, kernel: Path | None, output: Path) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help='Print the summary as JSON: {"output", "slots", "cpus", "lost", "threads"}.')
+def recover(ramfile: Path, kernel: Path | None, output: Path, as_json: bool) -> None:
     """Rebuild a trace from the RAM file of a guest that crashed, hung or was killed.
 
     RAMFILE is guest RAM kept by `osvtrace record --via shm --keep-ram` (or any QEMU run with
@@ -235,6 +276,12 @@ def recover(ramfile: Path, kernel: Path | None, output: Path) -> None:
     for w in rec.warnings:
         click.echo(f"osvtrace: warning: {w}", err=True)
     snap = rec.snapshot
+    if as_json:
+        from osvtrace.cli.options import echo_json
+
+        echo_json({"output": str(rec.path), "slots": snap.slots, "cpus": len(snap.chunks), "lost": snap.lost,
+                   "threads": len(snap.threads)})
+        return
     click.echo(f"recovered {snap.slots:,} slots on {len(snap.chunks)} CPU(s), {snap.lost:,} lost, "
                f"{len(snap.threads)} thread names: {rec.path}")
 

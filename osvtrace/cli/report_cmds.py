@@ -45,15 +45,14 @@ def summary(file: str, as_json: bool, **flt: object) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
 def list_(file: str, limit: int | None, as_json: bool, **flt: object) -> None:
     """One line per event: thread, CPU, time (s.ns), tracepoint, arguments."""
-    import json
-
     from osvtrace.reports import listing
+    from osvtrace.reports.common import to_json
 
     t = open_trace(file)
     idx = listing.selected(t, make_filter(**flt), limit)  # type: ignore[arg-type]
     if as_json:
         for r in listing.records(t, idx):
-            click.echo(json.dumps(r))
+            click.echo(to_json(r, indent=None))
     else:
         for line in listing.lines(t, idx):
             click.echo(line)
@@ -100,19 +99,28 @@ _register_reports()
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("sql")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=None,
+              help="Output form: table (default), csv, or json (same as --json).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: a JSON array, one object per row.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output (same as --format csv).")
 @click.option("--limit", type=click.IntRange(0), default=100, show_default=True, help="Rows shown as a table.")
-def query(file: str, sql: str, fmt: str, limit: int) -> None:
+def query(file: str, sql: str, fmt: str | None, as_json: bool, as_csv: bool, limit: int) -> None:
     """Run SQL over the trace's tables (docs/tables.md) and per-tracepoint tables.
 
     \b
     Example:
       osvtrace query trace.osvt "select tid, sum(dur) from sched_slice group by tid order by 2 desc"
-      osvtrace query trace.osvt "select * from mutex_handoff where to_tid = 7" --format csv
+      osvtrace query trace.osvt "select * from mutex_handoff where to_tid = 7" --csv
+      osvtrace query trace.osvt "select cpu, count(*) as n from events group by cpu" --json
     """
     from osvtrace import sql as sqlmod
+    from osvtrace.errors import UsageError
     from osvtrace.model import Model
 
+    asked = {f for f, on in (("json", as_json), ("csv", as_csv), (fmt, fmt is not None)) if on}
+    if len(asked) > 1:
+        raise UsageError(f"query: give one output form, not {' and '.join(sorted(asked))}")
+    fmt = asked.pop() if asked else "table"
     click.echo(sqlmod.render(sqlmod.query(Model(open_trace(file)), sql), fmt, limit))
 
 

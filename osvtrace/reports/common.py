@@ -174,12 +174,37 @@ def render_csv(r: Report) -> str:
 
 
 def render_json(r: Report) -> str:
-    return json.dumps({"title": r.title, "rows": r.records(), "notes": r.notes, **r.extra}, indent=2,
-                      default=json_default)
+    """A report as one JSON object: {"title", "rows": [one object per row, keyed by column],
+    "notes": [text lines], and the report's extra keys}."""
+    return to_json({"title": r.title, "rows": r.records(), "notes": r.notes, **r.extra})
+
+
+def to_json(data: Any, indent: int | None = 2) -> str:
+    """The JSON every `--json` writes: numpy values as plain numbers and lists, decimals as
+    numbers, NaN and infinities as null (json.dumps would write NaN, which is not JSON), so
+    the text always parses as strict JSON."""
+    return json.dumps(_plain(data), indent=indent, allow_nan=False, default=json_default)
+
+
+def _plain(o: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(o, Decimal):
+        o = json_default(o)
+    if isinstance(o, float):
+        return o if o == o and o not in (float("inf"), float("-inf")) else None
+    if isinstance(o, dict):
+        return {k: _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, (np.ndarray, np.generic)):
+        return _plain(o.tolist())
+    return o
 
 
 def json_default(o: Any) -> Any:
-    """json.dumps(default=...) for numpy scalars and arrays and DuckDB's decimals."""
+    """json.dumps(default=...) for numpy scalars and arrays, DuckDB's decimals, blobs (hex),
+    dates and times (ISO 8601) and, as text, anything else."""
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
@@ -190,7 +215,17 @@ def json_default(o: Any) -> Any:
 
     if isinstance(o, Decimal):  # DuckDB sums of int64 are decimals
         return int(o) if o == o.to_integral_value() else float(o)
-    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+    if isinstance(o, (bytes, bytearray, memoryview)):  # blobs (net_packet's data): hex, as `report list --json`
+        return bytes(o).hex()
+    import datetime
+
+    if isinstance(o, (datetime.datetime, datetime.date, datetime.time)):  # SQL timestamps: ISO 8601 text
+        return o.isoformat()
+    if isinstance(o, datetime.timedelta):
+        return o.total_seconds()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    return str(o)  # anything else a query can return (UUIDs ...): its text, never a traceback
 
 
 ReportFn = Callable[[Model, Filter, Options], Report]

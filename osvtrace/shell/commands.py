@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import shlex
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -150,9 +149,9 @@ def make_filter(ctx: Context, opts: dict[str, Any]) -> Filter:
 
 def dumps(data: Any) -> str:
     """JSON as `osvtrace ... --json` writes it."""
-    from osvtrace.reports.common import json_default
+    from osvtrace.reports.common import to_json
 
-    return json.dumps(data, indent=2, default=json_default)
+    return to_json(data)
 
 
 # ---------------------------------------------------------------- reports
@@ -239,7 +238,9 @@ def list_(ctx: Context, args: str) -> Output:
         raise UsageError(f"list: unexpected argument {pos[0]!r}")
     idx = listing.selected(ctx.trace, make_filter(ctx, opts), opts.get("limit"))
     if opts.get("json"):
-        return (json.dumps(r) for r in listing.records(ctx.trace, idx))
+        from osvtrace.reports.common import to_json
+
+        return (to_json(r, indent=None) for r in listing.records(ctx.trace, idx))
     return listing.lines(ctx.trace, idx)
 
 
