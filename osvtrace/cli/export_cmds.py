@@ -13,6 +13,7 @@ from typing import Iterator
 
 import click
 
+from osvtrace.cli.completion_cmds import complete_export_formats
 from osvtrace.cli.options import echo_json, filter_options, make_filter, open_trace
 from osvtrace.errors import UsageError
 
@@ -59,7 +60,8 @@ class _ExportCommand(click.Command):
 
 @click.command(name="export", cls=_ExportCommand)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", required=True, metavar="FORMAT", help="perfetto, chrome, pcap, parquet or ctf.")
+@click.option("--format", "fmt", required=True, metavar="FORMAT", help="perfetto, chrome, pcap, parquet or ctf.",
+              shell_complete=complete_export_formats)
 @click.option("-o", "--output", "out", required=True, type=click.Path(), metavar="OUT",
               help="Output file (perfetto, chrome, pcap) or directory (parquet, ctf).")
 @filter_options

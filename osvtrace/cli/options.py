@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--tp --cpu --thread --since --until, turned into a Filter passed as `flt`."""
     opts = [
-        click.option("--tp", "tps", multiple=True, metavar="GLOB",
+        click.option("--tp", "tps", multiple=True, metavar="GLOB", shell_complete=_complete_tracepoints,
                      help="Only these tracepoints (anchored globs, comma-separated or repeated)."),
         click.option("--cpu", "cpus", multiple=True, type=int, metavar="N", help="Only this CPU (repeatable)."),
         click.option("--thread", "threads", multiple=True, metavar="T",
@@ -26,6 +26,12 @@ def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def _complete_tracepoints(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    from osvtrace.cli.completion_cmds import complete_tracepoints
+
+    return complete_tracepoints(ctx, param, incomplete)
 
 
 def make_filter(tps: tuple[str, ...], cpus: tuple[int, ...], threads: tuple[str, ...], since: str | None,
