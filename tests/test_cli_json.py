@@ -120,3 +120,16 @@ def test_shell_json_is_the_cli_json(story_file, kind):
     sh = Shell(osvtrace.open(story_file), out=out, err=io.StringIO(), history=None)
     assert sh.run_script([f"{kind} --json"]) == 0
     assert strict(out.getvalue()) == strict(invoke("report", kind, story_file, "--json"))
+
+
+def test_load_without_answers_is_strict_json():
+    """No replies: the latency percentiles are unknown, null in JSON (they were NaN)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing answers there
+    doc = strict(invoke("load", "udp", f"127.0.0.1:{port}", "--rate", "20", "--duration", "0.1", "--drain", "0.05",
+                        "--json"))
+    assert doc["answered"] == 0 and doc["sent"] >= 1
+    assert set(doc["latency_us"].values()) == {None}
