@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -44,7 +45,7 @@ class BuildError(OsvtraceError):
 
 def cache_root() -> Path:
     """Where installed builds go: one directory per KEY."""
-    return resources.cache_dir() / "kernel"
+    return resources.kernel_cache()
 
 
 def check_tools() -> None:
@@ -161,6 +162,9 @@ def cached_build(*, verbose: bool = False, quiet: bool = False, out: TextIO | No
         with open(root / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another process building the same key: wait for it
             if not elf.is_file():
+                if not quiet:
+                    print(f"osvtrace: building the kernel into {final} (once: later commands reuse it)",
+                          file=sys.stderr, flush=True)
                 _build_into(final, src, header, verbose=verbose, quiet=quiet, out=out)
     _link_latest(root, elf)
     return elf
@@ -186,13 +190,14 @@ def _build_into(final: Path, src: Path, header: str, *, verbose: bool, quiet: bo
 
 
 def _link_latest(root: Path, elf: Path) -> None:
-    link = resources.default_kernel()
-    tmp = root / f".kernel.elf.{os.getpid()}"
+    link = root / "kernel.elf"  # resources.default_kernel() when installed
+    tmp = root / f".kernel.elf.{os.getpid()}.{threading.get_ident()}"
+    target = str(elf.relative_to(root))
     try:
-        if link.is_symlink() and os.readlink(link) == str(elf.relative_to(root)):
+        if link.is_symlink() and os.readlink(link) == target:
             return
         tmp.unlink(missing_ok=True)
-        os.symlink(elf.relative_to(root), tmp)
+        os.symlink(target, tmp)
         os.replace(tmp, link)
     except OSError:
-        pass  # a convenience only
+        tmp.unlink(missing_ok=True)  # the link is a convenience only

@@ -79,8 +79,14 @@ def cache_dir() -> Path:
     return Path(base) / "osvtrace"
 
 
+def kernel_cache() -> Path:
+    """Where an installed osvtrace builds kernels: one directory per build key, and kernel.elf,
+    a link to the latest build (osvtrace.kernel_build)."""
+    return cache_dir() / "kernel"
+
+
 def default_kernel() -> Path:
     """The kernel ELF booted when none is named: the checkout's build/kernel.elf, or (installed)
-    the cache's link to its latest build (osvtrace.kernel_build)."""
+    the cache's link to its latest build."""
     root = checkout()
-    return root / "build" / "kernel.elf" if root else cache_dir() / "kernel" / "kernel.elf"
+    return root / "build" / "kernel.elf" if root else kernel_cache() / "kernel.elf"
