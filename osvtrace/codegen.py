@@ -220,4 +220,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except OsvtraceError as e:
+        print(f"osvtrace.codegen: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

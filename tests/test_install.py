@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 KINDS = ("sdist", "wheel")
 PIP = ["-m", "pip", "--disable-pip-version-check", "-q"]
+INSTALL = ["install", "--no-compile"]  # no .pyc files for pyarrow and friends: seconds saved, nothing tested lost
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(1800)]
 
@@ -120,11 +121,11 @@ def setup(tmp_path_factory) -> Setup:
         _run([py, "-m", "venv", str(venv)], cwd=base, env=pip_env)
         vpy = str(venv / "bin" / "python")
         if kind == "sdist":
-            _run([vpy, *PIP, "install", str(sdist)], cwd=base, env=pip_env)  # pip builds the wheel itself
+            _run([vpy, *PIP, *INSTALL, str(sdist)], cwd=base, env=pip_env)  # pip builds the wheel itself
         else:
             wheels = base / "wheels"
             _run([vpy, *PIP, "wheel", "--no-deps", "-w", str(wheels), str(sdist)], cwd=base, env=pip_env)
-            _run([vpy, *PIP, "install", str(next(wheels.glob("osvtrace-*.whl")))], cwd=base, env=pip_env)
+            _run([vpy, *PIP, *INSTALL, str(next(wheels.glob("osvtrace-*.whl")))], cwd=base, env=pip_env)
         s.times[f"install {kind}"] = time.monotonic() - t
         return Install(kind, venv, work, s.cache)
 
