@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from osvtrace import resources
 from osvtrace.errors import OsvtraceError
 from osvtrace.proc import end_process, spawn
 
 GDB = "gdb"
-ROOT = Path(__file__).resolve().parent.parent
-LOADER = ROOT / "gdb" / "osv.py"
 
 
 class GdbError(OsvtraceError):
@@ -172,7 +171,7 @@ class Gdb:
             if elf is not None:
                 self.mi(f"-file-exec-and-symbols {mi_quote(str(elf))}")
             if load_osv:
-                self.cli(f"source {LOADER}")
+                self.cli(f"source {resources.gdb_script()}")
         except BaseException:
             self.close()
             raise

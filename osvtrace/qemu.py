@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from osvtrace import resources
 from osvtrace.errors import OsvtraceError
 from osvtrace.proc import end_process, spawn
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_KERNEL = ROOT / "build" / "kernel.elf"
+DEFAULT_KERNEL = resources.default_kernel()
 QEMU = "qemu-system-x86_64"
 MACHINES = ("microvm", "q35")
 ACCELS = ("auto", "tcg", "kvm")

@@ -21,9 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
-from osvtrace import layout
-
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "tracepoints"
+from osvtrace import layout, resources
 
 # name -> (size in bytes, numpy dtype string, signed, C++ type)
 SCALAR_TYPES: dict[str, tuple[int, str, bool, str]] = {
@@ -168,9 +166,9 @@ def lay_out(args: list[dict], where: str) -> tuple[tuple[Field, ...], int, int]:
     return tuple(fields), nslots, off
 
 
-def load(directory: Path | str = SCHEMA_DIR) -> Catalog:
-    """Read every tracepoints/*.toml into a validated catalog."""
-    directory = Path(directory)
+def load(directory: Path | str | None = None) -> Catalog:
+    """Read every tracepoints/*.toml (the package's catalog by default) into a validated catalog."""
+    directory = Path(directory) if directory is not None else resources.schema_dir()
     files = sorted(directory.glob("*.toml"))
     if not files:
         raise SchemaError(f"{directory}: no *.toml tracepoint files")

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from osvtrace import codegen, layout
+from osvtrace import codegen, layout, resources
 from osvtrace.schema import default_catalog
 from tests.native_build import ROOT, build
 
@@ -17,7 +17,7 @@ def test_generated_files_are_current():
 
 
 def test_generated_protobuf_code_matches_the_proto(tmp_path):
-    proto = ROOT / "osvtrace" / "proto"
+    proto = resources.proto_schema().parent
     r = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{proto}", f"--python_out={tmp_path}",
                         str(proto / "osvt.proto")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -76,5 +76,5 @@ def test_build_without_tools_says_how_to_install(tmp_path):
     r = subprocess.run([sys.executable, "-m", "osvtrace.cli.main", "build"], capture_output=True, text=True,
                        env=dict(os.environ, PATH=str(tmp_path)))
     assert r.returncode == 2
-    assert r.stderr.strip() == ("osvtrace: cannot build the kernel: g++, make not found: install with "
-                                "apt-get install g++ make")
+    assert r.stderr.strip() == ("osvtrace: cannot build the kernel: g++, make, nm not found: install with "
+                                "apt-get install -y binutils g++ make")

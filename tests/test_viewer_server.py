@@ -21,7 +21,8 @@ from osvtrace.cli.main import main
 from osvtrace.model import Model
 from osvtrace.viewer import static
 from osvtrace.viewer.api import Api
-from osvtrace.viewer.server import VIEWER_DIR, ViewerServer, host_of
+from osvtrace.resources import viewer_dir
+from osvtrace.viewer.server import ViewerServer, host_of
 from tests.conftest import ROOT
 
 
@@ -91,7 +92,7 @@ def test_nothing_outside_viewer_is_served(server, path):
 
 def test_symlinks_are_not_followed(story_file, tmp_path):
     site = tmp_path / "viewer"
-    shutil.copytree(VIEWER_DIR, site)
+    shutil.copytree(viewer_dir(), site)
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret")
     (site / "leak.txt").symlink_to(secret)

@@ -20,13 +20,13 @@ from osvtrace.cli.vm_cmds import VmFailed, _config, vm_options
 def gdb_command(kernel: Path, port: int, *, commands: tuple[str, ...] = (), batch: bool = False,
                 gdb: str = "gdb") -> list[str]:
     """The gdb command line: load the ELF and the osv commands, attach, then `commands`."""
-    from osvtrace.gdbmi import LOADER
+    from osvtrace import resources
 
     argv = [gdb, "-q"]
     if batch:
         argv += ["-nx", "-batch"]
     argv += ["-ex", "set pagination off"] if batch else []
-    argv += ["-x", str(LOADER), "-ex", f"target remote 127.0.0.1:{port}"]
+    argv += ["-x", str(resources.gdb_script()), "-ex", f"target remote 127.0.0.1:{port}"]
     for c in commands:
         argv += ["-ex", c]
     return argv + [str(kernel)]
@@ -97,4 +97,23 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-COMMANDS = [gdb_cmd]
+@click.command(name="gdb-script")
+def gdb_script() -> None:
+    """Print the path of the gdb script that adds the osv commands to gdb.
+
+    The script finds this osvtrace (and its Python packages) by itself, so it works from
+    any directory, installed or in a checkout.
+
+    \b
+    Example:
+      gdb -x "$(osvtrace gdb-script)" "$(osvtrace build -q)" -ex 'target remote :1234'
+    """
+    from osvtrace import resources
+
+    path = resources.gdb_script()
+    if not path.is_file():
+        raise resources.ResourceMissing(f"{path}: missing: this osvtrace lacks its gdb script")
+    click.echo(str(path))
+
+
+COMMANDS = [gdb_cmd, gdb_script]

@@ -45,8 +45,8 @@ def vm_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="--net user: forward a host port on 127.0.0.1 to a guest port (repeatable)."),
         click.option("--tap", "tap_ifname", metavar="IFNAME", help="--net tap: the host's tap interface."),
         click.option("--kernel", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Boot this kernel ELF instead of building build/kernel.elf."),
-        click.option("--no-build", is_flag=True, help="Boot build/kernel.elf as it is (no make)."),
+                     help="Boot this kernel ELF instead of building one (osvtrace build)."),
+        click.option("--no-build", is_flag=True, help="Boot the last kernel `osvtrace build` made, as it is (no make)."),
         click.option("-v", "--verbose", is_flag=True, help="Show the QEMU command line and the boot time."),
     ]
     for o in reversed(opts):
@@ -66,14 +66,15 @@ def _stop_on_sigterm() -> None:
 
 def _config(app: str, args: tuple[str, ...], *, kernel: Path | None, no_build: bool, verbose: bool,
             **opts: Any) -> Any:
-    from osvtrace import kernel_build
+    from osvtrace import kernel_build, resources
     from osvtrace.qemu import VmConfig
 
     if kernel is None:
-        if not no_build:
+        if no_build:
+            kernel = resources.default_kernel()
+        else:
             # make's output goes to stderr: stdout is the guest's console.
-            kernel_build.build(out=sys.stderr)
-        kernel = kernel_build.KERNEL_ELF
+            kernel = kernel_build.build(out=sys.stderr)
     elif not kernel.is_file():
         raise OsvtraceError(f"--kernel {kernel}: no such file")
     opts["hostfwd"] = tuple(opts.get("hostfwd") or ())
@@ -98,19 +99,23 @@ def _boot_line(boot: Any) -> str:
 
 @click.command()
 @click.option("-v", "--verbose", is_flag=True, help="Show make's commands.")
-def build(verbose: bool) -> None:
-    """Build the kernel into build/kernel.elf (regenerating the tracepoint code first).
+@click.option("-q", "--quiet", is_flag=True, help="Print only the kernel ELF's path (make's output only on errors).")
+def build(verbose: bool, quiet: bool) -> None:
+    """Build the kernel (regenerating the tracepoint code first) and print the ELF's path.
 
-    Nothing is rebuilt when nothing changed (make decides).
+    In a source checkout the kernel goes to build/kernel.elf and make rebuilds what changed.
+    Installed from a wheel or an sdist, it is built once into the per-user cache
+    ($XDG_CACHE_HOME/osvtrace/kernel/, ~/.cache when unset) and reused.
 
     \b
     Example:
       osvtrace build
+      gdb -x "$(osvtrace gdb-script)" "$(osvtrace build -q)"
     """
     from osvtrace import kernel_build
 
-    path = kernel_build.build(verbose=verbose)
-    click.echo(f"kernel: {path}")
+    path = kernel_build.build(verbose=verbose, quiet=quiet)
+    click.echo(str(path) if quiet else f"kernel: {path}")
 
 
 DEFAULT_GDB_PORT = 1234
@@ -160,10 +165,10 @@ def run(app: str, args: tuple[str, ...], gdb_port: int | None, gdb_wait: bool, *
     Example:
       osvtrace run pingpong 10000
       osvtrace run --machine q35 --smp 2 --trace 'sched_*' hello
-      osvtrace run --gdb 1234 sleep 5000      # then: gdb -x gdb/osv.py build/kernel.elf
+      osvtrace run --gdb 1234 sleep 5000      # then: gdb -x "$(osvtrace gdb-script)" "$(osvtrace build -q)"
       osvtrace run --net user --hostfwd udp:5555-:7 udp-echo 7   # then: osvtrace load udp 127.0.0.1:5555 ...
     """
-    from osvtrace import qemu
+    from osvtrace import qemu, resources
 
     verbose = opts["verbose"]
     cfg = _config(app, args, **opts)
@@ -173,7 +178,8 @@ def run(app: str, args: tuple[str, ...], gdb_port: int | None, gdb_wait: bool, *
     if gdb_port is not None:
         click.echo(f"osvtrace: gdbstub on 127.0.0.1:{gdb_port}"
                    + (" (halted until gdb continues)" if cfg.gdb_wait else "")
-                   + f": gdb -x gdb/osv.py {cfg.kernel} -ex 'target remote :{gdb_port}'", err=True)
+                   + f": gdb -x {shlex.quote(str(resources.gdb_script()))} {shlex.quote(str(cfg.kernel))} "
+                   + f"-ex 'target remote :{gdb_port}'", err=True)
     _stop_on_sigterm()
     with qemu.Vm(cfg, console=sys.stdout.buffer, stderr=sys.stderr.buffer) as vm:
         outcome = vm.wait()

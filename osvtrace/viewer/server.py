@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from osvtrace import resources
 from osvtrace.viewer.api import Api, ApiError
 
-VIEWER_DIR = Path(__file__).resolve().parents[2] / "viewer"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_QUERY = 64 * 1024
 IDLE_TIMEOUT = 20.0  # seconds a connection may stay silent (or not read) before it is closed
@@ -135,14 +135,16 @@ class ViewerServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64  # listen backlog: a page opens several connections at once (the default 5 drops SYNs)
 
-    def __init__(self, api: Api, host: str = "127.0.0.1", port: int = 0, *, viewer_dir: Path = VIEWER_DIR,
+    def __init__(self, api: Api, host: str = "127.0.0.1", port: int = 0, *, viewer_dir: Path | None = None,
                  verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS):
         self.address_family = __import__("socket").AF_INET6 if ":" in host else __import__("socket").AF_INET
         super().__init__((host.strip("[]"), port), Handler)
         self.api = api
+        viewer_dir = viewer_dir or resources.viewer_dir()
         self.files = load_files(viewer_dir)
         if "/index.html" not in self.files:
-            raise FileNotFoundError(f"{viewer_dir}: no index.html (is viewer/ next to the osvtrace package?)")
+            self.server_close()
+            raise resources.ResourceMissing(f"{viewer_dir}: no index.html: this osvtrace lacks the viewer's files")
         self.verbose = verbose
         self.loopback_only = is_loopback(host.strip("[]")) or host.strip("[]") == "::1"
         self.idle_timeout = idle_timeout

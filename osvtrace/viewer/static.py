@@ -17,10 +17,10 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from osvtrace import resources
 from osvtrace.errors import UsageError
 from osvtrace.trace import Trace
 from osvtrace.viewer.api import Api, report_json
-from osvtrace.viewer.server import VIEWER_DIR
 
 MAX_EVENTS = 50_000  # documented in docs/viewer.md
 _SCRIPTS = re.compile(r"<!-- osv:scripts.*?-->(.*?)<!-- /osv:scripts -->", re.S)
@@ -66,8 +66,9 @@ def page_data(api: Api, progress: Callable[[str], None] | None = None) -> dict[s
             "reports": reports}
 
 
-def render(data: dict[str, Any], viewer_dir: Path = VIEWER_DIR) -> str:
+def render(data: dict[str, Any], viewer_dir: Path | None = None) -> str:
     """The page's HTML with every asset inlined and the data embedded."""
+    viewer_dir = viewer_dir or resources.viewer_dir()
     html = (viewer_dir / "index.html").read_text()
     css = (viewer_dir / "viewer.css").read_text()
     html = html.replace('<link rel="stylesheet" href="viewer.css">', f"<style>\n{css}\n</style>")
