@@ -5,11 +5,11 @@
 // A lost wake-up leaves a thread asleep forever (the run never ends: tests
 // put a timeout on it); a lost or doubled item shows in the sum. Prints
 // `condvar: produced=.. consumed=.. sum_ok=1 waits=..`. Exits 1 on a mismatch.
-#include "apps/app.hh"
 #include "apps/options.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/mutex.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "lib/printf.hh"
 #include "tsc.hh"
 

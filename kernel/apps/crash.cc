@@ -1,8 +1,8 @@
 // crash KIND: fails on purpose, to test the panic path end to end (message,
 // backtrace, QEMU exit status 255). KIND: panic | null | ud | overflow.
-#include "apps/app.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/panic.hh"
-#include "drivers/console.hh"
 #include "lib/string.hh"
 
 namespace {

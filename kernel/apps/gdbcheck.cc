@@ -14,15 +14,15 @@
 // state. Afterwards it releases everything, joins what it can and returns 0.
 #include <atomic>
 
-#include "apps/app.hh"
 #include "apps/options.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/heap.hh"
 #include "core/mutex.hh"
 #include "core/page_alloc.hh"
 #include "core/percpu.hh"
 #include "core/thread.hh"
 #include "core/waitqueue.hh"
-#include "drivers/console.hh"
 #include "lib/printf.hh"
 
 namespace gdbcheck {

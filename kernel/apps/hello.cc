@@ -1,6 +1,6 @@
 // hello: the smallest app; prints its arguments and exits 0.
-#include "apps/app.hh"
-#include "drivers/console.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 
 namespace {
 

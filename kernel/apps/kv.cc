@@ -18,12 +18,12 @@
 // UDP request cannot bring); no eviction (a full heap answers
 // "SERVER_ERROR out of memory storing object"); Unix-time exptimes never
 // expire (no wall clock yet).
-#include "apps/app.hh"
 #include "apps/kv_store.hh"
 #include "apps/udp_server.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/heap.hh"
 #include "core/percpu.hh"
-#include "drivers/console.hh"
 #include "lib/printf.hh"
 #include "lib/string.hh"
 

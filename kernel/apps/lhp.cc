@@ -11,13 +11,13 @@
 // Prints `lhp: threads=.. cpus=.. acquisitions=.. preempted_holds=..
 // max_hold_us=.. lost_updates=0 violations=0`: a preempted hold is one during
 // which the holder was switched out. Exits 1 on a lost update or violation.
-#include "apps/app.hh"
 #include "apps/busy.hh"
 #include "apps/options.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/mutex.hh"
 #include "core/percpu.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "lib/printf.hh"
 #include "tsc.hh"
 

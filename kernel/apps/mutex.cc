@@ -16,13 +16,13 @@
 // Exits 1 on any lost update or violation.
 #include <atomic>
 
-#include "apps/app.hh"
 #include "apps/busy.hh"
 #include "apps/options.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/mutex.hh"
 #include "core/percpu.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "lib/printf.hh"
 #include "trace/control.hh"
 #include "tsc.hh"

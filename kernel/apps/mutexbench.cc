@@ -14,12 +14,12 @@
 // say which TCG mode (single or multi-threaded) it ran in.
 #include <atomic>
 
-#include "apps/app.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/heap.hh"
 #include "core/mutex.hh"
 #include "core/percpu.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "lib/string.hh"
 #include "trace/control.hh"
 #include "tsc.hh"

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "drivers/console.hh"
+#include "core/console.hh"
 #include "lib/string.hh"
 
 struct app_option {

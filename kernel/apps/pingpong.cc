@@ -3,12 +3,12 @@
 // with more, the two threads may sit on two CPUs and each pass is a cross-CPU
 // wake-up instead). Reports the switch rate, the figure to compare with a
 // Linux guest's futex ping-pong.
-#include "apps/app.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/percpu.hh"
 #include "core/sched.hh"
 #include "core/thread.hh"
 #include "core/waitqueue.hh"
-#include "drivers/console.hh"
 #include "lib/string.hh"
 #include "tsc.hh"
 

@@ -1,7 +1,7 @@
 // sleep MS: sleeps and reports how long it actually slept (timer accuracy).
-#include "apps/app.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "lib/string.hh"
 #include "tsc.hh"
 

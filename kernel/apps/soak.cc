@@ -17,15 +17,15 @@
 // "soak: cpu C emitted N", so the host can check the counts exactly.
 #include <atomic>
 
-#include "apps/app.hh"
 #include "apps/busy.hh"
 #include "apps/options.hh"
 #include "apps/udp_server.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/mutex.hh"
 #include "core/percpu.hh"
 #include "core/thread.hh"
 #include "core/waitqueue.hh"
-#include "drivers/console.hh"
 #include "generated/tracepoints.hh"
 #include "trace/control.hh"
 #include "trace/ring.hh"

@@ -2,9 +2,9 @@
 // milliseconds (default 50), so only the timer's preemption lets them share
 // it. Prints each thread's share; a fair round robin gives each about the
 // same. The trace shows sched_preempt every time slice.
-#include "apps/app.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "lib/printf.hh"
 #include "lib/string.hh"
 #include "tsc.hh"

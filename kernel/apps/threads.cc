@@ -4,12 +4,12 @@
 // going, timers and wake_all. Prints the create+join rate.
 #include <atomic>
 
-#include "apps/app.hh"
+#include "core/app.hh"
 #include "core/heap.hh"
 #include "core/page_alloc.hh"
 #include "core/thread.hh"
 #include "core/waitqueue.hh"
-#include "drivers/console.hh"
+#include "core/console.hh"
 #include "paging.hh"
 #include "lib/string.hh"
 #include "tsc.hh"

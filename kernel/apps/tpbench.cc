@@ -1,8 +1,8 @@
 // tpbench [N]: what a tracepoint costs on the fast path, in TSC ticks per
 // call, disabled and enabled (trace_marker, one slot). Under TCG the TSC
 // follows the host clock, so compare ratios, not absolute cycles.
-#include "apps/app.hh"
-#include "drivers/console.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "generated/tracepoints.hh"
 #include "lib/string.hh"
 #include "tsc.hh"

@@ -8,11 +8,11 @@
 // Prints what it emitted per CPU ("tpstorm: cpu C emitted N"), so the host
 // can check emitted == decoded + lost exactly, per CPU: the threads are pinned,
 // so each one's records all go to its own CPU's ring.
-#include "apps/app.hh"
+#include "core/app.hh"
+#include "core/console.hh"
 #include "core/percpu.hh"
 #include "core/thread.hh"
 #include "cpu.hh"
-#include "drivers/console.hh"
 #include "generated/tracepoints.hh"
 #include "lib/printf.hh"
 #include "lib/string.hh"

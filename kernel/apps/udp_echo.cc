@@ -3,8 +3,8 @@
 // server over net channels: the receive thread classifies and pushes, the
 // worker (on its own CPU) checks the checksums, copies the payload out and
 // builds the reply in the same buffer (apps/udp_server.hh has the rest).
-#include "apps/app.hh"
 #include "apps/udp_server.hh"
+#include "core/app.hh"
 
 namespace {
 

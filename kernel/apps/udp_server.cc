@@ -4,10 +4,10 @@
 
 #include "apps/busy.hh"
 #include "apps/options.hh"
+#include "core/console.hh"
 #include "core/heap.hh"
 #include "core/percpu.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "lib/printf.hh"
 #include "lib/string.hh"
 #include "net/netif.hh"

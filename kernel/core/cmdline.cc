@@ -1,6 +1,6 @@
 #include "core/cmdline.hh"
 
-#include "drivers/console.hh"
+#include "core/console.hh"
 #include "lib/string.hh"
 
 namespace cmdline {

@@ -10,8 +10,9 @@
 #include <stdint.h>
 
 #include "acpi.hh"
-#include "apps/app.hh"
+#include "core/app.hh"
 #include "core/cmdline.hh"
+#include "core/console.hh"
 #include "core/heap.hh"
 #include "core/page_alloc.hh"
 #include "core/panic.hh"
@@ -24,7 +25,6 @@
 #include "core/trace_stream.hh"
 #include "cpu.hh"
 #include "debug_exit.hh"
-#include "drivers/console.hh"
 #include "generated/tracepoints.hh"
 #include "interrupts.hh"
 #include "lapic.hh"

@@ -1,9 +1,9 @@
 #include "core/page_alloc.hh"
 
+#include "core/console.hh"
 #include "core/mutex.hh"
 #include "core/panic.hh"
 #include "cpu.hh"
-#include "drivers/console.hh"
 #include "pvh.hh"
 
 extern "C" char _kernel_end[];

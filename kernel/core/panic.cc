@@ -4,10 +4,10 @@
 
 #include <atomic>
 
+#include "core/console.hh"
 #include "core/percpu.hh"
 #include "cpu.hh"
 #include "debug_exit.hh"
-#include "drivers/console.hh"
 
 // The symbol table: generated from the first link pass (scripts/ksyms.sh).
 // Weak, so the first pass links without it (the addresses are then 0).

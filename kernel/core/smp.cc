@@ -4,6 +4,7 @@
 #include <new>
 
 #include "acpi.hh"
+#include "core/console.hh"
 #include "core/page_alloc.hh"
 #include "core/panic.hh"
 #include "core/percpu.hh"
@@ -11,7 +12,6 @@
 #include "core/thread.hh"
 #include "core/trace.hh"
 #include "cpu.hh"
-#include "drivers/console.hh"
 #include "gdt.hh"
 #include "interrupts.hh"
 #include "lapic.hh"

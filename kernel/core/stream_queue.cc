@@ -11,16 +11,15 @@ const uint8_t zeros[32] = {};
 
 }  // namespace
 
-bool stream_queue::init(virtio::virtqueue* q, event* done, trace::ring* const* rings, unsigned ncpus)
+bool stream_queue::init(const trace_port::ops* port, trace::ring* const* rings, unsigned ncpus)
 {
-    q_ = q;
-    done_ = done;
+    port_ = port;
     ncpus_ = ncpus;
     for (unsigned i = 0; i < ncpus; i++) {
         cpus_[i] = {rings[i], nullptr, nullptr};
     }
     // Every frame takes at least one descriptor: more frames could never be in flight.
-    unsigned n = q->size();
+    unsigned n = port->size();
     auto* pool = new frame[n];
     if (!pool) {
         return false;
@@ -49,19 +48,19 @@ void stream_queue::release(frame* f)
     free_ = f;
 }
 
-bool stream_queue::room_for_data() const { return free_ && q_->free_descriptors() >= 3; }
+bool stream_queue::room_for_data() const { return free_ && port_->free_descriptors() >= 3; }
 
-bool stream_queue::submit(frame* f, const virtio::piece* payload, unsigned npieces)
+bool stream_queue::submit(frame* f, const trace_port::piece* payload, unsigned npieces)
 {
-    virtio::piece out[3] = {{&f->hdr, sizeof f->hdr}};
+    trace_port::piece out[3] = {{&f->hdr, sizeof f->hdr}};
     for (unsigned i = 0; i < npieces && i < 2; i++) {
         out[1 + i] = payload[i];
     }
-    if (!q_->add(out, 1 + npieces, nullptr, 0, f)) {
+    if (!port_->add(out, 1 + npieces, f)) {
         return false;
     }
     in_flight_++;
-    q_->kick();
+    port_->kick();
     return true;
 }
 
@@ -100,7 +99,7 @@ bool stream_queue::send_slots(unsigned cpu, uint64_t from, uint64_t end, uint64_
     trace::ring* r = cpus_[cpu].ring;
     f->hdr = {ts::frame_magic, ts::frame_data, 0, uint16_t(cpu), uint32_t(end - from), 0, from, lost};
     f->end = end;
-    virtio::piece p[2];
+    trace_port::piece p[2];
     unsigned np = 0;
     while (from < end && np < 2) {  // one piece, or two where the range wraps
         uint64_t pos = from & r->mask;
@@ -137,7 +136,7 @@ void stream_queue::send_blob(uint8_t type, const void* buf, uint32_t len, bool* 
         wait();
     }
     f->hdr = {ts::frame_magic, type, 0, 0, len, 0, 0, 0};
-    virtio::piece p[2];
+    trace_port::piece p[2];
     unsigned np = 0;
     if (len) {
         p[np++] = {buf, len};
@@ -157,8 +156,7 @@ void stream_queue::send_blob(uint8_t type, const void* buf, uint32_t len, bool* 
 void stream_queue::reclaim()
 {
     void* tok;
-    uint32_t len;
-    while (q_->get_used(&tok, &len)) {
+    while (port_->get_used(&tok)) {
         auto* f = static_cast<frame*>(tok);
         in_flight_--;
         if (f->hdr.type == ts::frame_data) {
@@ -175,15 +173,7 @@ void stream_queue::reclaim()
 
 void stream_queue::wait()
 {
-    // Interrupts from the queue only while we sleep on them; re-check after
-    // enabling them, or a buffer returned just before would wake nobody.
-    while (!q_->enable_interrupts()) {
-        done_->wait();
-        if (q_->has_used()) {
-            break;
-        }
-    }
-    q_->disable_interrupts();
+    port_->wait_used();
     reclaim();
 }
 

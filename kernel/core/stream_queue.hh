@@ -12,8 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/event.hh"
-#include "drivers/virtio/virtqueue.hh"
+#include "core/trace_port.hh"
 #include "trace/ring.hh"
 #include "trace/stream.hh"
 
@@ -21,8 +20,8 @@ namespace trace_stream {
 
 class stream_queue {
 public:
-    // q: the port's transmit queue; done: signalled by its interrupt handler.
-    bool init(virtio::virtqueue* q, event* done, trace::ring* const* rings, unsigned ncpus);
+    // port: the device, connected (its transmit queue is ours from now on).
+    bool init(const trace_port::ops* port, trace::ring* const* rings, unsigned ncpus);
 
     // A data frame of CPU cpu's ring slots [from, end) (at most two pieces).
     // False, with nothing queued, when no frame or descriptors are free.
@@ -58,12 +57,11 @@ private:
 
     frame* alloc();
     void release(frame* f);
-    bool submit(frame* f, const virtio::piece* payload, unsigned npieces);
+    bool submit(frame* f, const trace_port::piece* payload, unsigned npieces);
     void enqueue_data(unsigned cpu, frame* f);
     void complete_data(unsigned cpu);
 
-    virtio::virtqueue* q_ = nullptr;
-    event* done_ = nullptr;
+    const trace_port::ops* port_ = nullptr;
     frame* free_ = nullptr;
     unsigned in_flight_ = 0;
     unsigned ncpus_ = 0;

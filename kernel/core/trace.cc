@@ -1,10 +1,10 @@
 #include "core/trace.hh"
 
+#include "core/console.hh"
 #include "core/klog.hh"
 #include "core/page_alloc.hh"
 #include "core/percpu.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "generated/tracepoints.hh"
 #include "lib/glob.hh"
 #include "lib/string.hh"

@@ -10,9 +10,9 @@
 // enable/disable take effect here and now, in the virtio-console service
 // thread, as soon as the device delivers the line; flush and stop at the
 // drain's next pass (at most one drain period later).
+#include "core/console.hh"
 #include "core/trace.hh"
 #include "core/trace_stream.hh"
-#include "drivers/console.hh"
 #include "generated/tracepoints.hh"
 #include "lib/glob.hh"
 #include "lib/printf.hh"

@@ -2,12 +2,13 @@
 // frames in flight and ring tails, is core/stream_queue.cc.
 #include "core/trace_stream.hh"
 
+#include "core/console.hh"
+#include "core/event.hh"
 #include "core/percpu.hh"
 #include "core/stream_queue.hh"
 #include "core/thread.hh"
 #include "core/trace.hh"
-#include "drivers/console.hh"
-#include "drivers/virtio/console.hh"
+#include "core/trace_port.hh"
 #include "generated/tracepoints.hh"
 #include "lib/string.hh"
 #include "trace/control.hh"
@@ -25,11 +26,6 @@ constexpr uint64_t connect_timeout_ms = 3000;
 constexpr unsigned max_acks = 16;
 constexpr unsigned ack_msg_len = 112;
 constexpr size_t meta_extra = 4096 + 128 + trace::tp_max + 1;
-
-const virtio_console::port_spec ports[] = {
-    {ts::port_name, nullptr, nullptr},
-    {ts::ctl_port_name, ctl_receive, nullptr},
-};
 
 struct cpu_state {
     trace::ring* ring;
@@ -278,21 +274,24 @@ void start()
     if (!r0 || r0->mode != trace::ring_mode::stream) {
         return;  // flight recorder: nobody drains
     }
-    if (!virtio_console::start(ports, 2)) {
-        kprintf("trace: tracemode=stream but no virtio console to stream to; the rings fill and drop\n");
+    // The first registered device that comes up carries the stream.
+    const trace_port::ops* port = nullptr;
+    for (const trace_port::ops* const* p = trace_port::first(); p < trace_port::last() && !port; p++) {
+        if ((*p)->start(ctl_receive)) {
+            port = *p;
+        }
+    }
+    if (!port) {
+        const char* what = trace_port::first() < trace_port::last() ? (*trace_port::first())->name : "device";
+        kprintf("trace: tracemode=stream but no %s to stream to; the rings fill and drop\n", what);
         return;
     }
-    virtio_console::port* port = nullptr;
     uint64_t waited = 0;
-    while (waited < connect_timeout_ms) {
-        port = virtio_console::find(0);
-        if (port && virtio_console::host_connected(port)) {
-            break;
-        }
+    while (waited < connect_timeout_ms && !port->connected()) {
         threads::sleep_ns(1000000);
         waited++;
     }
-    if (!port || !virtio_console::host_connected(port)) {
+    if (!port->connected()) {
         kprintf("trace: no host connected to port %s within %lu ms; not streaming\n", ts::port_name,
                 connect_timeout_ms);
         return;
@@ -309,7 +308,7 @@ void start()
         s->cpus[i].ring = rings[i];
         s->cpus[i].sent = rings[i]->tail;
     }
-    if (!s->q.init(virtio_console::tx_queue(port), virtio_console::tx_event(port), rings, s->ncpus)) {
+    if (!s->q.init(port, rings, s->ncpus)) {
         kprintf("trace: no memory for the stream\n");
         return;
     }

@@ -19,9 +19,9 @@ namespace trace_stream {
 // and so the longest a record or a control reply waits before it is sent.
 constexpr uint64_t period_us = 5000;
 
-// Before the app: if the rings are in stream mode and a virtio console with
-// the trace port exists, waits (a bounded time) for the host to connect and
-// starts the drain thread. Thread context.
+// Before the app: if the rings are in stream mode and a registered trace port
+// (core/trace_port.hh; the virtio console's) comes up, waits (a bounded time)
+// for the host to connect and starts the drain thread. Thread context.
 void start();
 
 // After the app: sends everything committed so far, the final lost counters

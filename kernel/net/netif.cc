@@ -2,15 +2,15 @@
 
 #include <atomic>
 
+#include "core/console.hh"
 #include "core/mutex.hh"
-#include "drivers/console.hh"
-#include "drivers/virtio/net.hh"
 #include "generated/tracepoints.hh"
 #include "net/arp.hh"
 #include "net/channel.hh"
 #include "net/classify.hh"
 #include "net/icmp.hh"
 #include "net/ipv4.hh"
+#include "net/netdev.hh"
 
 namespace net::netif {
 namespace {
@@ -18,6 +18,7 @@ namespace {
 iface cfg = {{}, ipv4_addr(10, 0, 2, 15), ipv4_addr(255, 255, 255, 0), ipv4_addr(10, 0, 2, 2)};
 std::atomic<bool> is_up{false};
 mutex up_lock;
+const netdev::ops* dev;  // written before is_up is set, then never again
 
 // Written by the receive thread only (rx .. default_path), or by any sender (tx, dropped).
 std::atomic<uint64_t> n_rx, n_channel, n_default, n_dropped, n_tx;
@@ -60,7 +61,16 @@ bool up()
     if (is_up.load(std::memory_order_relaxed)) {
         return true;
     }
-    if (!virtio_net::start(cfg.mac)) {
+    // The first registered device that starts is the interface's.
+    for (const netdev::ops* const* d = netdev::first(); d < netdev::last() && !dev; d++) {
+        if ((*d)->start(cfg.mac)) {
+            dev = *d;
+        }
+    }
+    if (!dev) {
+        if (netdev::first() == netdev::last()) {
+            kprintf("net: no network driver in this kernel\n");
+        }
         return false;
     }
     is_up.store(true, std::memory_order_release);
@@ -95,7 +105,7 @@ void input(pbuf* p)
 void output(pbuf* p)
 {
     bump(n_tx);
-    virtio_net::transmit(p);
+    dev->transmit(p);
 }
 
 void count_drop(pbuf* p, const char* why)

@@ -11,8 +11,22 @@ generator walkers, then thin commands that only format.
   mutex     osv mutex, mutex and wait queue printers
   memory    osv memory
   dmesg     osv dmesg
-  net       osv netchannels
+  net       osv netchannels, net channel printer
   trace     osv trace [N], status, enable, disable, save
+
+Below them, shared by several (lowest last; nothing imports upwards, and
+tests/test_gdb_imports.py fails on an import circle):
+
+  threadtable  every thread and CPU read at one stop (Snapshot)
+  thread       a `thread *` named as `5 (holder)` (below percpu, which names threads)
+  printers     the `osv` pretty-printer collection
+  clock        the kernel's TSC clock, times since boot
+  statics      objects in static storage, by address or by type
+  lists        bounded walkers of lists and lock-free queues
+  guestmem     guest memory: small reads through gdb, bulk ones through pmemsave
+  debuginfo    types, symbols and layouts from the ELF's debug info
+  commands     the `osv` prefixes, the command base class, OsvError
+  fmt          text: names, durations, aligned tables (plain Python)
 """
 
 from __future__ import annotations
@@ -20,19 +34,20 @@ from __future__ import annotations
 import gdb  # type: ignore[import-not-found]
 import gdb.printing  # type: ignore[import-not-found]
 
-from osvtrace.gdb import common, context, dmesg, memory, mutex, net, percpu, sched, threads, trace
+from osvtrace.gdb import (commands, context, debuginfo, dmesg, memory, mutex, net, percpu, printers, sched, threads,
+                          trace)
 
 MODULES = (threads, context, percpu, sched, mutex, memory, dmesg, net, trace)
 
 
 def register() -> None:
-    common.OsvPrefix()
-    common.OsvInfoPrefix()
+    commands.OsvPrefix()
+    commands.OsvInfoPrefix()
     for m in MODULES:
         m.register()
-    gdb.printing.register_pretty_printer(None, common.PRINTERS, replace=True)
+    gdb.printing.register_pretty_printer(None, printers.PRINTERS, replace=True)
     # A new ELF may bring other types: drop the caches.
-    gdb.events.new_objfile.connect(lambda _ev: common.invalidate_caches())
+    gdb.events.new_objfile.connect(lambda _ev: debuginfo.invalidate_caches())
 
 
 register()

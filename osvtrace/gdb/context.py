@@ -19,7 +19,7 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import common, percpu, threads
+from osvtrace.gdb import commands, debuginfo, guestmem, percpu, threadtable
 
 SWITCH_SYMBOL = "arch_switch"
 # Commands that resume or leave the VM: registers are restored before each.
@@ -49,7 +49,7 @@ def switch_frame() -> tuple[str, ...]:
     try:
         start = int(gdb.parse_and_eval(f"&{SWITCH_SYMBOL}"))
     except gdb.error:
-        raise common.OsvError(f"no {SWITCH_SYMBOL} in the kernel ELF: cannot find saved thread contexts") from None
+        raise commands.OsvError(f"no {SWITCH_SYMBOL} in the kernel ELF: cannot find saved thread contexts") from None
     insns = gdb.selected_inferior().architecture().disassemble(start, count=64)
     run: list[str] = []
     for ins in insns:
@@ -62,23 +62,23 @@ def switch_frame() -> tuple[str, ...]:
         else:
             run = []
     else:
-        raise common.OsvError(f"cannot find the end of {SWITCH_SYMBOL} (no ret in its first 64 instructions)")
+        raise commands.OsvError(f"cannot find the end of {SWITCH_SYMBOL} (no ret in its first 64 instructions)")
     if not run or "rbp" not in run:
-        raise common.OsvError(f"cannot read the saved-register frame from {SWITCH_SYMBOL}'s code")
+        raise commands.OsvError(f"cannot read the saved-register frame from {SWITCH_SYMBOL}'s code")
     _frame_cache.append((*run, "rip"))
     return _frame_cache[0]
 
 
-common.on_invalidate(_frame_cache.clear)
+debuginfo.on_invalidate(_frame_cache.clear)
 
 
-def saved_registers(t: threads.Thread) -> dict[str, int]:
+def saved_registers(t: threadtable.Thread) -> dict[str, int]:
     """The registers a switched-out thread resumes with: its saved frame, and rsp past it."""
     frame = switch_frame()
     if not t.saved_rsp:
-        raise common.OsvError(f"thread {t.tid} ({t.name}) has no saved context (saved_rsp is 0)")
-    w = common.word()  # each push/pop moves one word
-    raw = common.read_small(t.saved_rsp, w * len(frame))
+        raise commands.OsvError(f"thread {t.tid} ({t.name}) has no saved context (saved_rsp is 0)")
+    w = guestmem.word()  # each push/pop moves one word
+    raw = guestmem.read_small(t.saved_rsp, w * len(frame))
     regs = {r: int.from_bytes(raw[w * i:w * (i + 1)], "little") for i, r in enumerate(frame)}
     regs["rsp"] = t.saved_rsp + w * len(frame)
     return regs
@@ -87,7 +87,7 @@ def saved_registers(t: threads.Thread) -> dict[str, int]:
 def _select_vcpu(num: int) -> None:
     th = next((th for th in gdb.selected_inferior().threads() if th.num == num), None)
     if th is None:
-        raise common.OsvError(f"gdb has no thread {num} (vCPU) any more")
+        raise commands.OsvError(f"gdb has no thread {num} (vCPU) any more")
     th.switch()
 
 
@@ -108,7 +108,7 @@ def _write_registers(regs: dict[str, int], save_into: dict[str, int] | None = No
             gdb.execute(f"set var ${r} = {regs[r]:#x}", to_string=True)
         except gdb.error as e:
             fr = gdb.selected_frame()
-            raise common.OsvError(f"cannot set ${r} (frame level {fr.level()}, type {fr.type()}, "
+            raise commands.OsvError(f"cannot set ${r} (frame level {fr.level()}, type {fr.type()}, "
                                   f"pc {fr.pc():#x} {fr.name()}): {e}") from None
     return old
 
@@ -126,15 +126,15 @@ def restore(quiet: bool = False) -> bool:
             _select_vcpu(num)
             _write_registers(regs)
             del STATE.saved[num]
-        except (gdb.error, common.OsvError) as e:
-            problems.append(f"vCPU {num}: {common.one_line(str(e))}")
+        except (gdb.error, commands.OsvError) as e:
+            problems.append(f"vCPU {num}: {commands.one_line(str(e))}")
     if problems:
-        raise common.OsvError("could not restore the registers of " + "; ".join(problems)
+        raise commands.OsvError("could not restore the registers of " + "; ".join(problems)
                               + " (retry `osv thread restore`; do not resume the VM before it succeeds)")
     if STATE.home_vcpu is not None:
         try:
             _select_vcpu(STATE.home_vcpu)
-        except common.OsvError:
+        except commands.OsvError:
             pass
     STATE.home_vcpu = None
     STATE.tid = None
@@ -143,25 +143,25 @@ def restore(quiet: bool = False) -> bool:
     return True
 
 
-def show(t: threads.Thread, snap: threads.Snapshot) -> str:
+def show(t: threadtable.Thread, snap: threadtable.Snapshot) -> str:
     """Make gdb's selected frame thread t's; returns a note for the user."""
-    common.inferior()
+    guestmem.inferior()
     if t.state == "creating":
-        raise common.OsvError(f"thread {t.tid} is being created: it has no context yet")
+        raise commands.OsvError(f"thread {t.tid} is being created: it has no context yet")
     cur = gdb.selected_thread()
     if cur is None:
-        raise common.OsvError("gdb has no selected thread")
+        raise commands.OsvError("gdb has no selected thread")
     home = STATE.home_vcpu if STATE.home_vcpu is not None else cur.num
     if t.running:
         cpu = next(c for c in snap.cpus if c.current == t.addr)
         th = percpu.vcpu_of(cpu.addr)
         if th is None:
-            raise common.OsvError(f"thread {t.tid} runs on cpu {cpu.id}, but no vCPU's %gs points at that CPU")
+            raise commands.OsvError(f"thread {t.tid} runs on cpu {cpu.id}, but no vCPU's %gs points at that CPU")
         th.switch()
         STATE.home_vcpu, STATE.tid = home, t.tid
         return f"thread {t.tid} ({t.name}) is running on cpu {cpu.id}: selected its vCPU (gdb thread {th.num})"
     if not t.stack and t.state == "dead":
-        raise common.OsvError(f"thread {t.tid} ({t.name}) has exited and its stack is gone")
+        raise commands.OsvError(f"thread {t.tid} ({t.name}) has exited and its stack is gone")
     regs = saved_registers(t)
     vcpu = cur.num
     STATE.home_vcpu = home
@@ -181,7 +181,7 @@ def _frame_line() -> str:
         return f"(no frame: {e})"
 
 
-class ThreadCommand(common.OsvCommand):
+class ThreadCommand(commands.OsvCommand):
     """Look at a kernel thread with gdb's commands: bt, frame, up, info locals ...
 
     Usage: osv thread ID          select thread ID (its saved context, or its vCPU if running)
@@ -207,9 +207,9 @@ class ThreadCommand(common.OsvCommand):
                 gdb.write(f"osv: thread {STATE.tid} is selected; `osv thread restore` returns\n")
             return
         if len(argv) != 1 or not argv[0].isdigit():
-            raise common.OsvError("usage: osv thread ID | osv thread restore | osv thread apply all|ID... CMD")
+            raise commands.OsvError("usage: osv thread ID | osv thread restore | osv thread apply all|ID... CMD")
         tid = int(argv[0])
-        snap = threads.snapshot()
+        snap = threadtable.snapshot()
         t = snap.by_id(tid)
         if STATE.tid is not None:
             restore(quiet=True)
@@ -217,7 +217,7 @@ class ThreadCommand(common.OsvCommand):
         gdb.write(f"osv: {note}\n{_frame_line()}\n")
 
 
-class ThreadRestore(common.OsvCommand):
+class ThreadRestore(commands.OsvCommand):
     """Give the vCPUs their own registers back after `osv thread ID`.
 
     Also reselects the vCPU that was selected before. Resuming the VM does this by itself.
@@ -234,7 +234,7 @@ class ThreadRestore(common.OsvCommand):
             gdb.write("osv: nothing to restore\n")
 
 
-class ThreadApply(common.OsvCommand):
+class ThreadApply(commands.OsvCommand):
     """Run a gdb command in the context of several kernel threads.
 
     Usage: osv thread apply all CMD
@@ -258,9 +258,9 @@ class ThreadApply(common.OsvCommand):
                 ids.append(int(words[i]))
                 i += 1
         if (not ids and words[:1] != ["all"]) or i >= len(words):
-            raise common.OsvError("usage: osv thread apply all|ID... CMD")
+            raise commands.OsvError("usage: osv thread apply all|ID... CMD")
         cmd = arg.split(None, i)[i] if i else arg
-        snap = threads.snapshot()
+        snap = threadtable.snapshot()
         targets = [snap.by_id(tid) for tid in ids] if ids else [t for t in snap.threads if t.state != "creating"]
         if not targets:
             gdb.write("no threads yet (the kernel has not created any)\n")
@@ -274,7 +274,7 @@ class ThreadApply(common.OsvCommand):
                 try:
                     show(t, snap)
                     gdb.write(gdb.execute(cmd, to_string=True) or "")
-                except (gdb.error, common.OsvError) as e:
+                except (gdb.error, commands.OsvError) as e:
                     gdb.write(f"osv: {e}\n")
                 finally:
                     restore(quiet=True)
@@ -282,8 +282,8 @@ class ThreadApply(common.OsvCommand):
             restore(quiet=True)
         if before is not None:
             try:
-                show(snap.by_id(before), threads.snapshot())
-            except common.OsvError as e:
+                show(snap.by_id(before), threadtable.snapshot())
+            except commands.OsvError as e:
                 gdb.write(f"osv: could not select thread {before} again: {e}\n")
 
 

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import common
+from osvtrace.gdb import commands, debuginfo, guestmem
 
 RING_SYMBOL = "klog::ring"
 
 
 def log_text() -> tuple[str, int, int]:
     """(the text the ring holds, bytes ever written, ring size)."""
-    addr = common.symbol_address(RING_SYMBOL)
-    size = common.symbol_type(RING_SYMBOL).sizeof
-    ctl = common.layout_of("trace::control")
+    addr = debuginfo.symbol_address(RING_SYMBOL)
+    size = debuginfo.symbol_type(RING_SYMBOL).sizeof
+    ctl = debuginfo.layout_of("trace::control")
     off, hsize, _ = ctl.field("log_head")
-    head = int.from_bytes(common.read_small(common.control_address() + off, hsize), "little")
+    head = int.from_bytes(guestmem.read_small(guestmem.control_address() + off, hsize), "little")
     if head == 0:
         return "", 0, size
-    raw = common.read(addr, size)
+    raw = guestmem.read(addr, size)
     n = min(head, size)
     start = (head - n) % size
     data = raw[start:] + raw[:start] if start + n > size else raw[start:start + n]
@@ -34,7 +34,7 @@ def log_text() -> tuple[str, int, int]:
     return text, head, size
 
 
-class Dmesg(common.OsvCommand):
+class Dmesg(commands.OsvCommand):
     """Show the kernel log (the console output kept in the kernel's log ring).
 
     The ring holds the newest 64 KiB; it is readable from early boot and after a panic.
@@ -48,8 +48,8 @@ class Dmesg(common.OsvCommand):
     def run(self, arg: str, from_tty: bool) -> None:
         argv = gdb.string_to_argv(arg)
         if len(argv) > 1 or (argv and not argv[0].isdigit()):
-            raise common.OsvError("usage: osv dmesg [N]")
-        common.inferior()
+            raise commands.OsvError("usage: osv dmesg [N]")
+        guestmem.inferior()
         text, head, size = log_text()
         if not head:
             gdb.write("the kernel log is empty (nothing printed yet)\n")

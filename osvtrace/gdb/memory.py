@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import common, percpu
+from osvtrace.gdb import commands, debuginfo, fmt, guestmem, lists, mutex, percpu, thread
 
 PAGES_FN = "pages::alloc"  # a function of page_alloc.cc: its file's statics are the allocator's
 HEAP_FN = "malloc"  # ... and of heap.cc
@@ -24,16 +24,16 @@ def mib(nbytes: int) -> str:
 
 def page_allocator() -> list[str]:
     page = int(gdb.parse_and_eval("pages::page_size"))
-    total = common.read_word(common.file_variable(PAGES_FN, "total")[0])
-    nfree = common.read_word(common.file_variable(PAGES_FN, "nfree")[0])
+    total = guestmem.read_word(debuginfo.file_variable(PAGES_FN, "total")[0])
+    nfree = guestmem.read_word(debuginfo.file_variable(PAGES_FN, "nfree")[0])
     if total == 0:
         return ["pages: not set up yet (pages::init has not run: total is 0)"]
-    head_addr, head_t = common.file_variable(PAGES_FN, "ranges")
-    rl = common.layout_of_type(head_t.strip_typedefs().target())
-    walk = common.walk_chain(common.read_word(head_addr), rl.offset("next"), limit=MAX_RANGES, what="the free list")
+    head_addr, head_t = debuginfo.file_variable(PAGES_FN, "ranges")
+    rl = debuginfo.layout_of_type(head_t.strip_typedefs().target())
+    walk = lists.walk_chain(guestmem.read_word(head_addr), rl.offset("next"), limit=MAX_RANGES, what="the free list")
     ranges = []
     for r in walk.items:
-        ranges.append((r, rl.get(common.read_small(r, rl.size), "npages")))
+        ranges.append((r, rl.get(guestmem.read_small(r, rl.size), "npages")))
     out = [f"pages: {total} pages of {page} bytes ({mib(total * page)}), {nfree} free ({mib(nfree * page)}), "
            f"{total - nfree} in use ({mib((total - nfree) * page)})"]
     listed = sum(n for _, n in ranges)
@@ -47,37 +47,35 @@ def page_allocator() -> list[str]:
         out.append(f"    ... {len(ranges) - SHOW_RANGES} more")
     if walk.problem:
         out.append(f"  note: {walk.problem}")
-    out.append(f"  lock: {_lock_state(common.file_variable(PAGES_FN, 'lock')[0])}")
+    out.append(f"  lock: {_lock_state(debuginfo.file_variable(PAGES_FN, 'lock')[0])}")
     return out
 
 
 def _lock_state(addr: int) -> str:
-    from osvtrace.gdb import mutex, threads
-
     m = mutex.read_mutex(addr)
     if not m.owner and m.count <= 0:
         return f"free ({mutex.mutex_name(addr)})"
-    who = threads.Names().describe(m.owner) if m.owner else "a hand-off in flight"
+    who = thread.Names().describe(m.owner) if m.owner else "a hand-off in flight"
     return f"held by {who}, {len(m.waiters)} waiting ({mutex.mutex_name(addr)})"
 
 
 def heap() -> list[str]:
-    min_shift = common.file_constant(HEAP_FN, "min_shift")
-    in_use_addr, in_use_t = common.file_variable(HEAP_FN, "in_use")
-    in_use = int.from_bytes(common.read_small(in_use_addr, in_use_t.sizeof), "little")
-    depot_addr, depot_t = common.file_variable(HEAP_FN, "depot")
-    caches_addr, caches_t = common.file_variable(HEAP_FN, "caches")
+    min_shift = debuginfo.file_constant(HEAP_FN, "min_shift")
+    in_use_addr, in_use_t = debuginfo.file_variable(HEAP_FN, "in_use")
+    in_use = int.from_bytes(guestmem.read_small(in_use_addr, in_use_t.sizeof), "little")
+    depot_addr, depot_t = debuginfo.file_variable(HEAP_FN, "depot")
+    caches_addr, caches_t = debuginfo.file_variable(HEAP_FN, "caches")
     depot_t = depot_t.strip_typedefs()
     chain_t = depot_t.target().strip_typedefs()
-    cl = common.layout_of_type(chain_t)
+    cl = debuginfo.layout_of_type(chain_t)
     nclasses = depot_t.sizeof // chain_t.sizeof
-    depot = common.read_small(depot_addr, depot_t.sizeof)
+    depot = guestmem.read_small(depot_addr, depot_t.sizeof)
     cache_t = caches_t.strip_typedefs().target().strip_typedefs()
-    lists_off = common.layout_of_type(cache_t).offset("lists")
+    lists_off = debuginfo.layout_of_type(cache_t).offset("lists")
     cpus = [c.id for c in percpu.cpus()]
     cached = {}
     for cpu in cpus:
-        raw = common.read_small(caches_addr + cpu * cache_t.sizeof + lists_off, nclasses * chain_t.sizeof)
+        raw = guestmem.read_small(caches_addr + cpu * cache_t.sizeof + lists_off, nclasses * chain_t.sizeof)
         cached[cpu] = [cl.get(raw, "n", base=k * chain_t.sizeof) for k in range(nclasses)]
     rows = []
     free_bytes = 0
@@ -88,14 +86,14 @@ def heap() -> list[str]:
         free_bytes += size * (d + sum(per))
         rows.append((size, d, *per, size * (d + sum(per))))
     out = [f"heap: {in_use} bytes in use ({mib(in_use)}): small blocks by size class, large ones in pages"]
-    out += ["  " + ln for ln in common.table(rows, ("size", "depot", *(f"cpu{c}" for c in cpus),
+    out += ["  " + ln for ln in fmt.table(rows, ("size", "depot", *(f"cpu{c}" for c in cpus),
                                                       "free-bytes")).splitlines()]
     out.append(f"  free small blocks: {free_bytes} bytes held in caches and the depot")
-    out.append(f"  depot lock: {_lock_state(common.file_variable(HEAP_FN, 'depot_lock')[0])}")
+    out.append(f"  depot lock: {_lock_state(debuginfo.file_variable(HEAP_FN, 'depot_lock')[0])}")
     return out
 
 
-class Memory(common.OsvCommand):
+class Memory(commands.OsvCommand):
     """Show the page allocator and the heap.
 
     Pages: total, free, the free ranges, the allocator's lock. Heap: bytes in use, free
@@ -109,13 +107,13 @@ class Memory(common.OsvCommand):
 
     def run(self, arg: str, from_tty: bool) -> None:
         if arg.strip():
-            raise common.OsvError("osv memory takes no arguments")
-        common.inferior()
+            raise commands.OsvError("osv memory takes no arguments")
+        guestmem.inferior()
         out = []
         for part in (page_allocator, heap):
             try:
                 out += part()
-            except common.OsvError as e:
+            except commands.OsvError as e:
                 out.append(f"{part.__name__.replace('_', ' ')}: cannot read it: {e}")
         gdb.write("\n".join(out) + "\n")
 

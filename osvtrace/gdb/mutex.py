@@ -14,19 +14,19 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import common
+from osvtrace.gdb import commands, debuginfo, fmt, guestmem, lists, printers, statics, thread, threadtable
 
 MAX_WAITERS = 4096  # bound on list walks (more than the kernel's thread ids)
 
 
 def mutex_type() -> Any:
-    return common.lookup_type("mutex").strip_typedefs()
+    return debuginfo.lookup_type("mutex").strip_typedefs()
 
 
 def waiter_type() -> Any:
     """lockfree::mutex<P>::waiter: the element type of the mutex's queue."""
-    q = common.layout_of_type(mutex_type()).field("queue_")[2]
-    return common.layout_of_type(q).field("pushed_")[2].template_argument(0).target().strip_typedefs()
+    q = debuginfo.layout_of_type(mutex_type()).field("queue_")[2]
+    return debuginfo.layout_of_type(q).field("pushed_")[2].template_argument(0).target().strip_typedefs()
 
 
 @dataclass
@@ -53,27 +53,27 @@ class Mutex:
         (sequence << tid bits) | tid, the tid as wide as thread::id."""
         if not self.handoff:
             return None
-        bits = 8 * common.layout_of("thread").field("id")[1]
+        bits = 8 * debuginfo.layout_of("thread").field("id")[1]
         return self.handoff >> bits, self.handoff & ((1 << bits) - 1)
 
 
 def read_mutex(addr: int, *, reader: Any = None) -> Mutex:
     """The mutex at addr, with its waiters in the order they will be handed the mutex."""
-    reader = reader or common.read_small
+    reader = reader or guestmem.read_small
     mt = mutex_type()
-    ml = common.layout_of_type(mt)
+    ml = debuginfo.layout_of_type(mt)
     buf = reader(addr, ml.size)
     m = Mutex(addr, ml.get(buf, "count_", signed=True), ml.get(buf, "depth_"), ml.get(buf, "owner_"),
               ml.get(buf, "seq_"), ml.get(buf, "handoff_"))
     wt = waiter_type()
-    wl = common.layout_of_type(wt)
-    w = common.walk_mpsc(addr + ml.offset("queue_"), ml.field("queue_")[2], wl.offset("next"), limit=MAX_WAITERS,
+    wl = debuginfo.layout_of_type(wt)
+    w = lists.walk_mpsc(addr + ml.offset("queue_"), ml.field("queue_")[2], wl.offset("next"), limit=MAX_WAITERS,
                          what="the wait queue")
     m.problem = w.problem
     for rec in w.items:
         try:
-            rb = common.read_small(rec, wl.size)
-        except common.OsvError:
+            rb = guestmem.read_small(rec, wl.size)
+        except commands.OsvError:
             m.problem = m.problem or f"waiter record {rec:#x} is unreadable"
             break
         m.waiters.append(Waiter(rec, wl.get(rb, "t"), bool(wl.get(rb, "handed"))))
@@ -84,23 +84,23 @@ def waiter_threads(addr: int) -> set[int]:
     """The threads queued on the mutex at addr (empty if addr is no mutex)."""
     try:
         return {w.thread for w in read_mutex(addr).waiters}
-    except common.OsvError:
+    except commands.OsvError:
         return set()
 
 
 def waitqueue_records(addr: int) -> tuple[list[tuple[int, int, bool]], str]:
     """([(record, thread, woken)], problem) of the wait queue at addr, in wake order."""
-    wq = common.layout_of("waitqueue")
-    rec_t = common.lookup_type("waitqueue::record")
-    rl = common.layout_of_type(rec_t)
-    lst = common.layout_of_type(wq.field("waiters_")[2])
-    w = common.walk_list(addr + wq.offset("waiters_"), lst, rl.offset("node"), limit=MAX_WAITERS,
+    wq = debuginfo.layout_of("waitqueue")
+    rec_t = debuginfo.lookup_type("waitqueue::record")
+    rl = debuginfo.layout_of_type(rec_t)
+    lst = debuginfo.layout_of_type(wq.field("waiters_")[2])
+    w = lists.walk_list(addr + wq.offset("waiters_"), lst, rl.offset("node"), limit=MAX_WAITERS,
                          what="the waiter list")
     out = []
     for rec in w.items:
         try:
-            rb = common.read_small(rec, rl.size)
-        except common.OsvError:
+            rb = guestmem.read_small(rec, rl.size)
+        except commands.OsvError:
             return out, f"waiter record {rec:#x} is unreadable"
         out.append((rec, rl.get(rb, "t"), bool(rl.get(rb, "woken"))))
     return out, w.problem
@@ -109,12 +109,12 @@ def waitqueue_records(addr: int) -> tuple[list[tuple[int, int, bool]], str]:
 def waitqueue_threads(addr: int) -> set[int]:
     try:
         return {t for _, t, _ in waitqueue_records(addr)[0]}
-    except common.OsvError:
+    except commands.OsvError:
         return set()
 
 
 def mutex_name(addr: int) -> str:
-    return common.symbolize(addr, mutex_type().name) or f"{addr:#x}"
+    return statics.symbolize(addr, mutex_type().name) or f"{addr:#x}"
 
 
 # ---------------------------------------------------------------- describing one mutex
@@ -144,9 +144,7 @@ def handoff_state(m: Mutex, snap: Any) -> str:
 
 
 def describe(m: Mutex, snap: Any) -> list[str]:
-    from osvtrace.gdb import threads
-
-    names = threads.Names(snap)
+    names = thread.Names(snap)
     out = [f"mutex {mutex_name(m.addr)} at {m.addr:#x}"]
     if m.owner:
         out.append(f"  owner     thread {names.describe(m.owner)}, depth {m.depth}")
@@ -172,7 +170,7 @@ def all_mutexes(snap: Any) -> list[tuple[str, int]]:
     blocked in (found through its wait object, checked in the mutex's queue)."""
     target = mutex_type().name
     found: dict[int, str] = {}
-    for name, addr, _ in common.find_objects(lambda t: t.name == target):
+    for name, addr, _ in statics.find_objects(lambda t: t.name == target):
         found.setdefault(addr, name)
     if snap is not None:
         for t in snap.threads:
@@ -181,7 +179,7 @@ def all_mutexes(snap: Any) -> list[tuple[str, int]]:
     return sorted(((n, a) for a, n in found.items()), key=lambda x: x[1])
 
 
-class MutexCommand(common.OsvCommand):
+class MutexCommand(commands.OsvCommand):
     """Show a mutex: owner, waiters in hand-off order, hand-off state and counters.
 
     Usage: osv mutex EXPR      a mutex object, a pointer to one, or an address
@@ -200,35 +198,31 @@ class MutexCommand(common.OsvCommand):
         super().__init__("osv mutex", gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)
 
     def run(self, arg: str, from_tty: bool) -> None:
-        from osvtrace.gdb import threads
-
         arg = arg.strip()
-        common.inferior()
+        guestmem.inferior()
         try:
-            snap = threads.snapshot()
-        except common.OsvError:
+            snap = threadtable.snapshot()
+        except commands.OsvError:
             snap = None  # still booting: mutexes are readable all the same
         if arg in ("", "all"):
             self.all(snap)
             return
-        addr, t = common.address_arg(arg, "a mutex")
+        addr, t = guestmem.address_arg(arg, "a mutex")
         mt = mutex_type()
         if t is not None and t.name != mt.name:
             if t.name == "waitqueue":
-                addr += common.layout_of("waitqueue").offset("m_")
+                addr += debuginfo.layout_of("waitqueue").offset("m_")
             else:
-                raise common.OsvError(f"{arg!r} is a {t.name or t}, not a mutex")
+                raise commands.OsvError(f"{arg!r} is a {t.name or t}, not a mutex")
         gdb.write("\n".join(describe(read_mutex(addr), snap)) + "\n")
 
     def all(self, snap: Any) -> None:
-        from osvtrace.gdb import threads
-
-        names = threads.Names(snap)
+        names = thread.Names(snap)
         rows = []
         for name, addr in all_mutexes(snap):
             try:
                 m = read_mutex(addr)
-            except common.OsvError as e:
+            except commands.OsvError as e:
                 rows.append((f"{addr:#x}", name, "?", "?", "?", str(e)))
                 continue
             waiters = ",".join(str(names.tid(w.thread)) for w in m.waiters) or "-"
@@ -238,17 +232,15 @@ class MutexCommand(common.OsvCommand):
         if not rows:
             gdb.write("no mutexes found\n")
             return
-        gdb.write(common.table(rows, ("mutex", "name", "state", "owner", "count", "waiters")))
+        gdb.write(fmt.table(rows, ("mutex", "name", "state", "owner", "count", "waiters")))
 
 
 # ---------------------------------------------------------------- pretty-printers
 
 def print_mutex(val: Any) -> str:
     """mutex held by 4 (holder) depth 1, waiters [7 (waiter-1), 8 (waiter-2)]"""
-    from osvtrace.gdb import threads
-
-    m = read_mutex(common.value_address(val), reader=common.read_static)
-    names = threads.Names()
+    m = read_mutex(printers.value_address(val), reader=guestmem.read_static)
+    names = thread.Names()
     if m.owner:
         text = f"mutex held by {names.describe(m.owner)}, depth {m.depth}"
     elif m.count > 0 or m.token:
@@ -264,15 +256,13 @@ def print_mutex(val: Any) -> str:
 
 def print_waitqueue(val: Any) -> str:
     """waitqueue, waiters [4 (holder), 5 (parked-1)]"""
-    from osvtrace.gdb import threads
-
-    recs, problem = waitqueue_records(common.value_address(val))
-    names = threads.Names()
+    recs, problem = waitqueue_records(printers.value_address(val))
+    names = thread.Names()
     text = "waitqueue, " + (f"waiters [{', '.join(names.describe(t) for _, t, _ in recs)}]" if recs else "no waiters")
     return text + (f" ({problem})" if problem else "")
 
 
 def register() -> None:
     MutexCommand()
-    common.PRINTERS.add(lambda: mutex_type().name, print_mutex, "mutex")
-    common.PRINTERS.add("waitqueue", print_waitqueue)
+    printers.PRINTERS.add(lambda: mutex_type().name, print_mutex, "mutex")
+    printers.PRINTERS.add("waitqueue", print_waitqueue)

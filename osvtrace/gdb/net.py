@@ -14,7 +14,7 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import common
+from osvtrace.gdb import commands, debuginfo, fmt, guestmem, printers, statics, thread
 
 CHANNEL_TYPE = "net::channel"
 SOCKET_TYPE = "net::udp_socket"
@@ -24,8 +24,8 @@ UDP_FN = "net::udp_open"  # a function of udp.cc: its file's statics are the soc
 def channel_type() -> Any | None:
     """The kernel's net channel type, if it has one."""
     try:
-        return common.lookup_type(CHANNEL_TYPE).strip_typedefs()
-    except common.OsvError:
+        return debuginfo.lookup_type(CHANNEL_TYPE).strip_typedefs()
+    except commands.OsvError:
         return None
 
 
@@ -62,11 +62,11 @@ class Channel:
 def read_channel(addr: int) -> Channel:
     ct = channel_type()
     if ct is None:
-        raise common.OsvError("this kernel has no net channels")
-    cl = common.layout_of_type(ct)
-    buf = common.read_small(addr, cl.size)
+        raise commands.OsvError("this kernel has no net channels")
+    cl = debuginfo.layout_of_type(ct)
+    buf = guestmem.read_small(addr, cl.size)
     ring_t = cl.field("ring_")[2]
-    rl = common.layout_of_type(ring_t)
+    rl = debuginfo.layout_of_type(ring_t)
     slots_t = rl.field("slots_")[2]
     ring = cl.offset("ring_")
     return Channel(addr, rl.get(buf, "head_", base=ring), rl.get(buf, "tail_", base=ring),
@@ -76,15 +76,15 @@ def read_channel(addr: int) -> Channel:
 
 def sockets() -> list[Socket]:
     """The UDP sockets handed out so far (udp.cc's table, in order)."""
-    table, table_t = common.file_variable(UDP_FN, "sockets")
-    used_addr, used_t = common.file_variable(UDP_FN, "sockets_used")
-    used = int.from_bytes(common.read_small(used_addr, used_t.sizeof), "little")
-    st = common.lookup_type(SOCKET_TYPE).strip_typedefs()
-    sl = common.layout_of_type(st)
+    table, table_t = debuginfo.file_variable(UDP_FN, "sockets")
+    used_addr, used_t = debuginfo.file_variable(UDP_FN, "sockets_used")
+    used = int.from_bytes(guestmem.read_small(used_addr, used_t.sizeof), "little")
+    st = debuginfo.lookup_type(SOCKET_TYPE).strip_typedefs()
+    sl = debuginfo.layout_of_type(st)
     n = min(used, table_t.sizeof // st.sizeof)
     if not n:
         return []
-    raw = common.read(table, n * st.sizeof)
+    raw = guestmem.read(table, n * st.sizeof)
     out = []
     for i in range(n):
         base = i * st.sizeof
@@ -102,16 +102,16 @@ def channels() -> list[Channel]:
         return []
     out = []
     socks = sockets()
-    ch_off = common.layout_of(SOCKET_TYPE).offset("ch")
+    ch_off = debuginfo.layout_of(SOCKET_TYPE).offset("ch")
     seen = set()
     for s in socks:
         c = read_channel(s.addr + ch_off)
         c.socket = s
         out.append(c)
         seen.add(c.addr)
-    table = common.file_variable(UDP_FN, "sockets")
+    table = debuginfo.file_variable(UDP_FN, "sockets")
     lo, hi = table[0], table[0] + table[1].sizeof
-    for _name, addr, _t in common.find_objects(lambda t: t.name == ct.name):
+    for _name, addr, _t in statics.find_objects(lambda t: t.name == ct.name):
         if addr in seen or lo <= addr < hi:
             continue  # a socket's (shown above, or not handed out yet)
         c = read_channel(addr)
@@ -123,11 +123,11 @@ def channels() -> list[Channel]:
 def socket_of(addr: int) -> Socket | None:
     """The socket owning the channel at addr, if it is a socket's."""
     try:
-        ch_off = common.layout_of(SOCKET_TYPE).offset("ch")
+        ch_off = debuginfo.layout_of(SOCKET_TYPE).offset("ch")
         for s in sockets():
             if s.addr + ch_off == addr:
                 return s
-    except common.OsvError:
+    except commands.OsvError:
         pass
     return None
 
@@ -137,14 +137,14 @@ def event_owner(event_addr: int) -> str | None:
     ct = channel_type()
     if ct is None:
         return None
-    ch = event_addr - common.layout_of_type(ct).offset("ready_")
+    ch = event_addr - debuginfo.layout_of_type(ct).offset("ready_")
     s = socket_of(ch)
     if s is None:
         return None
     return f"net channel {ch:#x} (udp :{s.port})" if s.bound else f"net channel {ch:#x}"
 
 
-class NetChannels(common.OsvCommand):
+class NetChannels(commands.OsvCommand):
     """Show the net channels: owner thread, depth, drops, state.
 
     With the UDP socket that owns each channel: its port, datagrams received, sent, bad.
@@ -160,19 +160,17 @@ class NetChannels(common.OsvCommand):
         super().__init__("osv netchannels", gdb.COMMAND_DATA)
 
     def run(self, arg: str, from_tty: bool) -> None:
-        from osvtrace.gdb import threads
-
         if arg.strip():
-            raise common.OsvError("osv netchannels takes no arguments")
+            raise commands.OsvError("osv netchannels takes no arguments")
         if channel_type() is None:
             gdb.write("this kernel has no net channels (no net channel type in its debug info)\n")
             return
-        common.inferior()
+        guestmem.inferior()
         chans = channels()
         if not chans:
             gdb.write("no net channels in use (no socket opened yet)\n")
             return
-        names = threads.Names()
+        names = thread.Names()
         rows = []
         for c in chans:
             s = c.socket
@@ -182,22 +180,20 @@ class NetChannels(common.OsvCommand):
                 state += ", waiting"
             if c.pending:
                 state += ", signalled"
-            sock = (f"udp :{s.port}" if s.bound else "udp (unbound)") if s else common.symbolize(c.addr) or "-"
+            sock = (f"udp :{s.port}" if s.bound else "udp (unbound)") if s else statics.symbolize(c.addr) or "-"
             stats = f"{s.received}/{s.sent}/{s.bad}" if s else "-"
             rows.append((f"{c.addr:#x}", sock, names.describe(owner) if owner else "-", f"{c.depth}/{c.capacity}",
                          c.drops, state, stats))
-        gdb.write(common.table(rows, ("channel", "socket", "owner", "depth", "drops", "state",
+        gdb.write(fmt.table(rows, ("channel", "socket", "owner", "depth", "drops", "state",
                                       "recv/sent/bad")))
 
 
 def print_channel(val: Any) -> str:
     """net channel, depth 0/256, 0 drops, owner 5 (udp-echo-0) waiting"""
-    from osvtrace.gdb import threads
-
-    c = read_channel(common.value_address(val))
+    c = read_channel(printers.value_address(val))
     s = socket_of(c.addr)
     owner = s.reader if s and s.reader else c.waiter
-    names = threads.Names()
+    names = thread.Names()
     text = f"net channel, depth {c.depth}/{c.capacity}, {c.drops} drops"
     if owner:
         text += f", owner {names.describe(owner)}"
@@ -212,4 +208,4 @@ def print_channel(val: Any) -> str:
 
 def register() -> None:
     NetChannels()
-    common.PRINTERS.add(CHANNEL_TYPE, print_channel, "net channel")
+    printers.PRINTERS.add(CHANNEL_TYPE, print_channel, "net channel")

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import common
+from osvtrace.gdb import commands, debuginfo, guestmem, thread
 
 
 @dataclass
@@ -24,34 +24,34 @@ class Cpu:
     buf: bytes  # the whole struct cpu, as read
 
     def get(self, path: str) -> int:
-        return common.layout_of("cpu").get(self.buf, path)
+        return debuginfo.layout_of("cpu").get(self.buf, path)
 
 
 def ncpus() -> tuple[int, int]:
     """(CPUs online, capacity of cpus[])."""
-    ptr = common.lookup_type("cpu").pointer().sizeof
+    ptr = debuginfo.lookup_type("cpu").pointer().sizeof
     # ncpus may be a plain or an atomic integer: read it at its own size.
-    n = int.from_bytes(common.read_small(common.symbol_address("ncpus"), common.symbol_type("ncpus").sizeof),
+    n = int.from_bytes(guestmem.read_small(debuginfo.symbol_address("ncpus"), debuginfo.symbol_type("ncpus").sizeof),
                        "little")
-    return n, common.symbol_type("cpus").sizeof // ptr
+    return n, debuginfo.symbol_type("cpus").sizeof // ptr
 
 
 def cpus() -> Iterator[Cpu]:
     """Each online CPU, by index in cpus[]. Before the boot CPU installs itself there are
     none (nothing is yielded)."""
-    layout = common.layout_of("cpu")
-    ptr = common.lookup_type("cpu").pointer().sizeof
+    layout = debuginfo.layout_of("cpu")
+    ptr = debuginfo.lookup_type("cpu").pointer().sizeof
     n, cap = ncpus()
     if n == 0:
         return
     if n > cap:
-        raise common.OsvError(f"ncpus is {n}, more than the {cap} entries of cpus[]: memory looks damaged")
-    arr = common.read_small(common.symbol_address("cpus"), ptr * n)
+        raise commands.OsvError(f"ncpus is {n}, more than the {cap} entries of cpus[]: memory looks damaged")
+    arr = guestmem.read_small(debuginfo.symbol_address("cpus"), ptr * n)
     for i in range(n):
         addr = int.from_bytes(arr[i * ptr:(i + 1) * ptr], "little")
         if not addr:
             continue  # published in ncpus before cpus[i] was written: not ours to show yet
-        buf = common.read_small(addr, layout.size)
+        buf = guestmem.read_small(addr, layout.size)
         yield Cpu(layout.get(buf, "id"), addr, layout.get(buf, "current"), layout.get(buf, "idle"), buf)
 
 
@@ -60,13 +60,13 @@ def cpu_by_id(cpu: int) -> Cpu:
     for c in all_:
         if c.id == cpu:
             return c
-    raise common.OsvError(f"no CPU {cpu} (online: {', '.join(str(c.id) for c in all_) or 'none yet'})")
+    raise commands.OsvError(f"no CPU {cpu} (online: {', '.join(str(c.id) for c in all_) or 'none yet'})")
 
 
 def require_cpus() -> list[Cpu]:
     all_ = list(cpus())
     if not all_:
-        raise common.OsvError("no CPU is set up yet (the kernel is still booting: ncpus is 0)")
+        raise commands.OsvError("no CPU is set up yet (the kernel is still booting: ncpus is 0)")
     return all_
 
 
@@ -96,7 +96,7 @@ def _gs_base(th: Any) -> int:
 
 def _fmt_field(c: Cpu, name: str, t: Any, describe_thread: Callable[[int], str]) -> str | None:
     """A field's value as text, or None for fields shown elsewhere (arch state)."""
-    layout = common.layout_of("cpu")
+    layout = debuginfo.layout_of("cpu")
     t = t.strip_typedefs()
     off, size, _ = layout.field(name)
     raw = c.buf[off:off + size]
@@ -123,17 +123,17 @@ def _fmt_field(c: Cpu, name: str, t: Any, describe_thread: Callable[[int], str])
                 return f"{v:#x}"
             return str(v)
         if tn.startswith("intrusive_list<"):
-            n = common.layout_of_type(t).get(raw, "size_")
+            n = debuginfo.layout_of_type(t).get(raw, "size_")
             return f"{n} entries"
         if tn.startswith("lockfree::mpsc_queue<"):
-            ql = common.layout_of_type(t)
+            ql = debuginfo.layout_of_type(t)
             busy = ql.get(raw, "pushed_") or ql.get(raw, "popq_")
             return "non-empty" if busy else "empty"
         return None  # e.g. arch::arch_cpu (GDT, TSS): not interesting here
     return None
 
 
-class Percpu(common.OsvCommand):
+class Percpu(commands.OsvCommand):
     """Show each CPU's struct cpu (every field the debug info describes).
 
     Running and idle thread, run queue and timer counts, switches, preemption state,
@@ -148,12 +148,10 @@ class Percpu(common.OsvCommand):
         super().__init__("osv percpu", gdb.COMMAND_DATA)
 
     def run(self, arg: str, from_tty: bool) -> None:
-        from osvtrace.gdb import threads
-
-        want = common.parse_cpu(arg, "osv percpu [CPU]")
+        want = commands.parse_cpu(arg, "osv percpu [CPU]")
         sel = [cpu_by_id(want)] if want is not None else require_cpus()
-        names = threads.names()
-        layout = common.layout_of("cpu")
+        names = thread.names()
+        layout = debuginfo.layout_of("cpu")
         fields = [f for f in layout.type.fields() if f.name and not f.is_base_class and hasattr(f, "bitpos")]
         out = []
         for c in sel:

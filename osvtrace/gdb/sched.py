@@ -10,29 +10,29 @@ from __future__ import annotations
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import common, percpu, threads
+from osvtrace.gdb import commands, debuginfo, lists, percpu, threadtable
 
 MAX_QUEUE = 4096
 
 
-def run_queue(c: percpu.Cpu) -> common.Walk:
+def run_queue(c: percpu.Cpu) -> lists.Walk:
     """Threads on c's run queue, front (next to run) first."""
-    cl = common.layout_of("cpu")
-    tl = common.layout_of("thread")
-    lst = common.layout_of_type(cl.field("runqueue")[2])
-    return common.walk_list(c.addr + cl.offset("runqueue"), lst, tl.offset("rq_node"), limit=MAX_QUEUE,
+    cl = debuginfo.layout_of("cpu")
+    tl = debuginfo.layout_of("thread")
+    lst = debuginfo.layout_of_type(cl.field("runqueue")[2])
+    return lists.walk_list(c.addr + cl.offset("runqueue"), lst, tl.offset("rq_node"), limit=MAX_QUEUE,
                             what=f"cpu {c.id}'s run queue")
 
 
-def incoming(c: percpu.Cpu) -> common.Walk:
+def incoming(c: percpu.Cpu) -> lists.Walk:
     """Threads other CPUs handed to c (woken or migrated), not yet on its run queue."""
-    cl = common.layout_of("cpu")
-    tl = common.layout_of("thread")
-    return common.walk_mpsc(c.addr + cl.offset("incoming"), cl.field("incoming")[2], tl.offset("wake_next"),
+    cl = debuginfo.layout_of("cpu")
+    tl = debuginfo.layout_of("thread")
+    return lists.walk_mpsc(c.addr + cl.offset("incoming"), cl.field("incoming")[2], tl.offset("wake_next"),
                             limit=MAX_QUEUE, what=f"cpu {c.id}'s wake-up queue")
 
 
-def _entry(snap: threads.Snapshot, addr: int) -> str:
+def _entry(snap: threadtable.Snapshot, addr: int) -> str:
     t = snap.by_addr.get(addr)
     if t is None:
         return f"{addr:#x} (not in the thread table)"
@@ -40,7 +40,7 @@ def _entry(snap: threads.Snapshot, addr: int) -> str:
     return f"{t.tid} ({t.name}) {t.state}{pin}"
 
 
-class Runqueue(common.OsvCommand):
+class Runqueue(commands.OsvCommand):
     """Show each CPU's running thread, run queue and pending wake-ups.
 
     The run queue in the order its threads will run; the wake-up queue holds threads
@@ -56,13 +56,13 @@ class Runqueue(common.OsvCommand):
         super().__init__("osv runqueue", gdb.COMMAND_DATA)
 
     def run(self, arg: str, from_tty: bool) -> None:
-        want = common.parse_cpu(arg, "osv runqueue [CPU]")
-        snap = threads.snapshot()
+        want = commands.parse_cpu(arg, "osv runqueue [CPU]")
+        snap = threadtable.snapshot()
         if not snap.cpus:
-            raise common.OsvError("no CPU is set up yet (the kernel is still booting: ncpus is 0)")
+            raise commands.OsvError("no CPU is set up yet (the kernel is still booting: ncpus is 0)")
         sel = [c for c in snap.cpus if want is None or c.id == want]
         if not sel:
-            raise common.OsvError(f"no CPU {want} (online: {', '.join(str(c.id) for c in snap.cpus)})")
+            raise commands.OsvError(f"no CPU {want} (online: {', '.join(str(c.id) for c in snap.cpus)})")
         out = []
         for c in sel:
             t = snap.by_addr.get(c.current)

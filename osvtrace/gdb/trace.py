@@ -16,8 +16,11 @@ import numpy as np
 
 import gdb  # type: ignore[import-not-found]
 
+import osvtrace
 from osvtrace import layout, rings
-from osvtrace.gdb import common
+from osvtrace.filters import format_ns
+from osvtrace.gdb import commands, fmt, guestmem
+from osvtrace.schema import default_catalog
 
 DEFAULT_RECORDS = 20
 
@@ -25,13 +28,11 @@ DEFAULT_RECORDS = 20
 def decoded(limit: int | dict[int, int] | None = None) -> tuple[Any, rings.Snapshot]:
     """The rings (the newest `limit` slots of each, or all) decoded by osvtrace: an
     osvtrace.trace.Trace, and the snapshot it came from."""
-    import osvtrace
-
-    snap = rings.snapshot(common.read, common.control_address(), limit=limit)
+    snap = rings.snapshot(guestmem.read, guestmem.control_address(), limit=limit)
     fd, path = tempfile.mkstemp(prefix="osv-trace-", suffix=".osvt")
     os.close(fd)
     try:
-        rings.write_osvt(snap, path, capture="gdb", catalog=common.catalog(), status="gdb: osv trace")
+        rings.write_osvt(snap, path, capture="gdb", catalog=default_catalog(), status="gdb: osv trace")
         return osvtrace.open(path, verify=False, workers=1), snap
     finally:
         os.unlink(path)  # the mapping stays valid after the unlink
@@ -49,24 +50,24 @@ def parse_list_args(arg: str) -> tuple[int, list[str], int | None]:
         if key in ("--tp", "--cpu"):
             if not eq:
                 if i + 1 >= len(argv):
-                    raise common.OsvError(usage)
+                    raise commands.OsvError(usage)
                 val = argv[i + 1]
                 i += 1
             if key == "--tp":
                 globs += [g for g in val.split(",") if g]
             else:
                 if not val.isdigit():
-                    raise common.OsvError(f"--cpu needs a CPU number, not {val!r}")
+                    raise commands.OsvError(f"--cpu needs a CPU number, not {val!r}")
                 cpu = int(val)
         elif a.isdigit():
             n = int(a)
         else:
-            raise common.OsvError(f"{usage} (not {a!r})")
+            raise commands.OsvError(f"{usage} (not {a!r})")
         i += 1
-    cat = common.catalog()
+    cat = default_catalog()
     for g in globs:
         if not cat.match([g]):
-            raise common.OsvError(f"'{g}' matches no tracepoint (globs are anchored: try '{g}*')")
+            raise commands.OsvError(f"'{g}' matches no tracepoint (globs are anchored: try '{g}*')")
     return n, globs, cpu
 
 
@@ -75,7 +76,7 @@ def latest(n: int, globs: list[str], cpu: int | None) -> tuple[Any, np.ndarray, 
 
     Reads only the newest slots of each ring, doubling the window until each CPU has n
     matches or the window holds its whole ring."""
-    cat = common.catalog()
+    cat = default_catalog()
     ids = np.array([tp.id for tp in cat.match(globs)], np.uint16) if globs else None
     wide = max((tp.nslots for tp in cat.active()), default=1)
     window = max(64, n * wide)
@@ -97,8 +98,6 @@ def latest(n: int, globs: list[str], cpu: int | None) -> tuple[Any, np.ndarray, 
 
 def lines(trace: Any, idx: np.ndarray) -> list[str]:
     """Formatted records (the layout of `osvtrace report list`)."""
-    from osvtrace.filters import format_ns
-
     ev = trace.events
     width = min(max((len(trace.thread_name(int(t))) for t in ev.tid[idx].tolist()), default=8), 24)
     out = []
@@ -109,7 +108,7 @@ def lines(trace: Any, idx: np.ndarray) -> list[str]:
     return out
 
 
-class TracePrefix(common.OsvCommand):
+class TracePrefix(commands.OsvCommand):
     """Show the newest trace records, decoded by osvtrace (or use a subcommand below).
 
     Usage: osv trace [N] [--tp GLOB[,GLOB...]] [--cpu N]
@@ -127,7 +126,7 @@ class TracePrefix(common.OsvCommand):
         n, globs, cpu = parse_list_args(arg)
         trace, idx, snap = latest(n, globs, cpu)
         if cpu is not None and cpu >= snap.control.ncpus:
-            raise common.OsvError(f"no CPU {cpu} (the kernel has {snap.control.ncpus})")
+            raise commands.OsvError(f"no CPU {cpu} (the kernel has {snap.control.ncpus})")
         for w in snap.warnings:
             gdb.write(f"osv: warning: {w}\n")
         if not len(idx):
@@ -138,14 +137,14 @@ class TracePrefix(common.OsvCommand):
 
 
 def control() -> rings.Control:
-    return rings.read_control(common.read, common.control_address())
+    return rings.read_control(guestmem.read, guestmem.control_address())
 
 
 def enabled_names(ctl: rings.Control | None = None) -> list[str]:
     """Names of the tracepoints whose enable flag is set, in id order."""
     ctl = ctl or control()
-    flags = rings.read_enabled(common.read, ctl)
-    cat = common.catalog()
+    flags = rings.read_enabled(guestmem.read, ctl)
+    cat = default_catalog()
     return [tp.name for tp in cat.active() if tp.id < len(flags) and flags[tp.id]]
 
 
@@ -165,14 +164,14 @@ def elf_build_id() -> str:
 
 def save(path: str, status: str = "") -> rings.Snapshot:
     """Snapshot every ring with the metadata into an .osvt file."""
-    snap = rings.snapshot(common.read, common.control_address())
+    snap = rings.snapshot(guestmem.read, guestmem.control_address())
     elf = elf_build_id()
     if elf and snap.build_id and elf != snap.build_id:
         # The layouts are read from the control block, so the trace is still right;
         # but thread and symbol lookups through this ELF may not be.
         snap.warnings.append(f"the running kernel (build {snap.build_id[:12]}) is not the ELF gdb loaded "
                              f"(build {elf[:12]}): symbols may not match")
-    rings.write_osvt(snap, path, capture="gdb", catalog=common.catalog(), kernel=_kernel_path(), status=status)
+    rings.write_osvt(snap, path, capture="gdb", catalog=default_catalog(), kernel=_kernel_path(), status=status)
     return snap
 
 
@@ -185,7 +184,7 @@ def _where() -> str:
     return f"snapshot via gdb, stopped in {fn}" if fn else "snapshot via gdb"
 
 
-class TraceSave(common.OsvCommand):
+class TraceSave(commands.OsvCommand):
     """Save every CPU's trace ring and the metadata into an .osvt trace file.
 
     Usage: osv trace save FILE
@@ -199,12 +198,12 @@ class TraceSave(common.OsvCommand):
     def run(self, arg: str, from_tty: bool) -> None:
         argv = gdb.string_to_argv(arg)
         if len(argv) != 1:
-            raise common.OsvError("usage: osv trace save FILE")
+            raise commands.OsvError("usage: osv trace save FILE")
         path = os.path.abspath(os.path.expanduser(argv[0]))
         if os.path.isdir(path):
-            raise common.OsvError(f"{path} is a directory")
+            raise commands.OsvError(f"{path} is a directory")
         if not os.path.isdir(os.path.dirname(path)):
-            raise common.OsvError(f"cannot write {path}: no directory {os.path.dirname(path)}")
+            raise commands.OsvError(f"cannot write {path}: no directory {os.path.dirname(path)}")
         snap = save(path, status=_where())
         for w in snap.warnings:
             gdb.write(f"osv: warning: {w}\n")
@@ -213,7 +212,7 @@ class TraceSave(common.OsvCommand):
                          f"{len(snap.threads)} threads to {path}\n")
 
 
-class TraceStatus(common.OsvCommand):
+class TraceStatus(commands.OsvCommand):
     """Show the tracer's state: each CPU's ring, each tracepoint's flag and records.
 
     Per CPU: ring mode, size, records written, held, fill, lost, overwritten, and a
@@ -228,7 +227,7 @@ class TraceStatus(common.OsvCommand):
 
     def run(self, arg: str, from_tty: bool) -> None:
         if arg.strip():
-            raise common.OsvError("osv trace status takes no arguments")
+            raise commands.OsvError("osv trace status takes no arguments")
         trace, snap = decoded()
         ctl = snap.control
         w = gdb.write
@@ -242,24 +241,24 @@ class TraceStatus(common.OsvCommand):
             busy = r.head - r.committed  # reserved, not yet committed: stopped inside the writer
             rows.append((c.cpu, mode, r.nslots, r.committed, held, f"{100.0 * held / r.nslots:.1f}%", r.lost, over,
                          f"{busy} slot(s)" if busy else "-"))
-        w(common.table(rows, ("cpu", "mode", "slots", "written", "held", "fill", "lost", "overwritten", "writing")))
+        w(fmt.table(rows, ("cpu", "mode", "slots", "written", "held", "fill", "lost", "overwritten", "writing")))
         for x in snap.warnings:
             w(f"osv: warning: {x}\n")
         counts = np.bincount(trace.events.tp, minlength=ctl.tp_max + 1) if len(trace.events) else \
             np.zeros(ctl.tp_max + 1, np.int64)
         tps = []
-        for tp in common.catalog().active():
+        for tp in default_catalog().active():
             on = tp.id < len(snap.enabled) and bool(snap.enabled[tp.id])
             held = int(counts[tp.id]) if tp.id < len(counts) else 0
             tps.append((tp.id, tp.name, "on" if on else "off", held))
-        w(common.table(tps, ("id", "tracepoint", "enabled", "records held")))
+        w(fmt.table(tps, ("id", "tracepoint", "enabled", "records held")))
         names = enabled_names(ctl)
         w(f"enabled ({len(names)}): {', '.join(names) if names else '-'}\n")
         w("lost counts are per CPU ring (a full stream ring drops records of any tracepoint); "
           "overwritten: flight-recorder slots reused\n")
 
 
-class _TraceFlip(common.OsvCommand):
+class _TraceFlip(commands.OsvCommand):
     value = 1
     _name = ""
 
@@ -269,15 +268,15 @@ class _TraceFlip(common.OsvCommand):
     def run(self, arg: str, from_tty: bool) -> None:
         pats = [p for p in arg.replace(",", " ").split() if p]
         if not pats:
-            raise common.OsvError(f"usage: {self._name} GLOB[,GLOB...]")
-        cat = common.catalog()
+            raise commands.OsvError(f"usage: {self._name} GLOB[,GLOB...]")
+        cat = default_catalog()
         for p in pats:
             if not cat.match([p]):
-                raise common.OsvError(f"'{p}' matches no tracepoint (globs are anchored: try '{p}*')")
+                raise commands.OsvError(f"'{p}' matches no tracepoint (globs are anchored: try '{p}*')")
         ctl = control()
         tps = [tp for tp in cat.match(pats) if tp.id <= ctl.tp_max]
         for tp in tps:
-            common.write(ctl.enabled_addr + tp.id, bytes([self.value]))
+            guestmem.write(ctl.enabled_addr + tp.id, bytes([self.value]))
         what = "enabled" if self.value else "disabled"
         gdb.write(f"{what}: {', '.join(tp.name for tp in tps)}\n")
 

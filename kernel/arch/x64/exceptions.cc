@@ -4,7 +4,7 @@
 #include "core/thread.hh"
 #include "paging.hh"
 #include "cpu.hh"
-#include "drivers/console.hh"
+#include "core/console.hh"
 
 namespace {
 

@@ -1,9 +1,9 @@
 #include "interrupts.hh"
 
+#include "core/console.hh"
 #include "core/sched.hh"
 #include "core/timer.hh"
 #include "cpu.hh"
-#include "drivers/console.hh"
 #include "exceptions.hh"
 #include "gdt.hh"
 #include "irq.hh"

@@ -1,6 +1,6 @@
 #include "tsc.hh"
 
-#include "drivers/console.hh"
+#include "core/console.hh"
 #include "lapic.hh"
 
 namespace tsc {

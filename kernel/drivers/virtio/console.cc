@@ -1,8 +1,8 @@
 #include "drivers/virtio/console.hh"
 
+#include "core/console.hh"
 #include "core/heap.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "drivers/virtio/virtio.hh"
 #include "lib/string.hh"
 

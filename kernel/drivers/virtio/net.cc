@@ -2,14 +2,15 @@
 
 #include <atomic>
 
+#include "core/console.hh"
 #include "core/event.hh"
 #include "core/thread.hh"
-#include "drivers/console.hh"
 #include "drivers/virtio/virtio.hh"
 #include "drivers/virtio/virtqueue.hh"
 #include "generated/tracepoints.hh"
 #include "lib/mpsc_queue.hh"
 #include "lib/string.hh"
+#include "net/netdev.hh"
 #include "net/netif.hh"
 #include "tsc.hh"
 
@@ -284,3 +285,9 @@ void transmit(pbuf* p)
 }
 
 }  // namespace virtio_net
+
+namespace {
+const net::netdev::ops virtio_net_dev = {"virtio-net", virtio_net::start, virtio_net::transmit};
+}  // namespace
+
+REGISTER_NETDEV(virtio_net_dev);

@@ -1,6 +1,6 @@
 #include "drivers/virtio/virtio_mmio.hh"
 
-#include "drivers/console.hh"
+#include "core/console.hh"
 #include "ioapic.hh"
 #include "lapic.hh"
 #include "lib/printf.hh"

@@ -1,7 +1,7 @@
 #include "drivers/virtio/virtio_pci.hh"
 
+#include "core/console.hh"
 #include "cpu.hh"
-#include "drivers/console.hh"
 #include "lapic.hh"
 #include "lib/printf.hh"
 

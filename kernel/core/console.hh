@@ -1,5 +1,6 @@
-// The kernel console: COM1 plus the kernel log ring. Each call writes its
-// bytes with interrupts off, so lines from different threads never interleave.
+// The kernel console: COM1 (arch/x64/serial) plus the kernel log ring
+// (core/klog). Each call writes its bytes with interrupts off, so lines from
+// different threads never interleave.
 #pragma once
 
 #include <stdarg.h>

@@ -1,5 +1,6 @@
 // Applications are linked into the kernel and call it directly (no system
-// calls). Each app file registers itself with REGISTER_APP; the kernel looks
+// calls). Each app file (apps/) registers itself with REGISTER_APP; the
+// registry lives here, in core, so the kernel never names an app: it looks
 // the name up from the app= option and runs main(argc, argv) in a thread
 // named "main". main's return value becomes QEMU's exit status
 // (arch/x64/debug_exit.cc has the mapping).

@@ -1,6 +1,6 @@
-#include "apps/app.hh"
+#include "core/app.hh"
 
-#include "drivers/console.hh"
+#include "core/console.hh"
 #include "lib/string.hh"
 
 extern "C" const app_desc* const __apps_start[];

@@ -1,4 +1,4 @@
-#include "drivers/console.hh"
+#include "core/console.hh"
 
 #include "core/klog.hh"
 #include "core/mutex.hh"
