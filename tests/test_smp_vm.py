@@ -84,10 +84,15 @@ def test_busy_threads_spread_over_cpus(kernel):
     """4 CPU-bound threads on 4 vCPUs: each gets a CPU of its own, so each runs from the start."""
     b = boot(kernel, "spin", "4", "200", smp=4)
     assert b.app_status == 0, b.console
-    starts = [int(s) for s in re.findall(r"ran from \+(\d+) us", b.console)]
+    runs = re.findall(r"switched in (\d+) times, cpu (\d+) to (\d+)", b.console)
     shares = [int(s) for s in re.findall(r"loops \((\d+)%\)", b.console)]
-    assert len(starts) == 4 and len(shares) == 4, b.console
-    assert max(starts) < 100_000, b.console  # nobody waited for another's time slice to end
+    assert len(runs) == 4 and len(shares) == 4, b.console
+    # Nobody waited for another's time slice to end: each thread was switched in once, on a
+    # CPU of its own, and stayed there. (This was `started within 100 ms` of guest time: a
+    # vCPU the loaded host does not run for a while starts late, 46 ms seen at load 6, however
+    # the kernel placed the threads.)
+    assert all(int(n) == 1 and first == last for n, first, last in runs), b.console
+    assert len({first for _, first, _ in runs}) == 4, b.console
     # shares follow how the host schedules the 4 vCPU threads on its cores (uneven when it
     # is loaded); each thread must still have made real progress
     assert min(shares) >= 2, b.console
