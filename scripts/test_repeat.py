@@ -7,7 +7,8 @@ Each run is `python -m pytest -q --junitxml=DIR/run-K.xml` with the project's ow
 (pyproject's addopts: -m 'not slow'), its console saved as DIR/run-K.log. The counting reads
 the JUnit XML of each run, never the terminal text. At the end: a table of every test that
 failed (or errored) in any run with failures/N, the wall time of each run, and exit status 1
-if any test failed in any run (or a run left no XML), else 0. `make test-repeat N=5` runs it.
+if any test failed in any run (or a run left no XML), else 0; Ctrl-C prints the table of
+the runs that finished (status 130). `make test-repeat N=5` runs it.
 """
 
 from __future__ import annotations
@@ -62,14 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     seen: set[str] = set()
     walls: list[float] = []
     broken: list[int] = []  # runs that left no readable XML
+    interrupted = False
     for k in range(1, a.n + 1):
         xml, log = a.out / f"run-{k}.xml", a.out / f"run-{k}.log"
         xml.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *a.pytest_args]
         print(f"test-repeat: run {k}/{a.n}: {' '.join(cmd[1:])} (console in {log})", flush=True)
         t0 = time.monotonic()
-        with open(log, "w") as f:
-            rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
+        try:
+            with open(log, "w") as f:
+                rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
+        except KeyboardInterrupt:  # Ctrl-C: the table of the runs that finished
+            print(f"\ntest-repeat: interrupted during run {k}: the table below counts runs 1-{k - 1}", flush=True)
+            interrupted = True
+            break
         walls.append(time.monotonic() - t0)
         try:
             tests, failed = read_run(xml)
@@ -86,20 +93,22 @@ def main(argv: list[str] | None = None) -> int:
             broken.append(k)
 
     print()
+    runs = len(walls)
     what = "the default suite" if not a.pytest_args else "pytest " + " ".join(a.pytest_args)
-    print(f"test-repeat: {a.n} runs of {what} ({len(seen)} tests)")
+    print(f"test-repeat: {runs} runs of {what} ({len(seen)} tests)" + (f" (of {a.n} asked)" if runs < a.n else ""))
     if failures:
         width = max(len(t) for t in failures)
-        print(f"{'test':<{width}}  failures/{a.n}")
+        print(f"{'test':<{width}}  failures/{runs}")
         for tid, n in sorted(failures.items(), key=lambda kv: (-kv[1], kv[0])):
-            print(f"{tid:<{width}}  {n}/{a.n}")
+            print(f"{tid:<{width}}  {n}/{runs}")
     else:
-        print(f"no test failed in any of the {a.n} runs")
+        print(f"no test failed in any of the {runs} runs")
     for k in broken:
         print(f"run {k}: broken (no JUnit XML or pytest exit status other than 0/1; see {a.out / f'run-{k}.log'})")
-    print("wall time per run: " + ", ".join(f"run {k} {w:.0f} s" for k, w in enumerate(walls, 1))
-          + f" (mean {sum(walls) / len(walls):.0f} s)")
-    return 1 if failures or broken else 0
+    if walls:
+        print("wall time per run: " + ", ".join(f"run {k} {w:.0f} s" for k, w in enumerate(walls, 1))
+              + f" (mean {sum(walls) / len(walls):.0f} s)")
+    return 130 if interrupted else 1 if failures or broken else 0
 
 
 if __name__ == "__main__":
