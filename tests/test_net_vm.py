@@ -110,9 +110,11 @@ def test_a_slow_consumer_drops_at_its_full_channel_and_every_drop_is_in_the_trac
     """udp-echo doing 300 us of work per request serves ~3,000 a second; 20,000 a second for
     a second overflow its 256-deep channel. Each datagram dropped there is one
     net_channel_drop record: the app's count, the trace's, the packet flows' and `report net`'s
-    are the same number."""
+    are the same number. How many drop was timing (the host's send rate against the guest's
+    work, its busy loop calibrated in 2 ms that a loaded host can stretch); --serve-after-drops
+    1001 makes the worker start receiving only once its channel dropped 1,001."""
     trace = tmp_path / "drops.osvt"
-    argv = ["udp-echo", "7", "--work-us", "300", "--idle-exit", "2000"]
+    argv = ["udp-echo", "7", "--work-us", "300", "--idle-exit", "2000", "--serve-after-drops", "1001"]
     with NetGuest(kernel, argv, guest_port=7, trace="net_*", record_to=trace) as g:
         res = load.run("udp", f"127.0.0.1:{g.port}", rate=20_000, duration=1, conns=2, drain=3)
         g.wait(60)
