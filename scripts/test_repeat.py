@@ -8,13 +8,14 @@ Each run is `python -m pytest -q --junitxml=DIR/run-K.xml` with the project's ow
 the JUnit XML of each run, never the terminal text. At the end: a table of every test that
 failed (or errored) in any run with failures/N, the wall time of each run, and exit status 1
 if any test failed in any run (or a run left no XML), else 0; Ctrl-C prints the table of
-the runs that finished (status 130). `make test-repeat N=5` runs it.
+the runs that finished (status 130; SIGTERM too). `make test-repeat N=5` runs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.n < 1:
         ap.error("-n must be at least 1")
     a.out.mkdir(parents=True, exist_ok=True)
+    # Ctrl-C, and SIGINT or SIGTERM when started in the background (where SIGINT comes ignored):
+    # end the current run and print the table of the finished ones.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     failures: collections.Counter[str] = collections.Counter()
     seen: set[str] = set()
     walls: list[float] = []
