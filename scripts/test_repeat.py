@@ -77,7 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             with open(log, "w") as f:
-                rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
+                p = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+                try:
+                    rc = p.wait()
+                except KeyboardInterrupt:
+                    # pytest ends its tests' fixtures (QEMUs, recorders) on SIGINT; killed only if it hangs
+                    p.send_signal(signal.SIGINT)
+                    try:
+                        p.wait(60)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
+                    raise
         except KeyboardInterrupt:  # Ctrl-C: the table of the runs that finished
             print(f"\ntest-repeat: interrupted during run {k}: the table below counts runs 1-{k - 1}", flush=True)
             interrupted = True
