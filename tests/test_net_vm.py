@@ -159,7 +159,9 @@ def test_run_cli_with_net_user_and_hostfwd(kernel, no_orphans):
         while "listening" not in seen and time.monotonic() < deadline:
             seen += vm.stdout.readline()
         assert "listening" in seen, seen
-        r = cli("load", "udp", f"127.0.0.1:{port}", "--rate", "100", "--duration", "0.5", "--json")
+        # 50 datagrams fit the guest's channel; the drain (up to 30 s, over once all are
+        # answered) lets a guest the loaded host runs late answer them all (default: 1 s)
+        r = cli("load", "udp", f"127.0.0.1:{port}", "--rate", "100", "--duration", "0.5", "--drain", "30", "--json")
         assert r.returncode == 0, r.stderr
         s = json.loads(r.stdout)
         assert (s["sent"], s["answered"], s["bad"]) == (50, 50, 0)
