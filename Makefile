@@ -17,7 +17,7 @@ BENCH_MISSING   = $(foreach p,$(BENCH_DEB_DEPS),$(if $(shell dpkg-query -W -f='$
 # benchmarks to run, e.g. make bench BENCH="decode peers"; all when empty
 BENCH ?=
 
-.PHONY: demo test test-slow bench fuzz deps venv build generate clean
+.PHONY: demo test test-slow test-repeat bench fuzz deps venv build generate clean
 
 deps:
 	@scripts/ensure-deps.sh $(DEB_DEPS)
@@ -60,6 +60,13 @@ test: deps venv
 
 test-slow: deps venv
 	@$(PY) -m pytest -q -m slow
+
+# The default suite N times (same selection as `make test`); then a table of every test that
+# failed in any run (failures/N) and each run's wall time; non-zero if any test failed.
+# Each run's JUnit XML and console: test-artifacts/repeat/.
+N ?= 5
+test-repeat: deps venv
+	@$(PY) scripts/test_repeat.py -n $(N)
 
 bench: deps venv
 	@scripts/ensure-deps.sh $(BENCH_MISSING)

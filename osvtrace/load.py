@@ -10,6 +10,12 @@ key). Latency = receive time - send time on the host's monotonic clock, per requ
 kept in one numpy array. After the last send the generator waits `drain` seconds for
 stragglers; requests without a reply by then are lost.
 
+`window=N` (library only) caps the requests in flight: a request due while N are unanswered
+waits for a reply (the schedule slips). A server then never holds more than N, which a
+test needs to say "nothing lost" whatever the host's load does to the guest's pace (open
+loop, a guest its host does not run for 0.2 s has 400 datagrams at 2,000/s waiting for a
+256-deep channel).
+
 Bounded by construction: rate * duration requests, a fixed drain, and only the address
 it is given (tests and benchmarks use 127.0.0.1).
 """
@@ -208,7 +214,7 @@ class _Memcache:
 
 def run(kind: str, target: str, *, rate: float, duration: float, conns: int = 4, size: int = 64,
         keys: int = 1000, value_size: int = 32, set_ratio: float = 0.1, drain: float = 1.0,
-        prefill: bool = True, warmup: float = 0.0) -> LoadResult:
+        prefill: bool = True, warmup: float = 0.0, window: int = 0) -> LoadResult:
     """Runs one open-loop load and returns what happened (see the module docstring)."""
     if kind not in KINDS:
         raise UsageError(f"unknown load kind {kind!r} (choose from {', '.join(KINDS)})")
@@ -219,6 +225,8 @@ def run(kind: str, target: str, *, rate: float, duration: float, conns: int = 4,
         raise UsageError(f"rate x duration = {total:,} requests: 1 to {MAX_REQUESTS:,}")
     if not 1 <= conns <= 64:
         raise UsageError("--conns: 1 to 64")
+    if window < 0:
+        raise UsageError("window: 0 (open loop) or more")
     host, port = parse_target(target)
     try:
         addr = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4]
@@ -236,7 +244,7 @@ def run(kind: str, target: str, *, rate: float, duration: float, conns: int = 4,
             socks.append(s)
         if isinstance(work, _Memcache) and prefill:
             res.extra["prefilled"] = work.prefill(socks[0], addr, 2.0)
-        _loop(res, work, socks, addr, total, drain)
+        _loop(res, work, socks, addr, total, drain, window)
     finally:
         for s in socks:
             s.close()
@@ -245,7 +253,7 @@ def run(kind: str, target: str, *, rate: float, duration: float, conns: int = 4,
     return res
 
 
-def _loop(res: LoadResult, work, socks: list[socket.socket], addr, total: int, drain: float) -> None:
+def _loop(res: LoadResult, work, socks: list[socket.socket], addr, total: int, drain: float, window: int = 0) -> None:
     interval = 1e9 / res.rate
     send_ns = np.zeros(total, np.int64)
     got = np.zeros(total, bool)
@@ -259,7 +267,7 @@ def _loop(res: LoadResult, work, socks: list[socket.socket], addr, total: int, d
     while True:
         now = time.perf_counter_ns()
         # Send everything that is due (a burst when the host fell behind).
-        while sent < total and t0 + int(sent * interval) <= now:
+        while sent < total and t0 + int(sent * interval) <= now and (not window or sent - answered < window):
             behind = max(behind, now - (t0 + int(sent * interval)))
             c = sent % len(socks)
             data = work.request(sent, c)
@@ -279,6 +287,8 @@ def _loop(res: LoadResult, work, socks: list[socket.socket], addr, total: int, d
             break
         next_send = t0 + int(sent * interval) if sent < total else end_drain
         wait = max(0, next_send - time.perf_counter_ns()) / 1e9
+        if window and sent < total and sent - answered >= window:
+            wait = 0.05  # the window is full: only a reply lets the next request go
         try:
             ready, _, _ = select.select(socks, [], [], min(wait, 0.05))
         except InterruptedError:

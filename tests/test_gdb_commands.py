@@ -211,9 +211,17 @@ def test_netchannels_agree_with_the_sockets(kernel):
             for i in range(n):
                 s.sendto(b"ping %d" % i, ("127.0.0.1", port))
                 assert s.recvfrom(100)[0] == b"ping %d" % i
-        time.sleep(0.3)  # the workers go back to sleep on their channels
-        b.gdb.interrupt()
-        out = b.osv("osv netchannels")
+        # The workers go back to sleep on their channels after their last replies: stopped once
+        # both are (looked at every 0.1 s, up to 30 s; a fixed 0.3 s is not enough when the
+        # loaded host does not run a vCPU for that long)
+        deadline = time.monotonic() + 30
+        while True:
+            time.sleep(0.1)
+            b.gdb.interrupt()
+            out = b.osv("osv netchannels")
+            if out.count("open, waiting") == 2 or time.monotonic() > deadline:
+                break
+            b.gdb.continue_()
         rows = [re.split(r"\s{2,}", ln.strip()) for ln in out.splitlines()[1:]]
         assert len(rows) == 2, out
         threads = parse_info_threads(b.osv("osv info threads"))

@@ -92,8 +92,10 @@ def test_kv_answers_like_memcached(kernel, no_orphans):
 def test_load_generator_against_real_memcached():
     """The client is checked against a server we did not write: every reply matched and right."""
     with real_memcached() as port:
+        # at most 128 in flight: open loop at 2,000/s, a memcached the loaded host does not run
+        # for a while loses datagrams at its socket (failed once in a run at load ~7)
         res = load.run("memcache", f"127.0.0.1:{port}", rate=2000, duration=2, conns=4, keys=200,
-                       value_size=100, set_ratio=0.2, drain=2)
+                       value_size=100, set_ratio=0.2, drain=30, window=128)
     s = res.summary()
     assert (res.sent, res.answered, res.bad) == (4000, 4000, 0), res.render()
     assert s["prefilled"] == 200 and s["misses"] == 0 and s["hits"] + s["stored"] == 4000
@@ -106,8 +108,9 @@ def test_kv_under_load_with_threads_on_cpus(kernel, no_orphans):
     with NetGuest(kernel, argv, guest_port=KV_PORT, smp=2) as g:
         # 32 client ports: flows are spread over the workers by hash, and with 8 random ports
         # all landed on one worker in 1 run of ~128 (seen once)
+        # at most 128 in flight (the channels cannot overflow on a loaded host; see test_net_vm)
         res = load.run("memcache", f"127.0.0.1:{g.port}", rate=500, duration=2, conns=32, keys=100,
-                       value_size=64, set_ratio=0.2, drain=3)
+                       value_size=64, set_ratio=0.2, drain=30, window=128)
         g.wait(60)
     console = g.console.text()
     assert (res.sent, res.answered, res.bad) == (1000, 1000, 0), res.render() + "\n" + console

@@ -108,6 +108,41 @@ def test_load_generator_counts_answers_losses_and_latency(drop_every, lost):
     assert "lost" in res.render()
 
 
+def test_load_window_caps_the_requests_in_flight():
+    """A server that answers only every 50 ms, in batches: with window=8 it never holds more
+    than 8 unanswered requests, and all 100 are answered (the schedule slips instead)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(0.05)
+    stop = threading.Event()
+    most = [0]
+
+    def serve() -> None:
+        held = []
+        while not stop.is_set():
+            try:
+                held.append(s.recvfrom(65536))
+                most[0] = max(most[0], len(held))
+                continue
+            except TimeoutError:
+                pass
+            for d, a in held:
+                s.sendto(d, a)
+            held.clear()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        res = load.run("udp", f"127.0.0.1:{s.getsockname()[1]}", rate=10_000, duration=0.01, conns=3, drain=10,
+                       window=8)
+    finally:
+        stop.set()
+        t.join()
+        s.close()
+    assert (res.sent, res.answered, res.lost, res.bad) == (100, 100, 0, 0)
+    assert most[0] <= 8  # never more in flight (fewer when the host is slow to send)
+
+
 def test_load_rejects_what_it_cannot_do():
     from osvtrace.errors import UsageError
 

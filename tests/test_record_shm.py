@@ -67,16 +67,27 @@ def test_recover_after_a_panic(kernel, tmp_path):
         os.unlink(ram)
 
 
+def _rings_hold(ram, kernel, n: int) -> bool:
+    """Whether both CPUs' rings in a live guest's RAM file have committed n records."""
+    try:
+        snap, _, _ = shmcapture.snapshot_file(ram, kernel)
+    except Exception:  # noqa: BLE001 (not booted far enough: no file yet, or no control block yet)
+        return False
+    return len(snap.rings) == 2 and all(r.committed >= n for r in snap.rings)
+
+
 def test_recover_a_hung_guest_killed_from_outside(kernel, tmp_path):
     """The guest never finishes; QEMU is killed; the RAM file still holds the rings up to then."""
     ram = tmp_path / "hung.ram"  # any file system works for a RAM file, not only /dev/shm
     cfg = VmConfig("tpstorm", ("--rate", "50000", "--seconds", "600"), kernel=kernel, accel="tcg", smp=2,
                    trace="trace_marker,sched_*", extra_args=shmcapture.ram_args(ram, 256))
     with qemu.Vm(cfg) as vm:
-        deadline = time.monotonic() + 30
-        while b"boot: app main" not in vm.console and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.0)
+        # Killed once each CPU's ring holds 5,000 records, read from the live RAM file (was: 1 s
+        # after the app started, which on a loaded host may be too little guest progress)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _rings_hold(ram, kernel, 5000):
+            time.sleep(0.1)
+        assert _rings_hold(ram, kernel, 5000), vm.console_text()[-2000:]
         import os
         import signal
 

@@ -1,9 +1,12 @@
 // spin [THREADS [MS]]: THREADS threads (default 3) each burn the CPU for MS
 // milliseconds (default 50), so only the timer's preemption lets them share
 // it. Prints each thread's share; a fair round robin gives each about the
-// same. The trace shows sched_preempt every time slice.
+// same. The trace shows sched_preempt every time slice. Each line also says
+// how many times the thread was switched in and on which CPUs it started and
+// ended: once, on one CPU, when it had that CPU to itself all along.
 #include "core/app.hh"
 #include "core/console.hh"
+#include "core/percpu.hh"
 #include "core/thread.hh"
 #include "lib/printf.hh"
 #include "lib/string.hh"
@@ -17,12 +20,21 @@ struct worker {
     uint64_t until;  // TSC
     uint64_t loops = 0;
     uint64_t first = 0, last = 0;  // TSC of its first and last loop
+    uint64_t switched_in = 0;       // times the scheduler switched to it, counted at its end
+    unsigned cpu_first = 0, cpu_last = 0;
 };
+
+unsigned cpu_now()
+{
+    irq_guard g;
+    return this_cpu()->id;
+}
 
 void burn(void* arg)
 {
     auto* w = static_cast<worker*>(arg);
     w->first = tsc::now();
+    w->cpu_first = cpu_now();
     // The clock is read every 256 loops: under multi-threaded TCG each rdtsc
     // takes a QEMU-wide lock, and with more vCPUs than host cores a loop of
     // rdtscs measures mostly that lock.
@@ -34,6 +46,8 @@ void burn(void* arg)
         w->loops += 256;
     } while ((now = tsc::now()) < w->until);
     w->last = now;
+    w->cpu_last = cpu_now();
+    w->switched_in = threads::current()->nr_switches_in;
 }
 
 bool parse_arg(const char* s, uint64_t* v) { return parse_u64(s, strlen(s), v); }
@@ -65,9 +79,12 @@ int spin_main(int argc, char** argv)
         total += w[i].loops;
     }
     for (uint64_t i = 0; i < n; i++) {
-        kprintf("spin: thread %lu: %lu loops (%lu%%), ran from +%lu us to +%lu us\n", i, w[i].loops,
-                total ? w[i].loops * 100 / total : 0, tsc::to_us(w[i].first - (until - tsc::from_ns(ms * 1000000))),
-                tsc::to_us(w[i].last - (until - tsc::from_ns(ms * 1000000))));
+        kprintf("spin: thread %lu: %lu loops (%lu%%), ran from +%lu us to +%lu us, switched in %lu times, "
+                "cpu %u to %u\n",
+                i, w[i].loops, total ? w[i].loops * 100 / total : 0,
+                tsc::to_us(w[i].first - (until - tsc::from_ns(ms * 1000000))),
+                tsc::to_us(w[i].last - (until - tsc::from_ns(ms * 1000000))), w[i].switched_in, w[i].cpu_first,
+                w[i].cpu_last);
     }
     return 0;
 }

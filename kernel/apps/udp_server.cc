@@ -38,6 +38,7 @@ struct shared {
     handler_fn handle;
     std::atomic<uint64_t> requests{0};
     std::atomic<unsigned> ready{0}, failed{0};
+    std::atomic<unsigned> holding{0};  // workers waiting for --serve-after-drops (the idle exit waits too)
     worker workers[max_threads];
 };
 
@@ -58,7 +59,18 @@ void serve(void* arg)
         sh->ready.fetch_add(1);
         return;
     }
-    sh->ready.fetch_add(1);
+    if (sh->o->serve_after_drops) {
+        // Its channel fills (256 datagrams) and drops the rest until the count is reached.
+        sh->holding.fetch_add(1);
+        sh->ready.fetch_add(1);
+        const uint64_t end = tsc::now() + tsc::from_ns(30000000000ull);
+        while (net::udp_stats(w->sock).channel_drops < sh->o->serve_after_drops && tsc::now() < end) {
+            threads::sleep_ns(1000000);
+        }
+        sh->holding.fetch_sub(1);
+    } else {
+        sh->ready.fetch_add(1);
+    }
     net::udp_peer from;
     for (;;) {
         int n = net::udp_recvfrom(w->sock, buf, request_max, &from);
@@ -91,7 +103,8 @@ bool parse(int argc, char** argv, options* o)
                          {"first-cpu", &first, 0, max_cpus - 1},
                          {"count", &o->count, 0, ~0ull},
                          {"idle-exit", &o->idle_exit_ms, 0, 3600000},
-                         {"work-us", &o->work_us, 0, 1000000}};
+                         {"work-us", &o->work_us, 0, 1000000},
+                         {"serve-after-drops", &o->serve_after_drops, 0, ~0ull}};
     if (!parse_app_options(argc - 1, argv + 1, opts, o->name)) {
         return false;
     }
@@ -142,7 +155,7 @@ int run(const options& o, state_fn make_state, handler_fn handle)
         if (o.count && n >= o.count) {
             break;
         }
-        if (n != last) {
+        if (n != last || sh->holding.load()) {
             last = n;
             idle_since = now;
         } else if (o.idle_exit_ms && now - idle_since >= idle_ticks) {

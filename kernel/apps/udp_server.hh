@@ -26,10 +26,13 @@ struct options {
     uint64_t count = 0;        // stop after this many requests (0: never)
     uint64_t idle_exit_ms = 0; // stop after this long without a request (0: never)
     uint64_t work_us = 0;      // busy work per request: a slow consumer, whose channel fills and drops
+    uint64_t serve_after_drops = 0;  // each worker starts receiving only once its channel dropped this many
+                                     // (at most 30 s): drops forced, not left to the host's timing
 };
 
 // The command line every UDP server app takes (for its usage line).
-#define UDP_SERVER_USAGE "PORT [--threads T] [--first-cpu C] [--count N] [--idle-exit MS] [--work-us US]"
+#define UDP_SERVER_USAGE \
+    "PORT [--threads T] [--first-cpu C] [--count N] [--idle-exit MS] [--work-us US] [--serve-after-drops N]"
 
 // One request datagram: `len` bytes at `req` from `from`. The handler replies
 // with net::udp_sendto(sock, ..., from) as often as it needs (from.packet

@@ -304,6 +304,8 @@ uint64_t idle_poll_ticks;  // 0: halt at once
 
 void set_idle_poll_us(uint64_t us) { idle_poll_ticks = tsc::from_ns(us * 1000); }
 
+uint64_t idle_poll_window() { return online_cpus() > 1 ? idle_poll_ticks : 0; }
+
 // Something for the idle loop to run: threads handed over by other CPUs, or
 // threads queued here (an interrupt handler's wake-up of a thread homed on
 // this CPU, a timer's for instance, goes straight to the run queue).

@@ -76,6 +76,9 @@ uint64_t total_switches();
 // microseconds to wake.
 constexpr uint64_t default_idle_poll_us = 50;
 void set_idle_poll_us(uint64_t us);
+// How long (TSC ticks) an idle CPU polls before it halts; 0 when it halts at once (idle_poll=0,
+// or a single CPU).
+uint64_t idle_poll_window();
 
 // Records the sched_wait and blocks (interrupts off, after prepare_wait).
 void block(const void* obj);
