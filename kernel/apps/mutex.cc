@@ -1,5 +1,5 @@
 // mutex --threads T --mutexes M --iterations N --hold-ns H --think-ns K
-//       [--trylock PCT] [--pin 0|1] [--latency 0|1]
+//       [--trylock PCT] [--pin 0|1] [--latency 0|1] [--yield-every Y]
 //
 // T threads each take one of M mutexes (picked at random) N times, hold it
 // for H ns, then think for K ns. Inside the critical section each bumps a
@@ -8,6 +8,10 @@
 // a lost update or a violation. PCT% of acquisitions try try_lock() first.
 // --pin 1 pins thread i to CPU i mod ncpus; --latency 1 measures each
 // hand-off, unlock to the waiter running (TSC ticks, offsets applied).
+// --yield-every Y: every Y-th acquisition of a thread, it yields the CPU while
+// holding the mutex, so the others run into it held: contention and hand-offs
+// then happen by construction, on one CPU too, not only when a time slice
+// happens to end inside a hold.
 //
 // Prints one parseable line (tests read it):
 //   mutex: threads=.. mutexes=.. iterations=.. acquisitions=.. handoffs=.. contended=..
@@ -41,7 +45,7 @@ struct alignas(64) slot {
 
 struct config {
     uint64_t threads = 4, mutexes = 1, iterations = 10000, hold_ns = 0, think_ns = 0, trylock = 0, pin = 0,
-             latency = 0;
+             latency = 0, yield_every = 0;
     uint64_t hold_loops = 0, think_loops = 0;
 };
 
@@ -104,6 +108,9 @@ void run(void* arg)
         }
         uint64_t c = s.counter;
         busy::spin(cfg.hold_loops);
+        if (cfg.yield_every && i % cfg.yield_every == cfg.yield_every - 1) {
+            threads::yield();  // still holding: whoever runs now and picks this mutex waits for it
+        }
         s.counter = c + 1;
         s.inside = s.inside - 1;
         w->acquisitions++;
@@ -124,10 +131,11 @@ int mutex_main(int argc, char** argv)
         {"iterations", &cfg.iterations, 1, 1ull << 40}, {"hold-ns", &cfg.hold_ns, 0, 1000000000},
         {"think-ns", &cfg.think_ns, 0, 1000000000},    {"trylock", &cfg.trylock, 0, 100},
         {"pin", &cfg.pin, 0, 1},                       {"latency", &cfg.latency, 0, 1},
+        {"yield-every", &cfg.yield_every, 0, 1ull << 40},
     };
     if (!parse_app_options(argc, argv, opts, "mutex")) {
         kprintf("usage: mutex --threads T --mutexes M --iterations N --hold-ns H --think-ns K [--trylock PCT] "
-                "[--pin 0|1] [--latency 0|1]\n");
+                "[--pin 0|1] [--latency 0|1] [--yield-every Y]\n");
         return 2;
     }
     uint64_t per_us = busy::loops_per_us();
@@ -210,5 +218,5 @@ int mutex_main(int argc, char** argv)
 
 REGISTER_APP(mutex_app, "mutex",
              "--threads T --mutexes M --iterations N --hold-ns H --think-ns K [--trylock PCT] [--pin 0|1] "
-             "[--latency 0|1]  lock-free mutex stress and rate",
+             "[--latency 0|1] [--yield-every Y]  lock-free mutex stress and rate",
              mutex_main);
