@@ -22,9 +22,9 @@ BENCH ?=
 deps:
 	@scripts/ensure-deps.sh $(DEB_DEPS)
 
-# the decoder's loops (osvtrace/_decode_loops.pyx) are compiled when the package is installed:
+# the decoder's loops (osvtrace/format/_decode_loops.pyx) are compiled when the package is installed:
 # gcc comes with g++; the interpreter's C headers with python3-dev when it is Debian's
-$(VENV)/.stamp: pyproject.toml setup.py osvtrace/_decode_loops.pyx
+$(VENV)/.stamp: pyproject.toml setup.py osvtrace/format/_decode_loops.pyx
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
 	  echo "osvtrace: cannot create a venv: install python3-venv (apt-get install -y python3-venv)" >&2; exit 1; }
 	@$(PY) -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
@@ -35,7 +35,8 @@ $(VENV)/.stamp: pyproject.toml setup.py osvtrace/_decode_loops.pyx
 venv: $(VENV)/.stamp
 
 generate: venv
-	@$(PY) -m osvtrace.codegen
+	@$(PY) -m osvtrace.catalog.codegen
+	@$(PY) -m osvtrace.model.docs
 
 demo: deps venv
 	@mkdir -p $(DEMO_DIR)
@@ -77,7 +78,7 @@ bench: deps venv
 FUZZ_RUNS ?= 1000000
 fuzz: venv
 	@$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[fuzz]'
-	@nice -n 10 $(PY) -m fuzz.run --runs $(FUZZ_RUNS)
+	@nice -n 10 $(PY) -m tests.fuzz.run --runs $(FUZZ_RUNS)
 
 clean:
 	rm -rf build

@@ -8,9 +8,9 @@
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from osvtrace.catalog.schema import Catalog, default_catalog
 from osvtrace.errors import OsvtraceError, TraceFormatError, UsageError
-from osvtrace.schema import Catalog, default_catalog
-from osvtrace.trace import Events, Trace, open
+from osvtrace.format.trace import Events, Trace, open
 
 try:
     __version__ = _version("osvtrace")   # declared once, in pyproject.toml

@@ -70,7 +70,7 @@ def kernel_sources() -> Path:
 
 def proto_schema() -> Path:
     """osvt.proto, the schema of the .osvt metadata (it lives in the package in both cases)."""
-    return Path(str(files("osvtrace.proto") / "osvt.proto"))
+    return Path(str(files("osvtrace.format.proto") / "osvt.proto"))
 
 
 def cache_dir() -> Path:
@@ -81,7 +81,7 @@ def cache_dir() -> Path:
 
 def kernel_cache() -> Path:
     """Where an installed osvtrace builds kernels: one directory per build key, and kernel.elf,
-    a link to the latest build (osvtrace.kernel_build)."""
+    a link to the latest build (osvtrace.vm.kernel_build)."""
     return cache_dir() / "kernel"
 
 

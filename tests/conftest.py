@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-from osvtrace.encode import CpuStreamBuilder
-from osvtrace.osvt import TraceWriter, new_metadata
-from osvtrace.schema import default_catalog
-from tests.vm_helpers import kernel, no_orphans  # noqa: F401  (fixtures for every test module)
-
-M = 0xA000  # the mutex of the story trace
-Q = 0xB000  # a wait queue of the story trace
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from osvtrace.catalog.schema import default_catalog
+from osvtrace.format.encode import CpuStreamBuilder
+from tests.support.traces import M, Q, write_trace
+from tests.support.vm import kernel, no_orphans  # noqa: F401  (fixtures for every test module)
 
 
 @pytest.fixture
 def catalog():
     return default_catalog()
-
-
-def write_trace(path: Path, per_cpu: dict[int, np.ndarray], *, tsc_hz: int = 1_000_000_000, chunk: int = 0,
-                threads: dict[int, str] | None = None, lost: dict[int, int] | None = None,
-                first_seq: dict[int, int] | None = None, close: bool = True) -> Path:
-    """Write slots per CPU as chunks (of `chunk` slots, 0 = one chunk per CPU)."""
-    cat = default_catalog()
-    meta = new_metadata(cat, ncpus=max(per_cpu, default=0) + 1, tsc_hz=tsc_hz, capture="test")
-    w = TraceWriter(path, meta)
-    for cpu, slots in sorted(per_cpu.items()):
-        step = chunk or max(len(slots), 1)
-        base = (first_seq or {}).get(cpu, 0)
-        for i in range(0, len(slots), step):
-            w.write_chunk(cpu, base + i, slots[i:i + step], (lost or {}).get(cpu, 0))
-    if threads:
-        w.add_threads(threads)
-    if close:
-        w.close("test")
-    else:
-        w.f.close()
-    return path
 
 
 @pytest.fixture
@@ -95,8 +61,6 @@ def story_file(tmp_path, catalog):
     path = write_trace(tmp_path / "story.osvt", {0: c0.slots(), 1: c1.slots()},
                        threads={1: "main", 4: "never-ran", 9: "idle1"}, lost={1: 5})
     return path
-
-
 
 
 @pytest.fixture

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from osvtrace.encode import CpuStreamBuilder
-from osvtrace.schema import default_catalog
-from tests.conftest import write_trace
-from tests.vm_helpers import require_tools
+from osvtrace.catalog.schema import default_catalog
+from osvtrace.format.encode import CpuStreamBuilder
+from tests.support.traces import write_trace
+from tests.support.vm import require_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

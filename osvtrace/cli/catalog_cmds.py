@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from osvtrace.cli.options import echo_json, open_trace
-from osvtrace.filters import format_duration
+from osvtrace.model.filters import format_duration
 
 
 @click.command()
@@ -18,7 +18,7 @@ def tracepoints(as_json: bool, subsystem: str | None) -> None:
     Example:
       osvtrace tracepoints --subsystem sync
     """
-    from osvtrace.schema import default_catalog
+    from osvtrace.catalog.schema import default_catalog
 
     cat = default_catalog()
     tps = [tp for tp in cat.active() if subsystem in (None, tp.subsystem)]
@@ -83,7 +83,7 @@ def synth(output: str, events: int, cpus: int, seed: int, as_json: bool) -> None
     """
     from rich.progress import Progress
 
-    from osvtrace import synth as synth_mod
+    from osvtrace.format import synth as synth_mod
 
     with Progress(transient=True, disable=events < 2_000_000) as p:
         task = p.add_task("writing", total=events)

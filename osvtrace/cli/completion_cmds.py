@@ -35,7 +35,7 @@ def completion(shell: str) -> None:
 
 def complete_tracepoints(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Tracepoint names of the schema, after any globs already typed before a comma."""
-    from osvtrace.schema import default_catalog
+    from osvtrace.catalog.schema import default_catalog
 
     head, _, last = incomplete.rpartition(",")
     head = head + "," if head else ""

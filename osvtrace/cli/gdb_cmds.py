@@ -59,8 +59,8 @@ def gdb_cmd(app: str, args: tuple[str, ...], port: int | None, console_file: Pat
       (gdb) osv info threads
       osvtrace gdb --batch --ex 'break gdbcheck_stop' --ex continue --ex 'osv mutex all' gdbcheck
     """
-    from osvtrace import qemu
-    from osvtrace.gdbmi import GdbMissing
+    from osvtrace.vm import qemu
+    from osvtrace.vm.gdbmi import GdbMissing
 
     if shutil.which("gdb") is None:
         raise GdbMissing()

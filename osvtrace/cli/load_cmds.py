@@ -42,7 +42,7 @@ def load(kind: str, target: str, rate: float, duration: float, conns: int, size:
       osvtrace load udp 127.0.0.1:5555 --rate 2000 --duration 5
       osvtrace load memcache 127.0.0.1:11211 --rate 1000 --duration 10 --json
     """
-    from osvtrace import load as mod
+    from osvtrace.loadgen import load as mod
 
     res = mod.run(kind, target, rate=rate, duration=duration, conns=conns, size=size, keys=keys,
                   value_size=value_size, set_ratio=set_ratio, drain=drain, prefill=not no_prefill)

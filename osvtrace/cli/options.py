@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from osvtrace.filters import Filter, parse_time
+from osvtrace.model.filters import Filter, parse_time
 
 if TYPE_CHECKING:
-    from osvtrace.trace import Trace
+    from osvtrace.format.trace import Trace
 
 
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,7 +50,7 @@ damaged: list[str] = []
 
 def open_trace(path: str) -> "Trace":
     """Open a trace for a command; damage found on the way is reported on stderr."""
-    from osvtrace.trace import open as open_
+    from osvtrace.format.trace import open as open_
 
     t = open_(path)
     for w in t.warnings:

@@ -11,7 +11,6 @@ import click
 from osvtrace.cli.vm_cmds import VmFailed, _boot_line, _config, _fail, _stop_on_sigterm, vm_options
 from osvtrace.errors import UsageError
 
-
 DEFAULT_STREAM_BUFFER = "16M"
 
 
@@ -136,7 +135,7 @@ def _summary_json(via: str, stop: str, path: Path, cpus: int, lost: int, seconds
 
 def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: Path | None, verbose: bool,
                    as_json: bool = False) -> None:
-    from osvtrace import recorder
+    from osvtrace.capture import recorder
 
     tty = sys.stdout.isatty() and not as_json
 
@@ -186,7 +185,7 @@ def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: P
 
 def _record_shm(cfg: Any, output: Path, duration: float | None, keep_ram: bool, verbose: bool,
                 as_json: bool = False) -> None:
-    from osvtrace import shmcapture
+    from osvtrace.capture import shm as shmcapture
 
     cap = shmcapture.record(cfg, output, duration=duration, keep_ram=keep_ram,
                             console=sys.stderr.buffer if as_json else sys.stdout.buffer, stderr=sys.stderr.buffer)
@@ -211,7 +210,7 @@ def _record_shm(cfg: Any, output: Path, duration: float | None, keep_ram: bool, 
 
 
 def _record_gdb(cfg: Any, output: Path, duration: float | None, verbose: bool, as_json: bool = False) -> None:
-    from osvtrace import gdbcapture
+    from osvtrace.capture import gdb_snapshot as gdbcapture
 
     cap = gdbcapture.record(cfg, output, duration=duration,
                             console=sys.stderr.buffer if as_json else sys.stdout.buffer)
@@ -230,7 +229,7 @@ def _record_gdb(cfg: Any, output: Path, duration: float | None, verbose: bool, a
 
 def _counts(cap: Any) -> dict[str, Any]:
     """What the file holds (read back through the decoder, so it is what a report sees)."""
-    from osvtrace.trace import open as open_trace
+    from osvtrace.format.trace import open as open_trace
 
     with open_trace(cap.path) as t:
         return {"events": len(t), "cpus": t.ncpus, "seconds": cap.seconds,
@@ -270,7 +269,7 @@ def recover(ramfile: Path, kernel: Path | None, output: Path, as_json: bool) -> 
       osvtrace record --via shm --keep-ram -o x.osvt crash panic
       osvtrace recover /dev/shm/osvtrace-1234-ab12cd34.ram build/kernel.elf -o crash.osvt
     """
-    from osvtrace import shmcapture
+    from osvtrace.capture import shm as shmcapture
 
     rec = shmcapture.recover(ramfile, kernel, output)
     for w in rec.warnings:
@@ -307,7 +306,7 @@ def ctl(socket_path: Path, command: str, globs: str | None, timeout: float, as_j
       osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock disable 'sched_*'
       osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock enable mutex_lock,mutex_unlock
     """
-    from osvtrace import ctl as ctl_mod
+    from osvtrace.capture import ctl as ctl_mod
 
     reply = ctl_mod.send(socket_path, command, globs, timeout=timeout)
     if as_json:

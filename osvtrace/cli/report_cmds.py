@@ -1,4 +1,4 @@
-"""`osvtrace report KIND FILE` and `osvtrace query FILE SQL`: thin wrappers of osvtrace.reports and osvtrace.sql.
+"""`osvtrace report KIND FILE` and `osvtrace query FILE SQL`: thin wrappers of osvtrace.reports and osvtrace.query.sql.
 
 Every report registered in osvtrace.reports.common.REGISTRY becomes a subcommand with
 the same options, the way a plugin's would.
@@ -69,8 +69,8 @@ def _model_report(name: str, fn: Callable[..., Any], doc: str) -> click.Command:
     @click.option("--csv", "as_csv", is_flag=True, help="CSV output (all rows).")
     def cmd(file: str, min_duration: str | None, limit: int, buckets: int, as_json: bool, as_csv: bool,
             **flt: object) -> None:
-        from osvtrace.filters import parse_time
         from osvtrace.model import Model
+        from osvtrace.model.filters import parse_time
         from osvtrace.reports import common
 
         opts = common.Options(parse_time(min_duration, "--min-duration") if min_duration else 0, limit, buckets)
@@ -113,9 +113,9 @@ def query(file: str, sql: str, fmt: str | None, as_json: bool, as_csv: bool, lim
       osvtrace query trace.osvt "select * from mutex_handoff where to_tid = 7" --csv
       osvtrace query trace.osvt "select cpu, count(*) as n from events group by cpu" --json
     """
-    from osvtrace import sql as sqlmod
     from osvtrace.errors import UsageError
     from osvtrace.model import Model
+    from osvtrace.query import sql as sqlmod
 
     asked = {f for f, on in (("json", as_json), ("csv", as_csv), (fmt, fmt is not None)) if on}
     if len(asked) > 1:

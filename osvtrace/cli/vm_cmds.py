@@ -66,8 +66,9 @@ def _stop_on_sigterm() -> None:
 
 def _config(app: str, args: tuple[str, ...], *, kernel: Path | None, no_build: bool, verbose: bool,
             **opts: Any) -> Any:
-    from osvtrace import kernel_build, resources
-    from osvtrace.qemu import VmConfig
+    from osvtrace import resources
+    from osvtrace.vm import kernel_build
+    from osvtrace.vm.qemu import VmConfig
 
     if kernel is None:
         if no_build:
@@ -112,7 +113,7 @@ def build(verbose: bool, quiet: bool) -> None:
       osvtrace build
       gdb -x "$(osvtrace gdb-script)" "$(osvtrace build -q)"
     """
-    from osvtrace import kernel_build
+    from osvtrace.vm import kernel_build
 
     path = kernel_build.build(verbose=verbose, quiet=quiet)
     click.echo(str(path) if quiet else f"kernel: {path}")
@@ -168,7 +169,8 @@ def run(app: str, args: tuple[str, ...], gdb_port: int | None, gdb_wait: bool, *
       osvtrace run --gdb 1234 sleep 5000      # then: gdb -x "$(osvtrace gdb-script)" "$(osvtrace build -q)"
       osvtrace run --net user --hostfwd udp:5555-:7 udp-echo 7   # then: osvtrace load udp 127.0.0.1:5555 ...
     """
-    from osvtrace import qemu, resources
+    from osvtrace import resources
+    from osvtrace.vm import qemu
 
     verbose = opts["verbose"]
     cfg = _config(app, args, **opts)

@@ -12,9 +12,9 @@ from typing import IO, Callable, Iterator
 import numpy as np
 
 from osvtrace.errors import UsageError
-from osvtrace.filters import Filter, thread_ids
+from osvtrace.format.trace import Trace
+from osvtrace.model.filters import Filter, thread_ids
 from osvtrace.model.table import Table
-from osvtrace.trace import Trace
 
 # progress(done, total, what): called now and then during long exports; the CLI draws a bar
 ProgressFn = Callable[[int, int, str], None]

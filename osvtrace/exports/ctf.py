@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from osvtrace.catalog.schema import Field, Tracepoint
 from osvtrace.exports.common import Options, Result, Selection, prepare_dir
 from osvtrace.exports.registry import ALL_FILTERS, register
+from osvtrace.format.trace import Trace
 from osvtrace.model import Model
-from osvtrace.schema import Field, Tracepoint
-from osvtrace.trace import Trace
 
 MAGIC = 0xC1FC1FC1
 PACKET = 1 << 16  # target bytes of events per packet

@@ -21,7 +21,7 @@ from osvtrace.errors import UsageError
 from osvtrace.exports.common import Options, Result, Selection, prepare_dir
 from osvtrace.exports.registry import register
 from osvtrace.model import SPECS, Model
-from osvtrace.sql import tracepoint_table
+from osvtrace.query.sql import tracepoint_table
 
 LAYOUTS = ("flat", "by-table")
 

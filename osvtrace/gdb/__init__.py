@@ -15,7 +15,7 @@ generator walkers, then thin commands that only format.
   trace     osv trace [N], status, enable, disable, save
 
 Below them, shared by several (lowest last; nothing imports upwards, and
-tests/test_gdb_imports.py fails on an import circle):
+tests/gdb/test_gdb_imports.py fails on an import circle):
 
   threadtable  every thread and CPU read at one stop (Snapshot)
   thread       a `thread *` named as `5 (holder)` (below percpu, which names threads)

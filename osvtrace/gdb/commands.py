@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import gdb  # type: ignore[import-not-found]
-
 from osvtrace.errors import OsvtraceError
 
 DEBUG_ENV = "OSVTRACE_GDB_DEBUG"  # set to 1: internal errors show their traceback
@@ -15,7 +14,7 @@ DEBUG_ENV = "OSVTRACE_GDB_DEBUG"  # set to 1: internal errors show their traceba
 
 class OsvError(OsvtraceError):
     """A failed osv command: one line for the user, no traceback. (An OsvtraceError, so the
-    shared readers such as osvtrace.rings pass it on unchanged.)"""
+    shared readers such as osvtrace.capture.rings pass it on unchanged.)"""
 
 
 class OsvCommand(gdb.Command):

@@ -1,8 +1,8 @@
 """`osv trace ...`: the trace rings (kernel/core/trace.cc, include/trace/*.hh).
 
-The rings are read by osvtrace.rings, the same reader the shared-RAM capture
+The rings are read by osvtrace.capture.rings, the same reader the shared-RAM capture
 uses; bulk slot arrays move through QEMU's pmemsave, never read_memory. Records
-are decoded by osvtrace's decoder (osvtrace.trace over a temporary .osvt), with
+are decoded by osvtrace's decoder (osvtrace.format.trace over a temporary .osvt), with
 the package's tracepoint catalog: there is no second table of tracepoints here.
 """
 
@@ -15,25 +15,25 @@ from typing import Any
 import numpy as np
 
 import gdb  # type: ignore[import-not-found]
-
-import osvtrace
-from osvtrace import layout, rings
-from osvtrace.filters import format_ns
+from osvtrace.capture import rings
+from osvtrace.catalog import layout
+from osvtrace.catalog.schema import default_catalog
+from osvtrace.format import trace as trace_file
 from osvtrace.gdb import commands, fmt, guestmem
-from osvtrace.schema import default_catalog
+from osvtrace.model.filters import format_ns
 
 DEFAULT_RECORDS = 20
 
 
 def decoded(limit: int | dict[int, int] | None = None) -> tuple[Any, rings.Snapshot]:
     """The rings (the newest `limit` slots of each, or all) decoded by osvtrace: an
-    osvtrace.trace.Trace, and the snapshot it came from."""
+    osvtrace.format.trace.Trace, and the snapshot it came from."""
     snap = rings.snapshot(guestmem.read, guestmem.control_address(), limit=limit)
     fd, path = tempfile.mkstemp(prefix="osv-trace-", suffix=".osvt")
     os.close(fd)
     try:
         rings.write_osvt(snap, path, capture="gdb", catalog=default_catalog(), status="gdb: osv trace")
-        return osvtrace.open(path, verify=False, workers=1), snap
+        return trace_file.open(path, verify=False, workers=1), snap
     finally:
         os.unlink(path)  # the mapping stays valid after the unlink
 

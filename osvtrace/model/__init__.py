@@ -9,12 +9,12 @@ from __future__ import annotations
 from functools import cached_property
 
 from osvtrace.errors import UsageError
+from osvtrace.format.trace import Trace
 from osvtrace.model import events as _events
 from osvtrace.model import net as _net
 from osvtrace.model import sched as _sched
 from osvtrace.model import sync as _sync
 from osvtrace.model.table import Column, Table, TableSpec
-from osvtrace.trace import Trace
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _events.EVENTS, _events.TRACEPOINTS, _sched.THREADS, _sched.SCHED_SLICE, _sched.THREAD_STATE, _sched.WAKEUP,

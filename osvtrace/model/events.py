@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from osvtrace.format.trace import Trace
 from osvtrace.model.table import Column, Table, TableSpec, table
-from osvtrace.trace import Trace
 
 EVENTS = TableSpec("events", "Every record in time order.", (
     Column("time", "int64", "time since boot", "ns"),

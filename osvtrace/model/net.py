@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from osvtrace.format.trace import Trace
 from osvtrace.model.table import Column, Table, TableSpec, table
-from osvtrace.trace import Trace
 
 STAGES = ("rx", "classify", "push", "pop", "tx")
 _TP = {"rx": "net_rx", "classify": "net_classify", "push": "net_channel_push", "pop": "net_channel_pop",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from osvtrace.format.trace import Trace
 from osvtrace.model.search import dense_rank, last_match, next_match
 from osvtrace.model.table import Column, Table, TableSpec, table
-from osvtrace.trace import Trace
 
 # thread states (tracepoints/sched.toml enum thread_state) plus one for "not seen yet"
 RUNNING, RUNNABLE, WAITING, SLEEPING, DEAD = 0, 1, 2, 3, 4

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from osvtrace.format.trace import Trace
 from osvtrace.model.search import dense_rank, last_match, next_match
 from osvtrace.model.table import Column, Table, TableSpec, table
-from osvtrace.trace import Trace
 
 MUTEX_WAIT = TableSpec("mutex_wait", "One row per contended lock(): from joining the wait queue to owning the mutex.", (
     Column("mutex", "uint64", "mutex address", "addr"),

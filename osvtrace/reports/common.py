@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from osvtrace.filters import Filter, format_duration, format_ns, thread_ids
 from osvtrace.model import Model
+from osvtrace.model.filters import Filter, format_duration, format_ns, thread_ids
 from osvtrace.model.table import Table
 
 PERCENTILES = (50, 90, 99)

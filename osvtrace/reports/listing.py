@@ -6,8 +6,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from osvtrace.filters import Filter, format_ns
-from osvtrace.trace import Trace
+from osvtrace.format.trace import Trace
+from osvtrace.model.filters import Filter, format_ns
 
 
 def selected(trace: Trace, flt: Filter, limit: int | None) -> np.ndarray:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from osvtrace.filters import Filter
 from osvtrace.model import Model
+from osvtrace.model.filters import Filter
 from osvtrace.model.sched import RUNNING
 from osvtrace.model.search import dense_rank, last_match
-from osvtrace.reports.common import Options, Report, thread_names, clip, filter_table, group_stats, register
+from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, register, thread_names
 
 STATE_NAMES = np.array(["running", "preempted", "waiting", "sleeping", "dead"] + ["?"] * 251, object)
 
@@ -103,7 +103,7 @@ def lhp(model: Model, flt: Filter, opts: Options) -> Report:
     if flt.until is not None:
         keep &= s < flt.until
     if flt.threads:
-        from osvtrace.filters import thread_ids
+        from osvtrace.model.filters import thread_ids
 
         keep &= np.isin(o_tid[idx], thread_ids(model.trace, flt.threads))
     sel = np.nonzero(keep)[0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from osvtrace.filters import Filter
 from osvtrace.model import Model
+from osvtrace.model.filters import Filter
 from osvtrace.model.net import STAGES
 from osvtrace.reports.common import Options, Report, group_stats, register
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from osvtrace.filters import Filter
 from osvtrace.model import Model
+from osvtrace.model.filters import Filter
 from osvtrace.model.sched import RUNNABLE, SLEEPING, WAITING
-from osvtrace.reports.common import Options, Report, thread_names, clip, filter_table, group_stats, register, sparkline
+from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, register, sparkline, thread_names
 
 
 def idle_tids(model: Model) -> np.ndarray:

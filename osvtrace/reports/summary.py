@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from osvtrace.filters import Filter, format_duration, format_ns
-from osvtrace.trace import Trace
+from osvtrace.format.trace import Trace
+from osvtrace.model.filters import Filter, format_duration, format_ns
 
 
 def summary(trace: Trace, flt: Filter | None = None) -> dict[str, Any]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from osvtrace.filters import Filter
 from osvtrace.model import Model
+from osvtrace.model.filters import Filter
 from osvtrace.model.sched import SLEEPING, WAITING
 from osvtrace.model.search import dense_rank
-from osvtrace.reports.common import Options, Report, thread_names, clip, filter_table, group_stats, register
+from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, register, thread_names
 
 
 @register("prof-wait", "Per thread and wait object: time blocked (waiting or sleeping), count, percentiles.")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from osvtrace.errors import UsageError
-from osvtrace.filters import Filter, parse_time
+from osvtrace.model.filters import Filter, parse_time
 from osvtrace.shell.context import FILTER_KEYS, Context
 
 Output = str | Iterable[str] | None
@@ -269,7 +269,7 @@ def sql(ctx: Context, args: str) -> Output:
       sql select tid, sum(dur) from sched_slice group by tid order by 2 desc;
       select mutex, count(*) from mutex_wait group by mutex;
     """
-    from osvtrace import sql as sqlmod
+    from osvtrace.query import sql as sqlmod
 
     q = sql_text(args)
     if not q:
@@ -281,7 +281,7 @@ def sql(ctx: Context, args: str) -> Output:
 def run_query(con, q: str):  # noqa: ANN001, ANN201  (DuckDB connection -> pyarrow table)
     """Run a query on a worker thread, so that Ctrl-C can stop it at once: the main thread
     gets the KeyboardInterrupt and interrupts the connection (DuckDB checks SIGINT itself
-    only now and then). Errors become one line, as in osvtrace.sql.query."""
+    only now and then). Errors become one line, as in osvtrace.query.sql.query."""
     import threading
 
     import duckdb
@@ -470,7 +470,7 @@ def timeline(ctx: Context, args: str) -> Output:
         targets = ["cpus"]
     cpus = [int(c) for c in flt.cpus] if flt.cpus else None
     if flt.threads:
-        from osvtrace.filters import thread_ids
+        from osvtrace.model.filters import thread_ids
 
         threads = thread_ids(ctx.trace, flt.threads).tolist()
     else:
@@ -526,7 +526,7 @@ def view(ctx: Context, args: str) -> Output:
         frag["t0"], frag["t1"] = map(str, ctx.window(flt))
     lanes = [f"cpu:{c}" for c in flt.cpus]
     if flt.threads:
-        from osvtrace.filters import thread_ids
+        from osvtrace.model.filters import thread_ids
 
         lanes += [f"thread:{t}" for t in thread_ids(ctx.trace, flt.threads).tolist()]
     if lanes:

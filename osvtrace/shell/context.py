@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from osvtrace.errors import UsageError
-from osvtrace.filters import Filter, format_duration, parse_time, thread_ids, tracepoint_ids
+from osvtrace.format.trace import Trace
 from osvtrace.model import SPECS, Model
-from osvtrace.trace import Trace
+from osvtrace.model.filters import Filter, format_duration, parse_time, thread_ids, tracepoint_ids
 
 FILTER_KEYS = ("since", "until", "cpu", "thread", "tp")
 

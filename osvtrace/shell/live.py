@@ -29,11 +29,11 @@ from typing import Protocol
 
 import numpy as np
 
-from osvtrace import layout
-from osvtrace.decode import decode
+from osvtrace.catalog import layout
+from osvtrace.catalog.schema import Catalog, Field, default_catalog
 from osvtrace.errors import TraceFormatError, UsageError
-from osvtrace.osvt import Chunk, map_file, scan, schema_from_proto
-from osvtrace.schema import Catalog, Field, default_catalog
+from osvtrace.format.decode import decode
+from osvtrace.format.osvt import Chunk, map_file, scan, schema_from_proto
 
 
 @dataclass
@@ -195,7 +195,7 @@ class RecorderSource(GrowingFileSource):
     """A running `osvtrace record`, reached through its control socket."""
 
     def __init__(self, socket_path: str | os.PathLike):
-        from osvtrace import ctl
+        from osvtrace.capture import ctl
 
         try:
             st = ctl.send(socket_path, "status", timeout=5.0)
@@ -246,7 +246,7 @@ class AppRecording(GrowingFileSource):
     def close(self) -> None:
         """Stop the recording if it still runs: ask for `stop` (the rings drain first),
         then SIGINT, then SIGKILL of its process group."""
-        from osvtrace import ctl
+        from osvtrace.capture import ctl
 
         if self.proc.poll() is None:
             try:

@@ -23,12 +23,12 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
 
 from osvtrace.errors import OsvtraceError
-from osvtrace.filters import format_duration, format_ns
+from osvtrace.format.trace import Trace
+from osvtrace.model.filters import format_duration, format_ns
 from osvtrace.shell import commands, paging
 from osvtrace.shell.completion import ShellCompleter
 from osvtrace.shell.context import Context, Settings, history_path
 from osvtrace.shell.highlight import STYLE, ShellLexer
-from osvtrace.trace import Trace
 
 SQL_WORDS = ("sql", "query", *commands.SQL_STARTS)
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from osvtrace.errors import UsageError
-from osvtrace.filters import thread_ids
+from osvtrace.format.trace import Trace
 from osvtrace.model import Model
+from osvtrace.model.filters import thread_ids
 from osvtrace.model.sched import DEAD, RUNNABLE, RUNNING, SLEEPING, WAITING
-from osvtrace.trace import Trace
 
 LABEL = 14  # width of the row labels
 STATE_GLYPH = {RUNNING: "█", RUNNABLE: "▓", WAITING: "▒", SLEEPING: "░", DEAD: "×"}
@@ -193,7 +193,7 @@ def axis(e: np.ndarray) -> tuple[str, str]:
 
 def draw(model: Model, targets: list[Target], lo: int, hi: int, width: int, color: bool = False) -> list[str]:
     """The timeline's lines: rows per target, the axis, and a legend."""
-    from osvtrace.filters import format_duration
+    from osvtrace.model.filters import format_duration
 
     e = edges(lo, hi, width)
     pad = " " * LABEL

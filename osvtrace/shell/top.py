@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from osvtrace.filters import format_duration
+from osvtrace.model.filters import format_duration
 from osvtrace.shell.live import Batch, LiveSource, open_source
 
 BIN_NS = 100_000_000  # rates are kept in bins of 100 ms of trace time

@@ -24,10 +24,10 @@ class Viewer:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, prepare: bool = True) -> "Viewer":
-        import osvtrace
+        from osvtrace.format import trace as trace_file
         from osvtrace.model import Model
 
-        api = Api(Model(osvtrace.open(path)))
+        api = Api(Model(trace_file.open(path)))
         if prepare:
             prepare_indexes(api)
         return cls(api)

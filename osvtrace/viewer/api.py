@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from osvtrace.filters import Filter
 from osvtrace.model import Model
+from osvtrace.model.filters import Filter
 from osvtrace.viewer import figure
 from osvtrace.viewer.details import Details
 from osvtrace.viewer.lanes import Lanes

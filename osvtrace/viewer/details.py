@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from osvtrace.filters import format_duration, format_ns
+from osvtrace.catalog.schema import Tracepoint
 from osvtrace.model import Model
+from osvtrace.model.filters import format_duration, format_ns
 from osvtrace.model.net import STAGES
 from osvtrace.model.sched import RUNNABLE, RUNNING, STATE_NAMES
-from osvtrace.schema import Tracepoint
 from osvtrace.viewer.lanes import Lane, Lanes, hexaddr
 
 MAX_EVENTS = 12  # records listed per item

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from osvtrace import resources
 from osvtrace.errors import UsageError
-from osvtrace.trace import Trace
+from osvtrace.format.trace import Trace
 from osvtrace.viewer.api import Api, report_json
 
 MAX_EVENTS = 50_000  # documented in docs/viewer.md
@@ -57,7 +57,7 @@ def page_data(api: Api, progress: Callable[[str], None] | None = None) -> dict[s
                         "row": a.row[ok].tolist()}
         arrow_details[kind] = {str(r): api.details.arrow(kind, r) for r in sorted(set(a.row[ok].tolist()))}
     say("reports")
-    from osvtrace.filters import Filter
+    from osvtrace.model.filters import Filter
     from osvtrace.reports.common import Options
 
     reports = {name: report_json(fn(api.model, Filter(), Options())) for name, (fn, _doc) in REGISTRY.items()}

@@ -15,7 +15,7 @@ from tests.bench.bench_decode import EVENTS, trace_file
 CHILD = r"""
 import json, sys, time
 import osvtrace
-from osvtrace.filters import Filter
+from osvtrace.model.filters import Filter
 from osvtrace.model import Model
 from osvtrace.reports import REGISTRY, Options
 from osvtrace.reports.summary import summary

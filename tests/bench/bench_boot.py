@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import statistics
 
-from osvtrace import kernel_build, qemu
-from osvtrace.qemu import VmConfig
+from osvtrace.vm import kernel_build, qemu
+from osvtrace.vm.qemu import VmConfig
 
 RUNS = 7
 TARGET_MS = 100.0

@@ -8,7 +8,7 @@ On those same rings, alternating for a few rounds:
   then the .osvt written), the route a person takes with a live or hung guest;
 - shared-RAM capture: what `osvtrace record --via shm` (and `osvtrace recover`) does once
   QEMU has ended: read the rings out of the RAM file and write the .osvt
-  (osvtrace.shmcapture.recover).
+  (osvtrace.capture.shm.recover).
 
 MiB/s = ring bytes saved per second of the command, best of the rounds. Both must save
 the same number of slots. Issue 11 asks for the figures, no target.
@@ -23,8 +23,9 @@ import time
 import uuid
 from pathlib import Path
 
-from osvtrace import kernel_build, shmcapture
-from tests.gdb_helpers import Booted
+from osvtrace.capture import shm as shmcapture
+from osvtrace.vm import kernel_build
+from tests.support.gdb import Booted
 
 RING_MB = 32
 MEM_MB = 512

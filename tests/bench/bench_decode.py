@@ -32,7 +32,7 @@ print(json.dumps({"n": len(t), "s": dt, "seq_s": dseq, "rss": rss}))
 
 
 def trace_file() -> Path:
-    from osvtrace import synth
+    from osvtrace.format import synth
 
     path = ROOT / "build" / "bench" / f"decode-{EVENTS}.osvt"
     if not path.exists():

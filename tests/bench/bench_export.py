@@ -39,7 +39,7 @@ print(json.dumps({"n": len(t), "s": s, "cpu": cpu, "imports": t1 - t0, "counts":
 
 
 def trace_1m() -> Path:
-    from osvtrace import synth
+    from osvtrace.format import synth
 
     path = ROOT / "build" / "bench" / "export-1000000.osvt"
     if not path.exists():

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from osvtrace import kernel_build
-from tests.gdb_helpers import Booted
+from osvtrace.vm import kernel_build
+from tests.support.gdb import Booted
 
 THREADS_TARGET_S = 1.0
 SAVE_TARGET_S = 3.0

@@ -2,7 +2,7 @@
 
 The Linux guest is Debian's kernel package booted by PVH (its vmlinux, as QEMU boots ours)
 with a busybox-static initramfs and static C programs written to do what our apps do
-(tests/bench/linux/). Both guests run from the same command line (osvtrace.qemu's): same
+(tests/bench/linux/). Both guests run from the same command line (osvtrace.vm.qemu's): same
 QEMU, machine, -smp, -m and TCG threading mode, and one runner times both the same way.
 
 - boot: host wall time from starting QEMU to the app's first line (ours: the kernel's
@@ -128,7 +128,7 @@ def mutex_rate(kind: str, smp: int, tcg: str) -> tuple[float, float]:
 def udp_echo(kind: str, smp: int = 1, tcg: str = "multi") -> dict:
     """One boot of udp-echo with a server thread per vCPU: host round trips at LATENCY_RATE,
     then bench_net's open-loop steps up to the first that loses twice."""
-    from tests.net_helpers import free_udp_port
+    from tests.support.net import free_udp_port
 
     port = free_udp_port()
     cfg = guest.config(kind, "udp-echo", (str(UDP_PORT), "--threads", str(smp), "--idle-exit", "3000"), smp=smp,
@@ -168,7 +168,7 @@ def _fmt(x: float) -> str:
 
 
 def run() -> list[dict]:
-    from osvtrace import kernel_build
+    from osvtrace.vm import kernel_build
 
     kernel_build.build(quiet=True)
     guest.build()

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.native_build import NATIVE, ROOT, build
+from tests.support.native import NATIVE, ROOT, build
 
 HOST_N = 100_000
 GUEST_PAIRS = 200_000
@@ -52,8 +52,8 @@ def host_instructions() -> dict[str, float]:
 
 
 def mutexbench(smp: int, tcg: str, *args: str) -> dict[str, str]:
-    from osvtrace import qemu
-    from osvtrace.qemu import VmConfig
+    from osvtrace.vm import qemu
+    from osvtrace.vm.qemu import VmConfig
 
     kernel = ROOT / "build" / "kernel.elf"
     cfg = VmConfig("mutexbench", args, kernel=kernel, smp=smp, accel="tcg")
@@ -67,7 +67,7 @@ def mutexbench(smp: int, tcg: str, *args: str) -> dict[str, str]:
 
 
 def run() -> list[dict]:
-    from osvtrace import kernel_build
+    from osvtrace.vm import kernel_build
 
     kernel_build.build(quiet=True)
     host = host_instructions()

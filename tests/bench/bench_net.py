@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.native_build import ROOT
+from tests.support.native import ROOT
 
 VCPUS = (1, 2, 4)
 APPS = {"udp-echo": ("udp", 7), "kv": ("memcache", 11211)}
@@ -53,7 +53,7 @@ def _argv(app: str, port: int, smp: int) -> list[str]:
 
 
 def _load(kind: str, port: int, rate: float, seconds: float):
-    from osvtrace import load
+    from osvtrace.loadgen import load
 
     return load.run(kind, f"127.0.0.1:{port}", rate=rate, duration=seconds, conns=16, drain=1.0, keys=1000,
                     value_size=32, set_ratio=0.1)
@@ -85,7 +85,7 @@ def step_up(kind: str, port: int, rates, what: str) -> tuple[float, float, str]:
 
 def lossless(kernel: Path, app: str, smp: int) -> tuple[float, float, str]:
     """bench's steps against the app booted on our kernel."""
-    from tests.net_helpers import NetGuest
+    from tests.support.net import NetGuest
 
     kind, port = APPS[app]
     with NetGuest(kernel, _argv(app, port, smp), guest_port=port, smp=smp, timeout=900) as g:
@@ -95,9 +95,9 @@ def lossless(kernel: Path, app: str, smp: int) -> tuple[float, float, str]:
 
 
 def latency(kernel: Path, app: str, smp: int, trace_dir: Path) -> dict:
-    from osvtrace import trace as trace_mod
+    from osvtrace.format import trace as trace_mod
     from osvtrace.model import Model
-    from tests.net_helpers import NetGuest
+    from tests.support.net import NetGuest
 
     kind, port = APPS[app]
     with NetGuest(kernel, _argv(app, port, smp), guest_port=port, smp=smp, timeout=600) as g:
@@ -121,7 +121,7 @@ def latency(kernel: Path, app: str, smp: int, trace_dir: Path) -> dict:
 
 
 def run() -> list[dict]:
-    from osvtrace import kernel_build
+    from osvtrace.vm import kernel_build
 
     kernel = kernel_build.build(quiet=True)
     rows = []

@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.native_build import build
+from tests.support.native import build
 
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 CALLS = 100_000  # per function under callgrind

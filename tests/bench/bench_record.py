@@ -28,8 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from osvtrace import kernel_build, qemu, recorder
-from osvtrace.qemu import VmConfig
+from osvtrace.capture import recorder
+from osvtrace.vm import kernel_build, qemu
+from osvtrace.vm.qemu import VmConfig
 
 SMP = 2
 BUFFER = "16M"

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.native_build import NATIVE, ROOT, build
+from tests.support.native import NATIVE, ROOT, build
 
 
 def callgrind_costs(n: int = 100_000) -> dict[str, float]:

@@ -29,7 +29,7 @@ REPAINT_MS = 300
 
 
 def small_trace(events: int = 1_000_000) -> Path:
-    from osvtrace import synth
+    from osvtrace.format import synth
 
     path = ROOT / "build" / "bench" / f"viewer-{events}.osvt"
     if not path.exists():

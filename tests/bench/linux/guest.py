@@ -11,7 +11,7 @@ installed on the host:
   /init, the virtio-net modules, and the programs in this folder built `gcc -static -O2
   -pthread`.
 
-Run: `Guest` starts QEMU with osvtrace.qemu's command line for either kernel (same machine,
+Run: `Guest` starts QEMU with osvtrace.vm.qemu's command line for either kernel (same machine,
 -smp, -m and TCG mode; Linux adds -initrd and its console options), timestamps console lines
 as they arrive on the host, and stops QEMU at a timeout: a hung boot never hangs a caller.
 """
@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from osvtrace import qemu
-from osvtrace.proc import end_process, spawn
+from osvtrace.vm import qemu
+from osvtrace.vm.proc import end_process, spawn
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]

@@ -1,6 +1,6 @@
 #!/bin/sh
 # PID 1 of the Linux guest. It runs the app named on the kernel command line the way our
-# kernel does (`app=NAME ARGS...`, the words osvtrace.qemu.kernel_cmdline writes), then ends
+# kernel does (`app=NAME ARGS...`, the words osvtrace.vm.qemu.kernel_cmdline writes), then ends
 # the VM through the isa-debug-exit port with the app's status, so the host reads both
 # guests' results with the same code.
 echo "linux: init"  # the host's sign that the boot did not hang

@@ -1,0 +1,1 @@
+"""Getting ring bytes out of a VM: virtio stream, shared RAM, gdb snapshot, crash recovery; the recorder."""

@@ -1,0 +1,1 @@
+"""Load generators that drive apps in the VM from the host (UDP, memcache)."""

@@ -1,0 +1,1 @@
+"""SQL over the model's tables (DuckDB)."""

@@ -1,0 +1,1 @@
+"""QEMU launch, kernel build, the gdb/MI client: running a kernel, nothing about its trace."""

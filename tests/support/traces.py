@@ -1,0 +1,70 @@
+"""Hand-built traces with known contents, and where tests keep their artefacts."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from osvtrace.catalog import layout
+from osvtrace.catalog.schema import default_catalog
+from osvtrace.format.osvt import TraceWriter, map_file, new_metadata, scan
+
+M = 0xA000  # the mutex of the story trace
+Q = 0xB000  # a wait queue of the story trace
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def write_trace(path: Path, per_cpu: dict[int, np.ndarray], *, tsc_hz: int = 1_000_000_000, chunk: int = 0,
+                threads: dict[int, str] | None = None, lost: dict[int, int] | None = None,
+                first_seq: dict[int, int] | None = None, close: bool = True) -> Path:
+    """Write slots per CPU as chunks (of `chunk` slots, 0 = one chunk per CPU)."""
+    cat = default_catalog()
+    meta = new_metadata(cat, ncpus=max(per_cpu, default=0) + 1, tsc_hz=tsc_hz, capture="test")
+    w = TraceWriter(path, meta)
+    for cpu, slots in sorted(per_cpu.items()):
+        step = chunk or max(len(slots), 1)
+        base = (first_seq or {}).get(cpu, 0)
+        for i in range(0, len(slots), step):
+            w.write_chunk(cpu, base + i, slots[i:i + step], (lost or {}).get(cpu, 0))
+    if threads:
+        w.add_threads(threads)
+    if close:
+        w.close("test")
+    else:
+        w.f.close()
+    return path
+
+
+def grow(src: str | Path, dst: str | Path, piece: int = 2000, delay: float = 0.05, head: int = 8) -> int:
+    """A synthetic live recording: copy the chunks of a finished trace into `dst`, a few
+    thousand slots per CPU at a time, flushing and pausing between them (the first piece of
+    each CPU is `head` slots, so a cut never falls inside synth's two-slot thread_create)."""
+    mm = map_file(src)
+    sc = scan(mm, str(src))
+    slots = np.frombuffer(mm, layout.SLOT_DTYPE, count=len(mm) // layout.SLOT_SIZE)
+    per: dict[int, list] = {}
+    for c in sorted(sc.chunks, key=lambda c: (c.cpu, c.first_seq)):
+        per.setdefault(c.cpu, []).append(c)
+    streams = {cpu: np.concatenate([slots[c.row:c.row + c.nslots] for c in cs]) for cpu, cs in per.items()}
+    pos = dict.fromkeys(streams, 0)
+    w = TraceWriter(dst, sc.meta)
+    w.flush()
+    while any(pos[c] < len(s) for c, s in streams.items()):
+        for cpu, s in streams.items():
+            if pos[cpu] < len(s):
+                part = s[pos[cpu]:head if pos[cpu] == 0 else pos[cpu] + piece]
+                w.write_chunk(cpu, pos[cpu], part)
+                pos[cpu] += len(part)
+        w.flush()
+        time.sleep(delay)
+    w.add_threads(dict(sc.threads))
+    w.close("done")
+    return sum(len(s) for s in streams.values())
