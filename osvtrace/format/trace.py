@@ -17,6 +17,7 @@ import numpy as np
 from osvtrace.catalog import layout
 from osvtrace.catalog.schema import Catalog, Field, Tracepoint, default_catalog
 from osvtrace.errors import UsageError
+from osvtrace.format.args import SlotArgs
 from osvtrace.format.decode import CpuLoss, decode
 from osvtrace.format.osvt import SectionScan, map_file, scan, schema_from_proto
 
@@ -62,8 +63,7 @@ class Trace:
             else default_catalog()
         n = len(self._mm) // layout.SLOT_SIZE
         self._slots = np.frombuffer(self._mm, layout.SLOT_DTYPE, count=n) if n else np.empty(0, layout.SLOT_DTYPE)
-        self._raw = self._slots.view(np.uint8).reshape(-1, layout.SLOT_SIZE)
-        self._columns: dict[tuple[int, str], np.ndarray] = {}
+        self._args = SlotArgs(self._slots)
         d = decode(self._slots, self.scan.chunks, self._catalog, tsc_hz=meta.tsc_hz or 1_000_000_000,
                    tsc_boot=meta.tsc_boot, tsc_offsets=list(meta.tsc_offset),
                    end_seq=list(self.scan.trailer.end_seq) if self.scan.trailer else None, workers=workers,
@@ -152,30 +152,7 @@ class Trace:
 
     def field_values(self, f: Field, rows: np.ndarray) -> np.ndarray:
         """Values of one argument for records starting at the given file rows."""
-        k, off = layout.physical(f.offset)
-        if not f.is_blob:
-            return self._column(off, f.dtype)[rows + k if k else rows]
-        out = np.empty((len(rows), f.size), np.uint8)
-        done = 0
-        while done < f.size:  # a blob may span slots: copy it piece by piece
-            k, off = layout.physical(f.offset + done)
-            take = min(f.size - done, layout.SLOT_SIZE - off)
-            out[:, done:done + take] = self._raw[rows + k, off:off + take]
-            done += take
-        # str: one fixed-width bytes value per event; bytes: an (n, size) uint8 array
-        return out.view(f.dtype).reshape(-1) if f.type == "str" else out
-
-    def _column(self, offset: int, dtype: np.dtype) -> np.ndarray:
-        """The whole file seen as one value of `dtype` at byte `offset` of every slot: a
-        strided view, so reading an argument is a single 1-D gather."""
-        key = (offset, dtype.str)
-        col = self._columns.get(key)
-        if col is None:
-            n = len(self._slots)
-            col = np.ndarray((n,), dtype, buffer=self._mm, offset=offset, strides=(layout.SLOT_SIZE,)) if n \
-                else np.empty(0, dtype)
-            self._columns[key] = col
-        return col
+        return self._args.values(f, rows)
 
     def args_at(self, tp: Tracepoint, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Arguments of events ``idx`` (all of tracepoint ``tp``) as columns by name."""
@@ -191,17 +168,7 @@ class Trace:
     def field(self, name: str, fill: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """A full-length column of the argument ``name`` for every tracepoint that has one
         (scalar arguments only) and the mask of events that carry it."""
-        out = np.full(len(self.events), fill, np.int64)
-        mask = np.zeros(len(self.events), bool)
-        for tp in self.catalog.tracepoints:
-            f = next((f for f in tp.fields if f.name == name and not f.is_blob), None)
-            if f is None:
-                continue
-            idx = np.nonzero(self.events.tp == tp.id)[0]
-            if len(idx):
-                out[idx] = self.field_values(f, self.events.row[idx])
-                mask[idx] = True
-        return out, mask
+        return self._args.field(self.catalog, self.events.tp, self.events.row, name, fill)
 
     def format_event(self, i: int) -> str:
         """The formatted arguments of event i (for printing only)."""
@@ -233,8 +200,8 @@ class Trace:
 
     def close(self) -> None:
         self.events = Events(*(np.empty(0) for _ in range(5)))
-        self._slots = self._raw = None  # type: ignore[assignment]
-        self._columns = {}
+        self._slots = None  # type: ignore[assignment]
+        self._args = SlotArgs(np.empty(0, layout.SLOT_DTYPE))   # drops its views of the mapping
         if hasattr(self._mm, "close"):
             try:
                 self._mm.close()

@@ -30,8 +30,9 @@ from typing import Protocol
 import numpy as np
 
 from osvtrace.catalog import layout
-from osvtrace.catalog.schema import Catalog, Field, default_catalog
+from osvtrace.catalog.schema import Catalog, default_catalog
 from osvtrace.errors import TraceFormatError, UsageError
+from osvtrace.format.args import SlotArgs
 from osvtrace.format.decode import decode
 from osvtrace.format.osvt import Chunk, map_file, scan, schema_from_proto
 
@@ -49,32 +50,25 @@ class Batch:
     threads: dict[int, str] = field(default_factory=dict)  # every name known so far
     lost: dict[int, int] = field(default_factory=dict)  # per CPU, records/slots missing so far (cumulative)
     finished: bool = False  # the recording ended (the file has its trailer)
-    _reader: "_ArgReader | None" = None
+    _args: SlotArgs | None = None  # the mapped file's slots, and each event's first slot in it
+    _rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.time)
 
     def field(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(values, mask): the scalar argument `name` of every event that has one (0 elsewhere)."""
-        out = np.zeros(len(self), np.int64)
-        mask = np.zeros(len(self), bool)
-        for tp in self.catalog.tracepoints:
-            f = next((f for f in tp.fields if f.name == name and not f.is_blob), None)
-            if f is None:
-                continue
-            sel = np.nonzero(self.tp == tp.id)[0]
-            if len(sel) and self._reader is not None:
-                out[sel] = self._reader.values(f, sel)
-                mask[sel] = True
-        return out, mask
+        if self._args is None:
+            return np.zeros(len(self), np.int64), np.zeros(len(self), bool)
+        return self._args.field(self.catalog, self.tp, self._rows, name)
 
     def args(self, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(indices, argument columns) of this batch's events of one tracepoint."""
         tp = self.catalog.by_name[name]
         sel = np.nonzero(self.tp == tp.id)[0]
-        if self._reader is None:
+        if self._args is None:
             return sel, {f.name: np.empty(0, f.dtype) for f in tp.fields}
-        return sel, {f.name: self._reader.values(f, sel) for f in tp.fields}
+        return sel, self._args.of(tp, self._rows[sel])
 
 
 class LiveSource(Protocol):
@@ -88,31 +82,6 @@ class LiveSource(Protocol):
 
     def close(self) -> None:
         ...
-
-
-class _ArgReader:
-    """Arguments of a batch's events, read from the slots of the mapped file."""
-
-    def __init__(self, slots: np.ndarray, rows: np.ndarray):
-        self.raw = slots.view(np.uint8).reshape(-1, layout.SLOT_SIZE)
-        self.rows = rows.astype(np.int64)
-
-    def values(self, f: Field, sel: np.ndarray) -> np.ndarray:
-        rows = self.rows[sel]
-        if not f.is_blob:  # a strided view of the field in every slot, then one 1-D gather
-            k, off = layout.physical(f.offset)
-            col = self.raw[:, off:off + f.size].view(f.dtype)[:, 0]
-            return col[rows + k if k else rows]
-        out = np.empty((len(rows), f.size), np.uint8)
-        done = 0
-        while done < f.size:  # a value may span slots (strings): copy piece by piece
-            k, off = layout.physical(f.offset + done)
-            take = min(f.size - done, layout.SLOT_SIZE - off)
-            out[:, done:done + take] = self.raw[rows + k, off:off + take]
-            done += take
-        if f.type == "bytes":
-            return out
-        return out.view(f.dtype).reshape(-1)
 
 
 class GrowingFileSource:
@@ -171,7 +140,7 @@ class GrowingFileSource:
                    tsc_offsets=list(meta.tsc_offset), workers=1)
         self.events += len(d.time)
         return Batch(d.time, d.cpu, d.tid, d.tp, self.catalog, self._ncpus, dict(self.threads), self.lost,
-                     self.finished, _ArgReader(slots, d.rows))
+                     self.finished, SlotArgs(slots), d.rows.astype(np.int64))
 
     def _account(self, chunks: list[Chunk]) -> None:
         """Loss as the chunks arrive: gaps in each CPU's slot sequence, and the ring's drop counter."""
