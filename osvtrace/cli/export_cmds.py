@@ -102,8 +102,7 @@ def export_cmd(file: str, fmt: str, out: str, trace_id: str | None, layout: str,
     for name in load_plugins():
         click.echo(f"osvtrace: warning: export plugin {name} failed to load", err=True)
     f = exports.get(fmt)
-    used = {"since": flt["since"], "until": flt["until"], "cpu": flt["cpus"], "thread": flt["threads"],
-            "tp": flt["tps"]}
+    used = {k: flt[k] for k in ("since", "until", "cpu", "thread", "tp")}
     for opt in sorted(ALL_FILTERS - f.filters):
         if used[opt]:
             takes = sorted(n for n, g in exports.FORMATS.items() if opt in g.filters)

@@ -6,25 +6,50 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from osvtrace.model.filters import Filter, parse_time
+from osvtrace.model.filters import Filter
 
 if TYPE_CHECKING:
     from osvtrace.format.trace import Trace
+    from osvtrace.reports.registry import Opt
+
+
+def click_option(opt: "Opt") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option made from a report option's declaration (osvtrace.reports.registry.Opt).
+    Values stay text here: the command converts them (typed_values), so a bad time is the same
+    one-line error in the CLI and in the shell."""
+    kw: dict[str, Any] = {"help": opt.help, "metavar": opt.metavar or None}
+    if opt.kind == "flag":
+        return click.option(opt.flag, opt.key, is_flag=True, help=opt.help)
+    if opt.kind == "int":
+        kw.update(type=click.IntRange(opt.lo, opt.hi), default=opt.default, show_default=opt.default is not None)
+    elif opt.kind == "list":
+        kw.update(multiple=True)
+    if opt.complete == "tracepoints":
+        kw["shell_complete"] = _complete_tracepoints
+    return click.option(opt.flag, opt.key, **kw)
+
+
+def typed_values(opts: "tuple[Opt, ...]", raw: dict[str, Any]) -> dict[str, Any]:
+    """Option values as click gives them (text, tuples of repeats) turned into their types."""
+    out = dict(raw)
+    for o in opts:
+        v = raw.get(o.key)
+        if v is None:
+            continue
+        if o.kind == "time" and isinstance(v, str):
+            out[o.key] = o.value(v, o.flag)
+        elif o.kind == "list":
+            out[o.key] = [x for item in v for x in str(item).split(",") if x]
+    return out
 
 
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--tp --cpu --thread --since --until, turned into a Filter passed as `flt`."""
-    opts = [
-        click.option("--tp", "tps", multiple=True, metavar="GLOB", shell_complete=_complete_tracepoints,
-                     help="Only these tracepoints (anchored globs, comma-separated or repeated)."),
-        click.option("--cpu", "cpus", multiple=True, type=int, metavar="N", help="Only this CPU (repeatable)."),
-        click.option("--thread", "threads", multiple=True, metavar="T",
-                     help="Only this thread: id or name glob (repeatable)."),
-        click.option("--since", metavar="TIME", help="Start time: seconds, or with a unit (250ms, 10us)."),
-        click.option("--until", metavar="TIME", help="End time (exclusive), same forms as --since."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
+    """--tp --cpu --thread --since --until (declared in osvtrace.reports.registry.FILTER_OPTS),
+    passed to the command as keyword arguments for make_filter."""
+    from osvtrace.reports.registry import FILTER_OPTS
+
+    for o in reversed(FILTER_OPTS):
+        f = click_option(o)(f)
     return f
 
 
@@ -34,11 +59,12 @@ def _complete_tracepoints(ctx: click.Context, param: click.Parameter, incomplete
     return complete_tracepoints(ctx, param, incomplete)
 
 
-def make_filter(tps: tuple[str, ...], cpus: tuple[int, ...], threads: tuple[str, ...], since: str | None,
-                until: str | None) -> Filter:
-    return Filter(list(tps), list(cpus), list(threads),
-                  None if since is None else parse_time(since, "--since"),
-                  None if until is None else parse_time(until, "--until"))
+def make_filter(**raw: Any) -> Filter:
+    """The Filter of filter_options' values."""
+    from osvtrace.reports.registry import FILTER_OPTS
+    from osvtrace.reports.registry import make_filter as from_values
+
+    return from_values(typed_values(FILTER_OPTS, raw))
 
 
 EXIT_DAMAGED = 3
@@ -62,6 +88,6 @@ def open_trace(path: str) -> "Trace":
 
 def echo_json(data: Any) -> None:
     """One JSON document on stdout: what every command's --json prints (strict JSON: no NaN)."""
-    from osvtrace.reports.common import to_json
+    from osvtrace.reports.render import to_json
 
     click.echo(to_json(data))

@@ -1,16 +1,17 @@
 """`osvtrace report KIND FILE` and `osvtrace query FILE SQL`: thin wrappers of osvtrace.reports and osvtrace.query.sql.
 
-Every report registered in osvtrace.reports.common.REGISTRY becomes a subcommand with
-the same options, the way a plugin's would.
+Every report registered in osvtrace.reports.registry becomes a subcommand with the options it
+declares, the way a plugin's would; the shell and the viewer are built from the same registry.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from osvtrace.cli.options import echo_json, filter_options, make_filter, open_trace
+from osvtrace.cli.options import click_option, open_trace, typed_values
+from osvtrace.reports.registry import Spec
 
 
 @click.group()
@@ -25,72 +26,31 @@ def report() -> None:
     """
 
 
-@report.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@filter_options
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def summary(file: str, as_json: bool, **flt: object) -> None:
-    """Counts per tracepoint and CPU, time span, lost records per CPU, threads."""
-    from osvtrace.reports import summary as mod
+def _report_command(spec: Spec) -> click.Command:
+    """`osvtrace report NAME FILE`, with the options the report declares (osvtrace.reports.registry)."""
 
-    t = open_trace(file)
-    s = mod.summary(t, make_filter(**flt))  # type: ignore[arg-type]
-    echo_json(s) if as_json else click.echo(mod.render(s))
-
-
-@report.command(name="list")
-@click.argument("file", type=click.Path(dir_okay=False))
-@filter_options
-@click.option("--limit", type=click.IntRange(0), help="At most this many events.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
-def list_(file: str, limit: int | None, as_json: bool, **flt: object) -> None:
-    """One line per event: thread, CPU, time (s.ns), tracepoint, arguments."""
-    from osvtrace.reports import listing
-    from osvtrace.reports.common import to_json
-
-    t = open_trace(file)
-    idx = listing.selected(t, make_filter(**flt), limit)  # type: ignore[arg-type]
-    if as_json:
-        for r in listing.records(t, idx):
-            click.echo(to_json(r, indent=None))
-    else:
-        for line in listing.lines(t, idx):
-            click.echo(line)
-
-
-def _model_report(name: str, fn: Callable[..., Any], doc: str) -> click.Command:
-    @click.argument("file", type=click.Path(dir_okay=False))
-    @filter_options
-    @click.option("--min-duration", "min_duration", metavar="TIME", help="Only rows at least this long (250us ...).")
-    @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="Rows shown as text.")
-    @click.option("--buckets", type=click.IntRange(1, 1000), default=60, show_default=True,
-                  help="Time buckets of pictures over time.")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (all rows).")
-    @click.option("--csv", "as_csv", is_flag=True, help="CSV output (all rows).")
-    def cmd(file: str, min_duration: str | None, limit: int, buckets: int, as_json: bool, as_csv: bool,
-            **flt: object) -> None:
+    def cmd(file: str, **values: Any) -> None:
         from osvtrace.model import Model
-        from osvtrace.model.filters import parse_time
-        from osvtrace.reports import common
+        from osvtrace.reports import registry
 
-        opts = common.Options(parse_time(min_duration, "--min-duration") if min_duration else 0, limit, buckets)
-        r = fn(Model(open_trace(file)), make_filter(**flt), opts)  # type: ignore[arg-type]
-        if as_json:
-            click.echo(common.render_json(r))
-        elif as_csv:
-            click.echo(common.render_csv(r), nl=False)
+        out = registry.produce(spec.name, Model(open_trace(file)), typed_values(spec.all_options(), values))
+        if isinstance(out, str):
+            click.echo(out, nl=not out.endswith("\n"))
         else:
-            click.echo(common.render_text(r, limit))
+            for line in out:
+                click.echo(line)
 
-    cmd.__doc__ = doc
-    return click.command(name=name, help=doc)(cmd)
+    for opt in reversed(spec.all_options()):
+        cmd = click_option(opt)(cmd)
+    cmd = click.argument("file", type=click.Path(dir_okay=False))(cmd)
+    return click.command(name=spec.name, help=spec.doc)(cmd)
 
 
 def _register_reports() -> None:
     from osvtrace.reports import REGISTRY
 
-    for name, (fn, doc) in REGISTRY.items():
-        report.add_command(_model_report(name, fn, doc))
+    for spec in REGISTRY.values():
+        report.add_command(_report_command(spec))
 
 
 _register_reports()

@@ -54,7 +54,6 @@ def connect(model: Model, sql: str):  # -> duckdb.DuckDBPyConnection
 def query(model: Model, sql: str):  # -> pyarrow.Table
     """Run one SQL statement; errors become one clear line."""
     import duckdb
-
     import pyarrow as pa
 
     con = connect(model, sql)
@@ -100,11 +99,12 @@ def arrow_columns(tbl) -> dict[str, np.ndarray]:
 
 def render(tbl, fmt: str = "table", limit: int | None = 100) -> str:  # noqa: ANN001 (pyarrow table)
     """A query result as text (a table), CSV or JSON: what `osvtrace query` and the shell print."""
-    from osvtrace.reports import common
+    from osvtrace.reports import render as out
+    from osvtrace.reports.common import Report
 
-    r = common.Report("", arrow_columns(tbl))
+    r = Report("", arrow_columns(tbl))
     if fmt == "json":
-        return common.to_json(r.records())
+        return out.to_json(r.records())
     if fmt == "csv":
-        return common.render_csv(r).rstrip("\n")
-    return common.render_text(r, limit, grouping=False)
+        return out.render_csv(r).rstrip("\n")
+    return out.render_text(r, limit, grouping=False)

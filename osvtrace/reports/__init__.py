@@ -1,6 +1,8 @@
-"""Reports: each module registers its reports in common.REGISTRY (name -> function, doc)."""
+"""Reports: each module registers its reports in registry.REGISTRY (name -> Spec: function,
+options, rendering); the CLI, the shell and the viewer are built from it."""
 
-from osvtrace.reports import locks, net, sched, wait  # noqa: F401  (registration)
-from osvtrace.reports.common import REGISTRY, Options, Report
+from osvtrace.reports import listing, locks, net, sched, summary, wait  # noqa: F401  (registration)
+from osvtrace.reports.common import Options, Report
+from osvtrace.reports.registry import REGISTRY, Opt, Spec, register
 
-__all__ = ["REGISTRY", "Options", "Report"]
+__all__ = ["REGISTRY", "Opt", "Options", "Report", "Spec", "register"]

@@ -3,16 +3,13 @@ and rendering as text, CSV or JSON."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from osvtrace.model import Model
-from osvtrace.model.filters import Filter, format_duration, format_ns, thread_ids
+from osvtrace.model.filters import Filter, thread_ids
 from osvtrace.model.table import Table
 
 PERCENTILES = (50, 90, 99)
@@ -120,123 +117,3 @@ def sparkline(values: np.ndarray, top: float = 1.0) -> str:
     """One character per value, from a blank (0) to a full block (top)."""
     v = np.clip(np.asarray(values, float) / (top or 1.0), 0, 1)
     return "".join(SPARK[int(round(x * (len(SPARK) - 1)))] for x in v)
-
-
-# ---------------------------------------------------------------- rendering
-
-def _cell(value: Any, kind: str, grouping: bool = True) -> str:
-    if kind == "ns":
-        return format_duration(value) if value >= 0 else "-"
-    if kind == "time":
-        return format_ns(value) if value >= 0 else "-"
-    if kind == "pct":
-        return f"{value:.1f}%"
-    if kind == "addr":
-        return f"{int(value):#x}"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, int):
-        return f"{value:,}" if grouping else str(value)
-    return str(value)
-
-
-def render_text(r: Report, limit: int | None = None, grouping: bool = True) -> str:
-    out = [r.title, ""] if r.title else []
-    out += r.picture + ([""] if r.picture else [])
-    n = len(r) if limit is None else min(limit, len(r))
-    cols = list(r.columns)
-    cells = [[_cell(v, r.kinds.get(c, ""), grouping) for v in r.columns[c][:n].tolist()] for c in cols]
-    widths = [max([len(c)] + [len(x) for x in cs]) for c, cs in zip(cols, cells)]
-    numeric = [r.columns[c].dtype.kind in "iuf" and r.kinds.get(c) != "addr" for c in cols]
-
-    def line(items: list[str]) -> str:
-        return "  ".join(x.rjust(w) if num else x.ljust(w) for x, w, num in zip(items, widths, numeric)).rstrip()
-
-    out.append(line(cols))
-    for i in range(n):
-        out.append(line([cs[i] for cs in cells]))
-    if n < len(r):
-        out.append(f"... {len(r) - n:,} more rows (--limit, --json or --csv for all)")
-    if not len(r):
-        out.append("(no rows)")
-    out += r.notes
-    return "\n".join(out)
-
-
-def render_csv(r: Report) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(r.columns))
-    cols = [r.columns[c].tolist() for c in r.columns]
-    for i in range(len(r)):
-        w.writerow([c[i] for c in cols])
-    return buf.getvalue()
-
-
-def render_json(r: Report) -> str:
-    """A report as one JSON object: {"title", "rows": [one object per row, keyed by column],
-    "notes": [text lines], and the report's extra keys}."""
-    return to_json({"title": r.title, "rows": r.records(), "notes": r.notes, **r.extra})
-
-
-def to_json(data: Any, indent: int | None = 2) -> str:
-    """The JSON every `--json` writes: numpy values as plain numbers and lists, decimals as
-    numbers, NaN and infinities as null (json.dumps would write NaN, which is not JSON), so
-    the text always parses as strict JSON."""
-    return json.dumps(_plain(data), indent=indent, allow_nan=False, default=json_default)
-
-
-def _plain(o: Any) -> Any:
-    from decimal import Decimal
-
-    if isinstance(o, Decimal):
-        o = json_default(o)
-    if isinstance(o, float):
-        return o if o == o and o not in (float("inf"), float("-inf")) else None
-    if isinstance(o, dict):
-        return {k: _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
-    if isinstance(o, (np.ndarray, np.generic)):
-        return _plain(o.tolist())
-    return o
-
-
-def json_default(o: Any) -> Any:
-    """json.dumps(default=...) for numpy scalars and arrays, DuckDB's decimals, blobs (hex),
-    dates and times (ISO 8601) and, as text, anything else."""
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    from decimal import Decimal
-
-    if isinstance(o, Decimal):  # DuckDB sums of int64 are decimals
-        return int(o) if o == o.to_integral_value() else float(o)
-    if isinstance(o, (bytes, bytearray, memoryview)):  # blobs (net_packet's data): hex, as `report list --json`
-        return bytes(o).hex()
-    import datetime
-
-    if isinstance(o, (datetime.datetime, datetime.date, datetime.time)):  # SQL timestamps: ISO 8601 text
-        return o.isoformat()
-    if isinstance(o, datetime.timedelta):
-        return o.total_seconds()
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    return str(o)  # anything else a query can return (UUIDs ...): its text, never a traceback
-
-
-ReportFn = Callable[[Model, Filter, Options], Report]
-REGISTRY: dict[str, tuple[ReportFn, str]] = {}
-
-
-def register(name: str, doc: str) -> Callable[[ReportFn], ReportFn]:
-    """Register a report under `osvtrace report NAME` (the way a plugin would)."""
-
-    def deco(fn: ReportFn) -> ReportFn:
-        REGISTRY[name] = (fn, doc)
-        return fn
-
-    return deco

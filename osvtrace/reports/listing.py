@@ -7,7 +7,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from osvtrace.format.trace import Trace
+from osvtrace.model import Model
 from osvtrace.model.filters import Filter, format_ns
+from osvtrace.reports.common import Options
+from osvtrace.reports.registry import Opt, Spec, register_spec
+from osvtrace.reports.render import to_json
 
 
 def selected(trace: Trace, flt: Filter, limit: int | None) -> np.ndarray:
@@ -40,3 +44,14 @@ def records(trace: Trace, idx: np.ndarray) -> Iterator[dict[str, Any]]:
         yield {"time_ns": int(ev.time[i]), "cpu": int(ev.cpu[i]), "tid": int(ev.tid[i]),
                "thread": trace.thread_name(int(ev.tid[i])), "tracepoint": tp.name if tp else int(ev.tp[i]),
                "args": args}
+
+
+def _listed(model: Model, flt: Filter, opts: Options) -> tuple[Trace, np.ndarray]:
+    return model.trace, selected(model.trace, flt, opts.limit)
+
+
+register_spec(Spec("list", "One line per event: thread, CPU, time (s.ns), tracepoint, arguments.", _listed,
+                   options=(Opt("--limit", "int", "At most this many events.", None, "N", lo=0),), formats=("json",),
+                   json_help="One JSON object per line (JSON Lines).",
+                   text=lambda sel, _opts: lines(*sel),
+                   json=lambda sel: (to_json(r, indent=None) for r in records(*sel))))

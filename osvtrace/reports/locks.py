@@ -8,7 +8,8 @@ from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from osvtrace.model.sched import RUNNING
 from osvtrace.model.search import dense_rank, last_match
-from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, register, thread_names
+from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, thread_names
+from osvtrace.reports.registry import register
 
 STATE_NAMES = np.array(["running", "preempted", "waiting", "sleeping", "dead"] + ["?"] * 251, object)
 

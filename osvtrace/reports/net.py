@@ -7,7 +7,8 @@ import numpy as np
 from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from osvtrace.model.net import STAGES
-from osvtrace.reports.common import Options, Report, group_stats, register
+from osvtrace.reports.common import Options, Report, group_stats
+from osvtrace.reports.registry import register
 
 
 @register("net", "Per net channel: packets, answered, drops, cross-CPU share, per-stage and in-guest latency "

@@ -7,7 +7,8 @@ import numpy as np
 from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from osvtrace.model.sched import RUNNABLE, SLEEPING, WAITING
-from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, register, sparkline, thread_names
+from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, sparkline, thread_names
+from osvtrace.reports.registry import register
 
 
 def idle_tids(model: Model) -> np.ndarray:

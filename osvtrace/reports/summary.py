@@ -8,6 +8,7 @@ import numpy as np
 
 from osvtrace.format.trace import Trace
 from osvtrace.model.filters import Filter, format_duration, format_ns
+from osvtrace.reports.registry import Spec, register_spec
 
 
 def summary(trace: Trace, flt: Filter | None = None) -> dict[str, Any]:
@@ -93,3 +94,8 @@ def render(s: dict[str, Any]) -> str:
     if len(s["threads"]) > 20:
         out.append(f"... and {len(s['threads']) - 20} more threads (--json lists all)")
     return "\n".join(out)
+
+
+register_spec(Spec("summary", "Counts per tracepoint and CPU, time span, lost records per CPU, threads.",
+                   lambda model, flt, _opts: summary(model.trace, flt), options=(), formats=("json",),
+                   json_help="Machine-readable output.", text=lambda s, _opts: render(s)))

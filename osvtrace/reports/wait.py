@@ -8,7 +8,8 @@ from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from osvtrace.model.sched import SLEEPING, WAITING
 from osvtrace.model.search import dense_rank
-from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, register, thread_names
+from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats
+from osvtrace.reports.registry import register
 
 
 @register("prof-wait", "Per thread and wait object: time blocked (waiting or sleeping), count, percentiles.")

@@ -1,7 +1,8 @@
 """The shell's commands: one function each, registered by name; the docstring is the help.
 
-Every report of osvtrace.reports.REGISTRY becomes a command of the same name, rendered
-by the same functions as `osvtrace report KIND FILE`, so both print the same text.
+Every report of osvtrace.reports.REGISTRY becomes a command of the same name, with the
+options the report declares, run and rendered by the same registry as `osvtrace report KIND FILE`,
+so both take the same options and print the same text.
 A command returns its output (a string, or an iterator of lines for long listings that
 the pager pulls lazily); it never prints, so the loop decides between printing and paging.
 """
@@ -16,6 +17,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from osvtrace.errors import UsageError
 from osvtrace.model.filters import Filter, parse_time
+from osvtrace.reports import registry
+from osvtrace.reports.registry import Spec
 from osvtrace.shell.context import FILTER_KEYS, Context
 
 Output = str | Iterable[str] | None
@@ -78,7 +81,7 @@ def run(ctx: Context, line: str) -> Output:
 
 # ---------------------------------------------------------------- argument parsing
 
-FILTER_OPTS = {"--since": "time", "--until": "time", "--cpu": "list", "--thread": "list", "--tp": "list"}
+FILTER_OPTS = {o.flag: o.kind for o in registry.FILTER_OPTS}
 
 
 def split(args: str, what: str) -> list[str]:
@@ -130,118 +133,63 @@ def parse(what: str, args: str, spec: dict[str, str]) -> tuple[dict[str, Any], l
 
 def make_filter(ctx: Context, opts: dict[str, Any]) -> Filter:
     """The session's filters, with any given on the command line replacing them for this command."""
-    f = ctx.filters.to_filter()
-    if "since" in opts:
-        f.since = opts["since"]
-    if "until" in opts:
-        f.until = opts["until"]
-    if "cpu" in opts:
-        try:
-            f.cpus = [int(c) for c in opts["cpu"]]
-        except ValueError:
-            raise UsageError(f"--cpu {','.join(opts['cpu'])}: CPUs are numbers") from None
-    if "thread" in opts:
-        f.threads = list(opts["thread"])
-    if "tp" in opts:
-        f.tracepoints = list(opts["tp"])
-    return f
+    return registry.make_filter(opts, base=ctx.filters.to_filter())
 
 
 def dumps(data: Any) -> str:
     """JSON as `osvtrace ... --json` writes it."""
-    from osvtrace.reports.common import to_json
+    from osvtrace.reports.render import to_json
 
     return to_json(data)
 
 
 # ---------------------------------------------------------------- reports
 
-REPORT_OPTS = {"--min-duration": "time", "--limit": "int", "--buckets": "int", "--json": "flag", "--csv": "flag",
-               **FILTER_OPTS}
+def _report_command(spec: Spec) -> None:
+    """The shell's command for a registered report: the options it declares (the same as
+    `osvtrace report NAME`'s), the session's filters as defaults, the same renderer."""
+    opts_spec = {o.flag: o.kind for o in spec.all_options()}
+    bounded = [o for o in spec.all_options() if o.kind == "int"]
 
-
-def _report_command(name: str, fn: Callable, doc: str) -> None:
     def run_report(ctx: Context, args: str) -> Output:
-        from osvtrace.reports import common
+        from osvtrace.reports import registry
 
-        opts, pos = parse(name, args, REPORT_OPTS)
+        opts, pos = parse(spec.name, args, opts_spec)
         if pos:
-            raise UsageError(f"{name}: unexpected argument {pos[0]!r} (help {name})")
-        limit = opts.get("limit", 50)
-        buckets = opts.get("buckets", 60)
-        if not 1 <= buckets <= 1000:
-            raise UsageError(f"{name}: --buckets {buckets}: must be 1..1000")
-        r = fn(ctx.model, make_filter(ctx, opts), common.Options(opts.get("min_duration", 0), limit, buckets))
-        if opts.get("json"):
-            return common.render_json(r)
-        if opts.get("csv"):
-            return common.render_csv(r)
-        return common.render_text(r, limit)
+            raise UsageError(f"{spec.name}: unexpected argument {pos[0]!r} (help {spec.name})")
+        for o in bounded:
+            if o.key in opts:
+                o.check(opts[o.key], spec.name)
+        return registry.produce(spec.name, ctx.model, opts, base=ctx.filters.to_filter())
 
-    run_report.__doc__ = f"""{doc}
+    forms = " | ".join(f"--{f}" for f in spec.formats)
+    run_report.__doc__ = f"""{spec.doc}
 
-    Usage: {name} [--limit N] [--min-duration TIME] [--buckets N] [--json | --csv]
-                  [--since T] [--until T] [--cpu N] [--thread T] [--tp GLOB]
-    Prints what `osvtrace report {name} FILE` prints. The filters set with `set` apply;
+    Usage: {spec.name} {registry_usage(spec)}
+    Prints what `osvtrace report {spec.name} FILE` prints. The filters set with `set` apply;
     filter options given here replace them for this command only.
-    --limit rows shown as text (default 50); --buckets time buckets of pictures (default 60).
+    """ + "".join(f"""
+    {o.flag} {o.help[0].lower() + o.help[1:].rstrip(".")}""" + (f" (default {o.default})" if o.default not in (None, 0) else "") + "."
+                  for o in spec.options) + f"""
 
     Example:
-      {name} --limit 10
-      {name} --since 1ms --json
+      {spec.name}
+      {spec.name} --since 1ms {forms.split(" | ")[0] if forms else ""}
     """
-    command(name, complete="options", options=tuple(REPORT_OPTS))(run_report)
+    command(spec.name, complete="options", options=tuple(opts_spec))(run_report)
+
+
+def registry_usage(spec: Spec) -> str:
+    from osvtrace.reports import registry
+
+    return registry.usage(spec)
 
 
 def _register_reports() -> None:
     from osvtrace.reports import REGISTRY
 
-    for name, (fn, doc) in REGISTRY.items():
-        _report_command(name, fn, doc)
-
-
-@command("summary", complete="options", options=("--json", *FILTER_OPTS))
-def summary(ctx: Context, args: str) -> Output:
-    """Counts per tracepoint and CPU, time span, lost records per CPU, threads.
-
-    Usage: summary [--json] [--since T] [--until T] [--cpu N] [--thread T] [--tp GLOB]
-    Prints what `osvtrace report summary FILE` prints, for the current filters.
-
-    Example:
-      summary
-      summary --cpu 1 --json
-    """
-    from osvtrace.reports import summary as mod
-
-    opts, pos = parse("summary", args, {"--json": "flag", **FILTER_OPTS})
-    if pos:
-        raise UsageError(f"summary: unexpected argument {pos[0]!r}")
-    s = mod.summary(ctx.trace, make_filter(ctx, opts))
-    return dumps(s) if opts.get("json") else mod.render(s)
-
-
-@command("list", complete="options", options=("--limit", "--json", *FILTER_OPTS))
-def list_(ctx: Context, args: str) -> Output:
-    """One line per event: thread, CPU, time (s.ns), tracepoint, arguments.
-
-    Usage: list [--limit N] [--json] [--since T] [--until T] [--cpu N] [--thread T] [--tp GLOB]
-    Prints what `osvtrace report list FILE` prints, for the current filters. Long
-    listings open in the pager, which formats lines only as you scroll to them.
-
-    Example:
-      list --tp 'mutex_*' --limit 20
-    """
-    from osvtrace.reports import listing
-
-    opts, pos = parse("list", args, {"--limit": "int", "--json": "flag", **FILTER_OPTS})
-    if pos:
-        raise UsageError(f"list: unexpected argument {pos[0]!r}")
-    idx = listing.selected(ctx.trace, make_filter(ctx, opts), opts.get("limit"))
-    if opts.get("json"):
-        from osvtrace.reports.common import to_json
-
-        return (to_json(r, indent=None) for r in listing.records(ctx.trace, idx))
-    return listing.lines(ctx.trace, idx)
+    for spec in REGISTRY.values():
+        _report_command(spec)
 
 
 # ---------------------------------------------------------------- SQL

@@ -36,7 +36,6 @@ EXACT_PER_LANE = 400  # a lane sends its items (not only cells) when at most thi
 EXACT_TOTAL = 20_000  # ... and while the view's total stays under this
 ARROWS_MAX = 2_000  # per kind: more than this in view and the arrows are counted, not sent ...
 ARROW_PX = 3  # ... and more than one per this many pixel columns is clutter, not information
-REPORT_ROWS = 1_000
 ARROW_KINDS = ("wake", "handoff", "packet")
 DEFAULT_REPORT = "sched"  # the table shown when the page opens (computed before the server starts)
 
@@ -102,8 +101,9 @@ class Api:
         return self._meta
 
     def _build_meta(self) -> dict[str, Any]:
-        from osvtrace.reports import REGISTRY
+        from osvtrace.reports import registry
 
+        tables = registry.tables()
         t, m = self.trace, self.model
         th = m.threads
         order = np.argsort(th["tid"])
@@ -137,8 +137,9 @@ class Api:
                         "lost_by_cpu": {str(int(c)): int(lost["count"][lost["cpu"] == c].sum())
                                         for c in np.unique(lost["cpu"])} if len(lost) else {},
                         "warnings": list(t.warnings)},
-            "reports": [{"name": n, "doc": doc} for n, (_fn, doc) in REGISTRY.items()],
-            "default_report": DEFAULT_REPORT if DEFAULT_REPORT in REGISTRY else next(iter(REGISTRY), None),
+            "reports": [{"name": s.name, "doc": s.doc} for s in tables],
+            "default_report": DEFAULT_REPORT if any(s.name == DEFAULT_REPORT for s in tables)
+            else next((s.name for s in tables), None),
             "arrows": {k: len(a) for k, a in self.lanes.arrows.items()},
             "palette": pal, "layout": figure.layout_template(),
             "limits": {"max_px": MAX_PX, "exact_per_lane": EXACT_PER_LANE, "arrows_max": ARROWS_MAX,
@@ -268,39 +269,23 @@ class Api:
         return {"item": self.details.item(lane, int(idx.row[k]))}
 
     def report(self, q: dict[str, list[str]]) -> dict[str, Any]:
-        from osvtrace.reports import REGISTRY
-        from osvtrace.reports.common import Options
+        from osvtrace.reports import registry
+        from osvtrace.reports.render import viewer_json
 
         name = _one(q, "name")
-        if name not in REGISTRY:
-            raise ApiError(f"no such report: {name[:40]!r}; reports: {', '.join(REGISTRY)}")
+        spec = registry.REGISTRY.get(name)
+        if spec is None or not spec.table:
+            raise ApiError(f"no such report: {name[:40]!r}; reports: {', '.join(s.name for s in registry.tables())}")
+        opts = registry.options(spec, {})
         if "t0" in q or "t1" in q:
             since, until = self._range(q)
-            return report_json(REGISTRY[name][0](self.model, Filter(since=since, until=until), Options()))
+            return viewer_json(registry.run(spec, self.model, Filter(since=since, until=until), opts))
         with self._report_lock:  # the whole trace's tables are computed once
             if name not in self._reports:
-                self._reports[name] = report_json(REGISTRY[name][0](self.model, Filter(), Options()))
+                self._reports[name] = viewer_json(registry.run(spec, self.model, Filter(), opts))
             return self._reports[name]
 
 
 def arrow_cap(px: int) -> int:
     """Most arrows of one kind drawn in a view px columns wide (viewer/js/api.js has the same)."""
     return min(ARROWS_MAX, max(64, px // ARROW_PX))
-
-
-def report_json(r: Any) -> dict[str, Any]:
-    """A Report as a table for the page: columns, their kinds, the first rows."""
-    cols = list(r.columns)
-    n = min(len(r), REPORT_ROWS)
-    data = [[f"{int(x):#x}" for x in r.columns[c][:n].tolist()] if r.kinds.get(c) == "addr" else _plain(r.columns[c][:n])
-            for c in cols]
-    return {"title": r.title, "columns": cols, "kinds": {c: r.kinds.get(c, "") for c in cols},
-            "rows": [list(x) for x in zip(*data)] if cols else [], "total": len(r), "notes": list(r.notes)}
-
-
-def _plain(a: np.ndarray) -> list[Any]:
-    if a.dtype.kind == "f":
-        return [None if not np.isfinite(x) else float(x) for x in a.tolist()]
-    if a.dtype.kind == "u" and a.dtype.itemsize == 8:
-        return [int(x) for x in a.tolist()]
-    return [x if isinstance(x, (int, float, str, bool)) or x is None else str(x) for x in a.tolist()]

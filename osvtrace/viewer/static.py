@@ -20,7 +20,7 @@ from typing import Any, Callable
 from osvtrace import resources
 from osvtrace.errors import UsageError
 from osvtrace.format.trace import Trace
-from osvtrace.viewer.api import Api, report_json
+from osvtrace.viewer.api import Api
 
 MAX_EVENTS = 50_000  # documented in docs/viewer.md
 _SCRIPTS = re.compile(r"<!-- osv:scripts.*?-->(.*?)<!-- /osv:scripts -->", re.S)
@@ -32,7 +32,7 @@ def _inline_script(text: str) -> str:
 
 def page_data(api: Api, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Everything the static page needs, as plain JSON-ready data."""
-    from osvtrace.reports import REGISTRY
+    from osvtrace.reports import registry
 
     say = progress or (lambda _m: None)
     lanes = api.lanes
@@ -58,9 +58,10 @@ def page_data(api: Api, progress: Callable[[str], None] | None = None) -> dict[s
         arrow_details[kind] = {str(r): api.details.arrow(kind, r) for r in sorted(set(a.row[ok].tolist()))}
     say("reports")
     from osvtrace.model.filters import Filter
-    from osvtrace.reports.common import Options
+    from osvtrace.reports.render import viewer_json
 
-    reports = {name: report_json(fn(api.model, Filter(), Options())) for name, (fn, _doc) in REGISTRY.items()}
+    reports = {s.name: viewer_json(registry.run(s, api.model, Filter(), registry.options(s, {})))
+               for s in registry.tables()}
     meta["static"] = True
     return {"meta": meta, "lanes": out_lanes, "details": details, "arrows": arrows, "arrow_details": arrow_details,
             "reports": reports}

@@ -29,7 +29,7 @@ out["tables"] = time.perf_counter() - t0
 t0 = time.perf_counter()
 summary(t)
 out["report summary"] = time.perf_counter() - t0
-for name, (fn, _doc) in REGISTRY.items():
+for name, fn in ((s.name, s.fn) for s in REGISTRY.values() if s.table):
     t0 = time.perf_counter()
     fn(m, Filter(), Options())
     out["report " + name] = time.perf_counter() - t0

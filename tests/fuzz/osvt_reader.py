@@ -97,7 +97,7 @@ def check_trace(path: Path, *, model: bool = False) -> None:
 
             m = Model(t)
             for name in ("sched", "mutex"):
-                REGISTRY[name][0](m, Filter(), Options())
+                REGISTRY[name].fn(m, Filter(), Options())
 
 
 def one_input(data: bytes) -> None:

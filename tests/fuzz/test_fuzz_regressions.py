@@ -41,7 +41,7 @@ def test_mutex_report_counts_a_handoff_of_a_mutex_never_locked_in_the_trace(tmp_
     b.add("mutex_lock", [100], 2, mutex=0xA000)
     b.add("mutex_handoff", [200], 2, mutex=0xF000, from_tid=2, to_tid=3)  # its lock is before the trace
     m = Model(osvtrace.open(write_trace(tmp_path / "h.osvt", {0: b.slots()})))
-    rows = {r["mutex"]: r for r in REGISTRY["mutex"][0](m, Filter(), Options()).records()}
+    rows = {r["mutex"]: r for r in REGISTRY["mutex"].fn(m, Filter(), Options()).records()}
     assert rows[0xF000]["handoffs"] == 1 and rows[0xF000]["acquisitions"] == 0
     assert rows[0xA000]["acquisitions"] == 1 and rows[0xA000]["handoffs"] == 0
 
@@ -92,7 +92,7 @@ def test_a_known_tracepoint_without_the_arguments_the_analyses_read_is_left_out_
     assert "mutex_handoff" in t.format_event(1) or "to_thread" in t.format_event(1)
     m = Model(t)
     assert len(m.handoff) == 0
-    REGISTRY["mutex"][0](m, Filter(), Options())
+    REGISTRY["mutex"].fn(m, Filter(), Options())
 
 
 @pytest.mark.parametrize("chunk, what", [
