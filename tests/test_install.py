@@ -182,8 +182,8 @@ def test_installed_outside_the_checkout(setup, kind):
     site = Path(out[0]).parent
     for name in ("kernel/Makefile", "tracepoints/sched.toml", "viewer/index.html", "gdb/osv.py"):
         assert (site / "_data" / name).is_file(), name
-    assert (site / "proto" / "osvt.proto").is_file()
-    assert list(site.glob("_decode_loops*.so"))
+    assert (site / "format" / "proto" / "osvt.proto").is_file()
+    assert list((site / "format").glob("_decode_loops*.so"))
 
 
 @pytest.mark.parametrize("kind", KINDS)
