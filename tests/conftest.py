@@ -6,7 +6,7 @@ import pytest
 
 from osvtrace.catalog.schema import default_catalog
 from osvtrace.format.encode import CpuStreamBuilder
-from tests.support.traces import M, Q, write_trace
+from tests.support.traces import M, Q, small_trace_file, write_trace
 from tests.support.vm import kernel, no_orphans  # noqa: F401  (fixtures for every test module)
 
 
@@ -18,19 +18,7 @@ def catalog():
 @pytest.fixture
 def small_trace(tmp_path):
     """Two CPUs: a thread_create (2 slots), a switch, a hand-off and a packet (6 slots)."""
-    cat = default_catalog()
-    c0 = CpuStreamBuilder(cat)
-    c0.add("thread_create", [100], 1, tid=5, name="worker-a")
-    c0.add("sched_switch", [200], 1, next=5, prev_state=2)
-    c0.add("mutex_lock", [300], 5, mutex=0xDEAD0)
-    c0.add("mutex_unlock", [400], 5, mutex=0xDEAD0)
-    c0.add("mutex_handoff", [410], 5, mutex=0xDEAD0, from_tid=5, to_tid=6)
-    c1 = CpuStreamBuilder(cat)
-    c1.add("thread_create", [150], 1, tid=6, name="worker-b")
-    c1.add("mutex_lock_wait", [250], 6, mutex=0xDEAD0)
-    c1.add("net_packet", [300], 6, packet=7, len=60, dir=1, data=bytes(range(60)))
-    c1.add("mutex_lock_wake", [500], 6, mutex=0xDEAD0)
-    return write_trace(tmp_path / "small.osvt", {0: c0.slots(), 1: c1.slots()}, threads={1: "main"})
+    return small_trace_file(tmp_path / "small.osvt")
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -29,9 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from osvtrace.catalog.schema import default_catalog
-from osvtrace.format.encode import CpuStreamBuilder
-from tests.support.traces import write_trace
+from tests.support.traces import small_trace_file
 from tests.support.vm import require_tools
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,20 +81,8 @@ class Setup:
 
 
 def _fixture_trace(path: Path) -> Path:
-    """Two CPUs: threads, a switch, a mutex hand-off and a packet (tests/conftest.py small_trace)."""
-    cat = default_catalog()
-    c0 = CpuStreamBuilder(cat)
-    c0.add("thread_create", [100], 1, tid=5, name="worker-a")
-    c0.add("sched_switch", [200], 1, next=5, prev_state=2)
-    c0.add("mutex_lock", [300], 5, mutex=0xDEAD0)
-    c0.add("mutex_unlock", [400], 5, mutex=0xDEAD0)
-    c0.add("mutex_handoff", [410], 5, mutex=0xDEAD0, from_tid=5, to_tid=6)
-    c1 = CpuStreamBuilder(cat)
-    c1.add("thread_create", [150], 1, tid=6, name="worker-b")
-    c1.add("mutex_lock_wait", [250], 6, mutex=0xDEAD0)
-    c1.add("net_packet", [300], 6, packet=7, len=60, dir=1, data=bytes(range(60)))
-    c1.add("mutex_lock_wake", [500], 6, mutex=0xDEAD0)
-    return write_trace(path, {0: c0.slots(), 1: c1.slots()}, threads={1: "main"})
+    """Two CPUs: threads, a switch, a mutex hand-off and a packet (the small_trace fixture's)."""
+    return small_trace_file(path)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
+from typing import Callable
 
 from tests.support.vm import OSVTRACE, ROOT
 
@@ -19,3 +21,15 @@ def wait_for(cond, timeout: float, what: str) -> None:
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def stop_by_ctl(p: subprocess.Popen, sock: Path, cli: Callable[..., subprocess.CompletedProcess]) -> str:
+    """Send ctl stop to a recording, wait for it, and check it ended there with nothing lost;
+    returns what it printed. (The caller kills the recorder if anything before failed.)"""
+    st = cli("ctl", str(sock), "stop")
+    assert st.returncode == 0 and st.stdout.startswith("stopping"), st.stdout + st.stderr
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 0, stdout + stderr
+    assert "at a ctl stop, 0 lost" in stdout
+    return stdout
+
