@@ -11,7 +11,7 @@ pytestmark = pytest.mark.qemu
 
 
 @pytest.fixture(scope="module")
-def built() -> None:
+def built(kernel) -> None:  # noqa: ANN001  (our kernel too: the guest's TSC rate comes from booting our hello)
     guest.build()
 
 
