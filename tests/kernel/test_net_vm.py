@@ -175,7 +175,7 @@ def test_run_cli_with_net_user_and_hostfwd(kernel, no_orphans):
     assert sys.executable
 
 
-def test_bad_hostfwd_is_one_clear_line():
+def test_bad_hostfwd_is_one_clear_line(kernel):  # the option is checked once the kernel is found
     r = cli("run", "--no-build", "--net", "user", "--hostfwd", "udp:99999-:7", "hello")
     assert r.returncode == 2
     assert "--hostfwd" in r.stderr and "Traceback" not in r.stderr
