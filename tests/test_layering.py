@@ -165,5 +165,19 @@ def test_design_md_draws_this_table():
     assert want in doc, "docs/design.md's picture of the house is stale: paste `python -m tests.test_layering`:\n" + want
 
 
+
+def test_no_test_imports_another_test_module():
+    # what tests share lives in tests/support/ (or conftest.py's fixtures), never in a test module
+    tests = PKG.parent / "tests"
+    wrong = []
+    for p in sorted(tests.rglob("*.py")):
+        for n in ast.walk(ast.parse(p.read_text())):
+            names = [n.module] if isinstance(n, ast.ImportFrom) and n.module else \
+                [a.name for a in n.names] if isinstance(n, ast.Import) else []
+            wrong += [f"{p.relative_to(tests.parent)} imports {m}" for m in names
+                      if m.startswith("tests.") and (m.rsplit(".", 1)[-1].startswith("test_") or m == "tests.conftest")]
+    assert not wrong, "\n".join(wrong)
+
+
 if __name__ == "__main__":
     print("```mermaid\n" + mermaid() + "\n```")
