@@ -33,6 +33,10 @@ class Booted:
             raise
 
     def run_to(self, symbol: str, timeout: float = 60) -> None:
+        # Earlier run_to breakpoints go first: on 2 vCPUs under multi-threaded TCG, continuing
+        # from one once reported it hit again (run 2 of a `make test-repeat N=5`:
+        # run_to('osvtrace_app_exit') stopped at gdbcheck_stop) instead of stepping over it.
+        self.gdb.mi("-break-delete")
         self.gdb.mi(f"-break-insert {symbol}")
         self.gdb.continue_()
         stop = self.gdb.wait_stopped(timeout)
