@@ -165,7 +165,7 @@ def _report_command(spec: Spec) -> None:
     forms = " | ".join(f"--{f}" for f in spec.formats)
     run_report.__doc__ = f"""{spec.doc}
 
-    Usage: {spec.name} {registry_usage(spec)}
+    Usage: {spec.name} {registry.usage(spec)}
     Prints what `osvtrace report {spec.name} FILE` prints. The filters set with `set` apply;
     filter options given here replace them for this command only.
     """ + "".join(f"""
@@ -177,12 +177,6 @@ def _report_command(spec: Spec) -> None:
       {spec.name} --since 1ms {forms.split(" | ")[0] if forms else ""}
     """
     command(spec.name, complete="options", options=tuple(opts_spec))(run_report)
-
-
-def registry_usage(spec: Spec) -> str:
-    from osvtrace.reports import registry
-
-    return registry.usage(spec)
 
 
 def _register_reports() -> None:
