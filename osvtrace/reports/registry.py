@@ -45,6 +45,16 @@ class Opt:
             return [x for x in text.split(",") if x]
         return text
 
+    def take(self, values: dict[str, Any], text: str | None, what: str) -> None:
+        """Store one occurrence of this option in values (a list option's repeats add up;
+        a flag takes no text)."""
+        if self.kind == "flag":
+            values[self.key] = True
+        elif self.kind == "list":
+            values.setdefault(self.key, []).extend(self.value(text or "", what))
+        else:
+            values[self.key] = self.value(text or "", what)
+
     def check(self, v: int, what: str) -> int:
         if (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi):
             hi = "" if self.hi is None else self.hi
@@ -190,6 +200,34 @@ def produce(name: str, model: Model, values: dict[str, Any], base: Filter | None
     form = output_form(spec, values)
     opts = options(spec, values)
     return render_as(spec, run(spec, model, make_filter(values, base), opts), form, opts)
+
+
+def parse_words(what: str, words: list[str], opts: Iterable[Opt]) -> tuple[dict[str, Any], list[str]]:
+    """Options given as words (`--limit 5`, `--limit=5`, `--tp a,b --tp c`) parsed by their
+    declarations: (values keyed by Opt.key, typed and checked; the other words). The shell's
+    commands take their options through this, so a bad value is the same one-line error as
+    in `osvtrace report`."""
+    by_flag = {o.flag: o for o in opts}
+    values: dict[str, Any] = {}
+    rest: list[str] = []
+    it = iter(words)
+    for w in it:
+        if not w.startswith("--"):
+            rest.append(w)
+            continue
+        flag, eq, text = w.partition("=")
+        o = by_flag.get(flag)
+        if o is None:
+            raise UsageError(f"{what}: unknown option {flag} (options: {' '.join(sorted(by_flag)) or 'none'})")
+        if o.kind == "flag":
+            if eq:
+                raise UsageError(f"{what}: {flag} takes no value")
+        elif not eq:
+            text = next(it, None)
+            if text is None:
+                raise UsageError(f"{what}: {flag} needs a value")
+        o.take(values, text, what)
+    return values, rest
 
 
 def usage(spec: Spec) -> str:

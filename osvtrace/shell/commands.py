@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 from osvtrace.errors import UsageError
 from osvtrace.model.filters import Filter, parse_time
 from osvtrace.reports import registry
-from osvtrace.reports.registry import Spec
+from osvtrace.reports.registry import Opt, Spec
 from osvtrace.shell.context import FILTER_KEYS, Context
 
 Output = str | Iterable[str] | None
@@ -91,44 +91,10 @@ def split(args: str, what: str) -> list[str]:
         raise UsageError(f"{what}: {e}") from None
 
 
-def parse(what: str, args: str, spec: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """Options of a command: spec maps --name to 'flag', 'int', 'time', 'str' or 'list'
-    (repeatable; comma lists allowed). Returns (options by name without dashes, positionals)."""
-    opts: dict[str, Any] = {}
-    pos: list[str] = []
-    words = split(args, what)
-    i = 0
-    while i < len(words):
-        w = words[i]
-        if w.startswith("--"):
-            name, eq, val = w.partition("=")
-            kind = spec.get(name)
-            if kind is None:
-                known = " ".join(sorted(spec)) or "none"
-                raise UsageError(f"{what}: unknown option {name} (options: {known})")
-            key = name[2:].replace("-", "_")
-            if kind == "flag":
-                opts[key] = True
-            else:
-                if not eq:
-                    i += 1
-                    if i >= len(words):
-                        raise UsageError(f"{what}: {name} needs a value")
-                    val = words[i]
-                if kind == "int":
-                    if not val.isdigit():
-                        raise UsageError(f"{what}: {name} {val}: not a whole number")
-                    opts[key] = int(val)
-                elif kind == "time":
-                    opts[key] = parse_time(val, name)
-                elif kind == "list":
-                    opts.setdefault(key, []).extend(x for x in val.split(",") if x)
-                else:
-                    opts[key] = val
-        else:
-            pos.append(w)
-        i += 1
-    return opts, pos
+def parse(what: str, args: str, opts: Iterable[Opt]) -> tuple[dict[str, Any], list[str]]:
+    """A command's options, declared as Opts (the reports' own declarations for a report):
+    (values by key, typed and checked; positionals)."""
+    return registry.parse_words(what, split(args, what), opts)
 
 
 def make_filter(ctx: Context, opts: dict[str, Any]) -> Filter:
@@ -148,18 +114,12 @@ def dumps(data: Any) -> str:
 def _report_command(spec: Spec) -> None:
     """The shell's command for a registered report: the options it declares (the same as
     `osvtrace report NAME`'s), the session's filters as defaults, the same renderer."""
-    opts_spec = {o.flag: o.kind for o in spec.all_options()}
-    bounded = [o for o in spec.all_options() if o.kind == "int"]
+    declared = spec.all_options()
 
     def run_report(ctx: Context, args: str) -> Output:
-        from osvtrace.reports import registry
-
-        opts, pos = parse(spec.name, args, opts_spec)
+        opts, pos = parse(spec.name, args, declared)
         if pos:
             raise UsageError(f"{spec.name}: unexpected argument {pos[0]!r} (help {spec.name})")
-        for o in bounded:
-            if o.key in opts:
-                o.check(opts[o.key], spec.name)
         return registry.produce(spec.name, ctx.model, opts, base=ctx.filters.to_filter())
 
     forms = " | ".join(f"--{f}" for f in spec.formats)
@@ -176,7 +136,7 @@ def _report_command(spec: Spec) -> None:
       {spec.name}
       {spec.name} --since 1ms {forms.split(" | ")[0] if forms else ""}
     """
-    command(spec.name, complete="options", options=tuple(opts_spec))(run_report)
+    command(spec.name, complete="options", options=tuple(o.flag for o in declared))(run_report)
 
 
 def _register_reports() -> None:
@@ -382,7 +342,11 @@ def show(ctx: Context, args: str) -> Output:
 
 # ---------------------------------------------------------------- timeline, viewer
 
-@command("timeline", complete="timeline", options=("--width", "--since", "--until"))
+TIMELINE_OPTS = (Opt("--width", "int", "Columns of the picture (0: fit the screen).", metavar="N", lo=0, hi=10000),
+                 *(o for o in registry.FILTER_OPTS if o.flag in ("--since", "--until")))
+
+
+@command("timeline", complete="timeline", options=tuple(o.flag for o in TIMELINE_OPTS))
 def timeline(ctx: Context, args: str) -> Output:
     """Draw a compact text timeline of threads or CPUs, one row each, over a time axis.
 
@@ -404,7 +368,7 @@ def timeline(ctx: Context, args: str) -> Output:
     from osvtrace.shell import timeline as tl
     from osvtrace.shell.paging import screen_size
 
-    opts, targets = parse("timeline", args, {"--width": "int", "--since": "time", "--until": "time"})
+    opts, targets = parse("timeline", args, TIMELINE_OPTS)
     flt = make_filter(ctx, opts)
     lo, hi = ctx.window(flt)
     width = opts.get("width") or max(20, screen_size().columns - tl.LABEL - 2)
@@ -421,7 +385,11 @@ def timeline(ctx: Context, args: str) -> Output:
     return "\n".join(tl.draw(ctx.model, rows, lo, hi, width, ctx.settings.color))
 
 
-@command("view", complete="options", options=("--no-open", "--port"))
+VIEW_OPTS = (Opt("--no-open", "flag", "Print the URL, start no browser."),
+             Opt("--port", "int", "Port to serve on (0: any free one).", metavar="N", lo=0, hi=65535))
+
+
+@command("view", complete="options", options=tuple(o.flag for o in VIEW_OPTS))
 def view(ctx: Context, args: str) -> Output:
     """Serve the browser viewer on this trace (127.0.0.1) and open it at the current filters.
 
@@ -440,7 +408,7 @@ def view(ctx: Context, args: str) -> Output:
     import webbrowser
     from urllib.parse import urlencode
 
-    opts, pos = parse("view", args, {"--no-open": "flag", "--port": "int"})
+    opts, pos = parse("view", args, VIEW_OPTS)
     if pos:
         raise UsageError(f"view: unexpected argument {pos[0]!r}")
     try:

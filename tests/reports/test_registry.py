@@ -89,3 +89,33 @@ def test_a_bad_option_value_is_the_same_one_line_error_in_cli_and_shell(story_fi
         assert str(e) == str(cli.exception)
     else:
         raise AssertionError("the shell took --since soon")
+
+
+def test_options_given_as_words_are_parsed_by_their_declarations():
+    opts = (registry.Opt("--top", "int", "How many.", lo=1, hi=9), registry.Opt("--tp", "list", "Which."),
+            registry.Opt("--since", "time", "From."), registry.Opt("--raw", "flag", "Raw."))
+    values, rest = registry.parse_words("x", ["--top=3", "--tp", "a,b", "--tp", "c", "--since", "2ms", "--raw", "y"],
+                                        opts)
+    assert values == {"top": 3, "tp": ["a", "b", "c"], "since": 2_000_000, "raw": True} and rest == ["y"]
+    for words, error in ((["--top", "10"], "x: --top 10: must be 1..9"), (["--top"], "x: --top needs a value"),
+                         (["--raw=1"], "x: --raw takes no value"), (["--top", "two"], "x: --top two: not a whole number"),
+                         (["--bottom", "1"], "x: unknown option --bottom (options: --raw --since --top --tp)")):
+        try:
+            registry.parse_words("x", words, opts)
+        except Exception as e:  # noqa: BLE001 - the type is checked below
+            assert type(e).__name__ == "UsageError" and str(e) == error, (words, e)
+        else:
+            raise AssertionError(f"{words} was taken")
+
+
+def test_the_shell_checks_a_report_option_against_its_declared_bounds(story_file):
+    from osvtrace.errors import UsageError
+
+    buckets = next(o for o in REGISTRY["mutex"].all_options() if o.flag == "--buckets")
+    ctx = Context(osvtrace.open(story_file))
+    try:
+        shell_run(ctx, f"mutex --buckets {buckets.hi + 1}")
+    except UsageError as e:
+        assert str(e) == f"mutex: --buckets {buckets.hi + 1}: must be {buckets.lo}..{buckets.hi}"
+    else:
+        raise AssertionError("the shell took a --buckets beyond its bound")
