@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from osvtrace.errors import UsageError
-from osvtrace.model.filters import Filter, parse_time
+from osvtrace.model.filters import Filter
 from osvtrace.reports import registry
 from osvtrace.reports.registry import Opt, Spec
 from osvtrace.shell.context import FILTER_KEYS, Context
