@@ -20,8 +20,9 @@ PKG = Path(__file__).resolve().parent.parent / "osvtrace"
 BASE = {"errors", "resources", "progress"}
 ARROWS: dict[str, set[str]] = {
     "catalog": set(),                          # schema, record layout, codegen
+    "kernels": set(),                          # per kernel: where its buffers are, how it boots
     "format": {"catalog"},                     # .osvt writer, reader, decoder
-    "vm": {"catalog"},                         # QEMU, kernel build (regenerates code), gdb/MI
+    "vm": {"catalog", "kernels"},              # QEMU, kernel build (regenerates code), gdb/MI
     "capture": {"format", "vm"},               # transports and the recorder
     "model": {"format"},                       # tables derived from events
     "reports": {"model"},                      # the registry and its one renderer

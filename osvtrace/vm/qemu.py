@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from osvtrace import resources
 from osvtrace.errors import OsvtraceError
+from osvtrace.kernels import reference
 from osvtrace.vm.proc import end_process, spawn
 
 DEFAULT_KERNEL = resources.default_kernel()
@@ -119,8 +120,7 @@ def kernel_cmdline(cfg: VmConfig) -> str:
         globs = ",".join(g.strip() for g in cfg.trace.split(",") if g.strip())
         if any(c in globs for c in ' \t\n"'):
             raise QemuError(f"bad --trace {cfg.trace!r}: globs are names with * and ?, separated by commas")
-        if globs:
-            words.append(f"trace={globs}")
+        words += reference.KERNEL.trace_words(globs.split(","))
     if cfg.tracebuf:
         words.append(f"tracebuf={cfg.tracebuf}")
     if cfg.tracemode:
