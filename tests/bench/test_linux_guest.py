@@ -7,7 +7,10 @@ import pytest
 
 from tests.bench.linux import guest
 
-pytestmark = pytest.mark.qemu
+# Slow (make test-slow): the guest is built from Debian's kernel package and a static initramfs,
+# ~100 s on a fresh machine, for checks of the benchmark's own harness; `make bench` needs
+# the same guest and fails loudly if it does not boot.
+pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
