@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from osvtrace.cli.vm_cmds import VmFailed, _boot_line, _config, _fail, _stop_on_sigterm, vm_options
+from osvtrace.capture import recorder
+from osvtrace.capture.base import REFUSED
+from osvtrace.cli.vm_cmds import VmFailed, _config, _stop_on_sigterm, vm_options
 from osvtrace.errors import UsageError
+
+if TYPE_CHECKING:
+    from osvtrace.capture.base import Captured
 
 DEFAULT_STREAM_BUFFER = "16M"
 
@@ -41,21 +46,10 @@ class _ConsoleText:
             self._buf.clear()
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
-
-
-def _lost_text(lost: dict[int, int]) -> str:
-    total = sum(lost.values())
-    if not total:
-        return "0 lost"
-    return f"{total:,} lost (" + ", ".join(f"cpu{c} {n:,}" for c, n in sorted(lost.items())) + ")"
-
-
 @click.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Trace file to write (.osvt).")
-@click.option("--via", default="virtio", show_default=True, type=click.Choice(["virtio", "shm", "gdb"]),
+@click.option("--via", default="virtio", show_default=True, type=click.Choice(list(recorder.TRANSPORTS)),
               help="virtio: stream over virtio-serial while the app runs; shm: read the rings from the guest's "
                    "RAM file at the end; gdb: snapshot the rings through gdb at the end.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="S",
@@ -113,140 +107,45 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: fl
         raise UsageError("--keep-ram is for --via shm")
     cfg = _config(app, args, **opts)
     _stop_on_sigterm()
-    if via == "virtio":
-        _record_virtio(cfg, output, duration, ctl_socket, opts["verbose"], as_json)
-    elif via == "shm":
-        _record_shm(cfg, output, duration, keep_ram, opts["verbose"], as_json)
-    else:
-        _record_gdb(cfg, output, duration, opts["verbose"], as_json)
-
-
-def _summary_json(via: str, stop: str, path: Path, cpus: int, lost: int, seconds: float, *,
-                  events: int | None = None, slots: int | None = None, lost_per_cpu: dict[int, int] | None = None,
-                  **more: Any) -> None:
-    """record --json: one object of the same keys whatever --via (null where a capture does not know)."""
-    from osvtrace.cli.options import echo_json
-
-    size = Path(path).stat().st_size if Path(path).exists() else None
-    echo_json({"output": str(path), "via": via, "stop": stop, "events": events, "slots": slots, "cpus": cpus,
-               "lost": lost, "lost_per_cpu": {str(c): n for c, n in sorted((lost_per_cpu or {}).items())},
-               "seconds": round(seconds, 6), "bytes": size, **more})
-
-
-def _record_virtio(cfg: Any, output: Path, duration: float | None, ctl_socket: Path | None, verbose: bool,
-                   as_json: bool = False) -> None:
-    from osvtrace.capture import recorder
-
-    tty = sys.stdout.isatty() and not as_json
+    tty = via == "virtio" and sys.stdout.isatty() and not as_json  # a live progress line and console
 
     def ready(path: Path) -> None:
-        if tty or verbose or ctl_socket:
+        if tty or opts["verbose"] or ctl_socket:
             click.echo(f"osvtrace: control socket {path} (osvtrace ctl {path} enable|disable GLOBS)", err=True)
 
+    # Each transport takes only its own options (checked above).
+    own: dict[str, Any] = {"virtio": {"ctl_socket": ctl_socket, "progress": tty, "on_ready": ready},
+                           "shm": {"keep_ram": keep_ram}}.get(via, {})
     console = _ConsoleText() if tty else None
     try:
-        res = recorder.record(cfg, output, duration=duration, ctl_socket=ctl_socket, progress=tty,
-                              console=console or (sys.stderr.buffer if as_json else sys.stdout.buffer),
-                              stderr=sys.stderr.buffer, on_ready=ready)
+        res = recorder.record(cfg, output, via, duration=duration, stderr=sys.stderr.buffer,
+                              console=console or (sys.stderr.buffer if as_json else sys.stdout.buffer), **own)
     finally:
         if console:
             console.close()
+    _report(res, opts["verbose"], as_json)
+
+
+def _report(res: Captured, verbose: bool, as_json: bool) -> None:
+    """What every capture prints, whatever its transport: warnings, what --verbose adds, the
+    summary line (or its JSON), then the exit status with the reason when it is not 0."""
     if res.refused:
-        raise VmFailed("the kernel refused to start the app (its message is above); no trace saved",
-                       res.outcome.exit_code)
+        raise VmFailed(REFUSED, res.exit_code)
     for w in res.warnings:
         click.echo(f"osvtrace: warning: {w}", err=True)
-    if not res.ncpus:
-        raise VmFailed(f"the guest never started streaming ({res.outcome.describe()}); no trace saved",
-                       res.exit_code or 1)
-    when = {"app-exit": "at the app's end", "duration": "after the duration", "interrupt": "at Ctrl-C",
-            "ctl-stop": "at a ctl stop", "timeout": "at the timeout", "qemu-died": "when QEMU died"}[res.stop]
-    rate = res.records / res.seconds if res.seconds else 0
-    if as_json:
-        _summary_json("virtio", res.stop, res.path, res.ncpus, sum(res.lost.values()), res.seconds,
-                      events=res.records, lost_per_cpu=res.lost, stream_bytes=res.bytes)
-    else:
-        click.echo(f"recorded {res.records:,} events on {res.ncpus} CPU(s) {when}, {_lost_text(res.lost)}: "
-                   f"{res.path} ({_mb(res.file_bytes)}, {res.seconds:.2f} s, {rate / 1e6:.2f} M events/s, "
-                   f"{res.bytes / res.seconds / 1e6 if res.seconds else 0:.1f} MB/s)")
-    if res.stop == "qemu-died" and res.outcome.kind == "panic":
-        raise VmFailed(f"kernel panic; the trace up to it is in {res.path} (records still in the rings at the "
-                       "panic are lost: --via shm keeps them)", res.outcome.exit_code)
-    if res.stop == "qemu-died":
-        raise VmFailed(f"QEMU ended before the stream did ({res.outcome.describe()}); the trace up to its last "
-                       f"complete chunk is in {res.path}", res.exit_code or 1)
-    if res.stop == "app-exit":
-        _fail(res.outcome, False)
-    elif res.stop == "interrupt":
-        raise VmFailed("interrupted", res.exit_code)
-    elif res.stop == "timeout":
-        raise VmFailed(f"stopped at the timeout ({cfg.timeout:g} s)", res.exit_code)
-
-
-def _record_shm(cfg: Any, output: Path, duration: float | None, keep_ram: bool, verbose: bool,
-                as_json: bool = False) -> None:
-    from osvtrace.capture import shm as shmcapture
-
-    cap = shmcapture.record(cfg, output, duration=duration, keep_ram=keep_ram,
-                            console=sys.stderr.buffer if as_json else sys.stdout.buffer, stderr=sys.stderr.buffer)
-    for w in cap.recovered.warnings:
-        click.echo(f"osvtrace: warning: {w}", err=True)
-    snap = cap.recovered.snapshot
-    if as_json:
-        _summary_json("shm", cap.stop, cap.path, len(snap.chunks), snap.lost, cap.seconds, slots=snap.slots,
-                      ram_file=str(cap.ram) if cap.ram else None)
-    else:
-        click.echo(f"recorded {snap.slots:,} slots on {len(snap.chunks)} CPU(s) from shared RAM, {snap.lost:,} "
-                   f"lost: {cap.path} ({cap.seconds:.2f} s)" + (f"; RAM file kept: {cap.ram}" if cap.ram else ""))
-    if cap.stop == "panic":
-        raise VmFailed(f"kernel panic; the trace up to it is in {cap.path}", cap.outcome.exit_code)
-    if cap.stop == "interrupt":
-        raise VmFailed("interrupted", 130)
-    if cap.stop == "app-exit":
-        _fail(cap.outcome, False)
-    elif cap.stop == "qemu-died":
-        raise VmFailed(f"{cap.outcome.describe()}; the trace read from its RAM is in {cap.path}",
-                       cap.outcome.exit_code)
-
-
-def _record_gdb(cfg: Any, output: Path, duration: float | None, verbose: bool, as_json: bool = False) -> None:
-    from osvtrace.capture import gdb_snapshot as gdbcapture
-
-    cap = gdbcapture.record(cfg, output, duration=duration,
-                            console=sys.stderr.buffer if as_json else sys.stdout.buffer)
     if verbose:
-        click.echo("osvtrace: " + _boot_line(cap.boot), err=True)
-        click.echo(f"osvtrace: gdb: {cap.saved}", err=True)
+        for note in res.notes:
+            click.echo(f"osvtrace: {note}", err=True)
+    if not res.saved:  # no trace at all: never a success
+        raise VmFailed(res.failure or "no trace saved", res.exit_code or 1)
     if as_json:
-        _summary_json("gdb", cap.stop, cap.path, **_counts(cap))
+        from osvtrace.cli.options import echo_json
+
+        echo_json(res.to_json())
     else:
-        click.echo(_summary(cap))
-    if cap.stop == "panic":
-        raise VmFailed(f"kernel panic; the trace up to it is in {cap.path}", cap.outcome.exit_code)
-    if cap.stop != "duration":
-        _fail(cap.outcome, False)
-
-
-def _counts(cap: Any) -> dict[str, Any]:
-    """What the file holds (read back through the decoder, so it is what a report sees)."""
-    from osvtrace.format.trace import open as open_trace
-
-    with open_trace(cap.path) as t:
-        return {"events": len(t), "cpus": t.ncpus, "seconds": cap.seconds,
-                "lost": sum(lc.dropped + lc.gap_slots for lc in t.loss.values()),
-                "lost_per_cpu": {c: lc.dropped + lc.gap_slots for c, lc in t.loss.items()},
-                "overwritten_slots": sum(lc.overwritten_slots for lc in t.loss.values())}
-
-
-def _summary(cap: Any) -> str:
-    """One line: what the file holds."""
-    c = _counts(cap)
-    lost, over, n, ncpu = c["lost"], c["overwritten_slots"], c["events"], c["cpus"]
-    when = {"app-exit": "at the app's end", "panic": "at a kernel panic",
-            "duration": "after the duration"}.get(cap.stop, cap.stop)
-    extra = f", {over:,} older slots overwritten" if over else ""
-    return (f"recorded {n:,} events on {ncpu} CPU(s) {when}, {lost:,} lost{extra}: {cap.path} "
-            f"({cap.seconds:.2f} s)")
+        click.echo(res.summary)
+    if res.exit_code:
+        raise VmFailed(res.failure or "failed", res.exit_code)
 
 
 @click.command()
@@ -269,20 +168,7 @@ def recover(ramfile: Path, kernel: Path | None, output: Path, as_json: bool) -> 
       osvtrace record --via shm --keep-ram -o x.osvt crash panic
       osvtrace recover /dev/shm/osvtrace-1234-ab12cd34.ram build/kernel.elf -o crash.osvt
     """
-    from osvtrace.capture import shm as shmcapture
-
-    rec = shmcapture.recover(ramfile, kernel, output)
-    for w in rec.warnings:
-        click.echo(f"osvtrace: warning: {w}", err=True)
-    snap = rec.snapshot
-    if as_json:
-        from osvtrace.cli.options import echo_json
-
-        echo_json({"output": str(rec.path), "slots": snap.slots, "cpus": len(snap.chunks), "lost": snap.lost,
-                   "threads": len(snap.threads)})
-        return
-    click.echo(f"recovered {snap.slots:,} slots on {len(snap.chunks)} CPU(s), {snap.lost:,} lost, "
-               f"{len(snap.threads)} thread names: {rec.path}")
+    _report(recorder.recover(ramfile, kernel, output), False, as_json)
 
 
 @click.command()

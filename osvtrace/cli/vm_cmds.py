@@ -91,13 +91,6 @@ def _fail(outcome: Any, console_refused: bool) -> None:
     raise VmFailed(outcome.describe(), outcome.exit_code)
 
 
-def _boot_line(boot: Any) -> str:
-    if boot is None:
-        return "boot: the kernel printed no boot line"
-    return (f"boot: QEMU start to app main {boot.host_ms:.1f} ms host wall clock; kernel entry to app main "
-            f"{boot.guest_app_us / 1000:.1f} ms, kernel entry at {boot.guest_entry_us / 1000:.1f} ms (guest TSC)")
-
-
 @click.command()
 @click.option("-v", "--verbose", is_flag=True, help="Show make's commands.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the kernel ELF's path (make's output only on errors).")
@@ -186,7 +179,7 @@ def run(app: str, args: tuple[str, ...], gdb_port: int | None, gdb_wait: bool, *
     with qemu.Vm(cfg, console=sys.stdout.buffer, stderr=sys.stderr.buffer) as vm:
         outcome = vm.wait()
     if verbose:
-        click.echo("osvtrace: " + _boot_line(vm.boot), err=True)
+        click.echo("osvtrace: " + qemu.boot_line(vm.boot), err=True)
     if outcome.kind == "timeout":
         raise VmFailed(f"timed out after {cfg.timeout:g} s; QEMU stopped", outcome.exit_code)
     _fail(outcome, vm.refused)

@@ -273,6 +273,14 @@ class BootTime:
     tsc_hz: int
 
 
+def boot_line(boot: BootTime | None) -> str:
+    """The boot time in one line (what `run --verbose` and `record --via gdb --verbose` print)."""
+    if boot is None:
+        return "boot: the kernel printed no boot line"
+    return (f"boot: QEMU start to app main {boot.host_ms:.1f} ms host wall clock; kernel entry to app main "
+            f"{boot.guest_app_us / 1000:.1f} ms, kernel entry at {boot.guest_entry_us / 1000:.1f} ms (guest TSC)")
+
+
 class Vm:
     """A running QEMU: ``with Vm(cfg) as vm: outcome = vm.wait()``. Leaving the block
     stops QEMU if it still runs (also on Ctrl-C and errors)."""

@@ -8,7 +8,7 @@ On those same rings, alternating for a few rounds:
   then the .osvt written), the route a person takes with a live or hung guest;
 - shared-RAM capture: what `osvtrace record --via shm` (and `osvtrace recover`) does once
   QEMU has ended: read the rings out of the RAM file and write the .osvt
-  (osvtrace.capture.shm.recover).
+  (osvtrace.capture.recovery.write_from_ram).
 
 MiB/s = ring bytes saved per second of the command, best of the rounds. Both must save
 the same number of slots. Issue 11 asks for the figures, no target.
@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from osvtrace.capture import shm as shmcapture
+from osvtrace.capture.recovery import write_from_ram
 from osvtrace.vm import kernel_build
 from tests.support.gdb import Booted
 
@@ -51,10 +52,10 @@ def run() -> list[dict]:
                 m = re.search(r"saved ([\d,]+) slots", out)
                 gdb_slots = int(m[1].replace(",", "")) if m else 0
                 t0 = time.perf_counter()
-                rec = shmcapture.recover(ram, kernel, Path(d) / "shm.osvt", capture="shm")
+                snap, _ = write_from_ram(ram, kernel, Path(d) / "shm.osvt", capture="shm", status="bench")
                 shm_s.append(time.perf_counter() - t0)
-                if rec.snapshot.slots != gdb_slots:
-                    raise RuntimeError(f"gdb saved {gdb_slots:,} slots, the RAM file gave {rec.snapshot.slots:,}")
+                if snap.slots != gdb_slots:
+                    raise RuntimeError(f"gdb saved {gdb_slots:,} slots, the RAM file gave {snap.slots:,}")
     finally:
         ram.unlink(missing_ok=True)
     mib = gdb_slots * SLOT / 2**20

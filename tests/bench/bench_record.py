@@ -63,11 +63,11 @@ def stream_run(rate: int, seconds: int) -> dict:
         raise RuntimeError("tpstorm printed no summary line")
     app_s = int(m[2]) / 1000
     wall = res.seconds
-    return {"rate": rate, "emitted": int(m[1]), "records": res.records, "lost": sum(res.lost.values()),
-            "lost_per_cpu": res.lost, "events_s": res.records / app_s, "mb_s": res.bytes / 1e6 / app_s,
+    return {"rate": rate, "emitted": int(m[1]), "records": res.events, "lost": sum(res.lost.values()),
+            "lost_per_cpu": res.lost, "events_s": res.events / app_s, "mb_s": res.extras["stream_bytes"] / 1e6 / app_s,
             "recorder_cpu": 100 * (self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime) / wall,
             "qemu_cpu": 100 * (kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) / wall,
-            "bytes": res.bytes, "wall": wall}
+            "bytes": res.extras["stream_bytes"], "wall": wall}
 
 
 def work_rate(rate: int, seconds: int, mode: str) -> int:

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 import osvtrace
-from osvtrace.capture.recorder import sweep_stale_socket_dirs
+from osvtrace.capture.virtio import sweep_stale_socket_dirs
 from tests.support.vm import OSVTRACE, ROOT, our_qemus
 from tests.support.vm import osvtrace as cli
 

@@ -10,6 +10,7 @@ import pytest
 
 import osvtrace
 from osvtrace.capture import shm as shmcapture
+from osvtrace.capture.recovery import snapshot_file
 from osvtrace.vm import qemu
 from osvtrace.vm.qemu import VmConfig
 from tests.support.vm import osvtrace as cli
@@ -71,7 +72,7 @@ def test_recover_after_a_panic(kernel, tmp_path):
 def _rings_hold(ram, kernel, n: int) -> bool:
     """Whether both CPUs' rings in a live guest's RAM file have committed n records."""
     try:
-        snap, _, _ = shmcapture.snapshot_file(ram, kernel)
+        snap, _, _ = snapshot_file(ram, kernel)
     except Exception:  # noqa: BLE001 (not booted far enough: no file yet, or no control block yet)
         return False
     return len(snap.rings) == 2 and all(r.committed >= n for r in snap.rings)

@@ -274,7 +274,7 @@ def test_ctrl_c_landing_inside_the_stream_parser_loses_and_repeats_nothing(kerne
     assert sum(res.lost.values()) == 0
     t = osvtrace.open(out)
     assert t.scan.trailer.status == "stopped by Ctrl-C" and not t.warnings
-    assert len(t) == res.records
+    assert len(t) == res.events
     check_sequences(t)
 
 

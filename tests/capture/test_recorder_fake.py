@@ -13,6 +13,7 @@ import pytest
 
 import osvtrace
 from osvtrace.capture import recorder, stream
+from osvtrace.capture.base import CaptureError
 from osvtrace.vm.qemu import VmConfig
 
 FAKE = textwrap.dedent("""\
@@ -55,7 +56,7 @@ def fake_qemu(tmp_path, fake_exe):
     def run(data: bytes, rc: int = 3):
         sends(data, rc)
         cfg = VmConfig("hello", kernel=kernel, accel="tcg")
-        return recorder.Recorder(cfg, tmp_path / "out.osvt", qemu=str(exe)).run()
+        return recorder.record(cfg, tmp_path / "out.osvt", qemu=str(exe))
 
     return run
 
@@ -72,13 +73,13 @@ def test_a_clean_fake_stream(fake_qemu, tmp_path):
     data = (stream.encode_meta(ncpus=1, tsc_hz=1_000_000_000) + stream.encode_frame(stream.DATA, _slots(10), seq=0)
             + stream.encode_frame(stream.END, b"\0" * 16))
     res = fake_qemu(data)
-    assert res.stop == "app-exit" and res.records == 10 and res.outcome.app_status == 0
+    assert res.stop == "app-exit" and res.events == 10 and res.outcome.app_status == 0
     assert len(osvtrace.open(tmp_path / "out.osvt")) == 10
 
 
 def test_a_desynchronised_stream_is_an_error_with_the_offset_and_keeps_the_file(fake_qemu, tmp_path):
     good = stream.encode_meta(ncpus=1, tsc_hz=1_000_000_000) + stream.encode_frame(stream.DATA, _slots(10), seq=0)
-    with pytest.raises(recorder.RecordError, match=rf"desynchronised at byte {len(good)}: .* the trace up to there"):
+    with pytest.raises(CaptureError, match=rf"desynchronised at byte {len(good)}: .* the trace up to there"):
         fake_qemu(good + b"garbage!" * 8)
     t = osvtrace.open(tmp_path / "out.osvt")
     assert len(t) == 10 and t.scan.trailer.status.startswith("incomplete: stream desynchronised at byte")
@@ -86,7 +87,7 @@ def test_a_desynchronised_stream_is_an_error_with_the_offset_and_keeps_the_file(
 
 def test_qemu_that_never_sends_meta(fake_qemu):
     res = fake_qemu(b"", rc=1)
-    assert (res.stop, res.records, res.ncpus, res.outcome.kind) == ("qemu-died", 0, 0, "qemu-error")
+    assert (res.stop, res.events, res.cpus, res.outcome.kind) == ("qemu-died", 0, 0, "qemu-error")
     assert not Path(res.path).exists()  # nothing arrived: no file rather than an empty one
 
 
@@ -101,7 +102,8 @@ def test_record_json_is_one_document_on_stdout(fake_exe, tmp_path, monkeypatch, 
     exe, kernel, sends = fake_exe
     sends(stream.encode_meta(ncpus=1, tsc_hz=1_000_000_000) + stream.encode_frame(stream.DATA, _slots(10), seq=0)
           + stream.encode_frame(stream.END, b"\0" * 16))
-    monkeypatch.setattr(recorder, "record", lambda cfg, out, **kw: recorder.Recorder(cfg, out, qemu=str(exe), **kw).run())
+    record = recorder.record
+    monkeypatch.setattr(recorder, "record", lambda cfg, out, via, **kw: record(cfg, out, via, qemu=str(exe), **kw))
     monkeypatch.setattr(record_cmds, "_stop_on_sigterm", lambda: None)
     out = tmp_path / "j.osvt"
     assert main(["record", "--json", "-o", str(out), "--kernel", str(kernel), "--accel", "tcg", "hello"]) == 0

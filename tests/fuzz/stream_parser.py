@@ -1,5 +1,5 @@
 """Fuzz the stream parser as the recorder uses it: bytes from the guest's port, fed in
-pieces into a real Recorder's parser, whose sink writes the .osvt file.
+pieces into a real virtio transport's parser, whose sink writes the .osvt file.
 
 The first two input bytes give the piece size (a recv returns any amount). Properties: a
 bad stream is a StreamError (an OsvtraceError) with one line; whatever was accepted before
@@ -21,26 +21,19 @@ from osvtrace.errors import OsvtraceError
 # tests.fuzz.run points OSVTRACE_FUZZ_TMP at a directory it removes after each round
 TMP = os.environ.get("OSVTRACE_FUZZ_TMP") or ("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
 OUT = Path(TMP) / f"osvtrace-fuzz-{os.getpid()}.rec.osvt"
-_CFG = None
 
 
 def prepare() -> None:
-    global _CFG
     import osvtrace.format.trace  # noqa: F401
-    from osvtrace.capture.recorder import Recorder  # noqa: F401
-    from osvtrace.vm.qemu import VmConfig
-
-    _CFG = VmConfig(app="fuzz")
+    from osvtrace.capture.virtio import VirtioStream  # noqa: F401
 
 
 def feed(data: bytes, piece: int, out: Path) -> tuple[object, str | None]:
     """Feed `data` to a fresh recorder in pieces of `piece` bytes, then end the stream the way
     the recorder does (parser.close, writer.close). Returns (recorder, error message or None)."""
-    from osvtrace.capture.recorder import Recorder
+    from osvtrace.capture.virtio import VirtioStream
 
-    if _CFG is None:
-        prepare()
-    rec = Recorder(_CFG, out)
+    rec = VirtioStream(out)
     err = None
     try:
         for i in range(0, len(data), piece):

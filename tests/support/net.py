@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from osvtrace.capture import recorder
+from osvtrace.capture.base import Captured
 from osvtrace.vm import qemu
 
 LISTENING = b"listening on udp port"
@@ -96,7 +97,7 @@ class NetGuest:
         self.console = ConsoleWatch()
         self.vm: qemu.Vm | None = None
         self.outcome: qemu.Outcome | None = None
-        self.recording: recorder.RecordResult | None = None
+        self.recording: Captured | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
