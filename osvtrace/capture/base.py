@@ -19,6 +19,7 @@ capture is one more implementation of the same interface.
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -130,15 +131,17 @@ def lost_text(lost: dict[int, int]) -> str:
     return f"{total:,} lost (" + ", ".join(f"cpu{c} {n:,}" for c, n in sorted(lost.items())) + ")"
 
 
-def ending(stop: str, outcome: Outcome, path: Path) -> str | None:
+def ending(stop: str, outcome: Outcome, path: Path, limit: float | None = None) -> str | None:
     """The failure line for the stops every transport words alike (None: not a failure, or
-    one the transport words itself)."""
+    one the transport words itself); `limit` is the --timeout that stopped it."""
     if stop == "app-exit":
         return None if outcome.kind == "app" and outcome.app_status == 0 else outcome.describe()
     if stop == "panic":
         return f"kernel panic; the trace up to it is in {path}"
     if stop == "interrupt":
         return "interrupted"
+    if stop == "timeout":
+        return f"stopped at the timeout ({limit or 0:g} s)"
     return None
 
 
@@ -168,6 +171,12 @@ class VmCapture(Capture):
     def prepare(self, cfg: VmConfig) -> VmConfig:
         """The config to boot: cfg plus what this transport needs of QEMU and the kernel."""
         return cfg
+
+    def refused(self, run: VmRun) -> Captured:
+        """The result when the kernel refused its command line: it never set up tracing, so
+        there is no trace (the console says why)."""
+        return Captured(self.output, self.name, run.stop, run.outcome, 0, None, None, {},
+                        time.monotonic() - run.started, console=run.console, refused=True)
 
     @abc.abstractmethod
     def attach(self, vm: Vm) -> str:

@@ -119,8 +119,7 @@ class GdbSnapshot(VmCapture):
         seconds = time.monotonic() - run.started
         if self.failed:
             if run.refused:  # refused before the trace runtime existed: the console says why
-                return Captured(self.output, self.name, run.stop, run.outcome, 0, None, None, {}, seconds,
-                                console=run.console, refused=True)
+                return self.refused(run)
             raise CaptureError(f"no trace saved: {self.failed}", 2)
         from osvtrace.format.trace import open as open_trace
 

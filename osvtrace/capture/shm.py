@@ -67,8 +67,7 @@ class SharedRam(VmCapture):
         if not self.ram.exists():
             raise RamFileError(f"{outcome.describe()}; QEMU left no RAM file at {self.ram}: no trace saved")
         if run.refused:  # refused before the trace runtime existed: nothing to read
-            return Captured(self.output, self.name, stop, outcome, 0, None, None, {}, time.monotonic() - run.started,
-                            console=run.console, refused=True)
+            return self.refused(run)
         status = {"app-exit": f"app exited with status {outcome.app_status}", "panic": "kernel panic",
                   "duration": "stopped after the duration", "interrupt": "stopped by Ctrl-C",
                   "timeout": "stopped at the timeout"}.get(stop, outcome.describe())
@@ -86,12 +85,8 @@ class SharedRam(VmCapture):
                        extras={"ram_file": str(kept) if kept else None})
         res.summary = (f"recorded {snap.slots:,} slots on {len(snap.chunks)} CPU(s) from shared RAM, {snap.lost:,} "
                        f"lost: {self.output} ({seconds:.2f} s)" + (f"; RAM file kept: {kept}" if kept else ""))
-        if stop == "qemu-died":
-            res.failure = f"{outcome.describe()}; the trace read from its RAM is in {self.output}"
-        elif stop == "timeout":
-            res.failure = f"stopped at the timeout ({self.limit:g} s)"
-        else:
-            res.failure = ending(stop, outcome, self.output)
+        res.failure = (f"{outcome.describe()}; the trace read from its RAM is in {self.output}"
+                       if stop == "qemu-died" else ending(stop, outcome, self.output, self.limit))
         return res
 
     def close(self) -> None:

@@ -346,10 +346,8 @@ class VirtioStream(VmCapture):
         elif stop == "qemu-died":
             res.failure = (f"QEMU ended before the stream did ({outcome.describe()}); the trace up to its last "
                            f"complete chunk is in {self.output}")
-        elif stop == "timeout":
-            res.failure = f"stopped at the timeout ({self.timeout:g} s)"
         else:
-            res.failure = ending(stop, outcome, self.output)
+            res.failure = ending(stop, outcome, self.output, self.timeout)
         return res
 
     def _write_failed(self) -> CaptureError:

@@ -1,0 +1,92 @@
+"""The capture interface (osvtrace.capture.base): every transport the recorder offers returns
+the same result, the CLI offers exactly the registered transports, and recovery (no VM) fits
+the same result. Real QEMU under TCG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import osvtrace
+from osvtrace.capture import recorder
+from osvtrace.capture.base import Captured, VmCapture
+from osvtrace.vm.qemu import VmConfig
+from tests.support.vm import osvtrace as cli
+from tests.support.vm import require_tools
+
+# `record --json`'s keys for every --via (docs/cli.md); each transport adds its extras.
+RECORD_KEYS = {"output", "via", "stop", "events", "slots", "cpus", "lost", "lost_per_cpu", "seconds", "bytes"}
+
+
+def test_record_via_offers_exactly_the_registered_transports():
+    from osvtrace.cli.record_cmds import record
+
+    via = next(p for p in record.params if p.name == "via")
+    assert list(via.type.choices) == list(recorder.TRANSPORTS) == ["virtio", "shm", "gdb"]
+    assert via.default == "virtio"
+    for name, transport in recorder.TRANSPORTS.items():
+        assert issubclass(transport, VmCapture) and transport.name == name
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+@pytest.mark.parametrize("via", list(recorder.TRANSPORTS))
+def test_every_transport_returns_the_same_result_fields(kernel, tmp_path, via):
+    if via == "gdb":
+        require_tools("gdb")
+    out = tmp_path / f"{via}.osvt"
+    cfg = VmConfig("pingpong", ("200",), kernel=kernel, accel="tcg", trace="sched_*", timeout=120)
+    res = recorder.record(cfg, out, via)
+    assert isinstance(res, Captured) and res.via == via, res
+    assert (res.stop, res.exit_code, res.failure, res.refused) == ("app-exit", 0, None, False), res.console[-2000:]
+    assert res.saved and res.cpus == 1 and res.lost == {0: 0} and res.seconds > 0
+    assert (res.events is None) != (res.slots is None)  # each counts what it knows: records or slots
+    doc = res.to_json()
+    assert set(doc) == RECORD_KEYS | set(res.extras) and set(res.extras).isdisjoint(RECORD_KEYS)
+    assert doc["lost_per_cpu"] == {"0": 0} and doc["bytes"] == out.stat().st_size
+    assert res.summary.startswith("recorded ") and res.summary.count("\n") == 0 and str(res.path) in res.summary
+    with osvtrace.open(res.path) as t:
+        assert t.meta.capture == via and len(t) > 0
+        if res.events is not None:
+            assert len(t) == res.events
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_recovery_fits_the_same_result_and_reads_what_shm_read(kernel, tmp_path):
+    cfg = VmConfig("pingpong", ("200",), kernel=kernel, accel="tcg", trace="sched_*", timeout=120)
+    shm = recorder.record(cfg, tmp_path / "s.osvt", "shm", keep_ram=True)
+    ram = shm.extras["ram_file"]
+    try:
+        rec = recorder.recover(ram, kernel, tmp_path / "r.osvt")
+    finally:
+        Path(ram).unlink(missing_ok=True)
+    assert isinstance(rec, Captured) and rec.outcome is None and rec.exit_code == 0 and rec.failure is None
+    assert (rec.slots, rec.cpus, rec.lost) == (shm.slots, shm.cpus, shm.lost)
+    assert set(rec.to_json()) == {"output", "slots", "cpus", "lost", "threads"}  # `recover --json`'s keys
+    assert rec.summary.startswith(f"recovered {rec.slots:,} slots on 1 CPU(s), 0 lost, ")
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+@pytest.mark.parametrize("via", list(recorder.TRANSPORTS))
+def test_every_transport_exits_124_at_the_timeout(kernel, tmp_path, via):
+    if via == "gdb":
+        require_tools("gdb")
+    r = cli("record", "--no-build", "--via", via, "--timeout", "4", "-o", str(tmp_path / "t.osvt"),
+            "--trace", "trace_marker", "tpstorm", "--rate", "1000", "--seconds", "120")
+    assert r.returncode == 124, r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+@pytest.mark.parametrize("via", list(recorder.TRANSPORTS))
+def test_a_refused_command_line_is_the_same_line_and_status_whatever_the_transport(kernel, tmp_path, via):
+    if via == "gdb":
+        require_tools("gdb")
+    r = cli("record", "--no-build", "--via", via, "-o", str(tmp_path / "x.osvt"), "nosuchapp")
+    assert r.returncode == 125, r.stdout + r.stderr
+    assert r.stderr.strip() == "osvtrace: the kernel refused to start the app (its message is above); no trace saved"
+    assert not (tmp_path / "x.osvt").exists()
