@@ -15,8 +15,18 @@ from osvtrace.vm.qemu import VmConfig
 from tests.support.vm import osvtrace as cli
 from tests.support.vm import require_tools
 
+pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
+
 # `record --json`'s keys for every --via (docs/cli.md); each transport adds its extras.
 RECORD_KEYS = {"output", "via", "stop", "events", "slots", "cpus", "lost", "lost_per_cpu", "seconds", "bytes"}
+
+
+@pytest.fixture(params=list(recorder.TRANSPORTS))
+def via(request: pytest.FixtureRequest) -> str:
+    """Each registered transport's name (gdb's needs gdb installed)."""
+    if request.param == "gdb":
+        require_tools("gdb")
+    return request.param
 
 
 def test_record_via_offers_exactly_the_registered_transports():
@@ -29,12 +39,7 @@ def test_record_via_offers_exactly_the_registered_transports():
         assert issubclass(transport, VmCapture) and transport.name == name
 
 
-@pytest.mark.qemu
-@pytest.mark.usefixtures("no_orphans")
-@pytest.mark.parametrize("via", list(recorder.TRANSPORTS))
 def test_every_transport_returns_the_same_result_fields(kernel, tmp_path, via):
-    if via == "gdb":
-        require_tools("gdb")
     out = tmp_path / f"{via}.osvt"
     cfg = VmConfig("pingpong", ("200",), kernel=kernel, accel="tcg", trace="sched_*", timeout=120)
     res = recorder.record(cfg, out, via)
@@ -52,8 +57,6 @@ def test_every_transport_returns_the_same_result_fields(kernel, tmp_path, via):
             assert len(t) == res.events
 
 
-@pytest.mark.qemu
-@pytest.mark.usefixtures("no_orphans")
 def test_recovery_fits_the_same_result_and_reads_what_shm_read(kernel, tmp_path):
     cfg = VmConfig("pingpong", ("200",), kernel=kernel, accel="tcg", trace="sched_*", timeout=120)
     shm = recorder.record(cfg, tmp_path / "s.osvt", "shm", keep_ram=True)
@@ -68,24 +71,14 @@ def test_recovery_fits_the_same_result_and_reads_what_shm_read(kernel, tmp_path)
     assert rec.summary.startswith(f"recovered {rec.slots:,} slots on 1 CPU(s), 0 lost, ")
 
 
-@pytest.mark.qemu
-@pytest.mark.usefixtures("no_orphans")
-@pytest.mark.parametrize("via", list(recorder.TRANSPORTS))
 def test_every_transport_exits_124_at_the_timeout(kernel, tmp_path, via):
-    if via == "gdb":
-        require_tools("gdb")
     r = cli("record", "--no-build", "--via", via, "--timeout", "4", "-o", str(tmp_path / "t.osvt"),
             "--trace", "trace_marker", "tpstorm", "--rate", "1000", "--seconds", "120")
     assert r.returncode == 124, r.stdout + r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
 
 
-@pytest.mark.qemu
-@pytest.mark.usefixtures("no_orphans")
-@pytest.mark.parametrize("via", list(recorder.TRANSPORTS))
 def test_a_refused_command_line_is_the_same_line_and_status_whatever_the_transport(kernel, tmp_path, via):
-    if via == "gdb":
-        require_tools("gdb")
     r = cli("record", "--no-build", "--via", via, "-o", str(tmp_path / "x.osvt"), "nosuchapp")
     assert r.returncode == 125, r.stdout + r.stderr
     assert r.stderr.strip() == "osvtrace: the kernel refused to start the app (its message is above); no trace saved"
