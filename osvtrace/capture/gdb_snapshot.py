@@ -14,16 +14,10 @@ import time
 from pathlib import Path
 
 from osvtrace.capture.base import WHEN, Captured, CaptureError, VmCapture, VmRun, ending
+from osvtrace.kernels import reference
 from osvtrace.vm.gdbmi import Gdb, GdbError
 from osvtrace.vm.qemu import EXIT_TIMEOUT, Outcome, Vm, VmConfig, boot_line, free_port, pick_accel
 
-# The kernel's exit paths (kernel/arch/x64/debug_exit.cc): every way the VM ends
-# on purpose goes through one of these before writing to the exit port.
-# osvtrace_app_exit (core/main.cc) is hit first when the app returns, before the
-# stream drains; a kernel without it (older) still stops in exit_status.
-EXIT_SYMBOLS = {"osvtrace_app_exit": "app-exit", "debug_exit::exit_status": "app-exit",
-                "debug_exit::exit_panic": "panic"}
-OPTIONAL_SYMBOLS = {"osvtrace_app_exit"}
 DEFAULT_RUN_LIMIT = 600.0  # seconds, when neither --duration nor --timeout is given
 SAVE_TIMEOUT = 300.0
 
@@ -74,11 +68,13 @@ class GdbSnapshot(VmCapture):
         g = self.gdb = Gdb(self.kernel)
         _connect(g, vm, self.port)
         bkpt = {}
-        for sym, why in EXIT_SYMBOLS.items():
+        # Where the kernel's runs end on purpose (osvtrace.kernels.reference): the snapshot is taken there.
+        kernel = reference.KERNEL
+        for sym, why in kernel.exit_breakpoints.items():
             try:
                 a = g.mi(f"-break-insert {'-h ' if self.hw else ''}{sym}")
             except GdbError:
-                if sym in OPTIONAL_SYMBOLS:
+                if sym in kernel.optional_breakpoints:
                     continue
                 raise
             bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = why

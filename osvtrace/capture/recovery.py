@@ -23,8 +23,9 @@ import numpy as np
 from osvtrace.capture import rings
 from osvtrace.capture.base import Capture, Captured, CaptureError, VmRun
 from osvtrace.catalog import layout
+from osvtrace.kernels import reference
 
-CONTROL_SYMBOL = "osvtrace_control"
+CONTROL_SYMBOL = reference.KERNEL.trace_buffers  # the control block leads to every ring
 
 
 class RamFileError(CaptureError):
