@@ -24,7 +24,7 @@ ARROWS: dict[str, set[str]] = {
     "format": {"catalog"},                     # .osvt writer, reader, decoder
     "vm": {"catalog", "kernels"},              # QEMU, kernel build (regenerates code), gdb/MI
     "capture": {"format", "vm"},               # transports and the recorder
-    "model": {"format"},                       # tables derived from events
+    "model": {"format", "kernels"},            # tables derived from events
     "reports": {"model"},                      # the registry and its one renderer
     "query": {"reports"},                      # SQL; renders with reports' renderer
     "exports": {"query"},

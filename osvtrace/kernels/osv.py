@@ -6,7 +6,7 @@ command line lives in the image (scripts/imgedit.py setargs). `--trace=GLOB` tak
 patterns, one per option; `--trace-backtrace` stores 10 return addresses in every record.
 """
 
-from osvtrace.kernels.base import Kernel
+from osvtrace.kernels.base import From, Kernel, Pairs
 
 KERNEL = Kernel(
     name="osv",
@@ -20,4 +20,36 @@ KERNEL = Kernel(
     trace_option="--trace={}",
     trace_option_per_glob=True,
     backtrace_option="--trace-backtrace",
+    # OSv's tracepoints (core/sched.cc, core/lfmutex.cc, core/condvar.cc) as the model reads them.
+    # Its arguments are unnamed (a0, a1 ... in signature order); threads are sched::thread pointers.
+    model={
+        # reschedule: a still-runnable thread records sched_preempt just before its switch;
+        # one that blocks recorded sched_wait in thread::wait() first.
+        "sched_switch": From(("sched_switch",), {"next": ("thread", "a0"),
+                                                 "prev_state": ("left_as", ("sched_preempt",), ("sched_wait",))}),
+        # wake_impl queues the thread on its own CPU (st->_cpu): the one it last ran on.
+        "sched_wake": From(("sched_wake",), {"tid": ("thread", "a0"), "cpu": ("last_cpu", "a0")}),
+        # sched_wait has no argument: what the thread blocks on is its last mutex/condvar/waitqueue wait.
+        "sched_wait": From(("sched_wait",), {"obj": ("waits_on", ("mutex_lock_wait", "condvar_wait",
+                                                                 "waitqueue_wait"), "a0", "sched_wait_ret")}),
+        "sched_idle": From(("sched_idle",)),
+        "sched_idle_ret": From(("sched_idle_ret",)),
+        "sched_preempt": From(("sched_preempt",)),
+        "sched_migrate": From(("sched_migrate",), {"tid": ("thread", "a0"), "from_cpu": ("cpu",),
+                                                   "to_cpu": ("arg", "a1")}),
+        "sched_ipi": From(("sched_ipi",), {"cpu": ("arg", "a0"), "vector": ("const", 0)}),
+        "mutex_lock": From(("mutex_lock",), {"mutex": ("arg", "a0")}),
+        "mutex_lock_wait": From(("mutex_lock_wait",), {"mutex": ("arg", "a0")}),
+        # receive_lock: a condvar waiter that was sent the lock (wait morphing) owns it from here.
+        "mutex_lock_wake": From(("mutex_lock_wake", "mutex_receive_lock"), {"mutex": ("arg", "a0")}),
+        "mutex_unlock": From(("mutex_unlock",), {"mutex": ("arg", "a0")}),
+        "mutex_try_lock": From(("mutex_try_lock",), {"mutex": ("arg", "a0"), "success": ("arg", "a1")}),
+        # lfmutex::unlock wakes the waiter it hands the mutex to, which then records lock_wake (or
+        # receive_lock): the hand-off is the last unlock of that mutex before it.
+        "mutex_handoff": Pairs(("mutex_unlock",), ("mutex_lock_wake", "mutex_receive_lock"), "a0",
+                               {"mutex": ("arg", "a0"), "from_tid": ("first_tid",), "to_tid": ("then_tid",)}),
+        "condvar_wait": From(("condvar_wait",), {"condvar": ("arg", "a0"), "mutex": ("const", 0)}),
+        "condvar_wake": From(("condvar_wake_one", "condvar_wake_all"), {
+            "condvar": ("arg", "a0"), "count": ("per_source", {"condvar_wake_one": 1, "condvar_wake_all": 0})}),
+    },
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from osvtrace.format.trace import Trace
+from osvtrace.model.kernel_map import model_events
 from osvtrace.model.table import Column, Table, TableSpec, table
 
 EVENTS = TableSpec("events", "Every record in time order.", (
@@ -49,8 +50,9 @@ def lost(trace: Trace) -> Table:
     time: list[np.ndarray] = []
     count: list[np.ndarray] = []
     kind: list[np.ndarray] = []
-    if "trace_lost" in trace.catalog.by_name:
-        idx, a = trace.args("trace_lost")
+    found = model_events(trace, "trace_lost")
+    if found is not None:
+        idx, a = found
         cpu.append(ev.cpu[idx])
         time.append(ev.time[idx])
         count.append(a["count"].astype(np.int64))

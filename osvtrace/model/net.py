@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from osvtrace.format.trace import Trace
+from osvtrace.model.kernel_map import model_events
 from osvtrace.model.table import Column, Table, TableSpec, table
 
 STAGES = ("rx", "classify", "push", "pop", "tx")
@@ -31,11 +32,10 @@ def packet_flow(trace: Trace) -> Table:
     got = {}
     for s in STAGES:
         name = _TP[s]
-        if name in trace.catalog.by_name:
-            idx, a = trace.args(name)
-            if len(idx):
-                got[s] = (idx, a)
-    drops = trace.args("net_channel_drop") if "net_channel_drop" in trace.catalog.by_name else (np.empty(0), {})
+        found = model_events(trace, name)
+        if found is not None and len(found[0]):
+            got[s] = found
+    drops = model_events(trace, "net_channel_drop") or (np.empty(0), {})
     if not got:
         return PACKET_FLOW.empty()
     packets = np.unique(np.concatenate([a["packet"] for _, a in got.values()]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from osvtrace.format.trace import Trace
+from osvtrace.model.kernel_map import has_events, model_events
 from osvtrace.model.search import dense_rank, last_match, next_match
 from osvtrace.model.table import Column, Table, TableSpec, table
 
@@ -72,11 +73,11 @@ def _cpu_bounds(trace: Trace) -> dict[int, tuple[int, int]]:
 
 def sched_slice(trace: Trace) -> Table:
     ev = trace.events
-    tp = trace.catalog.by_name.get("sched_switch")
+    got = model_events(trace, "sched_switch")
     bounds = _cpu_bounds(trace)
-    if tp is None:
+    if got is None:
         return SCHED_SLICE.empty()
-    idx, a = trace.args("sched_switch")
+    idx, a = got
     cpu = ev.cpu[idx]
     order = np.argsort(cpu, kind="stable")  # group by CPU, keeping time order inside
     idx, cpu = idx[order], cpu[order]
@@ -139,8 +140,8 @@ def thread_state(trace: Trace, slices: Table) -> Table:
         (s_tid[closed], s_stop[closed], slices["end_state"][closed], s_cpu[closed],
          np.zeros(int(closed.sum()), np.uint8)),
     ]
-    if "sched_wake" in trace.catalog.by_name:
-        widx, wa = trace.args("sched_wake")
+    if has_events(trace, "sched_wake"):
+        widx, wa = model_events(trace, "sched_wake")
         parts.append((wa["tid"], ev.time[widx], np.full(len(widx), RUNNABLE, np.uint8),
                       wa["cpu"].astype(np.uint16), np.ones(len(widx), np.uint8)))
     tid = np.concatenate([p[0] for p in parts]).astype(np.uint32)
@@ -183,8 +184,8 @@ def thread_state(trace: Trace, slices: Table) -> Table:
     stop[last_tid] = np.maximum(t_end, time[last_tid])
     # blocked_on: the thread's last sched_wait at or before the moment it stopped running
     blocked = np.zeros(len(tid), np.uint64)
-    if "sched_wait" in trace.catalog.by_name:
-        qidx, qa = trace.args("sched_wait")
+    if has_events(trace, "sched_wait"):
+        qidx, qa = model_events(trace, "sched_wait")
         if len(qidx):
             sel = np.nonzero((state == WAITING) | (state == SLEEPING))[0]
             ra, rb = dense_rank(tid[sel], ev.tid[qidx])
@@ -199,9 +200,10 @@ def thread_state(trace: Trace, slices: Table) -> Table:
 
 def wakeup(trace: Trace, slices: Table) -> Table:
     ev = trace.events
-    if "sched_wake" not in trace.catalog.by_name:
+    got = model_events(trace, "sched_wake")
+    if got is None:
         return WAKEUP.empty()
-    idx, a = trace.args("sched_wake")
+    idx, a = got
     time = ev.time[idx]
     wakee = a["tid"]
     run_cpu = np.full(len(idx), -1, np.int32)

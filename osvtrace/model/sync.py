@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from osvtrace.format.trace import Trace
+from osvtrace.model.kernel_map import model_events
 from osvtrace.model.search import dense_rank, last_match, next_match
 from osvtrace.model.table import Column, Table, TableSpec, table
 
@@ -46,10 +47,7 @@ class _Kind:
 
     def __init__(self, trace: Trace, name: str, tid_arg: str | None = None):
         ev = trace.events
-        if name in trace.catalog.by_name:
-            idx, a = trace.args(name)
-        else:
-            idx, a = np.empty(0, np.int64), {}
+        idx, a = model_events(trace, name) or (np.empty(0, np.int64), {})
         self.idx = idx
         self.args = a
         self.time = ev.time[idx]
