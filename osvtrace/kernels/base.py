@@ -62,8 +62,9 @@ class Kernel:
 #                           argument A of the thread's last record among TPS, if it came after the
 #                           thread's last RET_TP (what it is about to block on), else 0
 # Pairs make one event from two records: each record of `then` with the last record of `first`
-# before it that has the same `key` argument; the event sits at the `first` record, and its
-# rules may also say ("first_tid",) and ("then_tid",).
+# before it that has the same `key` argument, by another thread (a thread's own earlier record
+# says nothing about who handed it something: such pairs are left out); the event sits at the
+# `first` record, and its rules may also say ("first_tid",) and ("then_tid",).
 
 Rule = tuple
 

@@ -44,9 +44,11 @@ KERNEL = Kernel(
         "mutex_lock_wake": From(("mutex_lock_wake", "mutex_receive_lock"), {"mutex": ("arg", "a0")}),
         "mutex_unlock": From(("mutex_unlock",), {"mutex": ("arg", "a0")}),
         "mutex_try_lock": From(("mutex_try_lock",), {"mutex": ("arg", "a0"), "success": ("arg", "a1")}),
-        # lfmutex::unlock wakes the waiter it hands the mutex to, which then records lock_wake (or
-        # receive_lock): the hand-off is the last unlock of that mutex before it.
-        "mutex_handoff": Pairs(("mutex_unlock",), ("mutex_lock_wake", "mutex_receive_lock"), "a0",
+        # lfmutex::unlock wakes the waiter it hands the mutex to, which then records lock_wake; a
+        # condvar waiter is sent the lock (send_lock: at once when the mutex is free, else by the
+        # holder's next unlock) and records receive_lock. Either way the hand-off is the last
+        # unlock or send_lock of that mutex before it.
+        "mutex_handoff": Pairs(("mutex_unlock", "mutex_send_lock"), ("mutex_lock_wake", "mutex_receive_lock"), "a0",
                                {"mutex": ("arg", "a0"), "from_tid": ("first_tid",), "to_tid": ("then_tid",)}),
         "condvar_wait": From(("condvar_wait",), {"condvar": ("arg", "a0"), "mutex": ("const", 0)}),
         "condvar_wake": From(("condvar_wake_one", "condvar_wake_all"), {

@@ -207,6 +207,7 @@ class _Mapper:
         ra, rb = dense_rank(sk, fk)
         hit = last_match(ra, self.ev.time[s], rb, self.ev.time[f])
         ok = hit >= 0
+        ok[ok] &= self.ev.tid[f[hit[ok]]] != self.ev.tid[s[ok]]
         s, hit = s[ok], hit[ok]
         # one event per `first` record: a record can precede two `then`s when one's own was lost
         first_idx, keep = np.unique(f[hit], return_index=True)
