@@ -36,7 +36,19 @@ ALLOCATORS: tuple[Alloc, ...] = (
     Alloc("memory_malloc_page", "page", "req_len", "alloc_len", detail=True),
 )
 FREES: tuple[str, ...] = ("memory_free",)  # argument: buf
-REALLOCS: tuple[str, ...] = ("memory_realloc",)  # arguments: in (freed), newlen, out (allocated)
+
+
+@dataclass(frozen=True)
+class Realloc:
+    """A tracepoint that frees one block and allocates another (either may be 0)."""
+
+    tracepoint: str
+    old: str
+    len: str
+    new: str
+
+
+REALLOCS: tuple[Realloc, ...] = (Realloc("memory_realloc", "in", "newlen", "out"),)
 
 MEMORY_ALLOC = TableSpec("memory_alloc", "One row per heap allocation (memory_malloc; OSv's memory_realloc counts "
                          "as a free and an allocation), with its free when the trace has it.", (
@@ -64,8 +76,11 @@ MEMORY_FREE = TableSpec("memory_free", "One row per free of a heap block (memory
 ))
 
 
-def _records(trace: Trace, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    if name not in trace.catalog.by_name:
+def _records(trace: Trace, name: str, *needed: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A tracepoint's records and arguments; none when the trace's schema lacks it or names
+    its arguments otherwise (an OSv trace read before its names are mapped: a0, a1 ...)."""
+    tp = trace.catalog.by_name.get(name)
+    if tp is None or not set(needed) <= {f.name for f in tp.fields}:
         return np.empty(0, np.int64), {}
     return trace.args(name)
 
@@ -89,28 +104,28 @@ def memory_tables(trace: Trace) -> tuple[Table, Table]:
 
     main = [a for a in ALLOCATORS if not a.detail]
     detail = [a for a in ALLOCATORS if a.detail]
-    have_main = any(len(_records(trace, a.tracepoint)[0]) for a in main)
+    have_main = any(len(_records(trace, a.tracepoint, "buf", a.len)[0]) for a in main)
     # With memory_malloc on, OSv's detail records only say which allocator and how much it set
     # aside; without it, they are the allocations themselves (as trace.py's memory-analyzer reads them).
     for a in main + ([] if have_main else detail):
-        idx, args = _records(trace, a.tracepoint)
+        idx, args = _records(trace, a.tracepoint, "buf", a.len, *([a.alloc_len] if a.alloc_len else []))
         if len(idx):
             alen = args[a.alloc_len] if a.alloc_len else np.full(len(idx), -1, np.int64)
             align = args["align"] if "align" in args else np.zeros(len(idx), np.int64)
             add_alloc(idx, args["buf"], args[a.len], align, alen, a.allocator)
     for name in FREES:
-        idx, args = _records(trace, name)
+        idx, args = _records(trace, name, "buf")
         if len(idx):
             frees["idx"].append(idx)
             frees["buf"].append(args["buf"].astype(np.uint64))
-    for name in REALLOCS:
-        idx, args = _records(trace, name)
+    for r in REALLOCS:
+        idx, args = _records(trace, r.tracepoint, r.old, r.len, r.new)
         if len(idx):
-            old, new = args["in"].astype(np.uint64), args["out"].astype(np.uint64)
+            old, new = args[r.old].astype(np.uint64), args[r.new].astype(np.uint64)
             frees["idx"].append(idx[old != 0])
             frees["buf"].append(old[old != 0])
             k = new != 0
-            add_alloc(idx[k], new[k], args["newlen"][k], np.zeros(int(k.sum()), np.int64),
+            add_alloc(idx[k], new[k], args[r.len][k], np.zeros(int(k.sum()), np.int64),
                       np.full(int(k.sum()), -1, np.int64), "realloc")
     if not parts["idx"] and not frees["idx"]:
         return MEMORY_ALLOC.empty(), MEMORY_FREE.empty()
@@ -125,7 +140,7 @@ def memory_tables(trace: Trace) -> tuple[Table, Table]:
     if have_main:
         # fill in allocator and alloc_len from the detail record of the same block just before
         for d in detail:
-            idx, args = _records(trace, d.tracepoint)
+            idx, args = _records(trace, d.tracepoint, "buf", d.alloc_len)
             if not len(idx):
                 continue
             ra, rb = dense_rank(a["buf"] ^ (a_tid.astype(np.uint64) << np.uint64(48)),

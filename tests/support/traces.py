@@ -46,11 +46,15 @@ def write_trace(path: Path, per_cpu: dict[int, np.ndarray], *, tsc_hz: int = 1_0
 
 def catalog_with(*declared: tuple[str, int, list[dict]]) -> Catalog:
     """This tree's catalog plus tracepoints (name, id, args) it does not declare, as another
-    kernel's schema would (OSv declares many X / X_ret / X_err pairs)."""
+    kernel's schema would (OSv declares many X / X_ret / X_err pairs). An argument may carry
+    a name our schema refuses (OSv's memory_realloc has `in`): {"name": "in_", "as": "in"}."""
+    import dataclasses
+
     base = default_catalog()
     extra = []
     for name, tp_id, args in declared:
         fields, nslots, used = lay_out(args, name)
+        fields = tuple(dataclasses.replace(f, name=a.get("as", f.name)) for f, a in zip(fields, args))
         extra.append(Tracepoint(name, tp_id, "test", f"{name} (a test's own tracepoint)", "", fields, nslots, used))
     return Catalog(base.tracepoints + extra, base.enums)
 
