@@ -24,6 +24,11 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _timed.TIMED_UNMATCHED, _memory.MEMORY_ALLOC, _memory.MEMORY_FREE, _events.LOST)}
 
 
+def _part(group: str, i: int) -> property:
+    """A table that is one of several computed together (by the cached property `group`)."""
+    return property(lambda self: getattr(self, group)[i])
+
+
 class Model:
     """Tables of one trace. Each is computed once, when first asked for."""
 
@@ -70,17 +75,9 @@ class Model:
     def _mutex(self) -> tuple[Table, Table, Table]:
         return _sync.mutex_tables(self.trace)
 
-    @property
-    def mutex_wait(self) -> Table:
-        return self._mutex[0]
-
-    @property
-    def mutex_hold(self) -> Table:
-        return self._mutex[1]
-
-    @property
-    def handoff(self) -> Table:
-        return self._mutex[2]
+    mutex_wait = _part("_mutex", 0)
+    mutex_hold = _part("_mutex", 1)
+    handoff = _part("_mutex", 2)
 
     @cached_property
     def packet_flow(self) -> Table:
@@ -90,25 +87,14 @@ class Model:
     def _timed(self) -> tuple[Table, Table]:
         return _timed.timed_tables(self.trace, self.lost)
 
-    @property
-    def timed(self) -> Table:
-        return self._timed[0]
-
-    @property
-    def timed_unmatched(self) -> Table:
-        return self._timed[1]
+    timed = _part("_timed", 0)
+    timed_unmatched = _part("_timed", 1)
 
     @cached_property
     def _memory(self) -> tuple[Table, Table]:
         return _memory.memory_tables(self.trace)
 
-    @property
-    def memory_alloc(self) -> Table:
-        return self._memory[0]
-
-    @property
-    def memory_free(self) -> Table:
-        return self._memory[1]
-
+    memory_alloc = _part("_memory", 0)
+    memory_free = _part("_memory", 1)
 
 __all__ = ["Column", "Model", "SPECS", "Table", "TableSpec"]

@@ -50,12 +50,16 @@ class Realloc:
 
 REALLOCS: tuple[Realloc, ...] = (Realloc("memory_realloc", "in", "newlen", "out"),)
 
+
+def _record(who: str, buf: str = "block address") -> tuple[Column, ...]:
+    """The columns saying where a record was and which block it names."""
+    return (Column("time", "int64", f"time of the {who}", "ns"), Column("cpu", "uint16", "CPU"),
+            Column("tid", "uint32", f"thread of the {who}", "tid"), Column("buf", "uint64", buf, "addr"))
+
+
 MEMORY_ALLOC = TableSpec("memory_alloc", "One row per heap allocation (memory_malloc; OSv's memory_realloc counts "
                          "as a free and an allocation), with its free when the trace has it.", (
-    Column("time", "int64", "time of the allocation", "ns"),
-    Column("cpu", "uint16", "CPU"),
-    Column("tid", "uint32", "allocating thread", "tid"),
-    Column("buf", "uint64", "block address (0: the allocation failed)", "addr"),
+    *_record("allocation", "block address (0: the allocation failed)"),
     Column("len", "int64", "bytes requested"),
     Column("align", "int64", "alignment in bytes (0: not recorded)"),
     Column("alloc_len", "int64", "bytes set aside: as recorded (OSv's detail records), else the size class: the "
@@ -67,10 +71,7 @@ MEMORY_ALLOC = TableSpec("memory_alloc", "One row per heap allocation (memory_ma
 
 MEMORY_FREE = TableSpec("memory_free", "One row per free of a heap block (memory_free, the old block of "
                         "memory_realloc).", (
-    Column("time", "int64", "time of the free", "ns"),
-    Column("cpu", "uint16", "CPU"),
-    Column("tid", "uint32", "freeing thread", "tid"),
-    Column("buf", "uint64", "block address", "addr"),
+    *_record("free"),
     Column("len", "int64", "bytes requested by its allocation (-1: the allocation is not in the trace)"),
     Column("allocated", "int64", "time of its allocation (-1: not in the trace)", "ns"),
 ))

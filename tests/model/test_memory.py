@@ -4,9 +4,8 @@ traces; OSv's extra records (allocator detail, realloc) under the names OSv's sc
 from __future__ import annotations
 
 import osvtrace
-from osvtrace.format.encode import CpuStreamBuilder
 from osvtrace.model import Model
-from tests.support.traces import catalog_with, write_trace
+from tests.support.traces import catalog_with, events_trace
 
 OSV_EXTRA = [("memory_malloc_mempool", 910, [{"name": "buf", "type": "ptr"}, {"name": "req_len", "type": "u64"},
                                              {"name": "alloc_len", "type": "u64"}, {"name": "align", "type": "u64"}]),
@@ -15,14 +14,7 @@ OSV_EXTRA = [("memory_malloc_mempool", 910, [{"name": "buf", "type": "ptr"}, {"n
 
 
 def model_of(tmp_path, per_cpu_events) -> Model:
-    cat = catalog_with(*OSV_EXTRA)
-    slots = {}
-    for cpu, evs in per_cpu_events.items():
-        b = CpuStreamBuilder(cat)
-        for name, t, tid, args in evs:
-            b.add(name, [t], tid, **args)
-        slots[cpu] = b.slots()
-    return Model(osvtrace.open(write_trace(tmp_path / "m.osvt", slots, catalog=cat)))
+    return Model(osvtrace.open(events_trace(tmp_path / "m.osvt", catalog_with(*OSV_EXTRA), per_cpu_events)))
 
 
 def rows(t, cols):
@@ -63,3 +55,13 @@ def test_osv_detail_records_name_the_allocator_and_realloc_frees_and_allocates(t
     assert rows(m.memory_alloc, ["time", "buf", "len", "alloc_len", "allocator", "freed"]) == [
         (10, 0x5000, 40, 64, "mempool", 20), (20, 0x6000, 200, 256, "realloc", 30)]
     assert rows(m.memory_free, ["time", "buf", "len"]) == [(20, 0x5000, 40), (30, 0x6000, 200)]
+
+
+def test_a_schema_with_unnamed_arguments_is_skipped_not_misread(tmp_path):
+    # an OSv trace read before its argument names are mapped: memory_realloc(a0, a1, a2)
+    raw = [("memory_realloc", 911, [{"name": "a0", "type": "ptr"}, {"name": "a1", "type": "u64"},
+                                    {"name": "a2", "type": "ptr"}])]
+    m = Model(osvtrace.open(events_trace(tmp_path / "u.osvt", catalog_with(*raw), {0: [
+        malloc(10, 5, 0x5000, 40), ("memory_realloc", 20, 5, {"a0": 0x5000, "a1": 9, "a2": 0x6000})]})))
+    assert rows(m.memory_alloc, ["buf", "freed"]) == [(0x5000, -1)]
+    assert len(m.memory_free) == 0

@@ -4,9 +4,8 @@ embedded schema declares such pairs (as an OSv trace's does), and the records le
 from __future__ import annotations
 
 import osvtrace
-from osvtrace.format.encode import CpuStreamBuilder
 from osvtrace.model import Model
-from tests.support.traces import catalog_with, write_trace
+from tests.support.traces import catalog_with, events_trace
 
 CALLS = [("vfs_read", 900, [{"name": "fd", "type": "u32"}]), ("vfs_read_ret", 901, [{"name": "n", "type": "s64"}]),
          ("vfs_read_err", 902, [{"name": "errno", "type": "s32"}]), ("net_poll", 903, []),
@@ -14,15 +13,8 @@ CALLS = [("vfs_read", 900, [{"name": "fd", "type": "u32"}]), ("vfs_read_ret", 90
 
 
 def model_of(tmp_path, per_cpu_events, threads=None, first_seq=None) -> Model:
-    cat = catalog_with(*CALLS)
-    slots = {}
-    for cpu, evs in per_cpu_events.items():
-        b = CpuStreamBuilder(cat)
-        for name, t, tid, *args in evs:
-            b.add(name, [t], tid, **(args[0] if args else {}))
-        slots[cpu] = b.slots()
-    return Model(osvtrace.open(write_trace(tmp_path / "t.osvt", slots, catalog=cat, threads=threads,
-                                           first_seq=first_seq)))
+    return Model(osvtrace.open(events_trace(tmp_path / "t.osvt", catalog_with(*CALLS), per_cpu_events,
+                                            threads=threads, first_seq=first_seq)))
 
 
 def rows(t, cols):

@@ -6,26 +6,18 @@ from __future__ import annotations
 import json
 
 import osvtrace
-from osvtrace.format.encode import CpuStreamBuilder
 from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from osvtrace.reports import REGISTRY, Options
 from osvtrace.reports.registry import produce
-from tests.support.traces import catalog_with, write_trace
+from tests.support.traces import catalog_with, events_trace
 from tests.support.vm import osvtrace as run_cli
 
 CALLS = [("vfs_read", 900, []), ("vfs_read_ret", 901, []), ("vfs_read_err", 902, [])]
 
 
 def trace_file(tmp_path, per_cpu_events, threads=None):
-    cat = catalog_with(*CALLS)
-    slots = {}
-    for cpu, evs in per_cpu_events.items():
-        b = CpuStreamBuilder(cat)
-        for name, t, tid, *args in evs:
-            b.add(name, [t], tid, **(args[0] if args else {}))
-        slots[cpu] = b.slots()
-    return write_trace(tmp_path / "r.osvt", slots, catalog=cat, threads=threads)
+    return events_trace(tmp_path / "r.osvt", catalog_with(*CALLS), per_cpu_events, threads=threads)
 
 
 def cli(*args) -> str:

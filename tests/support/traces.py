@@ -59,6 +59,20 @@ def catalog_with(*declared: tuple[str, int, list[dict]]) -> Catalog:
     return Catalog(base.tracepoints + extra, base.enums)
 
 
+def events_trace(path: Path, catalog: Catalog, per_cpu_events: dict[int, list[tuple]], **kw) -> Path:
+    """A trace of events given per CPU as (tracepoint, time, tid[, {argument: value}]),
+    written with `catalog` as its schema (write_trace's keywords pass through)."""
+    from osvtrace.format.encode import CpuStreamBuilder
+
+    slots = {}
+    for cpu, evs in per_cpu_events.items():
+        b = CpuStreamBuilder(catalog)
+        for name, t, tid, *args in evs:
+            b.add(name, [t], tid, **(args[0] if args else {}))
+        slots[cpu] = b.slots()
+    return write_trace(path, slots, catalog=catalog, **kw)
+
+
 def grow(src: str | Path, dst: str | Path, piece: int = 2000, delay: float = 0.05, head: int = 8) -> int:
     """A synthetic live recording: copy the chunks of a finished trace into `dst`, a few
     thousand slots per CPU at a time, flushing and pausing between them (the first piece of
