@@ -138,10 +138,14 @@ def timed_tables(trace: Trace, lost: Table) -> tuple[Table, Table]:
     rs = resolve(trace.catalog)
     if not len(rs.ids) or not len(ev):
         return TIMED.empty(), TIMED_UNMATCHED.empty()
-    sel = np.nonzero(np.isin(ev.tp, rs.ids))[0]
+    # a lookup table by tracepoint id: one gather over the events, not a search per event
+    lookup = np.full(max(int(rs.ids[-1]), int(ev.tp.max())) + 1, -1, np.int64)
+    lookup[rs.ids] = np.arange(len(rs.ids))
+    r_all = lookup[ev.tp]
+    sel = np.nonzero(r_all >= 0)[0]
     if not len(sel):
         return TIMED.empty(), TIMED_UNMATCHED.empty()
-    r = np.searchsorted(rs.ids, ev.tp[sel])
+    r = r_all[sel]
     pair, side = rs.pair[r], rs.side[r]
     by_cpu = rs.by_cpu[pair]
     val = np.where(by_cpu, ev.cpu[sel].astype(np.int64), ev.tid[sel].astype(np.int64))
@@ -208,10 +212,11 @@ def _depth(owner: np.ndarray, ei: np.ndarray, xi: np.ndarray) -> np.ndarray:
     n = len(ei)
     if not n:
         return np.empty(0, np.int32)
-    own = np.concatenate([owner, owner])
+    own = np.unique(np.concatenate([owner, owner]), return_inverse=True)[1].reshape(-1).astype(np.int64)
     at = np.concatenate([ei, xi])
     step = np.concatenate([np.ones(n, np.int64), -np.ones(n, np.int64)])
-    o = np.lexsort((at, own))
+    # one int64 key (owner, event index): a single sort instead of a two-key lexsort
+    o = np.argsort(own * (int(at.max()) + 1) + at)
     run = _group_cumsum(step[o], _segment_starts(own[o]))
     out = np.empty(2 * n, np.int64)
     out[o] = run - step[o]  # open before this record
