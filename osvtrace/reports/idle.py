@@ -7,6 +7,7 @@ import numpy as np
 
 from osvtrace.model import Model
 from osvtrace.model.filters import Filter, format_duration
+from osvtrace.model.sched import SLEEPING, WAITING
 from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, sparkline
 from osvtrace.reports.sched import busy_until, idle_tids
 from osvtrace.reports.registry import register
@@ -65,6 +66,9 @@ def prof_idle(model: Model, flt: Filter, opts: Options) -> Report:
     cols = {"cpu": cpus, "source": src[cpus], "periods": per_cpu(keys, st["count"]), "idle": total,
             "idle_pct": total * 100.0 / span, "p50": per_cpu(keys, st["p50"]), "p90": per_cpu(keys, st["p90"]),
             "p99": per_cpu(keys, st["p99"]), "max": per_cpu(keys, st["max"]), "idle_thread": idle_thread}
+    waits = waiting_while_idle(model, flt, cpu, start, whole, cpus)
+    cols["waiting"] = np.array([sum(w["ns"] for w in waits[c]) for c in cpus.tolist()], np.int64)
+    cols["top_wait"] = np.array([waits[c][0]["object"] if waits[c] else 0 for c in cpus.tolist()], np.uint64)
     # histogram of period lengths per CPU, and the idle share per time bucket
     bins = np.searchsorted(EDGES, whole, "right") - 1
     hist = np.zeros((ncpu, len(EDGES)), np.int64)
@@ -85,13 +89,46 @@ def prof_idle(model: Model, flt: Filter, opts: Options) -> Report:
     pic += [f"cpu{c:<3} |{sparkline(share[c])}|" for c in cpus.tolist()]
     notes = ["source sched_idle: idle from sched_idle to sched_idle_ret (halted, or polling for work); "
              "idle thread: the idle thread's slices (the kernel traced no sched_idle on that CPU)",
-             "idle_thread: time the idle thread ran, for comparison (it also drains queues and balances)"]
+             "idle_thread: time the idle thread ran, for comparison (it also drains queues and balances)",
+             "waiting: thread time blocked, by threads last on that CPU, while it was idle (what the CPU could have "
+             "run); top_wait: the wait object with most of it (0x0: not traced; --json: the top 5 per CPU)"]
     if len(dur):
         notes.append(f"all CPUs: {len(dur):,} idle periods, longest {format_duration(int(whole.max()))}")
     return Report("Idle time and idle periods per CPU", cols,
-                  {k: "ns" for k in ("idle", "p50", "p90", "p99", "max", "idle_thread")} | {"idle_pct": "pct"},
+                  {k: "ns" for k in ("idle", "p50", "p90", "p99", "max", "idle_thread", "waiting")}
+                  | {"idle_pct": "pct", "top_wait": "addr"},
                   notes, picture=pic,
                   extra={"histogram_edges_ns": EDGES.tolist(), "histogram": {str(c): hist[c].tolist() for c in cpus},
                          "idle_share": {str(c): share[c].round(4).tolist() for c in cpus},
-                         "bucket_edges": edges.tolist()})
+                         "bucket_edges": edges.tolist(), "waiting_during_idle": {str(c): waits[c] for c in cpus}})
+
+
+def waiting_while_idle(model: Model, flt: Filter, cpu: np.ndarray, start: np.ndarray, whole: np.ndarray,
+                       cpus: np.ndarray, top: int = 5) -> dict[int, list[dict[str, int]]]:
+    """Per CPU, the wait objects its threads were blocked on while it was idle, most first:
+    {object, ns (blocked time inside the CPU's idle periods), threads}. trace.py's prof-idle
+    shows the same as the waiters' backtraces. A blocked thread counts for the CPU it last ran
+    on; the idle periods (sorted, one CPU's never overlap) are cumulated once per CPU, so each
+    wait's overlap with them is two lookups."""
+    ts = model.thread_state
+    w = filter_table(model, ts, flt) & ((ts["state"] == WAITING) | (ts["state"] == SLEEPING))
+    ws, we = ts["start"][w], ts["start"][w] + ts["dur"][w]
+    if flt.since is not None:
+        ws = np.maximum(ws, flt.since)
+    if flt.until is not None:
+        we = np.minimum(we, flt.until)
+    wc, obj, tid = ts["cpu"][w], ts["blocked_on"][w], ts["tid"][w]
+    out: dict[int, list[dict[str, int]]] = {}
+    for c in cpus.tolist():
+        on, m = cpu == c, wc == c
+        inside = busy_until(start[on], whole[on], we[m]) - busy_until(start[on], whole[on], ws[m])
+        keep = inside > 0
+        o, t, ns = obj[m][keep], tid[m][keep], inside[keep]
+        keys, inv = np.unique(o, return_inverse=True)
+        tot = np.bincount(inv, weights=ns, minlength=len(keys)).astype(np.int64)
+        pairs = np.unique((inv.astype(np.int64) << 32) | t.astype(np.int64))  # distinct (object, thread)
+        nthreads = np.bincount(pairs >> 32, minlength=len(keys))
+        best = np.argsort(-tot, kind="stable")[:top]
+        out[c] = [{"object": int(keys[k]), "ns": int(tot[k]), "threads": int(nthreads[k])} for k in best.tolist()]
+    return out
 

@@ -66,17 +66,21 @@ def test_timed_and_list_timed_through_the_cli_as_json(tmp_path):
 def test_prof_idle_from_idle_pairs_and_from_idle_thread_slices(tmp_path):
     # CPU 0 shows idleness by sched_idle pairs; CPU 1 only by switches to its idle thread (tid 2)
     path = trace_file(tmp_path, {
-        0: [("sched_idle", 100, 1), ("sched_idle_ret", 150, 1), ("sched_idle", 300, 1), ("sched_idle_ret", 310_300, 1),
-            ("trace_marker", 400_000, 7, {"value": 1, "label": "end"})],
+        0: [("sched_idle", 100, 1), ("sched_idle_ret", 150, 1), ("sched_wait", 190, 8, {"obj": 0xB0}),
+            ("sched_switch", 200, 8, {"next": 1, "prev_state": 2}), ("sched_idle", 300, 1),
+            ("sched_idle_ret", 310_300, 1), ("trace_marker", 400_000, 7, {"value": 1, "label": "end"})],
         1: [("sched_switch", 100, 9, {"next": 2, "prev_state": 2}), ("sched_switch", 20_100, 2, {"next": 9,
                                                                                              "prev_state": 1})]},
-        threads={1: "idle0", 2: "idle1", 9: "worker"})
+        threads={1: "idle0", 2: "idle1", 8: "sleeper", 9: "worker"})
     r = report(path, "prof-idle")
     by = {x["cpu"]: x for x in r.records()}
     assert (by[0]["source"], by[0]["periods"], by[0]["idle"], by[0]["max"]) == ("sched_idle", 2, 310_050, 310_000)
     assert (by[1]["source"], by[1]["periods"], by[1]["idle"]) == ("idle thread", 1, 20_000)
     assert r.extra["histogram"]["0"] == [1, 0, 0, 1, 0, 0, 0, 0]  # 50 ns, 310 us
     assert any(line.startswith("cpu0") for line in r.picture)
+    # thread 8 blocked on 0xB0 from 200 on: CPU 0 was idle 310 us of that time
+    assert (by[0]["top_wait"], by[0]["waiting"]) == (0xB0, 310_000)
+    assert r.extra["waiting_during_idle"]["0"] == [{"object": 0xB0, "ns": 310_000, "threads": 1}]
 
 
 def test_memory_by_class_thread_and_leaks(tmp_path):
