@@ -69,3 +69,12 @@ def test_sched_idle_pairs_per_cpu_and_mutex_wait_by_name(tmp_path):
     assert rows(m.timed, ["name", "cpu", "start", "dur"]) == [
         ("sched_idle", 0, 10, 50), ("sched_idle", 1, 20, 15), ("mutex_lock_wait", 1, 30, 60)]
     assert rows(m.timed_unmatched, ["name", "cpu", "reason"]) == [("sched_idle", 0, "open at end")]
+
+
+def test_a_loss_inside_a_pair_makes_it_uncertain(tmp_path):
+    # CPU 1 dropped records at 150 (trace_lost): thread 5's call spanning it may have lost a record
+    m = model_of(tmp_path, {0: [("vfs_read", 100, 5), ("vfs_read_ret", 200, 5), ("vfs_read", 300, 5),
+                                ("vfs_read_ret", 400, 5)],
+                            1: [("net_poll", 90, 9), ("trace_lost", 150, 9, {"count": 3}), ("net_poll_ret", 500, 9)]})
+    assert rows(m.timed, ["name", "start", "certain"]) == [
+        ("net_poll", 90, False), ("vfs_read", 100, False), ("vfs_read", 300, True)]

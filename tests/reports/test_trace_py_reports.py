@@ -105,3 +105,10 @@ def test_memory_by_class_thread_and_leaks(tmp_path):
     model = Model(osvtrace.open(path))
     text = "\n".join(produce("memory", model, {"by": "leaks"}).splitlines())
     assert "0x2000" in text and "1 frees without an allocation" in text
+
+
+def test_a_bad_report_option_value_is_one_line_and_exit_2(tmp_path):
+    path = trace_file(tmp_path, CALLS_TRACE)
+    for args in (["list-timed", path, "--sort", "size"], ["memory", path, "--by", "size"]):
+        r = run_cli("report", *map(str, args))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "give" in r.stderr, r.stderr
