@@ -8,6 +8,7 @@
 #include "core/panic.hh"
 #include "core/percpu.hh"
 #include "cpu.hh"
+#include "generated/tracepoints.hh"
 #include "lib/string.hh"
 
 namespace {
@@ -17,6 +18,10 @@ constexpr uint32_t magic_large = 0x1a26e000;
 constexpr unsigned min_shift = 4, max_shift = 11;  // 16 .. 2048 bytes
 constexpr unsigned nclasses = max_shift - min_shift + 1;
 constexpr size_t header = 16;  // keeps every block 16-byte aligned
+constexpr uint32_t block_align = 16;  // what memory_malloc records as the block's alignment
+
+// memory_malloc's len is 32 bits (one trace slot); no request that large can succeed here.
+uint32_t traced_len(size_t n) { return n > UINT32_MAX ? UINT32_MAX : uint32_t(n); }
 // A CPU keeps at most this many bytes of one class; beyond, half goes back
 // to the shared depot (so a producer/consumer pair does not strand memory).
 constexpr size_t cache_limit_bytes = 16 * 1024;
@@ -183,11 +188,15 @@ extern "C" void* malloc(size_t n)
         if (p) {
             in_use.fetch_add(size_t(1) << shift, std::memory_order_relaxed);
         }
+        // Traced after the block is ours (a failure records buf 0, as OSv does): a
+        // disabled tracepoint is a compare and a predicted jump.
+        trace_memory_malloc(p, traced_len(n), block_align);
         return p;
     }
     size_t np = pages::pages_for(n + header);
     auto* page = static_cast<char*>(pages::alloc(np));
     if (!page) {
+        trace_memory_malloc(nullptr, traced_len(n), block_align);
         return nullptr;
     }
     auto* h = reinterpret_cast<page_header*>(page);
@@ -195,6 +204,7 @@ extern "C" void* malloc(size_t n)
     h->shift = 0;
     h->npages = np;
     in_use.fetch_add(np * pages::page_size, std::memory_order_relaxed);
+    trace_memory_malloc(page + header, traced_len(n), block_align);
     return page + header;
 }
 
@@ -216,6 +226,9 @@ extern "C" void free(void* p)
     if (!p) {
         return;
     }
+    // Before the block can be reused by another thread's malloc: the trace never shows
+    // an address allocated twice without a free between.
+    trace_memory_free(p);
     auto* h = reinterpret_cast<page_header*>(reinterpret_cast<uintptr_t>(p) & ~(pages::page_size - 1));
     if (h->magic == magic_slab) {
         in_use.fetch_sub(size_t(1) << h->shift, std::memory_order_relaxed);

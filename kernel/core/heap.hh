@@ -9,6 +9,11 @@
 // interrupts off; a shared depot behind a sleepable mutex refills them and
 // takes their overflow. So malloc/free are for thread context (they may
 // block on a miss), never for interrupt handlers or the scheduler.
+//
+// Tracing: malloc emits memory_malloc (buf, len, align) once the block is
+// taken, free emits memory_free (buf) before the block can be reused, so a
+// trace never shows an address handed out twice without a free between
+// (`osvtrace report memory` matches them by address).
 #pragma once
 
 #include <stddef.h>

@@ -11,14 +11,22 @@ from functools import cached_property
 from osvtrace.errors import UsageError
 from osvtrace.format.trace import Trace
 from osvtrace.model import events as _events
+from osvtrace.model import memory as _memory
 from osvtrace.model import net as _net
 from osvtrace.model import sched as _sched
 from osvtrace.model import sync as _sync
+from osvtrace.model import timed as _timed
 from osvtrace.model.table import Column, Table, TableSpec
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _events.EVENTS, _events.TRACEPOINTS, _sched.THREADS, _sched.SCHED_SLICE, _sched.THREAD_STATE, _sched.WAKEUP,
-    _sync.MUTEX_WAIT, _sync.MUTEX_HOLD, _sync.HANDOFF, _net.PACKET_FLOW, _events.LOST)}
+    _sync.MUTEX_WAIT, _sync.MUTEX_HOLD, _sync.HANDOFF, _net.PACKET_FLOW, _timed.TIMED,
+    _timed.TIMED_UNMATCHED, _memory.MEMORY_ALLOC, _memory.MEMORY_FREE, _events.LOST)}
+
+
+def _part(group: str, i: int) -> property:
+    """A table that is one of several computed together (by the cached property `group`)."""
+    return property(lambda self: getattr(self, group)[i])
 
 
 class Model:
@@ -67,21 +75,26 @@ class Model:
     def _mutex(self) -> tuple[Table, Table, Table]:
         return _sync.mutex_tables(self.trace)
 
-    @property
-    def mutex_wait(self) -> Table:
-        return self._mutex[0]
-
-    @property
-    def mutex_hold(self) -> Table:
-        return self._mutex[1]
-
-    @property
-    def handoff(self) -> Table:
-        return self._mutex[2]
+    mutex_wait = _part("_mutex", 0)
+    mutex_hold = _part("_mutex", 1)
+    handoff = _part("_mutex", 2)
 
     @cached_property
     def packet_flow(self) -> Table:
         return _net.packet_flow(self.trace)
 
+    @cached_property
+    def _timed(self) -> tuple[Table, Table]:
+        return _timed.timed_tables(self.trace, self.lost)
+
+    timed = _part("_timed", 0)
+    timed_unmatched = _part("_timed", 1)
+
+    @cached_property
+    def _memory(self) -> tuple[Table, Table]:
+        return _memory.memory_tables(self.trace)
+
+    memory_alloc = _part("_memory", 0)
+    memory_free = _part("_memory", 1)
 
 __all__ = ["Column", "Model", "SPECS", "Table", "TableSpec"]

@@ -22,6 +22,7 @@ class Options:
     min_duration: int = 0  # ns
     limit: int | None = None
     buckets: int = 60
+    more: dict[str, Any] = field(default_factory=dict)  # a report's own options (Opt.key -> value)
 
 
 @dataclass

@@ -166,7 +166,9 @@ def make_filter(values: dict[str, Any], base: Filter | None = None) -> Filter:
 def options(spec: Spec, values: dict[str, Any]) -> Options:
     """Report options from option values, each missing one at its declared default."""
     d = {o.key: values.get(o.key, o.default) for o in spec.options}
-    return Options(min_duration=d.get("min_duration") or 0, limit=d.get("limit"), buckets=d.get("buckets") or 60)
+    common = {o.key for o in TABLE_OPTS}
+    return Options(min_duration=d.get("min_duration") or 0, limit=d.get("limit"), buckets=d.get("buckets") or 60,
+                   more={k: v for k, v in d.items() if k not in common})
 
 
 def output_form(spec: Spec, values: dict[str, Any]) -> str:

@@ -60,8 +60,8 @@ def wakeup(model: Model, flt: Filter, opts: Options) -> Report:
                   {k: "ns" for k in ("p50", "p90", "p99", "max", "mean")}, notes)
 
 
-def _busy_until(start: np.ndarray, dur: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Running time accumulated by time x, for one CPU's slices (sorted, never overlapping)."""
+def busy_until(start: np.ndarray, dur: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Time inside one CPU's intervals (sorted, never overlapping: slices, idle periods) up to each x."""
     prefix = np.concatenate(([0], np.cumsum(dur)))
     k = np.searchsorted(start, x, "right")  # slices started at or before x
     last = np.maximum(k - 1, 0)
@@ -94,7 +94,7 @@ def cpu(model: Model, flt: Filter, opts: Options) -> Report:
     for c in range(ncpu):  # per CPU, busy time up to each bucket edge, from sorted slices
         sel = m & ~idle & (s["cpu"] == c)
         st, du = s["start"][sel], s["dur"][sel]
-        load[c] = np.diff(_busy_until(st, du, edges)) / np.maximum(np.diff(edges), 1)
+        load[c] = np.diff(busy_until(st, du, edges)) / np.maximum(np.diff(edges), 1)
     cpus = flt.cpus or list(range(ncpu))
     cols = {"cpu": np.array(cpus, np.int64), "busy": busy[cpus], "busy_pct": busy[cpus] * 100.0 / span,
             "idle": idle_t[cpus], "switches": switches[cpus]}

@@ -223,7 +223,8 @@ def test_completion_offers_commands_threads_tracepoints_cpus(sh):
     assert "idle1" in completions(sh, "timeline i")
     assert completions(sh, "sched --thr") == ["--thread"]
     assert completions(sh, "mutex --tp mutex_ha") == ["mutex_handoff"]
-    assert completions(sh, "help time") == ["timeline"]
+    assert completions(sh, "help timel") == ["timeline"]
+    assert completions(sh, "help time") == ["timed", "timeline"]
     assert completions(sh, "describe mutex_w") == ["mutex_wait"]
     assert completions(sh, "set format ") == ["table", "csv", "json"]
 

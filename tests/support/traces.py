@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from osvtrace.catalog import layout
-from osvtrace.catalog.schema import default_catalog
+from osvtrace.catalog.schema import Catalog, Tracepoint, default_catalog, lay_out
 from osvtrace.format.osvt import TraceWriter, map_file, new_metadata, scan
 
 M = 0xA000  # the mutex of the story trace
@@ -24,9 +24,10 @@ def in_ci() -> bool:
 
 def write_trace(path: Path, per_cpu: dict[int, np.ndarray], *, tsc_hz: int = 1_000_000_000, chunk: int = 0,
                 threads: dict[int, str] | None = None, lost: dict[int, int] | None = None,
-                first_seq: dict[int, int] | None = None, close: bool = True) -> Path:
-    """Write slots per CPU as chunks (of `chunk` slots, 0 = one chunk per CPU)."""
-    cat = default_catalog()
+                first_seq: dict[int, int] | None = None, close: bool = True, catalog: Catalog | None = None) -> Path:
+    """Write slots per CPU as chunks (of `chunk` slots, 0 = one chunk per CPU); the file's
+    embedded schema is `catalog` (this tree's by default)."""
+    cat = catalog or default_catalog()
     meta = new_metadata(cat, ncpus=max(per_cpu, default=0) + 1, tsc_hz=tsc_hz, capture="test")
     w = TraceWriter(path, meta)
     for cpu, slots in sorted(per_cpu.items()):
@@ -41,6 +42,35 @@ def write_trace(path: Path, per_cpu: dict[int, np.ndarray], *, tsc_hz: int = 1_0
     else:
         w.f.close()
     return path
+
+
+def catalog_with(*declared: tuple[str, int, list[dict]]) -> Catalog:
+    """This tree's catalog plus tracepoints (name, id, args) it does not declare, as another
+    kernel's schema would (OSv declares many X / X_ret / X_err pairs). An argument may carry
+    a name our schema refuses (OSv's memory_realloc has `in`): {"name": "in_", "as": "in"}."""
+    import dataclasses
+
+    base = default_catalog()
+    extra = []
+    for name, tp_id, args in declared:
+        fields, nslots, used = lay_out(args, name)
+        fields = tuple(dataclasses.replace(f, name=a.get("as", f.name)) for f, a in zip(fields, args))
+        extra.append(Tracepoint(name, tp_id, "test", f"{name} (a test's own tracepoint)", "", fields, nslots, used))
+    return Catalog(base.tracepoints + extra, base.enums)
+
+
+def events_trace(path: Path, catalog: Catalog, per_cpu_events: dict[int, list[tuple]], **kw) -> Path:
+    """A trace of events given per CPU as (tracepoint, time, tid[, {argument: value}]),
+    written with `catalog` as its schema (write_trace's keywords pass through)."""
+    from osvtrace.format.encode import CpuStreamBuilder
+
+    slots = {}
+    for cpu, evs in per_cpu_events.items():
+        b = CpuStreamBuilder(catalog)
+        for name, t, tid, *args in evs:
+            b.add(name, [t], tid, **(args[0] if args else {}))
+        slots[cpu] = b.slots()
+    return write_trace(path, slots, catalog=catalog, **kw)
 
 
 def grow(src: str | Path, dst: str | Path, piece: int = 2000, delay: float = 0.05, head: int = 8) -> int:

@@ -37,10 +37,12 @@ enum tp : uint16_t {
     tp_net_tx = 54,
     tp_net_packet = 55,
     tp_net_channel_drop = 56,
+    tp_memory_malloc = 60,
+    tp_memory_free = 61,
 };
 
-constexpr unsigned tp_max = 56;
-constexpr unsigned tp_count = 28;
+constexpr unsigned tp_max = 61;
+constexpr unsigned tp_count = 30;
 static_assert(tp_trace_lost == id_trace_lost, "ring.hh and the schema disagree on trace_lost");
 
 struct tp_desc {
@@ -79,6 +81,8 @@ inline constexpr tp_desc tp_table[tp_count] = {
     {"net_tx", "net", 54, 1},
     {"net_packet", "net", 55, 6},
     {"net_channel_drop", "net", 56, 1},
+    {"memory_malloc", "memory", 60, 1},
+    {"memory_free", "memory", 61, 1},
 };
 
 // Nonzero enables a tracepoint. Defined by the kernel's trace runtime;
@@ -605,4 +609,37 @@ inline void trace_net_channel_drop(const void* channel, uint32_t packet, uint32_
         return;
     }
     trace::emit1(trace::tp_net_channel_drop, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
+}
+
+struct __attribute__((packed)) trace_payload_memory_malloc {
+    uint64_t buf;
+    uint32_t len;
+    uint32_t align;
+};
+static_assert(sizeof(trace_payload_memory_malloc) == 16, "memory_malloc payload size");
+static_assert(offsetof(trace_payload_memory_malloc, buf) == 0, "memory_malloc.buf offset");
+static_assert(offsetof(trace_payload_memory_malloc, len) == 8, "memory_malloc.len offset");
+static_assert(offsetof(trace_payload_memory_malloc, align) == 12, "memory_malloc.align offset");
+
+// malloc (or new, calloc) returned a block to the record's thread.
+inline void trace_memory_malloc(const void* buf, uint32_t len, uint32_t align) {
+    if (__builtin_expect(!trace::is_on<trace::tp_memory_malloc>(), 1)) {
+        return;
+    }
+    trace::emit1(trace::tp_memory_malloc, reinterpret_cast<uint64_t>(buf), uint64_t(uint32_t(len)) | (uint64_t(uint32_t(align)) << 32));
+}
+
+struct __attribute__((packed)) trace_payload_memory_free {
+    uint64_t buf;
+    uint8_t _pad8[8];
+};
+static_assert(sizeof(trace_payload_memory_free) == 16, "memory_free payload size");
+static_assert(offsetof(trace_payload_memory_free, buf) == 0, "memory_free.buf offset");
+
+// free (or delete) gave a block back.
+inline void trace_memory_free(const void* buf) {
+    if (__builtin_expect(!trace::is_on<trace::tp_memory_free>(), 1)) {
+        return;
+    }
+    trace::emit1(trace::tp_memory_free, reinterpret_cast<uint64_t>(buf), 0);
 }
