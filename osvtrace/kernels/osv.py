@@ -50,6 +50,13 @@ KERNEL = Kernel(
         # unlock or send_lock of that mutex before it.
         "mutex_handoff": Pairs(("mutex_unlock", "mutex_send_lock"), ("mutex_lock_wake", "mutex_receive_lock"), "a0",
                                {"mutex": ("arg", "a0"), "from_tid": ("first_tid",), "to_tid": ("then_tid",)}),
+        # core/mempool.cc: malloc's own record, the allocator's detail record inside it, free, realloc.
+        "memory_malloc": From(("memory_malloc",), {"buf": ("arg", "a0"), "len": ("arg", "a1"), "align": ("arg", "a2")}),
+        **{f"memory_malloc_{kind}": From((f"memory_malloc_{kind}",), {
+            "buf": ("arg", "a0"), "req_len": ("arg", "a1"), "alloc_len": ("arg", "a2"), "align": ("arg", "a3")})
+           for kind in ("mempool", "large", "page")},
+        "memory_free": From(("memory_free",), {"buf": ("arg", "a0")}),
+        "memory_realloc": From(("memory_realloc",), {"in": ("arg", "a0"), "newlen": ("arg", "a1"), "out": ("arg", "a2")}),
         "condvar_wait": From(("condvar_wait",), {"condvar": ("arg", "a0"), "mutex": ("const", 0)}),
         "condvar_wake": From(("condvar_wake_one", "condvar_wake_all"), {
             "condvar": ("arg", "a0"), "count": ("per_source", {"condvar_wake_one": 1, "condvar_wake_all": 0})}),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from osvtrace.format.trace import Trace
+from osvtrace.model.kernel_map import model_events
 from osvtrace.model.search import dense_rank, last_match, next_match
 from osvtrace.model.table import Column, Table, TableSpec, table
 
@@ -78,12 +79,13 @@ MEMORY_FREE = TableSpec("memory_free", "One row per free of a heap block (memory
 
 
 def _records(trace: Trace, name: str, *needed: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A tracepoint's records and arguments; none when the trace's schema lacks it or names
-    its arguments otherwise (an OSv trace read before its names are mapped: a0, a1 ...)."""
-    tp = trace.catalog.by_name.get(name)
-    if tp is None or not set(needed) <= {f.name for f in tp.fields}:
+    """A tracepoint's records and arguments, as the model reads them (osvtrace.model.kernel_map:
+    OSv's unnamed a0, a1 ... get their names there); none when the trace lacks it or its
+    arguments are not these."""
+    got = model_events(trace, name)
+    if got is None or not set(needed) <= set(got[1]):
         return np.empty(0, np.int64), {}
-    return trace.args(name)
+    return got
 
 
 def _size_class(length: np.ndarray, align: np.ndarray) -> np.ndarray:
