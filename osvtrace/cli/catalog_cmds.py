@@ -45,13 +45,13 @@ def info(file: str, as_json: bool) -> None:
       osvtrace info trace.osvt
     """
     t = open_trace(file)
-    m = t.meta
+    m = t.facts
     s, e = t.span_ns
-    data = {"file": file, "size": t.scan.size, "capture": m.capture, "cpus": t.ncpus, "tsc_hz": m.tsc_hz,
-            "build_id": m.build_id, "cmdline": m.cmdline, "chunks": len(t.scan.chunks), "events": len(t),
+    data = {"file": file, "kind": m.kind, "size": m.size, "capture": m.capture, "cpus": t.ncpus, "tsc_hz": m.tsc_hz,
+            "build_id": m.build_id, "cmdline": m.cmdline, "chunks": m.chunks, "events": len(t),
             "span_ns": e - s, "threads": len(t.threads), "tracepoints_in_schema": len(t.catalog.tracepoints),
-            "complete": t.scan.trailer is not None, "damaged_sections": t.scan.damaged_chunks,
-            "truncated": t.scan.truncated, "status": t.scan.trailer.status if t.scan.trailer else ""}
+            "complete": m.complete, "damaged_sections": m.damaged_chunks,
+            "truncated": m.truncated, "status": m.status}
     if as_json:
         echo_json(data)
         return

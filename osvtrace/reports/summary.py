@@ -42,7 +42,7 @@ def summary(trace: Trace, flt: Filter | None = None) -> dict[str, Any]:
                        duplicate_slots=lc.duplicate_slots, reordered=lc.reordered)
         loss.append(row)
     start, end = (int(time[0]), int(time[-1])) if len(time) else (0, 0)
-    m = trace.meta
+    m = trace.facts
     return {
         "file": str(trace.path),
         "capture": m.capture,
@@ -58,9 +58,9 @@ def summary(trace: Trace, flt: Filter | None = None) -> dict[str, Any]:
         "cpu": loss,
         "lost_total": int(sum(r.get("dropped", 0) + r.get("gap_slots", 0) + r.get("invalid_slots", 0)
                               for r in loss)),
-        "damaged_chunks": trace.scan.damaged_chunks,
-        "truncated": trace.scan.truncated,
-        "complete": trace.scan.trailer is not None,
+        "damaged_chunks": m.damaged_chunks,
+        "truncated": m.truncated,
+        "complete": m.complete,
         "warnings": trace.warnings,
     }
 
