@@ -131,7 +131,7 @@ def read_dump(mm, name: str) -> Layout:
     lay = Layout("osv-dump", [], [], version=version)
     end = min(size, 8 + 8 + total) if total else size
     if 16 + total > size:
-        lay.damage.append(f"{name}: dump cut short: the OSVT header says {16 + total:,} bytes, the file has "
+        lay.damage.append(f"{name}: offset 8: dump cut short: the OSVT header says {16 + total:,} bytes, the file has "
                           f"{size:,}")
     seen_bt = None
     pos = 24
@@ -382,6 +382,10 @@ class OsvTrace(Trace):
     def backtrace_len(self) -> int:
         """Frames per backtrace as the dump declares (a tracefile's vary per record)."""
         return self._lay.bt_len
+
+    def tracepoint_key(self, tp_id: int) -> int:
+        """The address OSv keys a tracepoint id's records with."""
+        return self._dict.by_id(int(tp_id)).key
 
     def cpu_starts(self) -> dict[int, int]:
         """Per CPU, the time of its first record (its ring's oldest surviving one)."""
