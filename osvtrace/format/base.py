@@ -54,6 +54,7 @@ class FileFacts:
     damaged_chunks: int = 0
     truncated: bool = False
     damage: list[str] = field(default_factory=list)  # what was damaged or cut (the CLI exits 3)
+    loss_known: bool = True  # False: the kernel counts no loss (OSv), so `loss` says nothing
 
 
 class Trace(ABC):

@@ -328,7 +328,7 @@ class OsvTrace(Trace):
         self._facts = FileFacts(kind, size=len(mm), capture="osv " + ("REST dump" if not tracefile else
                                                                         "gdb tracefile"),
                                 chunks=len(lay.runs), complete=not damage, damaged_chunks=len(rec.problems),
-                                truncated=any("cut short" in w for w in damage), damage=damage)
+                                truncated=any("cut short" in w for w in damage), damage=damage, loss_known=False)
         self._notes = self._start_notes()
         self._symbols_notes: list[str] = []
         if tracefile:

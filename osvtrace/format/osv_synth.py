@@ -7,6 +7,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from osvtrace.format.osv_records import PSTR, SIG, OsvTracepoint
 
 
@@ -146,4 +148,42 @@ def tracefile(tps: list[OsvTracepoint], recs: list[Rec]) -> bytes:
             out += struct.pack("<Q", f)
         out += struct.pack("<Q", 0)
         out += pack_payload(by_key[r.key].sig, r.args)
+    return bytes(out)
+
+
+def scale(raw: bytes, times: int) -> bytes:
+    """A real OSv dump or tracefile made `times` times longer: its records repeated, each
+    copy shifted in time past the one before (what a longer run of the same workload looks
+    like to a decoder; benchmarks use it). Dumps repeat each CPU's TRCS contents in place;
+    tracefiles repeat the record body."""
+    from osvtrace.format.osv_dump import read_dump, read_tracefile, sniff
+    from osvtrace.format.osv_records import Dictionary, walk
+
+    dumped = sniff(raw[:64]) == "osv-dump"
+    lay = read_dump(raw, "scale") if dumped else read_tracefile(raw, "scale")
+    buf = np.frombuffer(raw, np.uint8)
+    rec = walk(buf, lay.runs, Dictionary(lay.tps), tracefile=not dumped, bt_len=lay.bt_len)
+    span = int(rec.time.max() - rec.time.min()) + 1 if len(rec.time) else 1
+    out = bytearray()
+    prev = 0
+    for (s, e), (lo, hi) in zip(lay.runs, rec.runs):
+        body = buf[s:e].copy()
+        if dumped:  # the last record's padding is not in the chunk: put it back between copies
+            body = np.concatenate([body, np.zeros(-len(body) % 8, np.uint8)])
+        tpos = (rec.off[lo:hi] - s + 32)[:, None] + np.arange(8)
+        base = body[tpos].copy().view("<u8").reshape(-1)
+        copies = []
+        for k in range(times):
+            b = body.copy()
+            b[tpos] = (base + np.uint64(k * span)).view(np.uint8).reshape(-1, 8)
+            copies.append(b.tobytes())
+        data = b"".join(copies)
+        out += raw[prev:s]
+        if dumped:
+            struct.pack_into("<Q", out, len(out) - 8, len(data))  # the TRCS chunk's size
+        out += data
+        prev = e
+    out += raw[prev:]
+    if dumped:
+        struct.pack_into("<Q", out, 8, len(out) - 16)
     return bytes(out)
