@@ -67,17 +67,21 @@ cdef inline Py_ssize_t _find(const uint64_t* keys, Py_ssize_t n, uint64_t key) n
 
 
 cdef inline Py_ssize_t _payload_size(const uint8_t* pay, const uint8_t* end, const uint8_t* codes,
-                                     Py_ssize_t ncodes) noexcept nogil:
-    """Bytes of a payload with blobs, or -1 when it runs past end."""
-    cdef Py_ssize_t off = 0, i
+                                     Py_ssize_t ncodes, Py_ssize_t* longest) noexcept nogil:
+    """Bytes of a payload with blobs, or -1 when it runs past end; *longest: its longest blob."""
+    cdef Py_ssize_t off = 0, i, b
     cdef uint8_t c
+    longest[0] = 0
     for i in range(ncodes):
         c = codes[i]
         if c == 255:
             off = (off + 1) & ~1
             if pay + off + 2 > end:
                 return -1
-            off += 2 + ld16(pay + off)
+            b = ld16(pay + off)
+            if b > longest[0]:
+                longest[0] = b
+            off += 2 + b
         elif c == 50:
             off += 50
         else:
@@ -115,10 +119,11 @@ def walk_records(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t end, bint 
                  Py_ssize_t bt_len, Py_ssize_t max_frames,
                  const uint64_t[::1] keys, const uint16_t[::1] key_tp,
                  const int32_t[::1] fixed_size, const int32_t[::1] code_start, const uint8_t[::1] codes,
-                 int64_t[::1] out_off, int64_t[::1] out_pay, uint8_t[::1] out_nbt, int64_t[::1] out_time,
+                 int64_t[::1] out_off, uint8_t[::1] out_nbt, int64_t[::1] out_time,
                  uint16_t[::1] out_cpu, uint16_t[::1] out_tp, uint32_t[::1] out_thr, Py_ssize_t pos,
                  uint64_t[::1] hkeys, uint32_t[::1] hvals, uint64_t[::1] thr_ptr, int64_t[::1] thr_last,
-                 int64_t[::1] nthreads, int64_t[::1] cpu_first, int64_t[::1] cpu_last, int64_t[::1] cpu_count):
+                 int64_t[::1] nthreads, int64_t[::1] cpu_first, int64_t[::1] cpu_last, int64_t[::1] cpu_count,
+                 int64_t[::1] blob_max):
     """Frame the records of buf[start:end] and append their columns from row `pos` on.
 
     keys: the tracepoint keys, sorted; key_tp[i]: the tracepoint id of keys[i]; per id:
@@ -129,14 +134,24 @@ def walk_records(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t end, bint 
     first and last row and record count (cpu_first: -1 until seen; CPUs past their length
     are left out of them).
 
-    Returns (records framed, offset where framing stopped, status)."""
+    A record's payload starts after its header and frames (and, in a tracefile, the 0 that
+    ends them): the caller derives it from out_off and out_nbt. blob_max[id]: the longest
+    blob seen in a record of that tracepoint.
+
+    Returns (records framed, offset where framing stopped, status, times nondecreasing,
+    all records on one CPU)."""
     cdef Py_ssize_t nkeys = keys.shape[0], ntps = fixed_size.shape[0], cap = out_off.shape[0]
     cdef Py_ssize_t hmask = hkeys.shape[0] - 1, max_thr = thr_ptr.shape[0], ncpu_cap = cpu_first.shape[0]
     cdef uint32_t c
     cdef Py_ssize_t n = 0, k, tp, size, nbt, hdr = 44 if tracefile else 48, nthr = nthreads[0]
     cdef int64_t ti
     cdef int status = DONE
-    cdef bint ok
+    cdef bint ok, ordered = True, one_cpu = True
+    cdef int64_t t, prev_t = -0x7FFFFFFFFFFFFFFF
+    cdef uint32_t first_c = 0xFFFFFFFF
+    cdef Py_ssize_t blen, last_k = -1
+    cdef uint64_t last_key = 0, last_ptr = 0, ptr
+    cdef int64_t last_ti = -1
     cdef uint64_t key
     cdef const uint8_t* base
     cdef const uint8_t* p
@@ -147,8 +162,8 @@ def walk_records(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t end, bint 
         raise ValueError(f"[{start}, {end}) is outside the {buf.shape[0]} bytes")
     if ntps + 1 != code_start.shape[0] or key_tp.shape[0] != nkeys:
         raise ValueError("tracepoint tables differ in length")
-    if not (out_pay.shape[0] == out_nbt.shape[0] == out_time.shape[0] == out_cpu.shape[0] == out_tp.shape[0]
-            == out_thr.shape[0] == cap) or pos < 0 or pos > cap:
+    if not (out_nbt.shape[0] == out_time.shape[0] == out_cpu.shape[0] == out_tp.shape[0]
+            == out_thr.shape[0] == cap) or pos < 0 or pos > cap or blob_max.shape[0] != ntps:
         raise ValueError("output columns differ in length")
     if hkeys.shape[0] == 0 or hkeys.shape[0] & hmask or hvals.shape[0] != hkeys.shape[0] \
             or thr_last.shape[0] != max_thr or nthreads.shape[0] < 1:
@@ -162,7 +177,7 @@ def walk_records(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t end, bint 
         if not (0 <= code_start[k] <= code_start[k + 1] <= codes.shape[0]):
             raise ValueError("bad code_start")
     if end == start:
-        return 0, start, DONE
+        return 0, start, DONE, True, True
     base = &buf[0]
     p = base + start
     e = base + end
@@ -185,10 +200,14 @@ def walk_records(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t end, bint 
             if p + hdr > e:
                 status = CUT
                 break
-            k = _find(&keys[0], nkeys, key) if nkeys else -1
-            if k < 0:
-                status = UNKNOWN_TP
-                break
+            if key == last_key and last_k >= 0:  # runs of one tracepoint are common: skip the search
+                k = last_k
+            else:
+                k = _find(&keys[0], nkeys, key) if nkeys else -1
+                if k < 0:
+                    status = UNKNOWN_TP
+                    break
+                last_key, last_k = key, k
             tp = key_tp[k]
             if tracefile:
                 q = p + 44
@@ -211,26 +230,41 @@ def walk_records(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t end, bint 
                 pay = p + 48 + 8 * nbt
             size = fixed_size[tp]
             if size < 0:
-                size = _payload_size(pay, e, &codes[code_start[tp]], code_start[tp + 1] - code_start[tp])
+                size = _payload_size(pay, e, &codes[code_start[tp]], code_start[tp + 1] - code_start[tp], &blen)
                 if size < 0:
                     status = CUT
                     break
+                if blen > blob_max[tp]:
+                    blob_max[tp] = blen
             elif pay + size > e:
                 status = CUT
                 break
             if pos + n >= cap:
                 status = FULL
                 break
-            ti = _thread_index(ld64(p + 8), &hkeys[0], &hvals[0], hmask, &thr_ptr[0], &thr_last[0], &nthr,
-                               max_thr, pos + n)
-            if ti < 0:
-                status = TOO_MANY_THREADS
-                break
+            ptr = ld64(p + 8)
+            if ptr == last_ptr and last_ti >= 0:  # a thread's records come in runs: skip the hash
+                ti = last_ti
+                thr_last[ti] = pos + n
+            else:
+                ti = _thread_index(ptr, &hkeys[0], &hvals[0], hmask, &thr_ptr[0], &thr_last[0], &nthr,
+                                   max_thr, pos + n)
+                if ti < 0:
+                    status = TOO_MANY_THREADS
+                    break
+                last_ptr, last_ti = ptr, ti
             out_off[pos + n] = p - base
-            out_pay[pos + n] = pay - base
             out_nbt[pos + n] = <uint8_t>nbt
-            out_time[pos + n] = <int64_t>ld64(p + 32)
+            t = <int64_t>ld64(p + 32)
+            out_time[pos + n] = t
+            if t < prev_t:
+                ordered = False
+            prev_t = t
             c = ld32(p + 40)
+            if c != first_c:
+                if n:
+                    one_cpu = False
+                first_c = c
             out_cpu[pos + n] = <uint16_t>c
             if c < ncpu_cap:
                 if cpu_first[c] < 0:
@@ -245,4 +279,15 @@ def walk_records(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t end, bint 
             else:
                 p = base + start + (((pay + size - base - start) + 7) & ~7)
     nthreads[0] = nthr
-    return n, p - base, status
+    return n, p - base, status, ordered, one_cpu
+
+
+def remap_u32(uint32_t[::1] a, const uint32_t[::1] table):
+    """a[i] = table[a[i]] in place (thread indexes to ids without a fresh column)."""
+    cdef Py_ssize_t i, n = a.shape[0], m = table.shape[0]
+    for i in range(n):
+        if a[i] >= m:
+            raise ValueError(f"index {a[i]} outside the {m}-entry table")
+    with nogil:
+        for i in range(n):
+            a[i] = table[a[i]]

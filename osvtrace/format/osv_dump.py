@@ -321,7 +321,7 @@ class OsvTrace(Trace):
         o = R.order(rec, merged=tracefile)
         self.events = Events(o.time, o.cpu, o.tid, o.tp, o.row)
         self._tid_of = o.tid_of_thread
-        self._catalog, self._where = R.catalog(d, R.blob_sizes(buf, rec, d))
+        self._catalog, self._where = R.catalog(d, rec.blob_max)
         ncpu = max(len(rec.cpu_first), 0 if tracefile else len(lay.runs))
         self.loss = {c: CpuLoss(c) for c in range(ncpu)}
         self._ncpus = ncpu
@@ -464,7 +464,7 @@ class OsvTrace(Trace):
         except KeyError:
             raise TraceFormatError(f"{self.path}: tracepoint {self._dict.by_id(tp).name} has no argument "
                                    f"{f.name}") from None
-        v = R.values(self._buf, self._rec.pay[rows], self._dict.plans[tp], arg, what, f)
+        v = R.values(self._buf, self._rec.payload(rows), self._dict.plans[tp], arg, what, f)
         if f.type == "bytes" and v.shape[1] != f.size:  # another id of this name with longer blobs
             w = np.zeros((len(v), f.size), np.uint8)
             k = min(f.size, v.shape[1])

@@ -23,8 +23,9 @@ import numpy as np
 
 from osvtrace.catalog.schema import Catalog, Field, Tracepoint
 from osvtrace.errors import TraceFormatError
+from osvtrace.format import hugemem
 from osvtrace.format._decode_loops import merge_runs
-from osvtrace.format._osv_loops import walk_records
+from osvtrace.format._osv_loops import remap_u32, walk_records
 
 # signature character -> (walk code, our field type)
 SIG = {
@@ -99,7 +100,6 @@ class Records:
     """Framed records in file order (per run: one CPU's ring, or a whole tracefile)."""
 
     off: np.ndarray  # int64: record start in the buffer
-    pay: np.ndarray  # int64: payload start
     nbt: np.ndarray  # uint8: backtrace frames (ring: 0 or bt_len; tracefile: the non-zero ones)
     time: np.ndarray  # int64 ns
     cpu: np.ndarray  # uint16
@@ -110,8 +110,21 @@ class Records:
     cpu_first: np.ndarray  # int64 per CPU: row of its first record (-1: none)
     cpu_last: np.ndarray  # int64 per CPU: row of its last record
     cpu_count: np.ndarray  # int64 per CPU: records
+    blob_max: np.ndarray  # int64 per tracepoint id: its longest blob
+    tracefile: bool = False
     runs: list[tuple[int, int]] = field(default_factory=list)  # [lo, hi) per walked run
+    runs_ok: list[bool] = field(default_factory=list)  # per run: time order, one CPU
     problems: list[tuple[int, int, int, str]] = field(default_factory=list)  # (run, offset, status, detail)
+
+    @property
+    def header(self) -> int:
+        return HEADER_TRACEFILE if self.tracefile else HEADER_RING
+
+    def payload(self, rows: np.ndarray) -> np.ndarray:
+        """Where the payloads of records `rows` start: after the header and the frames (and
+        the 0 ending them, in a tracefile)."""
+        extra = self.header + (8 if self.tracefile else 0)
+        return self.off[rows] + extra + 8 * self.nbt[rows].astype(np.int64)
 
 
 class Dictionary:
@@ -139,22 +152,23 @@ def walk(buf: np.ndarray, runs: list[tuple[int, int]], d: Dictionary, *, tracefi
     """Frame every run [start, end) of buf (uint8). A run that stops early (unknown key,
     cut record) keeps the records before that point; `problems` says where and why."""
     total = sum(e - s for s, e in runs)
+    # the most records the bytes can hold: pages of a huge-page mapping that no record
+    # reaches are never touched, so sizing for the worst case costs nothing
     cap = total // HEADER_TRACEFILE + len(runs) + 1
-    off, pay, time = (np.empty(cap, np.int64) for _ in range(3))
-    nbt = np.empty(cap, np.uint8)
-    cpu, tp = np.empty(cap, np.uint16), np.empty(cap, np.uint16)
-    thr = np.empty(cap, np.uint32)
+    off, time, thr, cpu, tp, nbt = hugemem.columns(cap, (np.int64, np.int64, np.uint32, np.uint16, np.uint16, np.uint8))
+    blob_max = np.zeros(len(d.fixed), np.int64)
     hkeys, hvals = np.zeros(HASH_SLOTS, np.uint64), np.zeros(HASH_SLOTS, np.uint32)
     tptr, tlast = np.zeros(MAX_THREADS, np.uint64), np.zeros(MAX_THREADS, np.int64)
     nthr = np.zeros(1, np.int64)
     cfirst, clast, ccount = np.full(MAX_CPUS, -1, np.int64), np.zeros(MAX_CPUS, np.int64), np.zeros(MAX_CPUS, np.int64)
     pos = 0
-    out_runs, problems = [], []
+    out_runs, runs_ok, problems = [], [], []
     for r, (s, e) in enumerate(runs):
-        n, stop, status = walk_records(buf, s, e, tracefile, page, bt_len, MAX_FRAMES, d.keys, d.key_tp,
-                                       d.fixed, d.code_start, d.codes, off, pay, nbt, time, cpu, tp, thr, pos,
-                                       hkeys, hvals, tptr, tlast, nthr, cfirst, clast, ccount)
+        n, stop, status, ordered, one_cpu = walk_records(
+            buf, s, e, tracefile, page, bt_len, MAX_FRAMES, d.keys, d.key_tp, d.fixed, d.code_start, d.codes,
+            off, nbt, time, cpu, tp, thr, pos, hkeys, hvals, tptr, tlast, nthr, cfirst, clast, ccount, blob_max)
         out_runs.append((pos, pos + n))
+        runs_ok.append(bool(ordered and one_cpu))
         pos += n
         if status >= 2:
             detail = ""
@@ -163,8 +177,9 @@ def walk(buf: np.ndarray, runs: list[tuple[int, int]], d: Dictionary, *, tracefi
             problems.append((r, stop, status, detail))
     k = int(nthr[0])
     m = int(np.flatnonzero(cfirst >= 0).max()) + 1 if (cfirst >= 0).any() else 0
-    return Records(off[:pos], pay[:pos], nbt[:pos], time[:pos], cpu[:pos], tp[:pos], thr[:pos], tptr[:k].copy(),
-                   tlast[:k].copy(), cfirst[:m], clast[:m], ccount[:m], out_runs, problems)
+    return Records(off[:pos], nbt[:pos], time[:pos], cpu[:pos], tp[:pos], thr[:pos], tptr[:k].copy(),
+                   tlast[:k].copy(), cfirst[:m], clast[:m], ccount[:m], blob_max, tracefile, out_runs, runs_ok,
+                   problems)
 
 
 @dataclass
@@ -182,31 +197,36 @@ class Ordered:
 def order(rec: Records, *, merged: bool) -> Ordered:
     """Time order. Runs of one CPU each (a dump's chunks) are merged with the compiled
     k-way merge; a tracefile is already one merged run (checked, sorted when it is not).
-    Thread ids: 1 + the rank of the thread pointer, so they do not depend on file order."""
-    rank = np.argsort(rec.thread_ptr, kind="stable").astype(np.uint32)
+    Thread ids: 1 + the rank of the thread pointer, so they do not depend on file order.
+    Takes over rec.thr (remapped in place to the thread ids)."""
+    rank = np.argsort(rec.thread_ptr, kind="stable")
     tid_of = np.empty(len(rank), np.uint32)
     tid_of[rank] = np.arange(1, len(rank) + 1, dtype=np.uint32)
-    tid = tid_of[rec.thr] if len(rec.thr) else np.empty(0, np.uint32)
+    tid = rec.thr
+    if len(tid):
+        remap_u32(tid, tid_of)
     n = len(rec.time)
-    rows = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-    runs = [(lo, hi) for lo, hi in rec.runs if hi > lo]
-    runs_ok = len(runs) <= 64 and all(_sorted(rec.time[lo:hi]) for lo, hi in runs) \
-        and all(int(rec.cpu[lo]) == int(rec.cpu[hi - 1]) and _one_value(rec.cpu[lo:hi]) for lo, hi in runs)
+    row_t = np.int32 if n < 2**31 else np.int64
+    runs = [(lo, hi) for (lo, hi), ok in zip(rec.runs, rec.runs_ok) if hi > lo]
+    runs_ok = all(ok for (lo, hi), ok in zip(rec.runs, rec.runs_ok) if hi > lo) and len(runs) <= 64
     if merged or len(runs) <= 1:
         if _sorted(rec.time):
+            rows = hugemem.columns(n, (row_t,))[0]
+            rows[:] = np.arange(n, dtype=row_t)
             return Ordered(rec.time, rec.cpu, tid, rec.tp, rows, tid_of)
         runs_ok = False
     if runs_ok:
         lo = np.array([r[0] for r in runs], np.int64)
         hi = np.array([r[1] for r in runs], np.int64)
         cpus = np.array([rec.cpu[r[0]] for r in runs], np.uint16)
-        o_time, o_cpu = np.empty(n, np.int64), np.empty(n, np.uint16)
-        o_tid, o_tp, o_rows = np.empty(n, np.uint32), np.empty(n, np.uint16), np.empty(n, rows.dtype)
+        o_time, o_rows, o_tid, o_cpu, o_tp, rows = hugemem.columns(
+            n, (np.int64, row_t, np.uint32, np.uint16, np.uint16, row_t))
+        rows[:] = np.arange(n, dtype=row_t)
         order_ = np.argsort(cpus, kind="stable")  # ties in CPU order, as our own decoder
         merge_runs(rec.time, tid, rec.tp, rows, lo[order_], hi[order_], cpus[order_], o_time, o_cpu, o_tid, o_tp,
                    o_rows)
         return Ordered(o_time, o_cpu, o_tid, o_tp, o_rows, tid_of)
-    idx = np.lexsort((rec.cpu, rec.time)).astype(rows.dtype)
+    idx = np.lexsort((rec.cpu, rec.time)).astype(row_t)
     return Ordered(rec.time[idx], rec.cpu[idx], tid[idx], rec.tp[idx], idx, tid_of)
 
 
@@ -214,13 +234,9 @@ def _sorted(a: np.ndarray) -> bool:
     return len(a) < 2 or bool((a[1:] >= a[:-1]).all())
 
 
-def _one_value(a: np.ndarray) -> bool:
-    return len(a) == 0 or bool((a == a[0]).all())
-
-
 # ---------------------------------------------------------------- catalog and arguments
 
-def catalog(d: Dictionary, blob_sizes: dict[int, list[int]]) -> tuple[Catalog, dict[tuple[int, str], tuple[int, str]]]:
+def catalog(d: Dictionary, blob_max: np.ndarray) -> tuple[Catalog, dict[tuple[int, str], tuple[int, str]]]:
     """Our catalog of the dictionary, and where each field comes from:
     (tp id, field name) -> (argument index, what: "value" | "len")."""
     tps, where = [], {}
@@ -238,7 +254,7 @@ def catalog(d: Dictionary, blob_sizes: dict[int, list[int]]) -> tuple[Catalog, d
             if c == "p":
                 fields.append(Field(name, "str", PSTR - 1, max(fixed, 0) + 1, doc="pascal string"))
             elif c == "*":
-                size = max(1, blob_sizes.get(i, [0])[a] if i in blob_sizes else 1)
+                size = max(1, int(blob_max[i]))
                 fields.append(Field(name, "bytes", size, max(fixed, 0), doc="blob (zero-padded to the longest)"))
                 where[(i, f"{name}_len")] = (a, "len")
                 fields.append(Field(f"{name}_len", "u16", 2, max(fixed, 0), doc=f"bytes in {name}"))
@@ -287,23 +303,6 @@ def arg_positions(buf: np.ndarray, pay: np.ndarray, plan: Plan) -> tuple[list[np
             out.append(pay + cur)
             cur = cur + code
     return out, lens
-
-
-def blob_sizes(buf: np.ndarray, rec: Records, d: Dictionary) -> dict[int, list[int]]:
-    """For tracepoints with blobs: the longest blob of each argument in the records."""
-    out = {}
-    for i, plan in enumerate(d.plans[1:], 1):
-        if plan.offsets is not None:
-            continue
-        sel = rec.tp == i
-        pay = rec.pay[sel]
-        sizes = [0] * len(plan.sig)
-        if len(pay):
-            _, lens = arg_positions(buf, pay, plan)
-            for a, n in lens.items():
-                sizes[a] = int(n.max())
-        out[i] = sizes
-    return out
 
 
 def values(buf: np.ndarray, pay: np.ndarray, plan: Plan, arg: int, what: str, f: Field) -> np.ndarray:
