@@ -57,10 +57,11 @@ def info(file: str, as_json: bool) -> None:
         return
     click.echo(f"{file}: {data['size']:,} bytes, {data['chunks']} chunks, {data['events']:,} events over "
                f"{format_duration(data['span_ns'])} on {data['cpus']} CPU(s)")
-    click.echo(f"capture {data['capture'] or '?'}, clock {m.tsc_hz:,} Hz, build {m.build_id or '?'}")
+    clock = f"clock {m.tsc_hz:,} Hz" if m.tsc_hz else "times in ns as the kernel wrote them"
+    click.echo(f"capture {data['capture'] or '?'} ({m.kind}), {clock}, build {m.build_id or '?'}")
     click.echo(f"cmdline {m.cmdline or '-'}")
     click.echo(f"{data['threads']} threads, schema of {data['tracepoints_in_schema']} tracepoints embedded")
-    state = "complete" if data["complete"] else "incomplete (no trailer)"
+    state = "complete" if data["complete"] else "incomplete (no trailer)" if m.kind == "osvt" else "damaged"
     if data["damaged_sections"]:
         state += f", {data['damaged_sections']} damaged section(s) skipped"
     if data["truncated"]:

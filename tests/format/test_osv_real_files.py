@@ -131,3 +131,11 @@ def test_report_summary_and_query_work_on_osv_files(files, kind, capsys):
                                     "prof-lock"])
 def test_reports_that_need_osv_mapping_do_not_crash(files, report, capsys):
     assert main(["report", report, str(files["dump"])] + (["--limit", "5"] if report == "list" else [])) == 0
+
+
+@pytest.mark.parametrize("argv", [["export", "--format", "chrome", "-o", "{out}.json"],
+                                  ["export", "--format", "perfetto", "-o", "{out}.pftrace"],
+                                  ["view", "--static", "-o", "{out}.html"], ["info"]], ids=lambda a: " ".join(a[:3]))
+def test_exports_view_and_info_open_osv_files(files, argv, tmp_path):
+    args = [a.format(out=tmp_path / "o") for a in argv]
+    assert main([args[0], str(files["tracefile"]), *args[1:]]) == 0
