@@ -10,6 +10,7 @@ by the file's content.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -175,18 +176,7 @@ class Trace(ABC):
     def field(self, name: str, fill: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """A full-length column of the argument ``name`` for every tracepoint that has one
         (scalar arguments only) and the mask of events that carry it."""
-        tps, rows = self.events.tp, self.events.row
-        out = np.full(len(tps), fill, np.int64)
-        mask = np.zeros(len(tps), bool)
-        for tp in self.catalog.tracepoints:
-            f = next((f for f in tp.fields if f.name == name and not f.is_blob), None)
-            if f is None:
-                continue
-            idx = np.nonzero(tps == tp.id)[0]
-            if len(idx):
-                out[idx] = self.field_values(f, rows[idx])
-                mask[idx] = True
-        return out, mask
+        return field_column(self.catalog, self.events.tp, self.events.row, name, fill, self.field_values)
 
     def format_values(self, i: int) -> tuple[Tracepoint | None, dict[str, object]]:
         """Event i's tracepoint and its arguments as printable values."""
@@ -228,3 +218,21 @@ class Trace(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def field_column(catalog: Catalog, tps: np.ndarray, rows: np.ndarray, name: str, fill: int,
+                 values: Callable[[Field, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The scalar argument `name` for events (tracepoint ids `tps`, rows `rows`) of every
+    tracepoint that has one, `fill` elsewhere, and the mask of events carrying it;
+    `values(field, rows)` reads one argument."""
+    out = np.full(len(tps), fill, np.int64)
+    mask = np.zeros(len(tps), bool)
+    for tp in catalog.tracepoints:
+        f = next((f for f in tp.fields if f.name == name and not f.is_blob), None)
+        if f is None:
+            continue
+        idx = np.nonzero(tps == tp.id)[0]
+        if len(idx):
+            out[idx] = values(f, rows[idx])
+            mask[idx] = True
+    return out, mask

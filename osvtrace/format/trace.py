@@ -120,9 +120,6 @@ class OsvtTrace(Trace):
         """Values of one argument for records starting at the given file rows."""
         return self._args.values(f, rows)
 
-    def field(self, name: str, fill: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        return self._args.field(self.catalog, self.events.tp, self.events.row, name, fill)
-
     def close(self) -> None:
         self.events = Events(*(np.empty(0) for _ in range(5)))
         self._slots = None  # type: ignore[assignment]

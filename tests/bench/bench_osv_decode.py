@@ -97,18 +97,21 @@ def run() -> list[dict]:
             best_t = t if best_t is None or t["s"] < best_t["s"] else best_t
         load1 = os.getloadavg()[0]
         n = best_o["n"]
-        ratio = best_t["s"] / best_o["s"]
-        rows.append({
-            "name": f"OSv {label}, {n / 1e3:.0f} k records: decode vs trace.py summary",
-            "value": f"{best_o['s'] * 1e3:.1f}", "unit": "ms", "ours": round(best_o["s"] * 1e3, 2),
-            "peer": round(best_t["s"] * 1e3, 1), "peer_name": "OSv scripts/trace.py summary", "better": "lower",
-            "ratio": round(ratio, 1), "target": f">= {TARGET:g}x", "ok": ratio >= TARGET,
-            "note": f"{path.stat().st_size / 2**20:.1f} MiB: tests/fixtures/osv/{name} (real OSv, 2 vCPUs) repeated "
-                    f"{times}x with shifted times (osv_synth.scale); ours: osvtrace.open + counts per tracepoint "
-                    f"{best_o['s'] * 1e3:.1f} ms ({best_o['cpu'] * 1e3:.1f} ms CPU), after an untimed run; "
-                    f"trace.py summary {best_t['s']:.2f} s (process start included); per-tracepoint counts equal; "
-                    f"best of {rounds}; load average {load0:.1f}-{load1:.1f}"})
+        note = (f"{path.stat().st_size / 2**20:.1f} MiB: tests/fixtures/osv/{name} (real OSv, 2 vCPUs) repeated "
+                f"{times}x with shifted times (osv_synth.scale); ours: osvtrace.open + counts per tracepoint "
+                f"{best_o['s'] * 1e3:.1f} ms ({best_o['cpu'] * 1e3:.1f} ms CPU), after an untimed run; "
+                f"trace.py summary {best_t['s']:.2f} s (process start included); per-tracepoint counts equal; "
+                f"best of {rounds}; load average {load0:.1f}-{load1:.1f}")
+        rows.append(_row(f"OSv {label}, {n / 1e3:.0f} k records: decode vs trace.py summary", best_o["s"],
+                         best_t["s"], note))
     return rows
+
+
+def _row(name: str, ours_s: float, peer_s: float, note: str) -> dict:
+    ratio = peer_s / ours_s
+    return dict(name=name, value=f"{ours_s * 1e3:.1f}", unit="ms", ours=round(ours_s * 1e3, 2),
+                peer=round(peer_s * 1e3, 1), peer_name="OSv scripts/trace.py summary", better="lower",
+                ratio=round(ratio, 1), target=f">= {TARGET:g}x", ok=ratio >= TARGET, note=note)
 
 
 if __name__ == "__main__":
