@@ -182,6 +182,15 @@ def walk(buf: np.ndarray, runs: list[tuple[int, int]], d: Dictionary, *, tracefi
                    problems)
 
 
+def ring_runs(size: int, last: int, page: int = 4096) -> list[tuple[int, int]]:
+    """The byte ranges of one CPU's ring buffer, oldest first (as core/trace.cc and
+    loader.py read it): from the page after the write position to the end, then from the
+    start to the write position. Walk them with `page` so page-end padding is skipped."""
+    last %= size
+    pivot = (last + page - 1) // page * page
+    return [(pivot, size), (0, last)]
+
+
 @dataclass
 class Ordered:
     """The events in time order: columns, plus each event's record number."""

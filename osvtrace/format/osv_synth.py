@@ -187,3 +187,26 @@ def scale(raw: bytes, times: int) -> bytes:
     if dumped:
         struct.pack_into("<Q", out, 8, len(out) - 16)
     return bytes(out)
+
+
+def ring(tps: list[OsvTracepoint], recs: list[Rec], size: int, *, bt_len: int = 10, page: int = 4096,
+         writing: bool = False) -> tuple[bytes, int]:
+    """One CPU's trace buffer after OSv wrote `recs` into it (core/trace.cc
+    allocate_trace_record: a record never crosses a trace page, a 0 tp pads the rest of
+    the page, the ring wraps silently). Returns (buffer, _last). `writing`: the last record
+    is still being written (its tp is ~0)."""
+    by_key = {t.key: t for t in tps}
+    buf = bytearray(size)
+    last = 0
+    for k, r in enumerate(recs):
+        b = ring_record(by_key[r.key], r, bt_len)
+        p, pn = last, last + len(b)
+        if p // page != (pn - 1) // page:  # crossed a page boundary: pad, start on the next page
+            buf[p % size:p % size + 8] = b"\0" * 8
+            pn = (p + page - 1) // page * page + len(b)
+        start = (pn - len(b)) % size
+        buf[start:start + len(b)] = b
+        if writing and k == len(recs) - 1:
+            buf[start:start + 8] = b"\xff" * 8
+        last = pn
+    return bytes(buf), last

@@ -179,3 +179,29 @@ def test_an_empty_trace_opens(tmp_path, kind):
     p.write_bytes(dump(_tps(), [[], []]) if kind == "dump" else tracefile(_tps(), []))
     t = osvtrace.open(p)
     assert len(t) == 0 and t.span_ns == (0, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(traces(), st.integers(0, 2), st.integers(1, 80), st.booleans())
+def test_a_raw_ring_buffer_decodes_with_the_same_walk_as_the_dump(data, pages, laps, writing):
+    """A per-CPU buffer read from guest memory (page padding, silent wrap, a record still
+    being written) goes through the same code as a dump's TRCS chunk."""
+    from osvtrace.format import osv_records as R
+    from osvtrace.format.osv_synth import ring
+
+    tps, per_cpu = data
+    base = per_cpu[0]
+    span = max((r.time for r in base), default=0) + 1
+    recs = [Rec(r.key, r.thread, r.name, r.time + k * span, 0, r.args, r.backtrace) for k in range(laps) for r in base]
+    size = 4096 << pages  # a power of two, as OSv's; small, so that long runs wrap
+    buf, last = ring(tps, recs, size, writing=writing)
+    d = R.Dictionary(tps)
+    rec = R.walk(np.frombuffer(buf, np.uint8), R.ring_runs(size, last), d, tracefile=False, page=4096, bt_len=10)
+    o = R.order(rec, merged=False)
+    got = [(int(t), d.by_id(int(tp)).key) for t, tp in zip(o.time, o.tp)]
+    # what survives: the newest records that fit, in order (a wrapped ring lost the oldest ones)
+    want = [(r.time, r.key) for r in recs[:len(recs) - 1 if writing else len(recs)]]
+    assert got == want[len(want) - len(got):]
+    assert not rec.problems
+    if last <= size:  # the ring never wrapped: nothing was overwritten
+        assert len(got) == len(want)

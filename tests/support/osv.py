@@ -54,13 +54,25 @@ def parse_summary(text: str) -> list[tuple[str, int]]:
 
 
 def osv_dir() -> Path | None:
-    """OSv's source tree (built or not) whose scripts/trace.py reads traces, when there is one."""
+    """OSv's source tree (built or not) whose scripts/trace.py reads traces, when there is one:
+    OSV_DIR, OSV_SRC, build.sh's tree, else scripts/ unpacked from ../shared/osv's tarball
+    (into build/osv-scripts, once)."""
     for d in (os.environ.get("OSV_DIR"), os.environ.get("OSV_SRC"),
               os.path.join(os.environ.get("OSV_BUILD_DIR") or os.path.join(
                   os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "osv-build"), "osv")):
         if d and (Path(d) / "scripts" / "trace.py").exists():
             return Path(d)
-    return None
+    tarballs = sorted(SHARED.glob("osv-src-*.tar.xz"))
+    if not tarballs:
+        return None
+    out = ROOT / "build" / "osv-scripts" / tarballs[-1].name.split(".")[0]
+    if not (out / "scripts" / "trace.py").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(["tar", "xJf", str(tarballs[-1]), "-C", str(out), "--strip-components=1",
+                            "--wildcards", "*/scripts/*"], capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(f"unpacking scripts/ from {tarballs[-1]}: {r.stderr.strip()[-300:]}")
+    return out
 
 
 def tracepy_summary(osv: Path, path: Path, timeout: float = 600) -> str:
