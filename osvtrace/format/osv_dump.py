@@ -343,7 +343,9 @@ class OsvTrace(Trace):
         o = R.order(rec, merged=tracefile)
         self.events = Events(o.time, o.cpu, o.tid, o.tp, o.row)
         self._tid_of = o.tid_of_thread
-        self._catalog, self._where = R.catalog(d, rec.blob_max)
+        # the catalog lists the tracepoints that have records (the dictionary keeps them all)
+        used = np.flatnonzero(np.bincount(o.tp, minlength=len(d.tps) + 1)) if len(o.tp) else np.empty(0, np.int64)
+        self._catalog, self._where = R.catalog(d, rec.blob_max, used)
         ncpu = max(len(rec.cpu_first), 0 if tracefile else len(lay.runs))
         self.loss = {c: CpuLoss(c) for c in range(ncpu)}
         self._ncpus = ncpu
@@ -404,6 +406,12 @@ class OsvTrace(Trace):
     def backtrace_len(self) -> int:
         """Frames per backtrace as the dump declares (a tracefile's vary per record)."""
         return self._lay.bt_len
+
+    @property
+    def dictionary(self) -> list[R.OsvTracepoint]:
+        """Every tracepoint the file's dictionary lists (key order: id k is entry k - 1),
+        with records or not; the catalog has those with records."""
+        return self._dict.tps
 
     def tracepoint_key(self, tp_id: int) -> int:
         """The address OSv keys a tracepoint id's records with."""

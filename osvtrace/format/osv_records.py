@@ -245,14 +245,18 @@ def _sorted(a: np.ndarray) -> bool:
 
 # ---------------------------------------------------------------- catalog and arguments
 
-def catalog(d: Dictionary, blob_max: np.ndarray) -> tuple[Catalog, dict[tuple[int, str], tuple[int, str]]]:
-    """Our catalog of the dictionary, and where each field comes from:
-    (tp id, field name) -> (argument index, what: "value" | "len")."""
+def catalog(d: Dictionary, blob_max: np.ndarray, used: np.ndarray | None = None
+            ) -> tuple[Catalog, dict[tuple[int, str], tuple[int, str]]]:
+    """Our catalog of the dictionary (of the ids in `used` only, when given: a dump's
+    dictionary lists all ~600 of the kernel's tracepoints), and where each field comes
+    from: (tp id, field name) -> (argument index, what: "value" | "len")."""
     tps, where = [], {}
     names: dict[str, list[int]] = {}
-    for i, t in enumerate(d.tps, 1):
-        names.setdefault(t.name, []).append(i)
-    for i, t in enumerate(d.tps, 1):
+    ids = range(1, len(d.tps) + 1) if used is None else [int(i) for i in used]
+    for i in ids:
+        names.setdefault(d.tps[i - 1].name, []).append(i)
+    for i in ids:
+        t = d.tps[i - 1]
         fields = []
         plan = d.plans[i]
         off = 0
