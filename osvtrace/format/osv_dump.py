@@ -354,7 +354,6 @@ class OsvTrace(Trace):
                                 chunks=len(lay.runs), complete=not damage, damaged_chunks=len(rec.problems),
                                 truncated=any("cut short" in w for w in damage), damage=damage, loss_known=False)
         self._notes = self._start_notes()
-        self._symbols_notes: list[str] = []
         if tracefile:
             self._check_symbols_file()
 
@@ -392,7 +391,7 @@ class OsvTrace(Trace):
 
     @property
     def warnings(self) -> list[str]:
-        return self._facts.damage + self._notes + self._symbols_notes + self._hidden
+        return self._facts.damage + self._notes + self._hidden
 
     @property
     def ncpus(self) -> int:
@@ -546,7 +545,7 @@ class OsvTrace(Trace):
 
     def symbol(self, addr: int) -> str | None:
         """The function holding a return address (looked up at addr - 1, as OSv's tools do)."""
-        return self._symbols(int(addr) - 1) if self._tracefile else self._symbols(int(addr) - 1)
+        return self._symbols(int(addr) - 1)
 
     def _check_symbols_file(self) -> None:
         """FILE.symbols must name the frames of this file's backtraces: checked on a sample."""

@@ -259,7 +259,6 @@ def catalog(d: Dictionary, blob_max: np.ndarray, used: np.ndarray | None = None
         t = d.tps[i - 1]
         fields = []
         plan = d.plans[i]
-        off = 0
         for a, c in enumerate(t.sig):
             typ = SIG[c][1]
             name = f"a{a}"
@@ -275,7 +274,6 @@ def catalog(d: Dictionary, blob_max: np.ndarray, used: np.ndarray | None = None
                 size = SIG[c][0]
                 fields.append(Field(name, typ, size, max(fixed, 0), doc=FLOAT_DOC.get(c, "")))
             where[(i, name)] = (a, "value")
-            off += 1
         same = names[t.name]
         doc = f"OSv tracepoint at {t.key:#x}, signature {t.sig!r}"
         if len(same) > 1:
