@@ -86,7 +86,7 @@ def _check(t: OsvTrace, tps, per_cpu, tracefile_kind: bool) -> None:
     assert set(t.threads) >= set(t.tids().tolist())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(traces(), st.integers(0, 255))
 def test_both_formats_give_back_every_record_argument_string_blob_and_frame(tmp_path, data, stale):
     tps, per_cpu = data
@@ -105,7 +105,7 @@ def test_both_formats_give_back_every_record_argument_string_blob_and_frame(tmp_
     assert t2.events.tid.tolist() == t.events.tid.tolist()  # the same threads get the same ids
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(traces(), st.data())
 def test_any_cut_or_changed_bytes_open_or_fail_in_one_line(tmp_path, data, draw):
     tps, per_cpu = data
@@ -181,7 +181,7 @@ def test_an_empty_trace_opens(tmp_path, kind):
     assert len(t) == 0 and t.span_ns == (0, 0)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(traces(), st.integers(0, 2), st.integers(1, 80), st.booleans())
 def test_a_raw_ring_buffer_decodes_with_the_same_walk_as_the_dump(data, pages, laps, writing):
     """A per-CPU buffer read from guest memory (page padding, silent wrap, a record still
