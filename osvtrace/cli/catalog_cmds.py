@@ -51,7 +51,7 @@ def info(file: str, as_json: bool) -> None:
             "build_id": m.build_id, "cmdline": m.cmdline, "chunks": m.chunks, "events": len(t),
             "span_ns": e - s, "threads": len(t.threads), "tracepoints_in_schema": len(t.catalog.tracepoints),
             "complete": m.complete, "damaged_sections": m.damaged_chunks,
-            "truncated": m.truncated, "status": m.status}
+            "truncated": m.truncated, "status": m.status, "cpu_starts_ns": t.cpu_starts()}
     if as_json:
         echo_json(data)
         return
@@ -67,6 +67,11 @@ def info(file: str, as_json: bool) -> None:
     if data["truncated"]:
         state += ", truncated"
     click.echo(f"file {state}" + (f"; {data['status']}" if data["status"] else ""))
+    starts = data["cpu_starts_ns"]
+    if len(starts) > 1:
+        t0 = min(starts.values())
+        click.echo("data starts " + ", ".join(f"cpu{c} +{(v - t0) / 1e9:.3f} s" for c, v in sorted(starts.items()))
+                   + " (after the earliest CPU's first event)")
 
 
 @click.command()

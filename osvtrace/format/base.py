@@ -113,6 +113,16 @@ class Trace(ABC):
         """The function at a code address, when the file says."""
         return None
 
+    def cpu_starts(self) -> dict[int, int]:
+        """Per CPU, the time of its first event (where a flight recorder's data starts)."""
+        ev = self.events
+        out = {}
+        for c in range(self.ncpus):
+            idx = np.flatnonzero(ev.cpu == c)
+            if len(idx):
+                out[c] = int(ev.time[idx[0]])
+        return out
+
     @property
     def span_ns(self) -> tuple[int, int]:
         t = self.events.time

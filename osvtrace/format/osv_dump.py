@@ -417,7 +417,8 @@ class OsvTrace(Trace):
         return self._dict.by_id(int(tp_id)).key
 
     def cpu_starts(self) -> dict[int, int]:
-        """Per CPU, the time of its first record (its ring's oldest surviving one)."""
+        """Per CPU, the time of its first record (its ring's oldest surviving one; from the
+        walk, no pass over the events)."""
         rec = self._rec
         return {c: int(rec.time[r]) for c, r in enumerate(rec.cpu_first.tolist()) if r >= 0}
 
