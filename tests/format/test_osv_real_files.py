@@ -148,3 +148,9 @@ def test_reports_that_need_osv_mapping_do_not_crash(files, report, capsys):
 def test_exports_view_and_info_open_osv_files(files, argv, tmp_path):
     args = [a.format(out=tmp_path / "o") for a in argv]
     assert main([args[0], str(files["tracefile"]), *args[1:]]) == 0
+
+
+def test_info_says_where_each_cpus_data_starts(files, capsys):
+    assert main(["info", str(files["dump"])]) == 0
+    out = capsys.readouterr().out
+    assert "(osv-dump)" in out and "data starts cpu0 +0.000 s, cpu1 +0.302 s" in out, out
