@@ -197,10 +197,6 @@ def test_the_osv_reader_harness_accepts_its_seeds_and_cut_copies_of_them(tmp_pat
         osv_reader.one_input(data)
         for cut in range(1, len(data), max(1, len(data) // 40)):  # every length a crash reaches first
             osv_reader.one_input(data[:cut])
-    t = osvtrace.open(_write(tmp_path / "d", seeds.osv_files()[0]))
+    (tmp_path / "d").write_bytes(seeds.osv_files()[0])
+    t = osvtrace.open(tmp_path / "d")
     assert len(t) == 24 and len(t.tracepoint_ids("mutex_lock")) == 2
-
-
-def _write(path, data: bytes):
-    path.write_bytes(data)
-    return path
