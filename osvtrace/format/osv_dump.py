@@ -554,6 +554,7 @@ class OsvTrace(Trace):
         if not p.exists():
             return
         exact, bad = read_symbols_file(p)
+        self.__dict__["_symbols"] = Symbols(exact)  # read once: symbol() uses it
         if bad:
             self._facts.damage.append(bad[0] + (f" (and {len(bad) - 1} more lines)" if len(bad) > 1 else ""))
         has = np.flatnonzero(self._rec.nbt > 0)[:SYMBOL_CHECK_RECORDS]
