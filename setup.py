@@ -30,6 +30,7 @@ class build_py_with_data(build_py):
             shutil.copytree(name, dst, ignore=SKIP)
 
 
-setup(ext_modules=cythonize([Extension("osvtrace.format._decode_loops", ["osvtrace/format/_decode_loops.pyx"], extra_compile_args=["-O3"])],
+setup(ext_modules=cythonize([Extension(f"osvtrace.format.{name}", [f"osvtrace/format/{name}.pyx"], extra_compile_args=["-O3"])
+                             for name in ("_decode_loops", "_osv_loops")],
                             compiler_directives={"language_level": 3}),
       cmdclass={"build_py": build_py_with_data})

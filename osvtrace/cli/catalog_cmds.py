@@ -45,27 +45,33 @@ def info(file: str, as_json: bool) -> None:
       osvtrace info trace.osvt
     """
     t = open_trace(file)
-    m = t.meta
+    m = t.facts
     s, e = t.span_ns
-    data = {"file": file, "size": t.scan.size, "capture": m.capture, "cpus": t.ncpus, "tsc_hz": m.tsc_hz,
-            "build_id": m.build_id, "cmdline": m.cmdline, "chunks": len(t.scan.chunks), "events": len(t),
+    data = {"file": file, "kind": m.kind, "size": m.size, "capture": m.capture, "cpus": t.ncpus, "tsc_hz": m.tsc_hz,
+            "build_id": m.build_id, "cmdline": m.cmdline, "chunks": m.chunks, "events": len(t),
             "span_ns": e - s, "threads": len(t.threads), "tracepoints_in_schema": len(t.catalog.tracepoints),
-            "complete": t.scan.trailer is not None, "damaged_sections": t.scan.damaged_chunks,
-            "truncated": t.scan.truncated, "status": t.scan.trailer.status if t.scan.trailer else ""}
+            "complete": m.complete, "damaged_sections": m.damaged_chunks,
+            "truncated": m.truncated, "status": m.status, "cpu_starts_ns": t.cpu_starts()}
     if as_json:
         echo_json(data)
         return
     click.echo(f"{file}: {data['size']:,} bytes, {data['chunks']} chunks, {data['events']:,} events over "
                f"{format_duration(data['span_ns'])} on {data['cpus']} CPU(s)")
-    click.echo(f"capture {data['capture'] or '?'}, clock {m.tsc_hz:,} Hz, build {m.build_id or '?'}")
+    clock = f"clock {m.tsc_hz:,} Hz" if m.tsc_hz else "times in ns as the kernel wrote them"
+    click.echo(f"capture {data['capture'] or '?'} ({m.kind}), {clock}, build {m.build_id or '?'}")
     click.echo(f"cmdline {m.cmdline or '-'}")
     click.echo(f"{data['threads']} threads, schema of {data['tracepoints_in_schema']} tracepoints embedded")
-    state = "complete" if data["complete"] else "incomplete (no trailer)"
+    state = "complete" if data["complete"] else "incomplete (no trailer)" if m.kind == "osvt" else "damaged"
     if data["damaged_sections"]:
         state += f", {data['damaged_sections']} damaged section(s) skipped"
     if data["truncated"]:
         state += ", truncated"
     click.echo(f"file {state}" + (f"; {data['status']}" if data["status"] else ""))
+    starts = data["cpu_starts_ns"]
+    if len(starts) > 1:
+        t0 = min(starts.values())
+        click.echo("data starts " + ", ".join(f"cpu{c} +{(v - t0) / 1e9:.3f} s" for c, v in sorted(starts.items()))
+                   + " (after the earliest CPU's first event)")
 
 
 @click.command()

@@ -81,7 +81,7 @@ def open_trace(path: str) -> "Trace":
     t = open_(path)
     for w in t.warnings:
         click.echo(f"osvtrace: warning: {w}", err=True)
-    if t.scan.warnings:  # damage or truncation (not schema notes)
+    if t.facts.damage:  # damage or truncation (not schema notes)
         damaged.append(str(path))
     return t
 

@@ -55,7 +55,7 @@ def _field_decl(f: Field, trace: Trace) -> str:
 
 def metadata(trace: Trace, tps: list[Tracepoint], trace_uuid: uuidlib.UUID) -> str:
     """The TSDL text describing the streams."""
-    wall = int(trace.meta.wall_clock_ns)
+    wall = int(trace.facts.wall_clock_ns)
     esc = str(trace.path.name).replace("\\", "\\\\").replace('"', '\\"')
     out = [
         "/* CTF 1.8 */",

@@ -61,7 +61,7 @@ def write(model: Model, out: Path, opts: Options) -> Result:
     idx = idx[keep]
     a = t.args_at(tp, idx)
     snap = tp.field("data").size
-    wall = int(t.meta.wall_clock_ns)
+    wall = int(t.facts.wall_clock_ns)
     res = Result(out)
     with atomic_file(out) as f:
         f.write(global_header(snap))

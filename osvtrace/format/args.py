@@ -7,6 +7,7 @@ import numpy as np
 
 from osvtrace.catalog import layout
 from osvtrace.catalog.schema import Catalog, Field, Tracepoint
+from osvtrace.format.base import field_column
 
 
 class SlotArgs:
@@ -51,14 +52,4 @@ class SlotArgs:
               fill: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The scalar argument `name` for events (tracepoint ids `tps`, slot rows `rows`) of
         every tracepoint that has one, `fill` elsewhere, and the mask of events carrying it."""
-        out = np.full(len(tps), fill, np.int64)
-        mask = np.zeros(len(tps), bool)
-        for tp in catalog.tracepoints:
-            f = next((f for f in tp.fields if f.name == name and not f.is_blob), None)
-            if f is None:
-                continue
-            idx = np.nonzero(tps == tp.id)[0]
-            if len(idx):
-                out[idx] = self.values(f, rows[idx])
-                mask[idx] = True
-        return out, mask
+        return field_column(catalog, tps, rows, name, fill, self.values)

@@ -1,14 +1,17 @@
-"""A decoded trace: columnar events, arguments by name, threads and loss.
+"""Opening a trace: ``osvtrace.open(path)`` picks the reader by the file's content.
 
-``osvtrace.open(path)`` is the entry point. The event columns are numpy
-arrays in time order; arguments are read from the mapped file on demand, per
-tracepoint, with one vectorised gather each.
+- our .osvt (``OsvtTrace``, here): columnar events, arguments read from the mapped file on
+  demand, per tracepoint, with one vectorised gather each;
+- real OSv's trace files, the OSVT REST dump and the gdb tracefile
+  (osvtrace.format.osv_dump.OsvTrace).
+
+Both implement osvtrace.format.base.Trace, which is what everything downstream uses.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -16,30 +19,16 @@ import numpy as np
 
 from osvtrace.catalog import layout
 from osvtrace.catalog.schema import Catalog, Field, Tracepoint, default_catalog
-from osvtrace.errors import UsageError
+from osvtrace.format import osv_dump
 from osvtrace.format.args import SlotArgs
+from osvtrace.format.base import Events, FileFacts, Trace
 from osvtrace.format.decode import CpuLoss, decode
-from osvtrace.format.osvt import SectionScan, map_file, scan, schema_from_proto
+from osvtrace.format.osvt import MAGIC, SectionScan, map_file, scan, schema_from_proto
+
+__all__ = ["Events", "FileFacts", "OsvtTrace", "Trace", "open"]
 
 # Captures whose per-CPU streams start at slot 0 (a snapshot of a ring starts where it was)
 STREAMED_CAPTURES = ("virtio",)
-
-
-@dataclass
-class Events:
-    """The event table: one entry per record, in time order (ties keep CPU order)."""
-
-    time: np.ndarray  # int64, ns since time zero
-    cpu: np.ndarray  # uint16
-    tid: np.ndarray  # uint32, thread that emitted the record
-    tp: np.ndarray  # uint16, tracepoint id
-    row: np.ndarray  # int32 (int64 for huge files): file slot index of the header slot
-
-    def __len__(self) -> int:
-        return len(self.time)
-
-    def take(self, idx: np.ndarray) -> "Events":
-        return Events(self.time[idx], self.cpu[idx], self.tid[idx], self.tp[idx], self.row[idx])
 
 
 # Smaller files are read by one thread: measured here, a 1 M-event file (32 MiB) decodes in
@@ -48,8 +37,8 @@ class Events:
 PARALLEL_MIN_BYTES = 128 << 20
 
 
-class Trace:
-    """A trace file, decoded. Use :func:`open`."""
+class OsvtTrace(Trace):
+    """An .osvt trace file, decoded. Use :func:`open`."""
 
     def __init__(self, path: str | os.PathLike, *, workers: int = 2, verify: bool = True):
         self.path = Path(path)
@@ -89,17 +78,17 @@ class Trace:
     def warnings(self) -> list[str]:
         return self.scan.warnings + self.schema_warnings
 
+    @cached_property
+    def facts(self) -> FileFacts:
+        m, sc = self.meta, self.scan
+        return FileFacts("osvt", size=sc.size, capture=m.capture, cmdline=m.cmdline, build_id=m.build_id,
+                         tsc_hz=m.tsc_hz, wall_clock_ns=int(m.wall_clock_ns), chunks=len(sc.chunks),
+                         complete=sc.trailer is not None, status=sc.trailer.status if sc.trailer else "",
+                         damaged_chunks=sc.damaged_chunks, truncated=sc.truncated, damage=list(sc.warnings))
+
     @property
     def ncpus(self) -> int:
         return max(self.meta.ncpus, max(self.loss, default=-1) + 1)
-
-    @property
-    def span_ns(self) -> tuple[int, int]:
-        t = self.events.time
-        return (int(t[0]), int(t[-1])) if len(t) else (0, 0)
-
-    def __len__(self) -> int:
-        return len(self.events)
 
     @cached_property
     def seq(self) -> np.ndarray:
@@ -113,9 +102,8 @@ class Trace:
         k = np.searchsorted(starts, self.events.row, side="right") - 1
         return self.events.row - starts[k] + firsts[k]
 
-    @cached_property
-    def threads(self) -> dict[int, str]:
-        """Thread names: from the file's metadata, then thread_create records."""
+    def _thread_names(self) -> dict[int, str]:
+        """From the file's metadata, then thread_create records."""
         names = dict(self.scan.threads)
         tp = self.catalog.by_name.get("thread_create")
         if tp is not None:
@@ -124,79 +112,13 @@ class Trace:
                 a = self.args_at(tp, idx)
                 for tid, name in zip(a["tid"].tolist(), a["name"].tolist()):
                     names.setdefault(int(tid), name.decode("utf-8", "replace"))
-        for tid in self.tids().tolist():
-            names.setdefault(int(tid), f"thread-{tid}" if tid else "kernel")
         return names
-
-    def tids(self) -> np.ndarray:
-        """The distinct thread ids that emitted records (a count per id when ids are small,
-        which they are: the kernel hands out dense ids; a sort otherwise)."""
-        tid = self.events.tid
-        if not len(tid):
-            return np.empty(0, np.uint32)
-        top = int(tid.max())
-        if top < 1 << 22:
-            return np.flatnonzero(np.bincount(tid, minlength=top + 1)).astype(np.uint32)
-        return np.unique(tid)
-
-    def thread_name(self, tid: int) -> str:
-        return self.threads.get(int(tid), f"thread-{tid}")
-
-    def tracepoint(self, name: str) -> Tracepoint:
-        try:
-            return self.catalog.by_name[name]
-        except KeyError:
-            raise UsageError(f"{self.path}: unknown tracepoint {name!r}") from None
 
     # ------------------------------------------------------------ arguments
 
     def field_values(self, f: Field, rows: np.ndarray) -> np.ndarray:
         """Values of one argument for records starting at the given file rows."""
         return self._args.values(f, rows)
-
-    def args_at(self, tp: Tracepoint, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Arguments of events ``idx`` (all of tracepoint ``tp``) as columns by name."""
-        rows = self.events.row[idx]
-        return {f.name: self.field_values(f, rows) for f in tp.fields}
-
-    def args(self, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(event indices, argument columns) of every event of one tracepoint."""
-        tp = self.tracepoint(name)
-        idx = np.nonzero(self.events.tp == tp.id)[0]
-        return idx, self.args_at(tp, idx)
-
-    def field(self, name: str, fill: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """A full-length column of the argument ``name`` for every tracepoint that has one
-        (scalar arguments only) and the mask of events that carry it."""
-        return self._args.field(self.catalog, self.events.tp, self.events.row, name, fill)
-
-    def format_event(self, i: int) -> str:
-        """The formatted arguments of event i (for printing only)."""
-        tp = self.catalog.by_id.get(int(self.events.tp[i]))
-        if tp is None:
-            return f"<unknown tracepoint {int(self.events.tp[i])}>"
-        row = self.events.row[i:i + 1]
-        vals = {}
-        for f in tp.fields:
-            v = self.field_values(f, row)[0]
-            if f.type == "str":
-                vals[f.name] = v.decode("utf-8", "replace")
-            elif f.type == "bytes":
-                vals[f.name] = bytes(v).hex()
-            elif f.type == "ptr":
-                vals[f.name] = f"{int(v):#x}"
-            elif f.enum:
-                vals[f.name] = self.catalog.enum_name(f.enum, int(v))
-            elif f.type == "bool":
-                vals[f.name] = bool(v)
-            elif f.type == "tid":
-                vals[f.name] = f"{int(v)}({self.thread_name(int(v))})"
-            else:
-                vals[f.name] = int(v)
-        try:
-            return tp.format.format(**vals)
-        except Exception:  # the format comes from the file: any mismatch falls back to name=value
-            return " ".join(f"{k}={v}" for k, v in vals.items())
 
     def close(self) -> None:
         self.events = Events(*(np.empty(0) for _ in range(5)))
@@ -207,12 +129,6 @@ class Trace:
                 self._mm.close()
             except BufferError:
                 pass  # arrays still refer to the mapping; it closes when they go
-
-    def __enter__(self) -> "Trace":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _shape(tp: Tracepoint) -> list[tuple[str, str, int, int]]:
@@ -244,6 +160,14 @@ def _schema_drift(embedded: Catalog) -> list[str]:
 
 
 def open(path: str | os.PathLike, *, workers: int = 2, verify: bool = True) -> Trace:  # noqa: A001
-    """Open and decode an .osvt trace file (with up to `workers` threads; one below
-    PARALLEL_MIN_BYTES)."""
-    return Trace(path, workers=workers, verify=verify)
+    """Open and decode a trace file, chosen by its content: an .osvt (with up to `workers`
+    threads; one below PARALLEL_MIN_BYTES), an OSv OSVT dump or an OSv gdb tracefile."""
+    head = b""
+    try:
+        with builtins.open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        pass  # map_file says what is wrong, in our words
+    if head and head[:8] != MAGIC[:len(head[:8])] and osv_dump.sniff(head):  # not .osvt, nor a cut one
+        return osv_dump.OsvTrace(path)
+    return OsvtTrace(path, workers=workers, verify=verify)

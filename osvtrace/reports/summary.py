@@ -36,13 +36,13 @@ def summary(trace: Trace, flt: Filter | None = None) -> dict[str, Any]:
     for c in range(ncpu):
         lc = trace.loss.get(c)
         row = {"cpu": c, "events": int((cpu == c).sum())}
-        if lc is not None:
+        if lc is not None and trace.facts.loss_known:
             row.update(dropped=lc.dropped, gap_slots=lc.gap_slots, overwritten_slots=lc.overwritten_slots,
                        partial_slots=lc.partial_slots, invalid_slots=lc.invalid_slots,
                        duplicate_slots=lc.duplicate_slots, reordered=lc.reordered)
         loss.append(row)
     start, end = (int(time[0]), int(time[-1])) if len(time) else (0, 0)
-    m = trace.meta
+    m = trace.facts
     return {
         "file": str(trace.path),
         "capture": m.capture,
@@ -58,10 +58,11 @@ def summary(trace: Trace, flt: Filter | None = None) -> dict[str, Any]:
         "cpu": loss,
         "lost_total": int(sum(r.get("dropped", 0) + r.get("gap_slots", 0) + r.get("invalid_slots", 0)
                               for r in loss)),
-        "damaged_chunks": trace.scan.damaged_chunks,
-        "truncated": trace.scan.truncated,
-        "complete": trace.scan.trailer is not None,
+        "damaged_chunks": m.damaged_chunks,
+        "truncated": m.truncated,
+        "complete": m.complete,
         "warnings": trace.warnings,
+        "loss_known": m.loss_known,
     }
 
 
@@ -81,13 +82,21 @@ def render(s: dict[str, Any]) -> str:
     for r in s["tracepoints"]:
         out.append(f"{r['tracepoint']:<{w}} {r['count']:>12,} " + " ".join(f"{x:>10,}" for x in r["per_cpu"]))
     out += ["", f"{'cpu':>4} {'events':>12} {'dropped':>9} {'gap':>9} {'overwrit':>9} {'partial':>8} {'invalid':>8}"]
+    known = s.get("loss_known", True)
+
+    def n(r: dict, key: str) -> str:  # "?" where the kernel counts nothing
+        return f"{r.get(key, 0):,}" if known else "?"
+
     for r in s["cpu"]:
-        out.append(f"{r['cpu']:>4} {r['events']:>12,} {r.get('dropped', 0):>9,} {r.get('gap_slots', 0):>9,} "
-                   f"{r.get('overwritten_slots', 0):>9,} {r.get('partial_slots', 0):>8,} "
-                   f"{r.get('invalid_slots', 0):>8,}")
+        out.append(f"{r['cpu']:>4} {r['events']:>12,} {n(r, 'dropped'):>9} {n(r, 'gap_slots'):>9} "
+                   f"{n(r, 'overwritten_slots'):>9} {n(r, 'partial_slots'):>8} {n(r, 'invalid_slots'):>8}")
     lost = s["lost_total"]
-    out.append(f"lost: {lost:,} records/slots" + ("" if lost else " (none)")
-               + "; overwritten = flight-recorder slots older than the capture")
+    if known:
+        out.append(f"lost: {lost:,} records/slots" + ("" if lost else " (none)")
+                   + "; overwritten = flight-recorder slots older than the capture")
+    else:
+        out.append("lost: unknown: this kernel counts no loss and its rings overwrite silently "
+                   "(the warnings say where each CPU's data starts)")
     out += ["", f"{'tid':>6} {'thread':<24} {'events':>12}"]
     for r in s["threads"][:20]:
         out.append(f"{r['tid']:>6} {r['name']:<24} {r['events']:>12,}")

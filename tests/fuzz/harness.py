@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-HARNESSES = {"osvt": "tests.fuzz.osvt_reader", "stream": "tests.fuzz.stream_parser", "viewer": "tests.fuzz.viewer_api"}
+HARNESSES = {"osvt": "tests.fuzz.osvt_reader", "stream": "tests.fuzz.stream_parser", "viewer": "tests.fuzz.viewer_api",
+             "osv": "tests.fuzz.osv_reader"}
 
 
 def main() -> None:

@@ -100,6 +100,24 @@ def requests() -> list[bytes]:
     return [p.encode() for p in paths]
 
 
+def osv_files() -> list[bytes]:
+    """Small OSv trace files (osvtrace.format.osv_synth): a dump and a tracefile with every
+    kind of argument, backtraces and two keys of one name."""
+    from osvtrace.format.osv_records import OsvTracepoint
+    from osvtrace.format.osv_synth import Rec, dump, tracefile
+
+    tps = [OsvTracepoint(0x4080_0000, "sched_switch", "Pdd", "to %p vold=%g vnew=%g"),
+           OsvTracepoint(0x4080_0040, "net_packet_in", "i*", "proto=%d, data=%s"),
+           OsvTracepoint(0x4080_0080, "elf_load", "p", "%s"),
+           OsvTracepoint(0x4080_00C0, "mutex_lock", "P", "%p"),
+           OsvTracepoint(0x4080_0100, "mutex_lock", "P", "%p")]
+    per_cpu = [[Rec(tps[k % 5].key, 0x4000_0010_0000 + 0x1000 * (k % 3), f"thr{k % 3}", 1000 * k + cpu, cpu,
+                    ((0x1234, 1.5, 2.5), (4, bytes(range(k % 40))), ("/mutexnet",), (0xA0,), (0xB0,))[k % 5],
+                    [0x40_1000 + k, 0x40_2000] if k % 2 else []) for k in range(12)] for cpu in range(2)]
+    merged = sorted((r for rs in per_cpu for r in rs), key=lambda r: (r.time, r.cpu))
+    return [dump(tps, per_cpu, symbols=[("f", 0x40_1000, 0x100)]), tracefile(tps, merged)]
+
+
 def harness_inputs(kind: str) -> list[bytes]:
     """The seeds of one harness ("osvt", "stream", "viewer") in its input format: the mode,
     piece size or Host byte that harness reads first, then the data."""
@@ -109,6 +127,8 @@ def harness_inputs(kind: str) -> list[bytes]:
         return [piece.to_bytes(2, "little") + s for s in streams() for piece in (31, 999)]
     if kind == "viewer":  # from the loopback Host header
         return [b"\0" + r for r in requests()]
+    if kind == "osv":  # OSv's files, decoded alone and with the model built
+        return [bytes([m]) + f for f in osv_files() for m in (0, 1)]
     raise ValueError(f"no such harness: {kind}")
 
 

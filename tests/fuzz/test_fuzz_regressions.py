@@ -187,3 +187,16 @@ def test_a_trace_whose_timestamps_are_centuries_apart_is_one_line_from_the_viewe
     err = capsys.readouterr().err.splitlines()  # the page's progress lines, then the error
     assert err[-1].startswith("osvtrace: the viewer cannot index") and "centuries apart" in err[-1]
     assert all(ln.startswith("  ") for ln in err[:-1])
+
+
+def test_the_osv_reader_harness_accepts_its_seeds_and_cut_copies_of_them(tmp_path, monkeypatch):
+    from tests.fuzz import osv_reader, seeds
+
+    monkeypatch.setattr(osv_reader, "PATH", tmp_path / "seed.dump")
+    for data in seeds.harness_inputs("osv"):
+        osv_reader.one_input(data)
+        for cut in range(1, len(data), max(1, len(data) // 40)):  # every length a crash reaches first
+            osv_reader.one_input(data[:cut])
+    (tmp_path / "d").write_bytes(seeds.osv_files()[0])
+    t = osvtrace.open(tmp_path / "d")
+    assert len(t) == 24 and len(t.tracepoint_ids("mutex_lock")) == 2

@@ -1,0 +1,84 @@
+"""Real OSv: the committed trace files (tests/fixtures/osv/) and OSv's own scripts/trace.py."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.support.traces import ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures" / "osv"
+SHARED = ROOT.parent / "shared" / "osv"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def fixture(name: str, dest: Path) -> Path:
+    """A committed fixture in `dest` (unpacked when it is kept xz-compressed), with its
+    .symbols side file when there is one. Returns the trace file's path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in sorted(FIXTURES.glob(name + "*")):
+        if src.suffix in (".txt", ".md"):
+            continue
+        out = dest / (src.name[:-3] if src.suffix == ".xz" else src.name)
+        if not out.exists():
+            if src.suffix == ".xz":
+                out.write_bytes(lzma.decompress(src.read_bytes()))
+            else:
+                shutil.copyfile(src, out)
+    return dest / name
+
+
+def expected_summary(name: str) -> list[tuple[str, int]]:
+    """What OSv's `scripts/trace.py summary` printed for a fixture, recorded beside it."""
+    return parse_summary((FIXTURES / f"{name}.tracepy-summary.txt").read_text())
+
+
+def parse_summary(text: str) -> list[tuple[str, int]]:
+    """trace.py summary's "Tracepoint statistics" as sorted (name, count) pairs (one per
+    tracepoint key: a name with several keys appears several times, as trace.py prints it)."""
+    out = []
+    if "Tracepoint statistics:" not in text:
+        raise ValueError(f"no 'Tracepoint statistics' in trace.py's output: {text[-300:]!r}")
+    body = text.split("Tracepoint statistics:", 1)[1]
+    for line in body.splitlines():
+        m = re.match(r"^\s+(\S+)\s+(\d+)\s*$", line)
+        if m:
+            out.append((m[1], int(m[2])))
+        elif line.strip() == "" and out:
+            break
+    return sorted(out)
+
+
+def osv_dir() -> Path | None:
+    """OSv's source tree (built or not) whose scripts/trace.py reads traces, when there is one:
+    OSV_DIR, OSV_SRC, build.sh's tree, else scripts/ unpacked from ../shared/osv's tarball
+    (into build/osv-scripts, once)."""
+    for d in (os.environ.get("OSV_DIR"), os.environ.get("OSV_SRC"),
+              os.path.join(os.environ.get("OSV_BUILD_DIR") or os.path.join(
+                  os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "osv-build"), "osv")):
+        if d and (Path(d) / "scripts" / "trace.py").exists():
+            return Path(d)
+    tarballs = sorted(SHARED.glob("osv-src-*.tar.xz"))
+    if not tarballs:
+        return None
+    out = ROOT / "build" / "osv-scripts" / tarballs[-1].name.split(".")[0]
+    if not (out / "scripts" / "trace.py").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(["tar", "xJf", str(tarballs[-1]), "-C", str(out), "--strip-components=1",
+                            "--wildcards", "*/scripts/*"], capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(f"unpacking scripts/ from {tarballs[-1]}: {r.stderr.strip()[-300:]}")
+    return out
+
+
+def tracepy_summary(osv: Path, path: Path, timeout: float = 600) -> str:
+    """Run OSv's `scripts/trace.py summary FILE` (Debian's python3: it needs requests)."""
+    r = subprocess.run([SYSTEM_PYTHON, "scripts/trace.py", "summary", str(path)], cwd=osv, capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode:
+        raise RuntimeError(f"trace.py summary {path} failed ({r.returncode}): {r.stderr.strip()[-400:]}")
+    return r.stdout
