@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from osvtrace.catalog.schema import Catalog, Field, default_catalog
+from osvtrace.catalog.schema import Catalog, Field
 from osvtrace.errors import TraceFormatError
 from osvtrace.format import osv_records as R
 from osvtrace.format.base import Events, FileFacts, Trace
@@ -318,6 +318,8 @@ def read_symb_chunks(mm, name: str, lay: Layout) -> Symbols:
 class OsvTrace(Trace):
     """An OSv trace file (OSVT dump or gdb tracefile), decoded. Use :func:`osvtrace.open`."""
 
+    kernel = "osv"  # osvtrace.kernels.osv: how its records make the model's tracepoints
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         name = str(self.path)
@@ -361,29 +363,11 @@ class OsvTrace(Trace):
 
     @property
     def catalog(self) -> Catalog:
-        """The file's tracepoints; those named like one of osvtrace's own but with other
-        arguments are hidden from lookups by name (the analyses would misread them)."""
-        _ = self._hidden
+        """The file's tracepoints, under OSv's names and arguments (a0, a1 ... in signature
+        order). Several share a name with one of osvtrace's own but not its arguments
+        (sched_switch, mutex_lock ...): the model reads those through the OSv rules in
+        osvtrace/kernels/osv.py, never by name."""
         return self._catalog
-
-    @cached_property
-    def _hidden(self) -> list[str]:
-        try:
-            current = default_catalog()
-        except Exception:
-            return []
-        hidden = []
-        for name, tp in list(self._catalog.by_name.items()):
-            cur = current.by_name.get(name)
-            have = {f.name: f.type for f in tp.fields}
-            if cur is not None and any(have.get(f.name) != f.type for f in cur.fields):
-                del self._catalog.by_name[name]
-                hidden.append(name)
-        if not hidden:
-            return []
-        return [f"{len(hidden)} OSv tracepoint name(s) are also osvtrace's with other arguments "
-                f"({', '.join(sorted(hidden)[:6])}{', ...' if len(hidden) > 6 else ''}): the analyses that "
-                f"model them leave them out (counts, lists and SQL by id still show them)"]
 
     @property
     def facts(self) -> FileFacts:
@@ -391,7 +375,7 @@ class OsvTrace(Trace):
 
     @property
     def warnings(self) -> list[str]:
-        return self._facts.damage + self._notes + self._hidden
+        return self._facts.damage + self._notes
 
     @property
     def ncpus(self) -> int:

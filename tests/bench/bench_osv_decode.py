@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from osvtrace.format.osv_synth import scale
-from tests.support.osv import fixture, osv_dir, parse_summary, tracepy_summary
+from tests.support.osv_traces import fixture, osv_dir, parse_summary, tracepy_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "bench" / "osv"

@@ -10,7 +10,7 @@ import pytest
 import osvtrace
 from osvtrace.cli.main import main
 from osvtrace.format.osv_dump import OsvTrace
-from tests.support.osv import expected_summary, fixture, osv_dir, parse_summary, tracepy_summary
+from tests.support.osv_traces import expected_summary, fixture, osv_dir, parse_summary, tracepy_summary
 from tests.support.traces import in_ci
 
 FILES = {"dump": "mutexnet-rest.dump", "tracefile": "mutexnet-bt.tracefile"}
