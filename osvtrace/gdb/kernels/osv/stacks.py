@@ -1,0 +1,123 @@
+"""A thread's stack: its saved rsp/rbp/rip (thread_state, written by switch_to) loaded
+into a vCPU, or its own vCPU when it runs, and gdb's unwinder. Frames that lock a mutex,
+wait on a condvar or join a thread keep the object they name."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gdb  # type: ignore[import-not-found]
+
+from osvtrace.gdb import commands, context
+from osvtrace.gdb.commands import OsvError
+from osvtrace.gdb.kernels.osv.syms import load_app_symbols
+from osvtrace.gdb.kernels.osv.threads import Snapshot, Thread
+
+
+MAX_FRAMES = 64
+
+
+MACHINERY = ("sched::", "lockfree::mutex::", "waiter::", "wait_record::", "condvar::", "mutex_lock", "mutex_unlock",
+             "switch_to", "std::", "__gnu_cxx::", "osv::clock::", "waitqueue::", "thread_main_c", "memory::")
+
+
+@dataclass
+class Frame:
+    pc: int
+    function: str
+    where: str  # file:line, or the object's name
+    mutex: int = 0  # a lockfree::mutex this frame is locking
+    pmutex: int = 0  # the pthread_mutex_t it came from
+    condvar: int = 0
+    join: int = 0
+
+
+def _frame_arg(f: Any, name: str) -> int:
+    try:
+        return int(f.read_var(name)) & ((1 << 64) - 1)
+    except (gdb.error, ValueError, RuntimeError):
+        return 0
+
+
+def _walk_frames(limit: int = MAX_FRAMES) -> tuple[list[Frame], str]:
+    out: list[Frame] = []
+    try:
+        f = gdb.newest_frame()
+    except gdb.error as e:
+        return out, f"no frame: {e}"
+    while f is not None and len(out) < limit:
+        try:
+            pc = f.pc()
+            name = f.name() or ""
+            sal = f.find_sal()
+            if sal.symtab is not None:
+                where = f"{sal.symtab.filename.removeprefix('../../')}:{sal.line}"
+            else:
+                obj = gdb.current_progspace().objfile_for_address(pc)
+                where = os.path.basename(obj.filename) if obj is not None and obj.filename else ""
+                if not name:
+                    info = gdb.execute(f"info symbol {pc:#x}", to_string=True).strip()
+                    if not info.startswith("No symbol"):
+                        name = info.split(" in section")[0]
+            fr = Frame(pc, name or "??", where)
+            if name.startswith("lockfree::mutex::lock") or name.startswith("lockfree::mutex::send_lock"):
+                fr.mutex = _frame_arg(f, "this")
+            elif name in ("pthread_mutex_lock", "pthread_mutex_timedlock"):
+                fr.pmutex = _frame_arg(f, "m")
+            elif name.startswith("condvar::wait") or name.startswith("condvar_wait"):
+                fr.condvar = _frame_arg(f, "this") or _frame_arg(f, "condvar")
+            elif name == "pthread_cond_wait" or name == "pthread_cond_timedwait":
+                fr.condvar = fr.condvar or _frame_arg(f, "cond")
+            elif name.startswith("sched::thread::join"):
+                fr.join = _frame_arg(f, "this")
+            out.append(fr)
+            f = f.older()
+        except gdb.error as e:
+            return out, f"unwinding stopped: {commands.one_line(str(e))}"
+    return out, ("more frames not shown" if f is not None else "")
+
+
+def stack_of(t: Thread) -> tuple[list[Frame], str]:
+    """Thread t's frames, innermost first, with a note if the unwinding stopped early."""
+    cur = gdb.selected_thread()
+    try:
+        if t.vcpu is not None:
+            context._select_vcpu(t.vcpu)
+            return _walk_frames()
+        if not t.rsp or not t.rip:
+            return [], "no saved context (being created, or not started)"
+        if t.state in ("gone", "terminated"):
+            return [], f"{t.state}: its stack may be freed"
+        old = context._write_registers({"rsp": t.rsp, "rbp": t.rbp, "rip": t.rip})
+        try:
+            return _walk_frames()
+        finally:
+            context._write_registers(old)
+    finally:
+        if cur is not None and cur.is_valid():
+            cur.switch()
+
+
+def with_stacks(snap: Snapshot, which: Callable[[Thread], bool] = lambda t: True) -> None:
+    """Unwind the chosen threads of snap (frames and notes set on each)."""
+    if context.STATE.saved:
+        context.restore(quiet=True)
+    load_app_symbols(quiet=True)
+    for t in snap.threads:
+        if which(t):
+            try:
+                t.frames, t.note = stack_of(t)
+            except OsvError as e:
+                t.frames, t.note = [], str(e)
+
+
+def where(t: Thread) -> str:
+    """The innermost frame that is not scheduler or lock machinery (as loader.py's location)."""
+    if not t.frames:
+        return "?"
+    for fr in t.frames:
+        if not fr.function.startswith(MACHINERY) and fr.function != "??":
+            return f"{fr.function} {fr.where}".strip()
+    return f"{t.frames[-1].function} {t.frames[-1].where}".strip()
