@@ -4,15 +4,15 @@ state (status, CPU), and which vCPU runs it (the vCPU whose rsp lies in its stac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import context, debuginfo, fmt, guestmem, lists
+from osvtrace.gdb import context, debuginfo, fmt, guestmem, lists, threadtable
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import layout_of
-from osvtrace.gdb.kernels.osv.cpus import Cpu, cpus
+from osvtrace.gdb.kernels.osv.cpus import cpus
 from osvtrace.gdb.kernels.osv.reading import read_fields
 
 THREAD_MAP = "sched::thread_map"  # OSv's registry of threads; osvtrace's kernel has none
@@ -45,20 +45,11 @@ class Thread:
 
 
 @dataclass
-class Snapshot:
-    threads: list[Thread]
-    cpus: list[Cpu]
+class Snapshot(threadtable.Snapshot):
+    """Every OSv thread and CPU at one stop (by_id and by_addr as on our kernel), and what
+    made the reading incomplete, if anything did."""
+
     problem: str = ""
-    by_addr: dict[int, Thread] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.by_addr = {t.addr: t for t in self.threads}
-
-    def by_id(self, tid: int) -> Thread:
-        for t in self.threads:
-            if t.tid == tid:
-                return t
-        raise OsvError(f"no thread {tid} (threads: {', '.join(str(t.tid) for t in self.threads[:20])})")
 
     def describe(self, addr: int) -> str:
         if not addr:
@@ -164,4 +155,4 @@ def snapshot() -> Snapshot:
                 t.vcpu = c.vcpu
                 taken.add(c.vcpu)
     out.sort(key=lambda t: t.tid)
-    return Snapshot(out, cl, problem)
+    return Snapshot(out, cl, problem=problem)

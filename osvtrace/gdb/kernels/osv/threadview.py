@@ -37,7 +37,7 @@ def info_threads(arg: str, from_tty: bool) -> None:
     if "--no-where" not in argv:
         header += ("where",)
     gdb.write(fmt.table(rows, header))
-    gdb.write(f"{len(snap.threads)} threads; * = on a vCPU now\n")
+    gdb.write(f"({len(snap.threads)} threads; * = on a vCPU now)\n")
     if snap.problem:
         gdb.write(f"osv: note: {snap.problem}\n")
     if "--stacks" in argv:
