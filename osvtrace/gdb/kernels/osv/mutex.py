@@ -46,8 +46,10 @@ def wait_of(t: Thread) -> tuple[str, int]:
         return "-", 0
     pm = next((fr.pmutex for fr in t.frames if fr.pmutex), 0)
     for fr in t.frames:
-        if fr.mutex or (fr.function.startswith("lockfree::mutex::lock") and pm):
+        if fr.mutex or fr.function.startswith("lockfree::mutex::lock"):
             m = fr.mutex or _safe(pthread_mutex_target, pm)
+            if not m and not pm:
+                return "mutex (its address is optimized out in this frame)", 0
             return f"mutex {mutex_label(m, pm)}", m
         if fr.condvar:
             return f"condvar {symbol_label(fr.condvar)}", 0

@@ -79,38 +79,50 @@ def _walk_frames(limit: int = MAX_FRAMES) -> tuple[list[Frame], str]:
     return out, ("more frames not shown" if f is not None else "")
 
 
-def stack_of(t: Thread) -> tuple[list[Frame], str]:
-    """Thread t's frames, innermost first, with a note if the unwinding stopped early."""
+def stack_of(t: Thread, saved: dict[str, int] | None = None) -> tuple[list[Frame], str]:
+    """Thread t's frames, innermost first, with a note if the unwinding stopped early.
+
+    A switched-out thread's rsp/rbp/rip are loaded into the selected vCPU; with `saved`
+    the vCPU's own values are kept there (the first time) and left for the caller to put
+    back, so a walk over many threads writes the registers once per thread, not twice."""
     cur = gdb.selected_thread()
-    try:
-        if t.vcpu is not None:
+    if t.vcpu is not None:
+        try:
             context._select_vcpu(t.vcpu)
             return _walk_frames()
-        if not t.rsp or not t.rip:
-            return [], "no saved context (being created, or not started)"
-        if t.state in ("gone", "terminated"):
-            return [], f"{t.state}: its stack may be freed"
-        old = context._write_registers({"rsp": t.rsp, "rbp": t.rbp, "rip": t.rip})
-        try:
-            return _walk_frames()
         finally:
-            context._write_registers(old)
+            if cur is not None and cur.is_valid():
+                cur.switch()
+    if not t.rsp or not t.rip:
+        return [], "no saved context (being created, or not started)"
+    if t.state in ("gone", "terminated"):
+        return [], f"{t.state}: its stack may be freed"
+    own = {} if saved is None else saved
+    context._write_registers({"rsp": t.rsp, "rbp": t.rbp, "rip": t.rip}, own)
+    try:
+        return _walk_frames()
     finally:
-        if cur is not None and cur.is_valid():
-            cur.switch()
+        if saved is None:
+            context._write_registers(own)
 
 
 def with_stacks(snap: Snapshot, which: Callable[[Thread], bool] = lambda t: True) -> None:
-    """Unwind the chosen threads of snap (frames and notes set on each)."""
+    """Unwind the chosen threads of snap (frames and notes set on each); the selected
+    vCPU's registers are put back at the end."""
     if context.STATE.saved:
         context.restore(quiet=True)
     load_app_symbols(quiet=True)
-    for t in snap.threads:
-        if which(t):
-            try:
-                t.frames, t.note = stack_of(t)
-            except OsvError as e:
-                t.frames, t.note = [], str(e)
+    saved: dict[str, int] = {}
+    try:
+        for t in snap.threads:
+            if which(t):
+                try:
+                    t.frames, t.note = stack_of(t, saved)
+                except OsvError as e:
+                    t.frames, t.note = [], str(e)
+    finally:
+        if saved:
+            context._write_registers(saved)
 
 
 def where(t: Thread) -> str:
