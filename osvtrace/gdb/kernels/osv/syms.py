@@ -40,9 +40,19 @@ def osv_tree() -> str:
     return os.path.dirname(os.path.dirname(d))
 
 
+_host_paths: dict[tuple[str, str], str] = {}
+
+
 def host_path(guest_path: str) -> str:
-    """The host file a guest path came from: the build's usr.manifest, then a search of the
-    build and modules directories by name."""
+    """The host file a guest path came from (remembered, also when not found)."""
+    key = (gdb.current_progspace().filename or "", guest_path)
+    if key not in _host_paths:
+        _host_paths[key] = _find_host_path(guest_path)
+    return _host_paths[key]
+
+
+def _find_host_path(guest_path: str) -> str:
+    """The build's usr.manifest, then a search of the build and modules directories by name."""
     tree = osv_tree()
     build = os.path.dirname(os.path.realpath(gdb.current_progspace().filename or ""))
     for manifest in ("usr.manifest", "bootfs.manifest"):
@@ -86,12 +96,17 @@ def load_app_symbols(quiet: bool = False) -> list[str]:
         if os.path.realpath(path) in have:
             _loaded.add((path, base))
             continue
+        confirm = gdb.parameter("confirm")
         try:
+            gdb.execute("set confirm off", to_string=True)  # add-symbol-file asks otherwise
             gdb.execute(f"add-symbol-file {path} -o {base:#x}", to_string=True)
             _loaded.add((path, base))
             lines.append(f"{guest}: symbols from {path} at {base:#x}")
         except gdb.error as e:
             lines.append(f"{guest}: {commands.one_line(str(e))}")
+        finally:
+            if confirm:
+                gdb.execute("set confirm on", to_string=True)
     if not quiet:
         for ln in lines or ["no application objects to add"]:
             gdb.write(f"osv: {ln}\n")
