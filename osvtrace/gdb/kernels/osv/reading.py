@@ -110,3 +110,29 @@ def symbol_label(addr: int) -> str:
     if info.startswith("No symbol"):
         return f"{addr:#x}"
     return f"{info.split(' in section')[0].replace(' + ', '+')} ({addr:#x})"
+
+
+def unique_ptr_offset(layout: Layout, path: str) -> int:
+    """Offset of the pointer held by the std::unique_ptr field `path`. With a deleter that
+    has state (`unique_ptr<char[], decltype(&free)>`) the tuple inside puts the deleter
+    first; the pointer is element 0, the `_M_head_impl` of `std::_Head_base<0, ...>`."""
+    off, _size, t = layout.field(path)
+
+    def find(t: Any, base: int, owner: str) -> int | None:
+        for f in t.fields():
+            if not hasattr(f, "bitpos"):
+                continue
+            ft = f.type.strip_typedefs()
+            at = base + f.bitpos // 8
+            if f.name == "_M_head_impl" and owner.startswith("std::_Head_base<0"):
+                return at
+            if ft.code == gdb.TYPE_CODE_STRUCT:
+                got = find(ft, at, str(ft))
+                if got is not None:
+                    return got
+        return None
+
+    got = find(t, off, str(t))
+    if got is None:
+        raise OsvError(f"cannot find the pointer inside {layout.name}.{path} ({t}) in the debug info")
+    return got

@@ -13,7 +13,7 @@ from osvtrace.gdb import context, debuginfo, fmt, guestmem, lists, threadtable
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import layout_of
 from osvtrace.gdb.kernels.osv.cpus import cpus
-from osvtrace.gdb.kernels.osv.reading import read_fields
+from osvtrace.gdb.kernels.osv.reading import read_fields, unique_ptr_offset
 
 THREAD_MAP = "sched::thread_map"  # OSv's registry of threads; osvtrace's kernel has none
 
@@ -21,7 +21,7 @@ THREAD_MAP = "sched::thread_map"  # OSv's registry of threads; osvtrace's kernel
 MAX_THREADS = 100_000
 
 
-THREAD_FIELDS = ["_id", "_detached_state", "_total_cpu_time", "_state.rsp", "_state.rbp", "_state.rip",
+THREAD_FIELDS = ["_id", "_total_cpu_time", "_state.rsp", "_state.rbp", "_state.rip",
                  "_attr._stack.begin", "_attr._stack.size"]
 
 
@@ -119,19 +119,22 @@ def snapshot() -> Snapshot:
     dl = layout_of("sched::thread::detached_state")
     statuses = _status_names()
     name_off, name_size, _ = tl.field("_attr._name")
+    detached_off = unique_ptr_offset(tl, "_detached_state")
     regs = _vcpu_registers()
     out = []
     for p in ptrs:
         try:
             f = read_fields(p, tl, THREAD_FIELDS)
+            f["_detached_state"] = guestmem.read_word(p + detached_off)
             name = fmt.clean_text(guestmem.read_small(p + name_off, name_size))
         except OsvError as e:
             problem = problem or f"thread object {p:#x} unreadable ({e}): being destroyed?"
             continue
         state, cpu_addr = "?", 0
-        if f["_detached_state"]:
+        detached = f["_detached_state"]
+        if detached:
             try:
-                d = read_fields(f["_detached_state"], dl, ["st", "_cpu"])
+                d = read_fields(detached, dl, ["st", "_cpu"])
                 state = statuses.get(d["st"], f"status {d['st']}")
                 cpu_addr = d["_cpu"]
             except OsvError:

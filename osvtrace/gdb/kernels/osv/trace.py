@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import debuginfo, fmt
+from osvtrace.gdb import debuginfo, fmt, guestmem
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import layout_of
 from osvtrace.gdb.kernels.osv.cpus import Cpu, cpus
-from osvtrace.gdb.kernels.osv.reading import has_symbol, int_var, memsave, read_fields, read_string
+from osvtrace.gdb.kernels.osv.reading import has_symbol, int_var, memsave, read_fields, read_string, unique_ptr_offset
 from osvtrace.gdb.kernels.osv.ring import RecordLayout, oldest_first, walk
 
 
@@ -82,8 +82,10 @@ def record_layout() -> RecordLayout:
 def read_cpu_trace(c: Cpu) -> CpuTrace:
     """One CPU's buffer, read in one piece, its records oldest first."""
     off = int(gdb.parse_and_eval("&percpu_trace_buffer._var").cast(gdb.lookup_type("unsigned long")))
-    f = read_fields(c.percpu_base + off, layout_of("trace_buf"), ["_base", "_last", "_size"])
-    base, last, size = f["_base"], f["_last"], f["_size"]
+    bl = layout_of("trace_buf")
+    f = read_fields(c.percpu_base + off, bl, ["_last", "_size"])
+    last, size = f["_last"], f["_size"]
+    base = guestmem.read_word(c.percpu_base + off + unique_ptr_offset(bl, "_base"))
     if not base or not size:
         return CpuTrace(c.id, base, size, last, [], "no trace buffer (OSv started without --trace?)")
     if size & (size - 1) or size > 1 << 30:
