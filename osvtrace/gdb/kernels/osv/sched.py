@@ -76,9 +76,10 @@ def runqueue_cmd(arg: str, from_tty: bool) -> None:
     for c in snap.cpus:
         if want is not None and c.id != want:
             continue
-        running = [t for t in snap.threads if t.cpu == c.id and t.state == "running"]
-        run = ", ".join(snap.describe(t.addr) for t in running) or "-"
-        gdb.write(f"cpu {c.id}: running {run}; idle thread {snap.describe(c.idle)}\n")
+        on = [t for t in snap.threads if t.vcpu is not None and t.vcpu == c.vcpu]
+        on += [t for t in snap.threads if t.cpu == c.id and t.state == "running" and t not in on]
+        run = ", ".join(f"{snap.describe(t.addr)} {t.state}" for t in on) or "-"
+        gdb.write(f"cpu {c.id} (vCPU {c.vcpu}): on it {run}; idle thread {snap.describe(c.idle)}\n")
         try:
             w = run_queue(c)
         except (OsvError, gdb.error) as e:

@@ -20,7 +20,9 @@ MAX_FRAMES = 64
 
 
 MACHINERY = ("sched::", "lockfree::mutex::", "waiter::", "wait_record::", "condvar::", "mutex_lock", "mutex_unlock",
-             "switch_to", "std::", "__gnu_cxx::", "osv::clock::", "waitqueue::", "thread_main_c", "memory::")
+             "switch_to", "std::", "__gnu_cxx::", "osv::clock::", "waitqueue::", "thread_main_c", "hpet_", "processor::", "pthread_mutex_",
+             "pthread_cond_", "lockfree::", "from_libc")
+OUTERMOST = ("thread_main", "thread_main_c", "??")  # where every thread starts: says nothing
 
 
 @dataclass
@@ -114,7 +116,8 @@ def with_stacks(snap: Snapshot, which: Callable[[Thread], bool] = lambda t: True
     load_app_symbols(quiet=True)
     saved: dict[str, int] = {}
     try:
-        for t in snap.threads:
+        # Threads on a vCPU first: their vCPU may be the one the others' contexts are loaded into.
+        for t in sorted(snap.threads, key=lambda t: t.vcpu is None):
             if which(t):
                 try:
                     t.frames, t.note = stack_of(t, saved)
@@ -126,10 +129,12 @@ def with_stacks(snap: Snapshot, which: Callable[[Thread], bool] = lambda t: True
 
 
 def where(t: Thread) -> str:
-    """The innermost frame that is not scheduler or lock machinery (as loader.py's location)."""
+    """The innermost frame that is not scheduler or lock machinery (as loader.py's location);
+    if all are, the outermost that is not the thread's entry."""
     if not t.frames:
         return "?"
     for fr in t.frames:
-        if not fr.function.startswith(MACHINERY) and fr.function != "??":
+        if not fr.function.startswith(MACHINERY) and fr.function not in OUTERMOST:
             return f"{fr.function} {fr.where}".strip()
-    return f"{t.frames[-1].function} {t.frames[-1].where}".strip()
+    inner = [fr for fr in t.frames if fr.function not in OUTERMOST] or t.frames
+    return f"{inner[-1].function} {inner[-1].where}".strip()
