@@ -56,13 +56,13 @@ def _walk_frames(limit: int = MAX_FRAMES) -> tuple[list[Frame], str]:
             sal = f.find_sal()
             if sal.symtab is not None:
                 where = f"{sal.symtab.filename.removeprefix('../../')}:{sal.line}"
-            else:
-                obj = gdb.current_progspace().objfile_for_address(pc)
-                where = os.path.basename(obj.filename) if obj is not None and obj.filename else ""
-                if not name:
-                    info = gdb.execute(f"info symbol {pc:#x}", to_string=True).strip()
-                    if not info.startswith("No symbol"):
-                        name = info.split(" in section")[0]
+            else:  # no line info: `info symbol` names the function and the object file
+                info = gdb.execute(f"info symbol {pc:#x}", to_string=True).strip()
+                where = ""
+                if not info.startswith("No symbol"):
+                    sym, _sep, section = info.partition(" in section ")
+                    name = name or sym
+                    where = os.path.basename(section.split(" of ", 1)[1]) if " of " in section else ""
             fr = Frame(pc, name or "??", where)
             if name.startswith("lockfree::mutex::lock") or name.startswith("lockfree::mutex::send_lock"):
                 fr.mutex = _frame_arg(f, "this")
