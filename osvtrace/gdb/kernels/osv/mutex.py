@@ -13,7 +13,7 @@ import gdb  # type: ignore[import-not-found]
 from osvtrace.gdb import guestmem, lists
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import layout_of
-from osvtrace.gdb.kernels.osv.reading import read_fields, symbol_label
+from osvtrace.gdb.kernels.osv.reading import read_fields, symbol_label, type_name
 from osvtrace.gdb.kernels.osv.stacks import with_stacks
 from osvtrace.gdb.kernels.osv.threads import Snapshot, Thread, snapshot
 
@@ -111,7 +111,7 @@ def mutex_arg(arg: str) -> tuple[int, int]:
     addr, _t = guestmem.address_arg(arg, "a mutex")
     v = gdb.parse_and_eval(arg)
     t = v.type.target() if v.type.strip_typedefs().code == gdb.TYPE_CODE_PTR else v.type
-    names = {str(t), str(t.strip_typedefs())}
+    names = {str(t), type_name(t), type_name(t.strip_typedefs())}
     if any("pthread_mutex_t" in n for n in names):
         return pthread_mutex_target(addr), addr
     if t.strip_typedefs().code in (gdb.TYPE_CODE_INT, gdb.TYPE_CODE_ENUM) or names & {"lockfree::mutex", "mutex_t",

@@ -127,12 +127,17 @@ def unique_ptr_offset(layout: Layout, path: str) -> int:
             if f.name == "_M_head_impl" and owner.startswith("std::_Head_base<0"):
                 return at
             if ft.code == gdb.TYPE_CODE_STRUCT:
-                got = find(ft, at, str(ft))
+                got = find(ft, at, type_name(ft))
                 if got is not None:
                     return got
         return None
 
-    got = find(t, off, str(t))
+    got = find(t, off, type_name(t))
     if got is None:
         raise OsvError(f"cannot find the pointer inside {layout.name}.{path} ({t}) in the debug info")
     return got
+
+
+def type_name(t: Any) -> str:
+    """A type's name without the `class `/`struct ` gdb may print before it."""
+    return t.tag or t.name or str(t).removeprefix("class ").removeprefix("struct ")

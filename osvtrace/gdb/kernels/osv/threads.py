@@ -13,7 +13,7 @@ from osvtrace.gdb import context, debuginfo, fmt, guestmem, lists, threadtable
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import layout_of
 from osvtrace.gdb.kernels.osv.cpus import cpus
-from osvtrace.gdb.kernels.osv.reading import read_fields, unique_ptr_offset
+from osvtrace.gdb.kernels.osv.reading import read_fields, type_name, unique_ptr_offset
 
 THREAD_MAP = "sched::thread_map"  # OSv's registry of threads; osvtrace's kernel has none
 
@@ -65,7 +65,7 @@ def thread_pointers() -> tuple[list[int], str]:
     map_addr = int(sym.value().address)
     ht = sym.type.strip_typedefs().fields()[0].type.strip_typedefs()  # _M_h, the _Hashtable
     hl = debuginfo.layout_of_type(ht)
-    node_t = debuginfo.lookup_type(str(ht) + "::__node_type")
+    node_t = _node_type(ht)
     nl = debuginfo.layout_of_type(node_t)
     storage_off, _size, storage_t = nl.field("_M_storage")
     pair_l = debuginfo.layout_of_type(storage_t.template_argument(0))
@@ -85,6 +85,24 @@ def thread_pointers() -> tuple[list[int], str]:
     if not problem and len(ptrs) != count:
         problem = f"sched::thread_map holds {count} threads, its chain {len(ptrs)} (being changed)"
     return ptrs, problem
+
+
+def _node_type(ht: Any) -> Any:
+    """The node type of a std::_Hashtable, by its name (gdb may print the type with a
+    `class ` prefix once other objfiles are loaded: the tag is used)."""
+    tag = type_name(ht)
+    names = [f"{tag}::__node_type"]
+    try:
+        pair = ht.template_argument(1)
+        names += [f"std::__detail::_Hash_node<{pair}, {c}>" for c in ("false", "true")]
+    except (gdb.error, RuntimeError):
+        pass
+    for n in names:
+        try:
+            return gdb.lookup_type(n)
+        except gdb.error:
+            continue
+    raise OsvError(f"no node type of {tag} in the debug info (libstdc++ changed its unordered_map?)")
 
 
 def _status_names() -> dict[int, str]:
