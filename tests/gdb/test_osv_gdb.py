@@ -38,14 +38,16 @@ def parse_loader(out: str) -> dict[int, dict[str, str]]:
 
 
 def stop_contended(vm: OsvVm, tries: int = 20) -> str:
-    """Interrupt the running VM until `osv mutex all` shows a mutex with waiters (phase 1)."""
+    """Interrupt the running VM until `osv mutex all` shows big_lock with waiters (phase 1),
+    preferring a stop where it also has an owner (under contention OSv hands the lock over,
+    so many stops fall between an unlock and the next owner's store)."""
     out = ""
-    for _ in range(tries):
+    for i in range(tries):
         vm.gdb.continue_()
         time.sleep(random.uniform(0.3, 1.0))
         vm.gdb.interrupt(30)
         out = vm.osv("osv mutex all")
-        if re.search(r"waiters \[\d", out):
+        if re.search(r"big_lock .*waiters \[\d", out) and (re.search(r"owner \d", out) or i >= tries // 2):
             return out
     raise AssertionError(f"no contended mutex in {tries} stops; last `osv mutex all`:\n{out}\n{vm.console()[-2000:]}")
 

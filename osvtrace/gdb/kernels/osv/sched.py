@@ -88,6 +88,45 @@ def runqueue_cmd(arg: str, from_tty: bool) -> None:
         gdb.write(f"  run queue ({len(w.items)}): {', '.join(snap.describe(a) for a in w.items) or 'empty'}\n")
         if w.problem:
             gdb.write(f"  note: {w.problem}\n")
+        try:
+            inc = incoming(c, len(snap.cpus))
+        except (OsvError, gdb.error) as e:
+            gdb.write(f"  woken, not yet queued: cannot read ({commands.one_line(str(e))})\n")
+            continue
+        if inc.items or inc.problem:
+            gdb.write(f"  woken, not yet queued ({len(inc.items)}): {', '.join(snap.describe(a) for a in inc.items)}\n")
+        if inc.problem:
+            gdb.write(f"  note: {inc.problem}\n")
+
+
+def incoming(c: Cpu, ncpus: int, limit: int = 100_000) -> lists.Walk:
+    """Threads woken for this CPU and not yet on its run queue: cpu::incoming_wakeups, one
+    lockless_queue (single producer) per waking CPU, each followed from its _head helper
+    through the threads' _wakeup_link."""
+    cl = layout_of("sched::cpu")
+    off, _size, ptr_t = cl.field("incoming_wakeups")
+    queue_t = ptr_t.target().strip_typedefs()
+    ql = debuginfo.layout_of_type(queue_t)
+    head_off, _hs, head_t = ql.field("_head")
+    helper_next = debuginfo.layout_of_type(head_t.target()).offset("_next")
+    link_next = layout_of("sched::thread").offset("_wakeup_link._next")
+    arr = guestmem.read_word(c.addr + off)
+    items: list[int] = []
+    if not arr:
+        return lists.Walk(items)
+    for i in range(ncpus):
+        seen: set[int] = set()
+        h = guestmem.read_word(arr + i * queue_t.sizeof + head_off)
+        while h:
+            t = guestmem.read_word(h + helper_next)
+            if not t:
+                break
+            if t in seen or len(items) >= limit:
+                return lists.Walk(items, f"incoming wake-up queue {i} loops or is too long (being changed)")
+            seen.add(t)
+            items.append(t)
+            h = guestmem.read_word(t + link_next)
+    return lists.Walk(items)
 
 
 def percpu_cmd(arg: str, from_tty: bool) -> None:
