@@ -114,6 +114,10 @@ STOPS = int(os.environ.get("OSVTRACE_OSV_STOPS", "8"))
 def test_every_command_runs_clean_at_random_stops(tree):
     rng = random.Random(int(os.environ.get("OSVTRACE_SEED", "0")) or None)
     with OsvVm(tree, APP) as vm:
+        # Halted at reset (OSv not loaded, its addresses unmapped): one line each.
+        for cmd in COMMANDS:
+            out = vm.osv(cmd)
+            assert out.startswith("ERROR osv:") and out.count("\n") == 1, (cmd, out)
         boot_app(vm)
         for stop in range(STOPS):
             vm.gdb.continue_()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gdb  # type: ignore[import-not-found]
 
 from osvtrace.gdb import debuginfo
+from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import layout_of
 from osvtrace.gdb.kernels.osv.reading import read_fields, read_vector
 
@@ -22,7 +23,10 @@ class Cpu:
 
 def cpus() -> list[Cpu]:
     sym = debuginfo.symbol("sched::cpus")
-    ptrs = read_vector(int(sym.value().address), sym.type, 4096)
+    try:
+        ptrs = read_vector(int(sym.value().address), sym.type, 4096)
+    except OsvError as e:
+        raise OsvError(f"{e}: OSv's data is not mapped yet (stopped in the BIOS or the boot loader?)") from None
     cl = layout_of("sched::cpu")
     vcpus = sorted(th.num for th in gdb.selected_inferior().threads())
     out = []

@@ -81,7 +81,10 @@ def load_app_symbols(quiet: bool = False) -> list[str]:
     try:
         objs = app_objects()
     except OsvError as e:
-        return [f"cannot read elf::program::s_objs: {e}"]
+        lines = [f"cannot read elf::program::s_objs (OSv not booted yet?): {e}"]
+        if not quiet:
+            gdb.write(f"osv: {lines[0]}\n")
+        return lines
     kernel = os.path.realpath(gdb.current_progspace().filename or "")
     have = {os.path.realpath(o.filename) for o in gdb.objfiles() if o.filename}
     for guest, base in objs:
