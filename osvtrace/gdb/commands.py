@@ -74,6 +74,7 @@ class Kernel:
     name: str
     detect: Callable[[], bool]
     commands: dict[str, Callable[[str, bool], None]] = field(default_factory=dict)
+    functions: dict[str, Callable[..., object]] = field(default_factory=dict)  # `$name(...)` -> a gdb.Value
 
     def run(self, command: str, arg: str, from_tty: bool) -> None:
         impl = self.commands.get(command)
@@ -81,6 +82,30 @@ class Kernel:
             have = ", ".join(sorted(self.commands))
             raise OsvError(f"`{command}` is not available on {self.name} (there: {have})")
         impl(arg, from_tty)
+
+
+class OsvFunction(gdb.Function):
+    """Base of the `$osv_...` convenience functions: on another kernel, its implementation
+    runs instead of `run`; an OsvError becomes one line."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def invoke(self, *args: object) -> object:
+        try:
+            kernel = active_kernel()
+            if kernel is None:
+                return self.run(*args)
+            impl = kernel.functions.get(self.name)
+            if impl is None:
+                raise OsvError(f"not available on {kernel.name}")
+            return impl(*args)
+        except OsvtraceError as e:
+            raise gdb.GdbError(f"${self.name}: {e}") from None
+
+    def run(self, *args: object) -> object:  # pragma: no cover - overridden
+        raise NotImplementedError
 
 
 KERNELS: list[Kernel] = []

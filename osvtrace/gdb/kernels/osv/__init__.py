@@ -44,7 +44,8 @@ from osvtrace.gdb.kernels.osv.mutex import mutex_cmd
 from osvtrace.gdb.kernels.osv.sched import percpu_cmd, runqueue_cmd
 from osvtrace.gdb.kernels.osv.syms import syms_cmd
 from osvtrace.gdb.kernels.osv.threads import THREAD_MAP
-from osvtrace.gdb.kernels.osv.threadview import info_threads, thread_apply, thread_cmd, thread_restore
+from osvtrace.gdb.kernels.osv.threadview import (current_function, info_threads, thread_apply, thread_cmd,
+                                                 thread_function, thread_restore)
 from osvtrace.gdb.kernels.osv.trace import trace_cmd, trace_status
 
 NAME = "OSv"
@@ -84,7 +85,8 @@ COMMANDS = {
 }
 
 
-KERNEL = commands.Kernel(NAME, detect, {k: timed(v) for k, v in COMMANDS.items()})
+KERNEL = commands.Kernel(NAME, detect, {k: timed(v) for k, v in COMMANDS.items()},
+                         {"osv_thread": thread_function, "osv_current": current_function})
 
 
 class Syms(commands.OsvCommand):

@@ -121,3 +121,24 @@ def thread_apply(arg: str, from_tty: bool) -> None:
                 context.restore(quiet=True)
     finally:
         context.restore(quiet=True)
+
+
+def thread_function(tid: object) -> object:
+    """$osv_thread(ID) on OSv: the sched::thread * with that id (0 if none)."""
+    snap = snapshot()
+    t = next((t for t in snap.threads if t.tid == int(tid)), None)  # type: ignore[call-overload]
+    return gdb.Value(t.addr if t else 0).cast(gdb.lookup_type("sched::thread").pointer())
+
+
+def current_function(*args: object) -> object:
+    """$osv_current([CPU]) on OSv: the thread on that CPU's vCPU (default: the selected vCPU's)."""
+    snap = snapshot()
+    if args:
+        c = next((c for c in snap.cpus if c.id == int(args[0])), None)  # type: ignore[call-overload]
+        if c is None:
+            raise OsvError(f"no CPU {args[0]} (CPUs: {', '.join(str(c.id) for c in snap.cpus)})")
+        vcpu = c.vcpu
+    else:
+        vcpu = gdb.selected_thread().num
+    t = next((t for t in snap.threads if t.vcpu == vcpu), None)
+    return gdb.Value(t.addr if t else 0).cast(gdb.lookup_type("sched::thread").pointer())
