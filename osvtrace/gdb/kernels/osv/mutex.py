@@ -15,6 +15,7 @@ from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import layout_of
 from osvtrace.gdb.kernels.osv.reading import read_fields, symbol_label, type_name
 from osvtrace.gdb.kernels.osv.stacks import with_stacks
+from osvtrace.gdb.kernels.osv.syms import load_app_symbols
 from osvtrace.gdb.kernels.osv.threads import Snapshot, Thread, snapshot
 
 
@@ -124,6 +125,7 @@ def mutex_cmd(arg: str, from_tty: bool) -> None:
     arg = arg.strip()
     snap = snapshot()
     if arg and arg != "all":
+        load_app_symbols(quiet=True)  # the app's mutexes are named by its symbols
         m, pm = mutex_arg(arg)
         if not m:
             gdb.write(f"mutex {symbol_label(pm)}: never locked (its lockfree::mutex is not allocated yet)\n")
