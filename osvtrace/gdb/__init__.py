@@ -13,6 +13,7 @@ generator walkers, then thin commands that only format.
   dmesg     osv dmesg
   net       osv netchannels, net channel printer
   trace     osv trace [N], status, enable, disable, save
+  kernels   other kernels (kernels/osv.py: real OSv), chosen by a symbol of the ELF
 
 Below them, shared by several (lowest last; nothing imports upwards, and
 tests/gdb/test_gdb_imports.py fails on an import circle):
@@ -36,8 +37,9 @@ import gdb.printing  # type: ignore[import-not-found]
 
 from osvtrace.gdb import (commands, context, debuginfo, dmesg, memory, mutex, net, percpu, printers, sched, threads,
                           trace)
+from osvtrace.gdb.kernels import osv as osv_kernel
 
-MODULES = (threads, context, percpu, sched, mutex, memory, dmesg, net, trace)
+MODULES = (threads, context, percpu, sched, mutex, memory, dmesg, net, trace, osv_kernel)
 
 
 def register() -> None:
@@ -48,6 +50,7 @@ def register() -> None:
     gdb.printing.register_pretty_printer(None, printers.PRINTERS, replace=True)
     # A new ELF may bring other types: drop the caches.
     gdb.events.new_objfile.connect(lambda _ev: debuginfo.invalidate_caches())
+    debuginfo.on_invalidate(commands.forget_kernel)  # another ELF may be another kernel
 
 
 register()

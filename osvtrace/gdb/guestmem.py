@@ -51,9 +51,19 @@ def connected() -> bool:
     return inf is not None and inf.pid != 0
 
 
+HIGH_HALF = 0xFFFF_8000_0000_0000  # x86-64's upper canonical half (OSv's kernel lives there)
+
+
+def canonical(addr: int, size: int) -> bool:
+    """addr..addr+size within one canonical half of x86-64's 48-bit address space: a
+    pointer read from a damaged or half-written structure usually is not."""
+    end = addr + size
+    return (0 < addr and end <= 1 << 47) or (HIGH_HALF <= addr and end <= 1 << 64)
+
+
 def read_small(addr: int, size: int) -> bytes:
     """A few bytes through gdb's memory packets (fine for headers and tables)."""
-    if addr <= 0 or addr + size > 1 << 48:
+    if not canonical(addr, size):
         raise OsvError(f"cannot read {size} bytes at {addr:#x}: not a kernel address")
     try:
         inf = gdb.selected_inferior() if _static_ok[0] else inferior()

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import gdb  # type: ignore[import-not-found]
 
 from osvtrace.errors import OsvtraceError
-from osvtrace.gdb.commands import DEBUG_ENV, OsvError
+from osvtrace.gdb.commands import DEBUG_ENV, OsvError, active_kernel
 from osvtrace.gdb.guestmem import static_reads
 
 
@@ -38,6 +38,11 @@ class PrettyPrinters:
         except gdb.error:
             return None
         if t.code != gdb.TYPE_CODE_STRUCT or not t.name:
+            return None
+        try:
+            if active_kernel() is not None:  # the printers know osvtrace's kernel only
+                return None
+        except gdb.error:
             return None
         for name, fn, sub in self.entries:
             if not sub.enabled:

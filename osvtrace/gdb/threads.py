@@ -138,7 +138,7 @@ class InfoThreads(commands.OsvCommand):
 
 # ---------------------------------------------------------------- $osv_thread, printer
 
-class ThreadFunction(gdb.Function):
+class ThreadFunction(commands.OsvFunction):
     """$osv_thread(ID): the kernel thread with that id, as a `thread *` (0 if none).
 
     Example:
@@ -149,17 +149,14 @@ class ThreadFunction(gdb.Function):
     def __init__(self) -> None:
         super().__init__("osv_thread")
 
-    def invoke(self, tid: Any) -> Any:
-        try:
-            addr, n = table_location()
-            i = int(tid)
-            p = guestmem.read_word(addr + guestmem.word() * i) if 0 <= i < n else 0
-        except commands.OsvError as e:
-            raise gdb.GdbError(f"$osv_thread: {e}") from None
+    def run(self, tid: Any) -> Any:
+        addr, n = table_location()
+        i = int(tid)
+        p = guestmem.read_word(addr + guestmem.word() * i) if 0 <= i < n else 0
         return gdb.Value(p).cast(debuginfo.lookup_type("thread").pointer())
 
 
-class CurrentFunction(gdb.Function):
+class CurrentFunction(commands.OsvFunction):
     """$osv_current([CPU]): the thread running on CPU (default: the CPU gdb has selected).
 
     Example:
@@ -169,17 +166,14 @@ class CurrentFunction(gdb.Function):
     def __init__(self) -> None:
         super().__init__("osv_current")
 
-    def invoke(self, *args: Any) -> Any:
-        try:
-            if args:
-                c = percpu.cpu_by_id(int(args[0]))
-            else:
-                gs = int(gdb.parse_and_eval("$gs_base"))
-                c = next((c for c in percpu.cpus() if c.addr == gs), None)
-                if c is None:
-                    raise commands.OsvError("this vCPU's %gs does not point at a struct cpu yet")
-        except commands.OsvError as e:
-            raise gdb.GdbError(f"$osv_current: {e}") from None
+    def run(self, *args: Any) -> Any:
+        if args:
+            c = percpu.cpu_by_id(int(args[0]))
+        else:
+            gs = int(gdb.parse_and_eval("$gs_base"))
+            c = next((c for c in percpu.cpus() if c.addr == gs), None)
+            if c is None:
+                raise commands.OsvError("this vCPU's %gs does not point at a struct cpu yet")
         return gdb.Value(c.current).cast(debuginfo.lookup_type("thread").pointer())
 
 

@@ -17,6 +17,17 @@ from osvtrace.vm.qemu import VmConfig
 BROKEN = ("Traceback", "Python Exception", "internal error", "Error occurred in Python")
 
 
+def osv_command(gdb: Gdb, command: str, timeout: float) -> str:
+    """An osv command's output, or its one-line error (`ERROR ...`); fails on any traceback."""
+    try:
+        out = gdb.cli(command, timeout)
+    except GdbError as e:
+        out = f"ERROR {e}\n"
+    for bad in BROKEN:
+        assert bad not in out, f"{command!r} printed {bad!r}:\n{out}"
+    return out
+
+
 class Booted:
     """QEMU halted with its gdbstub and gdb attached through MI with the osv commands."""
 
@@ -47,14 +58,7 @@ class Booted:
         return self.gdb.cli(command, timeout)
 
     def osv(self, command: str, timeout: float = 30) -> str:
-        """An osv command's output, or its one-line error; fails on any traceback."""
-        try:
-            out = self.gdb.cli(command, timeout)
-        except GdbError as e:
-            out = f"ERROR {e}\n"
-        for bad in BROKEN:
-            assert bad not in out, f"{command!r} printed {bad!r}:\n{out}"
-        return out
+        return osv_command(self.gdb, command, timeout)
 
     def console_until(self, text: str, timeout: float = 10) -> str:
         """The console, once it shows `text` (QEMU's output arrives on a pump thread)."""
@@ -116,5 +120,6 @@ def parse_info_threads(out: str) -> dict[int, dict[str, str]]:
     rows = {}
     for ln in lines[1:]:
         cells = ln.split(None, len(header) - 1)
-        rows[int(cells[0])] = dict(zip(header, cells))
+        if cells[0].isdigit():  # not a note after the table
+            rows[int(cells[0])] = dict(zip(header, cells))
     return rows

@@ -1,0 +1,165 @@
+"""OSv's per-CPU trace buffers (`percpu_trace_buffer`, a trace_buf each): variable-size
+trace_records in 4 KiB pages, a ring that overwrites silently. Each buffer is read in one
+piece (memsave); a record whose tracepoint word is -1 is being written and ends that
+CPU's data. `osv trace [N]` and `osv trace status`."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+import gdb  # type: ignore[import-not-found]
+
+from osvtrace.gdb import debuginfo, fmt, guestmem
+from osvtrace.gdb.commands import OsvError
+from osvtrace.gdb.debuginfo import layout_of
+from osvtrace.gdb.kernels.osv.cpus import Cpu, cpus
+from osvtrace.gdb.kernels.osv.reading import has_symbol, int_var, memsave, read_fields, read_string, unique_ptr_offset
+from osvtrace.gdb.kernels.osv.ring import RecordLayout, oldest_first, walk
+
+
+@dataclass
+class Tracepoint:
+    name: str
+    sig: str
+    fmt: str
+
+
+@dataclass
+class Record:
+    time: int
+    cpu: int
+    thread: int
+    thread_name: str
+    tp: Tracepoint
+    args: tuple
+
+
+@dataclass
+class CpuTrace:
+    cpu: int
+    base: int
+    size: int
+    last: int  # bytes ever reserved (trace_buf::_last)
+    records: list[Record]
+    problem: str = ""
+
+
+_tracepoints: dict[int, Tracepoint] = {}
+
+
+def tracepoint(key: int) -> Tracepoint:
+    """The tracepoint_base at `key` (a record's tracepoint word): name, signature, format."""
+    got = _tracepoints.get(key)
+    if got is None:
+        try:
+            f = read_fields(key, layout_of("tracepoint_base"), ["name", "sig", "format"])
+        except OsvError as e:
+            raise ValueError(f"tracepoint {key:#x} unreadable: {e}") from None
+        got = _tracepoints[key] = Tracepoint(read_string(f["name"], 64), read_string(f["sig"], 64),
+                                             read_string(f["format"], 128))
+    return got
+
+
+debuginfo.on_invalidate(_tracepoints.clear)
+
+
+def record_layout() -> RecordLayout:
+    rl = layout_of("trace_record")
+    bit = next((f for f in rl.type.fields() if f.name == "backtrace"), None)
+    if bit is None:
+        raise OsvError("trace_record has no `backtrace` bit in the debug info (another OSv version?)")
+    try:
+        bt_len = int(gdb.parse_and_eval("tracepoint_base::backtrace_len"))
+    except gdb.error:
+        bt_len = 10
+    page = int_var("trace_page_size") if has_symbol("trace_page_size") else 4096
+    return RecordLayout(size=rl.size, tp=rl.offset("tp"), thread=rl.offset("thread"), name=rl.offset("thread_name"),
+                        name_size=rl.field("thread_name")[1], time=rl.offset("time"), cpu=rl.offset("cpu"),
+                        flags=bit.bitpos // 8, flags_bit=bit.bitpos % 8, backtrace_len=bt_len, page=page)
+
+
+def read_cpu_trace(c: Cpu) -> CpuTrace:
+    """One CPU's buffer, read in one piece, its records oldest first."""
+    off = int(gdb.parse_and_eval("&percpu_trace_buffer._var").cast(gdb.lookup_type("unsigned long")))
+    bl = layout_of("trace_buf")
+    f = read_fields(c.percpu_base + off, bl, ["_last", "_size"])
+    last, size = f["_last"], f["_size"]
+    base = guestmem.read_word(c.percpu_base + off + unique_ptr_offset(bl, "_base"))
+    if not base or not size:
+        return CpuTrace(c.id, base, size, last, [], "no trace buffer (OSv started without --trace?)")
+    if size & (size - 1) or size > 1 << 30:
+        return CpuTrace(c.id, base, size, last, [], f"trace buffer size {size} is not a power of two (damaged?)")
+    lay = record_layout()
+    raws, problem = walk(oldest_first(memsave(base, size), last, lay.page), lay, lambda k: tracepoint(k).sig)
+    recs = [Record(r.time, r.cpu, r.thread, r.thread_name, tracepoint(r.key), r.args) for r in raws]
+    return CpuTrace(c.id, base, size, last, recs, problem)
+
+
+def _trace_args(arg: str) -> tuple[int, list[str], int | None]:
+    argv = gdb.string_to_argv(arg)
+    n, globs, cpu = 20, [], None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--tp" and i + 1 < len(argv):
+            globs += argv[i + 1].split(",")
+            i += 2
+        elif a == "--cpu" and i + 1 < len(argv) and argv[i + 1].isdigit():
+            cpu = int(argv[i + 1])
+            i += 2
+        elif a.isdigit():
+            n = int(a)
+            i += 1
+        else:
+            raise OsvError("usage: osv trace [N] [--tp GLOB[,GLOB]] [--cpu N] | osv trace status")
+    return n, globs, cpu
+
+
+def format_record(r: Record, t0: int) -> str:
+    args = ", ".join(f"{a:#x}" if isinstance(a, int) and a > 0xffff else
+                     f"<{len(a)} bytes>" if isinstance(a, bytes) else str(a) for a in r.args)
+    return f"{(r.time - t0) / 1e9:12.6f}  cpu {r.cpu}  {r.thread_name or hex(r.thread):<15}  {r.tp.name}({args})"
+
+
+def trace_cmd(arg: str, from_tty: bool) -> None:
+    n, globs, want = _trace_args(arg)
+    recs: list[Record] = []
+    notes = []
+    for c in cpus():
+        if want is not None and c.id != want:
+            continue
+        ct = read_cpu_trace(c)
+        recs += [r for r in ct.records if not globs or any(fnmatch.fnmatchcase(r.tp.name, g) for g in globs)]
+        if ct.problem:
+            notes.append(f"cpu {c.id}: {ct.problem}")
+    recs.sort(key=lambda r: r.time)
+    recs = recs[-n:] if n else []
+    t0 = recs[0].time if recs else 0
+    gdb.write(f"{len(recs)} newest records (times in s from the first shown, {t0} ns since boot)\n")
+    for r in recs:
+        gdb.write(format_record(r, t0) + "\n")
+    for note in notes:
+        gdb.write(f"osv: note: {note}\n")
+
+
+def trace_status(arg: str, from_tty: bool) -> None:
+    rows = []
+    counts: dict[str, int] = {}
+    notes = []
+    for c in cpus():
+        ct = read_cpu_trace(c)
+        wrapped = ct.last > ct.size
+        first = ct.records[0].time / 1e9 if ct.records else 0.0
+        rows.append((c.id, f"{ct.size // 1024} KiB", ct.last, "yes" if wrapped else "no", len(ct.records),
+                     f"{first:.6f}s" if ct.records else "-"))
+        for r in ct.records:
+            counts[r.tp.name] = counts.get(r.tp.name, 0) + 1
+        if ct.problem:
+            notes.append(f"cpu {c.id}: {ct.problem}")
+    gdb.write(fmt.table(rows, ("cpu", "size", "written", "wrapped", "records", "data-starts")))
+    gdb.write("(OSv's rings overwrite silently: a wrapped CPU has lost everything before data-starts)\n")
+    if counts:
+        gdb.write(fmt.table(sorted(counts.items(), key=lambda kv: -kv[1]), ("tracepoint", "records")))
+    for note in notes:
+        gdb.write(f"osv: note: {note}\n")
