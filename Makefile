@@ -14,6 +14,11 @@ DEB_DEPS  := qemu-system-x86_64:qemu-system-x86 gdb:gdb g++:g++ make:make valgri
 # package when root and names it otherwise.
 BENCH_DEB_DEPS := babeltrace2 python3-bt2 liblttng-ust-dev lttng-tools busybox-static
 BENCH_MISSING   = $(foreach p,$(BENCH_DEB_DEPS),$(if $(shell dpkg-query -W -f='$${Status}' $(p) 2>/dev/null | grep -q 'ok installed' && echo y),,missing-$(p):$(p)))
+# Debian packages the real-OSv tests need besides what OSv's build.sh installs for its build:
+# qemu-nbd (OSv's imgedit.py sets an image's command line with it) and requests for OSv's own
+# scripts/trace.py, which the tests run beside ours (with Debian's python3).
+TEST_DEB_DEPS := qemu-utils python3-requests
+TEST_MISSING   = $(foreach p,$(TEST_DEB_DEPS),$(if $(shell dpkg-query -W -f='$${Status}' $(p) 2>/dev/null | grep -q 'ok installed' && echo y),,missing-$(p):$(p)))
 # benchmarks to run, e.g. make bench BENCH="decode peers"; all when empty
 BENCH ?=
 
@@ -57,9 +62,11 @@ demo: deps venv
 	@echo "open $(DEMO_DIR)/mutex.html in a browser, or run: $(OSVTRACE) view $(DEMO_DIR)/mutex.osvt"
 
 test: deps venv
+	@scripts/ensure-deps.sh $(TEST_MISSING)
 	@$(PY) -m pytest -q
 
 test-slow: deps venv
+	@scripts/ensure-deps.sh $(TEST_MISSING)
 	@$(PY) -m pytest -q -m slow
 
 # The default suite N times (same selection as `make test`); then a table of every test that
@@ -67,6 +74,7 @@ test-slow: deps venv
 # Each run's JUnit XML and console: test-artifacts/repeat/.
 N ?= 5
 test-repeat: deps venv
+	@scripts/ensure-deps.sh $(TEST_MISSING)
 	@$(PY) scripts/test_repeat.py -n $(N)
 
 bench: deps venv
