@@ -57,3 +57,17 @@ def story(story_file):
     from osvtrace.model import Model
 
     return Model(osvtrace.open(story_file))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need real OSv run last, giving its background build (below) the most time."""
+    items.sort(key=lambda item: item.get_closest_marker("osv") is not None)  # stable: order kept otherwise
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Real OSv is built once per machine (~200 s): when the session has tests marked `osv`,
+    the build starts now, in the background, so it overlaps the tests before them."""
+    if any(item.get_closest_marker("osv") for item in session.items):
+        from tests.support.osv import prebuild_in_background
+
+        prebuild_in_background()

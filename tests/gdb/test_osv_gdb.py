@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.osv import OsvVm, build, parse_table
 
-pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
+pytestmark = [pytest.mark.qemu, pytest.mark.osv, pytest.mark.usefixtures("no_orphans")]
 
 APP = "/mutexnet 400000 4"  # phase 1 (4 threads on one pthread mutex) runs for tens of seconds under TCG
 LOADER_ROW = re.compile(r"^\s*(\d+) \((0x[0-9a-f]+)\) (.{15}) cpu(\S+) (\S+)\s+\S+\s+\d+ ?(.*)$")

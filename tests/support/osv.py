@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,9 +60,10 @@ def built(tree: Path) -> bool:
     return (rel / "loader.elf").is_file() and (rel / "usr.img").is_file()
 
 
-def build() -> Path:
+def build(nice: int = 0) -> Path:
     """The OSv tree with loader.elf and usr.img: reused when there, else built with build.sh
-    (under a lock: one build per cache directory, also across test sessions)."""
+    (under a lock: one build per cache directory, also across test sessions; `nice` lowers
+    the build's priority, for the build started in the background at the session's start)."""
     src = require_osv()
     dest = build_dir()
     tree = dest / "osv"
@@ -75,7 +77,8 @@ def build() -> Path:
             return tree
         t0 = time.monotonic()
         # build.sh apt-installs what is missing when run as root (a fresh CI machine); SKIP_APT=1 skips that.
-        out = subprocess.run(["bash", str(src / "build.sh"), str(dest)], capture_output=True, text=True,
+        out = subprocess.run([*(["nice", "-n", str(nice)] if nice else []), "bash", str(src / "build.sh"), str(dest)],
+                             capture_output=True, text=True,
                              timeout=BUILD_TIMEOUT)
         if out.returncode or not built(tree):
             pytest.fail(f"OSv build failed ({time.monotonic() - t0:.0f} s): {out.stdout[-3000:]}{out.stderr[-3000:]}",
@@ -206,3 +209,22 @@ class OsvVm:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def prebuild_in_background() -> threading.Thread | None:
+    """Start building OSv on a daemon thread, when the source is there and it is not built yet
+    (a fresh machine: ~200 s of build.sh). The tests that need it call build(), which waits on
+    the same lock; the build then overlaps the session's other tests instead of following them.
+    Whatever goes wrong here is reported by the build() of the first test that needs it."""
+    if osv_src() is None or built(build_dir() / "osv"):
+        return None
+
+    def run() -> None:
+        try:
+            build(nice=10)
+        except BaseException:  # noqa: BLE001 - pytest.fail/skip outside a test: the tests' own build() reports it
+            pass
+
+    t = threading.Thread(target=run, name="osv-prebuild", daemon=True)
+    t.start()
+    return t
