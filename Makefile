@@ -16,8 +16,8 @@ BENCH_DEB_DEPS := babeltrace2 python3-bt2 liblttng-ust-dev lttng-tools busybox-s
 BENCH_MISSING   = $(foreach p,$(BENCH_DEB_DEPS),$(if $(shell dpkg-query -W -f='$${Status}' $(p) 2>/dev/null | grep -q 'ok installed' && echo y),,missing-$(p):$(p)))
 # Debian packages the real-OSv tests need besides what OSv's build.sh installs for its build:
 # qemu-nbd (OSv's imgedit.py sets an image's command line with it) and requests for OSv's own
-# scripts/trace.py, which the tests run beside ours (with Debian's python3).
-TEST_DEB_DEPS := qemu-utils python3-requests
+# scripts/trace.py (and dpkt for its pcap-dump), which the tests run beside ours (with Debian's python3).
+TEST_DEB_DEPS := qemu-utils python3-requests python3-dpkt
 TEST_MISSING   = $(foreach p,$(TEST_DEB_DEPS),$(if $(shell dpkg-query -W -f='$${Status}' $(p) 2>/dev/null | grep -q 'ok installed' && echo y),,missing-$(p):$(p)))
 # benchmarks to run, e.g. make bench BENCH="decode peers"; all when empty
 BENCH ?=

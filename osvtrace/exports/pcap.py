@@ -20,6 +20,7 @@ from osvtrace.errors import UsageError
 from osvtrace.exports.common import Options, Result, Selection, atomic_file
 from osvtrace.exports.registry import register
 from osvtrace.model import Model
+from osvtrace.model.kernel_map import model_events
 
 MAGIC_NS = 0xA1B23C4D
 LINKTYPE_ETHERNET = 1
@@ -50,8 +51,8 @@ def records(time_ns: np.ndarray, length: np.ndarray, data: np.ndarray) -> np.nda
 @register("pcap", suffix=".pcap", doc="libpcap capture of the frames in net_packet records (Wireshark, tshark).")
 def write(model: Model, out: Path, opts: Options) -> Result:
     t = model.trace
-    tp = t.catalog.by_name.get(TRACEPOINT)
-    idx = np.nonzero(t.events.tp == tp.id)[0] if tp is not None else np.empty(0, np.int64)
+    got = model_events(t, TRACEPOINT)  # a kernel other than ours makes them from its own records
+    idx, a = got if got is not None else (np.empty(0, np.int64), {})
     if not len(idx):
         raise UsageError(f"{t.path}: no {TRACEPOINT} records, so no packets to write; record with "
                          f"--trace '{TRACEPOINT}' (it is off unless enabled by name)")
@@ -59,8 +60,8 @@ def write(model: Model, out: Path, opts: Options) -> Result:
     ev = t.events
     keep = sel.points(ev.time[idx]) & sel.cpu_ok(ev.cpu[idx]) & sel.tid_ok(ev.tid[idx])
     idx = idx[keep]
-    a = t.args_at(tp, idx)
-    snap = tp.field("data").size
+    a = {k: v[keep] for k, v in a.items()}
+    snap = a["data"].shape[1]
     wall = int(t.facts.wall_clock_ns)
     res = Result(out)
     with atomic_file(out) as f:

@@ -61,6 +61,10 @@ class Kernel:
 #   ("waits_on", TPS, A, RET_TP)
 #                           argument A of the thread's last record among TPS, if it came after the
 #                           thread's last RET_TP (what it is about to block on), else 0
+#   ("ethernet", PROTO, DATA, LEN, ETHERTYPES, ETHER)
+#                           a frame from a captured packet: DATA as it is when PROTO is ETHER,
+#                           else behind a 14-byte Ethernet header of ETHERTYPES[PROTO] (zero MACs)
+#   ("ethernet_len", PROTO, LEN, ETHER)   that frame's length
 # Pairs make one event from two records: each record of `then` with the last record of `first`
 # before it that has the same `key` argument, by another thread (a thread's own earlier record
 # says nothing about who handed it something: such pairs are left out); the event sits at the

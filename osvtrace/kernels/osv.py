@@ -8,6 +8,10 @@ patterns, one per option; `--trace-backtrace` stores 10 return addresses in ever
 
 from osvtrace.kernels.base import From, Kernel, Pairs
 
+# bsd/sys/net/netisr.h protocol numbers (scripts/trace.py's Protocol) and their ethertypes
+NETISR_ETHER = 9
+NETISR_ETHERTYPES = {1: 0x0800, 3: 0x8035, 4: 0x80F3, 7: 0x0806, 8: 0x8137, 10: 0x86DD}
+
 KERNEL = Kernel(
     name="osv",
     title="OSv kernel",
@@ -50,6 +54,13 @@ KERNEL = Kernel(
         # unlock or send_lock of that mutex before it.
         "mutex_handoff": Pairs(("mutex_unlock", "mutex_send_lock"), ("mutex_lock_wake", "mutex_receive_lock"), "a0",
                                {"mutex": ("arg", "a0"), "from_tid": ("first_tid",), "to_tid": ("then_tid",)}),
+        # core/net_trace.cc: the first 128 bytes of each packet in and out, with its netisr protocol;
+        # a frame for pcap as OSv's own `trace.py pcap-dump` makes it (Ethernet as is, others behind
+        # a header of their ethertype). The full length is not recorded: len is what was captured.
+        "net_packet": From(("net_packet_in", "net_packet_out"), {
+            "packet": ("const", 0), "dir": ("per_source", {"net_packet_in": 0, "net_packet_out": 1}),
+            "data": ("ethernet", "a0", "a1", "a1_len", NETISR_ETHERTYPES, NETISR_ETHER),
+            "len": ("ethernet_len", "a0", "a1_len", NETISR_ETHER)}),
         # core/mempool.cc: malloc's own record, the allocator's detail record inside it, free, realloc.
         "memory_malloc": From(("memory_malloc",), {"buf": ("arg", "a0"), "len": ("arg", "a1"), "align": ("arg", "a2")}),
         **{f"memory_malloc_{kind}": From((f"memory_malloc_{kind}",), {

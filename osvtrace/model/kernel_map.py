@@ -80,7 +80,11 @@ class _Mapper:
                 raise KeyError(f"{tp.name} has no argument {name}")
             v = self.t.field_values(f, self.ev.row[idx[sel]])
             if out is None:
-                out = np.zeros(len(idx), np.uint64 if f.type == "ptr" else v.dtype)
+                out = np.zeros((len(idx),) + v.shape[1:], np.uint64 if f.type == "ptr" else v.dtype)
+            elif v.ndim == 2 and v.shape[1] > out.shape[1]:  # a blob wider for another id of the name
+                out = np.pad(out, ((0, 0), (0, v.shape[1] - out.shape[1])))
+            if v.ndim == 2 and v.shape[1] < out.shape[1]:
+                v = np.pad(v, ((0, 0), (0, out.shape[1] - v.shape[1])))
             out[sel] = v
         return out if out is not None else np.zeros(len(idx), np.uint64)
 
@@ -154,7 +158,32 @@ class _Mapper:
             return self.last_cpu(idx, self.tid_of(self.arg(idx, r[1])))
         if kind == "waits_on":
             return self.waits_on(idx, r[1], r[2], r[3])
+        if kind == "ethernet":
+            return self.ethernet(idx, *r[1:])
+        if kind == "ethernet_len":
+            proto, length = self.arg(idx, r[1]), self.arg(idx, r[2]).astype(np.int64)
+            return np.where(proto == r[3], length, length + 14).astype(np.uint16)
         raise ValueError(f"unknown rule {r!r}")
+
+    def ethernet(self, idx: np.ndarray, proto_arg: str, data_arg: str, len_arg: str, ethertypes: dict[int, int],
+                 ether: int) -> np.ndarray:
+        """Frames of captured packets: as they are when already Ethernet, else behind a 14-byte
+        header (zero MACs, the protocol's ethertype), zero-padded to one width."""
+        proto = self.arg(idx, proto_arg).astype(np.int64)
+        data = self.arg(idx, data_arg)
+        if data.ndim != 2:
+            data = data.reshape(len(idx), -1)
+        out = np.zeros((len(idx), data.shape[1] + 14), np.uint8)
+        eth = proto == ether
+        out[eth, :data.shape[1]] = data[eth]
+        other = ~eth
+        types = np.zeros(len(idx), np.int64)
+        for p, t in ethertypes.items():
+            types[proto == p] = t
+        out[other, 12] = types[other] >> 8
+        out[other, 13] = types[other] & 0xFF
+        out[other, 14:] = data[other]
+        return out
 
     def left_as(self, idx: np.ndarray, runnable: tuple[str, ...], waiting: tuple[str, ...]) -> np.ndarray:
         """Per switch: 1 (runnable) if the outgoing thread's last record among `runnable` and
