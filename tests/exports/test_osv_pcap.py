@@ -52,5 +52,5 @@ def test_tshark_reads_the_osv_capture_as_the_apps_udp_on_loopback(osv_pcap):
     out = subprocess.run([tshark, "-r", str(ours), "-T", "fields", "-e", "ip.src", "-e", "udp.length"],
                          capture_output=True, text=True, timeout=120).stdout.split("\n")
     rows = [ln.split("\t") for ln in out if ln.strip()]
-    udp = [n for src, n in rows if n]
-    assert all(src == "127.0.0.1" for src, _ in rows) and len(udp) > 100 and all(int(n) > 8 for n in udp)
+    udp = [(src, int(n)) for src, n in rows if n]  # mutexnet's loopback phase, then a few out through virtio-net
+    assert sum(src == "127.0.0.1" for src, _ in udp) > 100 and all(n > 8 for _, n in udp)
