@@ -14,11 +14,12 @@ import gdb  # type: ignore[import-not-found]
 
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import on_invalidate, symbol_address
+from osvtrace.kernels import reference
 
 # Reads at least this big go through pmemsave: read_memory moves ~10 MB/s
 # (2 KiB packets), pmemsave 200-500 MB/s (PLATFORM.md).
 PMEMSAVE_MIN = 64 * 1024
-CONTROL_SYMBOL = "osvtrace_control"
+CONTROL_SYMBOL = reference.KERNEL.trace_buffers  # our kernel: the control block leads to every ring
 
 
 def inferior() -> Any:

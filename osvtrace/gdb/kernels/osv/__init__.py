@@ -1,7 +1,7 @@
 """Real OSv (cloudius-systems/osv) under gdb: the osv commands on OSv's own structures.
 
-Chosen when the ELF has `sched::thread_map` (OSv's thread registry; osvtrace's kernel has
-no such symbol). Every layout comes from loader.elf's DWARF through gdb's types
+Chosen when the ELF defines osvtrace.kernels.osv's marker symbol (`osv_version`; osvtrace's
+kernel has no such symbol). Every layout comes from loader.elf's DWARF through gdb's types
 (debuginfo.Layout): sched::thread, sched::thread::detached_state, sched::cpu and its
 runqueue (a boost::intrusive rbtree), lockfree::mutex and its queue_mpsc of wait_record,
 trace_buf and trace_record, elf::object. Nothing here is an offset written by hand.
@@ -43,17 +43,18 @@ from osvtrace.gdb.kernels.osv.memory import memory_cmd
 from osvtrace.gdb.kernels.osv.mutex import mutex_cmd
 from osvtrace.gdb.kernels.osv.sched import percpu_cmd, runqueue_cmd
 from osvtrace.gdb.kernels.osv.syms import syms_cmd
-from osvtrace.gdb.kernels.osv.threads import THREAD_MAP
 from osvtrace.gdb.kernels.osv.threadview import (current_function, info_threads, thread_apply, thread_cmd,
                                                  thread_function, thread_restore)
 from osvtrace.gdb.kernels.osv.trace import trace_cmd, trace_status
+from osvtrace.kernels import osv as osv_kernel
 
 NAME = "OSv"
 
 
 def detect() -> bool:
+    """The loaded ELF is OSv's: it defines the symbol osvtrace.kernels.osv names as OSv's own."""
     try:
-        return gdb.lookup_global_symbol(THREAD_MAP) is not None
+        return gdb.lookup_global_symbol(osv_kernel.KERNEL.elf_marker) is not None
     except gdb.error:
         return False
 
