@@ -37,19 +37,25 @@ def parse_loader(out: str) -> dict[int, dict[str, str]]:
     return rows
 
 
-def stop_contended(vm: OsvVm, tries: int = 20) -> str:
+def stop_contended(vm: OsvVm, limit: float = 180.0) -> str:
     """Interrupt the running VM until `osv mutex all` shows big_lock with waiters (phase 1),
     preferring a stop where it also has an owner (under contention OSv hands the lock over,
-    so many stops fall between an unlock and the next owner's store)."""
+    so many stops fall between an unlock and the next owner's store). Runs until it happens,
+    up to `limit` seconds: on a loaded host the app reaches phase 1 late."""
     out = ""
-    for i in range(tries):
+    deadline = time.monotonic() + limit
+    half = time.monotonic() + limit / 4
+    stops = 0
+    while time.monotonic() < deadline:
+        stops += 1
         vm.gdb.continue_()
         time.sleep(random.uniform(0.3, 1.0))
         vm.gdb.interrupt(30)
         out = vm.osv("osv mutex all")
-        if re.search(r"big_lock .*waiters \[\d", out) and (re.search(r"owner \d", out) or i >= tries // 2):
+        if re.search(r"big_lock .*waiters \[\d", out) and (re.search(r"owner \d", out) or time.monotonic() > half):
             return out
-    raise AssertionError(f"no contended mutex in {tries} stops; last `osv mutex all`:\n{out}\n{vm.console()[-2000:]}")
+    raise AssertionError(f"no contended mutex in {stops} stops over {limit:g} s; last `osv mutex all`:\n{out}\n"
+                         f"{vm.console()[-2000:]}")
 
 
 def boot_app(vm: OsvVm) -> None:
