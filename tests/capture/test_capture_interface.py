@@ -34,9 +34,13 @@ def test_record_via_offers_exactly_the_registered_transports():
 
     via = next(p for p in record.params if p.name == "via")
     assert list(via.type.choices) == list(recorder.TRANSPORTS) == ["virtio", "shm", "gdb"]
-    assert via.default == "virtio"
-    for name, transport in recorder.TRANSPORTS.items():
-        assert issubclass(transport, VmCapture) and transport.name == name
+    assert via.default is None  # each kernel's first transport: virtio for ours, gdb for OSv
+    assert list(recorder.KERNEL_TRANSPORTS) == ["osvtrace", "osv"]
+    assert recorder.KERNEL_TRANSPORTS["osvtrace"] is recorder.TRANSPORTS
+    for kernel, transports in recorder.KERNEL_TRANSPORTS.items():
+        assert set(transports) <= set(via.type.choices), kernel
+        for name, transport in transports.items():
+            assert issubclass(transport, VmCapture) and transport.name == name
 
 
 def test_every_transport_returns_the_same_result_fields(kernel, tmp_path, via):
