@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from osvtrace.capture.base import Captured, VmCapture, VmRun
 from osvtrace.capture.gdb_snapshot import GdbSnapshot
 from osvtrace.capture.osv_gdb import OsvGdbSnapshot
+from osvtrace.capture.osv_shm import OsvSharedRam
 from osvtrace.capture.recovery import Recovery
 from osvtrace.capture.shm import SharedRam
 from osvtrace.capture.virtio import VirtioStream
@@ -28,7 +29,7 @@ TRANSPORTS: dict[str, type[VmCapture]] = {t.name: t for t in (VirtioStream, Shar
 # `record --kernel NAME --via NAME`: each kernel's transports (the first is its default).
 KERNEL_TRANSPORTS: dict[str, dict[str, type[VmCapture]]] = {
     "osvtrace": TRANSPORTS,
-    "osv": {t.name: t for t in (OsvGdbSnapshot,)},
+    "osv": {t.name: t for t in (OsvGdbSnapshot, OsvSharedRam)},
 }
 
 

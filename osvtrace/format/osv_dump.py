@@ -425,7 +425,10 @@ class OsvTrace(Trace):
     def _wrap_notes(self) -> list[str]:
         out = []
         for r in self._lay.rings:
-            if r.wrapped:
+            if r.lost > 0:  # a continuous capture that could not keep up
+                out.append(f"cpu{r.cpu}: {r.lost:,} of the {r.last:,} bytes its ring received were overwritten before "
+                           f"the capture copied them; {r.records:,} records kept")
+            elif r.lost < 0 and r.wrapped:
                 out.append(f"cpu{r.cpu}'s ring ({r.size:,} bytes) wrapped: {r.overwritten:,} bytes of its earlier "
                            f"records were overwritten before the capture; {r.records:,} records kept")
         return out

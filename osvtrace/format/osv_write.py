@@ -10,9 +10,14 @@ first with the page-end padding removed }. Records are framed by the same compil
 that reads them (osv_records.walk), and copied one page's run at a time, never one by one.
 
 One more chunk, RING (trace.py skips chunks it does not know, as OSv's reader does): per
-CPU its buffer size, `_last` (bytes ever written), and the bytes its TRCS kept, so a
-report can say that a CPU's ring wrapped and how much of it was overwritten before the
-capture.
+CPU its buffer size, `_last` (bytes ever written), the bytes its TRCS kept, its records, and
+the bytes written that the capture lacks (overwritten before a snapshot, or before a
+continuous capture's poll copied them), so a report can say that a CPU's ring wrapped and
+how much of it was lost.
+
+The same writer serves a continuous capture (capture/osv_shm.py): there a CPU's "buffer"
+is the stream of bytes copied from its ring, given as runs [lo, hi) that each start on a
+trace page, with a gap between runs where bytes were lost.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class RingInfo:
     last: int  # trace_buf::_last: bytes ever reserved in it
     kept: int  # bytes of records its TRCS chunk holds
     records: int
+    lost: int = -1  # bytes written that the capture lacks; -1: those overwritten by later laps
 
     @property
     def wrapped(self) -> bool:
@@ -45,8 +51,9 @@ class RingInfo:
 
     @property
     def overwritten(self) -> int:
-        """Bytes written to the ring that the capture no longer has (overwritten by later laps)."""
-        return max(0, self.last - self.size)
+        """Bytes written to the ring that the capture does not have (overwritten by later laps
+        before the snapshot, or before a continuous capture copied them)."""
+        return self.lost if self.lost >= 0 else max(0, self.last - self.size)
 
 
 class _Out:
@@ -103,14 +110,16 @@ def _payload_size(sig: str, buf: np.ndarray, at: int) -> int:
     return off
 
 
-def ring_segments(buf: np.ndarray, size: int, last: int, d: R.Dictionary, *, page: int, bt_len: int
-                  ) -> tuple[list[tuple[int, int]], int, str]:
+def ring_segments(buf: np.ndarray, size: int, last: int, d: R.Dictionary, *, page: int, bt_len: int,
+                  runs: list[tuple[int, int]] | None = None) -> tuple[list[tuple[int, int]], int, str]:
     """One CPU's buffer as byte ranges [lo, hi) of whole records, oldest first, without the
     page-end padding (what a TRCS chunk holds); the record count; and why the walk stopped
-    early ("" when it read everything up to the write position)."""
-    if not size or not last:
-        return [], 0, ""
-    runs = [(0, last)] if last < size else R.ring_runs(size, last, page)
+    early ("" when it read everything up to the write position). `runs`: the byte ranges
+    to walk, when `buf` is not the ring itself (a continuous capture's copied stream)."""
+    if runs is None:
+        if not size or not last:
+            return [], 0, ""
+        runs = [(0, last)] if last < size else R.ring_runs(size, last, page)
     rec = R.walk(buf, runs, d, tracefile=False, page=page, bt_len=bt_len)
     problem = ""
     for _run, stop, status, detail in rec.problems:
@@ -121,7 +130,7 @@ def ring_segments(buf: np.ndarray, size: int, last: int, d: R.Dictionary, *, pag
     off = rec.off
     pg = off // page
     # a new segment where the page changes (padding skipped) or the walk jumped (a run boundary)
-    starts = np.flatnonzero(np.diff(pg) != 0) + 1
+    starts = np.flatnonzero(np.diff(pg) != 0) + 1 if n > 1 else np.zeros(0, np.int64)
     starts = np.concatenate(([0], starts))
     ends = np.concatenate((starts[1:], [n])) - 1  # the last record of each segment
     out = []
@@ -138,24 +147,25 @@ def ring_segments(buf: np.ndarray, size: int, last: int, d: R.Dictionary, *, pag
 
 
 def write_dump(path: str | os.PathLike, tracepoints: list[tuple[int, str, str, str]],
-               rings: list[tuple[int, np.ndarray | None, int, int]], *, bt_len: int = 10, page: int = 4096
-               ) -> tuple[list[RingInfo], list[str]]:
-    """Write an OSVT dump of `rings` ((cpu, buffer bytes or None, _size, _last) per CPU) to
-    `path`. Returns what each CPU's TRCS kept and the problems met (a ring whose walk stopped
-    early: records up to there are kept)."""
+               rings: list[tuple], *, bt_len: int = 10, page: int = 4096) -> tuple[list[RingInfo], list[str]]:
+    """Write an OSVT dump of `rings` to `path`: per CPU (cpu, buffer bytes or None, _size,
+    _last), and for a continuous capture also (..., runs, lost bytes). Returns what each
+    CPU's TRCS kept and the problems met (a ring whose walk stopped early: records up to
+    there are kept)."""
     d = R.Dictionary([R.OsvTracepoint(int(k), n, R.parse_sig(s, "the guest's tracepoint list", n), f)
                       for k, n, s, f in tracepoints])
     infos, problems, segs = [], [], []
-    for cpu, buf, size, last in rings:
+    for cpu, buf, size, last, *stream in rings:
+        runs, lost = (stream[0], stream[1]) if stream else (None, -1)
         if buf is None:
             segs.append([])
-            infos.append(RingInfo(cpu, size, last, 0, 0))
+            infos.append(RingInfo(cpu, size, last, 0, 0, lost))
             continue
-        sg, n, problem = ring_segments(buf, size, last, d, page=page, bt_len=bt_len)
+        sg, n, problem = ring_segments(buf, size, last, d, page=page, bt_len=bt_len, runs=runs)
         if problem:
             problems.append(f"cpu{cpu}: the ring's walk stopped at {problem}; its records up to there are kept")
         segs.append(sg)
-        infos.append(RingInfo(cpu, size, last, sum(b - a for a, b in sg), n))
+        infos.append(RingInfo(cpu, size, last, sum(b - a for a, b in sg), n, lost))
     tmp = Path(str(path) + ".tmp")
     with open(tmp, "wb") as fh:
         o = _Out(fh)
@@ -182,15 +192,16 @@ def write_dump(path: str | os.PathLike, tracepoints: list[tuple[int, str, str, s
         c = o.chunk(RING_TAG)
         o.put("I", len(infos))
         o.put("I", 0)
-        for i in infos:  # 40 bytes each, from offset 8
+        for i in infos:  # 48 bytes each, from offset 8
             o.put("I", i.cpu)
             o.put("I", 0)
             o.put("Q", i.size)
             o.put("Q", i.last)
             o.put("Q", i.kept)
             o.put("Q", i.records)
+            o.put("q", i.lost)
         o.end(c)
-        for (cpu, buf, _size, _last), sg in zip(rings, segs):
+        for (cpu, buf, *_rest), sg in zip(rings, segs):
             c = o.chunk("TRCS")
             o.align(8)
             if buf is not None:
@@ -207,9 +218,11 @@ def read_ring_chunk(body: bytes) -> list[RingInfo]:
     """The RING chunk's per-CPU entries (see write_dump)."""
     (n,) = struct.unpack_from("<I", body, 0)
     out, pos = [], 8
+    step = (len(body) - 8) // n if n else 48
     for _ in range(n):
         cpu, = struct.unpack_from("<I", body, pos)
         size, last, kept, records = struct.unpack_from("<QQQQ", body, pos + 8)
-        out.append(RingInfo(cpu, size, last, kept, records))
-        pos += 40
+        lost = struct.unpack_from("<q", body, pos + 40)[0] if step >= 48 else -1
+        out.append(RingInfo(cpu, size, last, kept, records, lost))
+        pos += step
     return out

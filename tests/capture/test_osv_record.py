@@ -117,3 +117,28 @@ def test_record_osv_rejects_options_of_our_kernel(tmp_path):
     assert r.returncode == 2 and "--tracebuf" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
     r = cli("record", "--kernel", "osv", "--via", "virtio", "-o", str(tmp_path / "x.osvt"), "/mutexnet")
     assert r.returncode == 2 and "--via gdb" in r.stderr, r.stderr
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lost(tmp_path):
+    tree = build()
+    out = tmp_path / "shm.osvt"
+    # 20000 iterations: the rings (2 MiB per CPU) wrap many times over; the poll keeps them
+    r = cli("record", "--kernel", "osv", "--via", "shm", "--smp", "2", "--json", "-o", str(out), "/mutexnet", "20000",
+            "2", timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    assert doc["via"] == "shm" and doc["stop"] == "app-exit" and doc["cpus"] == 2
+    written = sum(doc["ring_bytes_written"].values())
+    assert written > 2 * (2 << 20)  # more than both rings hold: a snapshot could not have kept it all
+    with osvtrace.open(out) as t:
+        assert len(t) == doc["events"]
+        rings = t.rings
+        for c, info in rings.items():
+            lost = doc["lost_bytes"][str(c)] + doc["before_capture_bytes"][str(c)]
+            assert info.lost == lost
+            # every byte the ring received is either kept (records, or page-end padding) or counted lost
+            assert info.kept + lost <= info.last and info.last - info.kept - lost < info.last // 20 + 4096
+        counts = _counts(t)
+    assert parse_summary(tracepy_summary(tree, out)) == counts

@@ -223,7 +223,8 @@ def snapshot(directory: str) -> dict:
     for c in cpus():
         f = read_fields(c.percpu_base + off, bl, ["_last", "_size"])
         base = _word(c.percpu_base + off + base_off)
-        row = {"cpu": c.id, "base": base, "size": f["_size"], "last": f["_last"], "file": ""}
+        row = {"cpu": c.id, "base": base, "size": f["_size"], "last": f["_last"], "file": "",
+               "last_addr": c.percpu_base + off + bl.offset("_last")}
         if base and f["_size"] and not f["_size"] & (f["_size"] - 1) and f["_size"] <= 1 << 30:
             path = out / f"cpu{c.id}.ring"
             gdb.execute(f'monitor memsave {base:#x} {f["_size"]} "{path}"', to_string=True)
