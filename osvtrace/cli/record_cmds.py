@@ -51,8 +51,8 @@ class _ConsoleText:
               help="Trace file to write (.osvt).")
 @click.option("--via", type=click.Choice(list(recorder.TRANSPORTS)),
               help="virtio (the default for osvtrace's kernel): stream over virtio-serial while the app runs; shm: "
-                   "read the rings from the guest's RAM file at the end; gdb (the only one for --kernel osv): "
-                   "snapshot the rings through gdb at the end.")
+                   "read the rings from the guest's RAM file at the end (--kernel osv: copy them from it while the VM "
+                   "runs); gdb (the default for --kernel osv): snapshot the rings through gdb at the end.")
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
               help="--kernel osv: the OSv disk image to boot (default: the cached build's build/release/usr.img; "
                    "never modified). Its loader.elf is taken from beside it unless --elf says.")
@@ -93,7 +93,9 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str | None, image
     the cached build) boots with OSv's own --trace=GLOB options for --trace (default
     sched*,mutex*,condvar*,net_packet*) and --backtrace; at the app's end (or --duration)
     gdb saves every CPU's trace buffer whole, and FILE is an OSVT dump that osvtrace and
-    OSv's scripts/trace.py both read.
+    OSv's scripts/trace.py both read. --kernel osv --via shm copies the rings from guest RAM
+    shared with the host while OSv runs (a trace far longer than OSv's rings; bytes
+    overwritten before a poll copied them are counted per CPU).
 
     \b
     Example:
