@@ -84,23 +84,44 @@ class OsvGdbSnapshot(VmCapture):
         return dataclasses.replace(cfg, kernel=self.build.elf, command=tuple(cmd), gdb_port=self.port,
                                    gdb_wait=True, timeout=None)
 
-    def attach(self, vm: Vm) -> str:
+    def _start_gdb(self, vm: Vm) -> Gdb:
+        """gdb (MI) with loader.elf's symbols and osvtrace's commands, attached to the VM."""
         g = self.gdb = Gdb(None, load_osv=False, timeout=60)
         g.mi(f"-file-exec-and-symbols {mi_quote(str(self.build.elf))}", SYMBOLS_TIMEOUT)
         from osvtrace import resources
 
         g.cli(f"source {resources.gdb_script()}")
         _connect(g, vm, self.port, limit=20)
+        return g
+
+    def _exit_breakpoints(self, g: Gdb) -> dict[str, str]:
+        """Hardware breakpoints (a software one set before boot is overwritten when OSv's boot
+        loader copies the kernel in: ../shared/osv/README.md) at the app's end and at power-off;
+        breakpoint number -> "app-exit" | "poweroff"."""
         app = self.app.replace("\\", "\\\\").replace('"', '\\"')
-        bkpt = {}
-        # Hardware breakpoints: a software one set before boot is overwritten when OSv's boot
-        # loader copies the kernel in (../shared/osv/README.md).
         cond = mi_quote('$_streq(ef->_pathname._M_dataplus._M_p, "' + app + '")')
+        bkpt = {}
         a = g.mi(f"-break-insert -h -c {cond} elf::program::remove_object")
         bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "app-exit"
         for sym in osv_kernel.KERNEL.exit_breakpoints:
             a = g.mi(f"-break-insert -h {sym}")
             bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "poweroff"
+        return bkpt
+
+    def _write(self, rings: list[tuple]) -> tuple[list, list[str], int, int]:
+        """The OSVT dump of `rings` (osv_write.write_dump's entries) with the dictionary the
+        snapshot read; (ring infos, problems, events, CPUs) as the decoder reads the file back."""
+        from osvtrace.format.osv_write import write_dump
+        from osvtrace.format.trace import open as open_trace
+
+        infos, problems = write_dump(self.output, [tuple(t) for t in self.meta["tracepoints"]], rings,
+                                     bt_len=self.meta["bt_len"], page=self.meta["page"])
+        with open_trace(self.output) as t:  # what the file holds, read back: what a report will see
+            return infos, problems, len(t), t.ncpus
+
+    def attach(self, vm: Vm) -> str:
+        g = self._start_gdb(vm)
+        bkpt = self._exit_breakpoints(g)
         g.continue_()
         t0 = time.monotonic()
         stop, why = None, "duration"
@@ -164,20 +185,14 @@ class OsvGdbSnapshot(VmCapture):
             return self.refused(run)
         if self.failed or not self.meta:
             raise CaptureError(f"no trace saved: {self.failed or 'the snapshot wrote nothing'}")
-        from osvtrace.format.osv_write import write_dump
-        from osvtrace.format.trace import open as open_trace
-
         t0 = time.perf_counter()
         meta = self.meta
         rings = []
         for r in meta["cpus"]:
             buf = np.fromfile(self.snapdir / r["file"], np.uint8) if r["file"] else None
             rings.append((r["cpu"], buf, r["size"], r["last"]))
-        infos, problems = write_dump(self.output, [tuple(t) for t in meta["tracepoints"]], rings,
-                                     bt_len=meta["bt_len"], page=meta["page"])
+        infos, problems, events, cpus = self._write(rings)
         write_seconds = time.perf_counter() - t0
-        with open_trace(self.output) as t:
-            events, cpus = len(t), t.ncpus
         seconds = time.monotonic() - run.started
         wrapped = {i.cpu: i.overwritten for i in infos if i.wrapped}
         extras = {"kernel": "osv", "cmdline": self.line, "snapshot_seconds": round(self.snap_seconds, 6),

@@ -2,11 +2,10 @@
 (`record --kernel osv --via shm`): the trace survives OSv's small rings.
 
 QEMU keeps guest RAM in a /dev/shm file (memory-backend-file, share=on; file offset ==
-guest-physical address below 3 GiB). OSv maps physical memory linearly in its memory
-areas (include/osv/mmu-defs.hh: 0x4000_0000_0000 | area << 44, each 2^44 bytes), and a
-trace buffer comes from aligned_alloc, so each CPU's ring and its `trace_buf::_last` (in the
-per-CPU area, mapped elsewhere: both are translated by the guest's page tables, read from the
-file) are at fixed offsets of the file. gdb finds them once (after OSv has set up tracing, before the
+guest-physical address below 3 GiB). A trace buffer is anonymous memory in OSv's mmap area
+and `trace_buf::_last` is in the per-CPU area, neither in OSv's linear map of physical
+memory (include/osv/mmu-defs.hh), so both are translated by the guest's page tables, walked
+in the file itself: a ring becomes a list of physical extents. gdb finds them once (after OSv has set up tracing, before the
 app's end), checks the translation against guest memory, and lets the VM run; the host
 then polls each CPU's `_last` and copies the pages the writer has left behind, while the
 VM runs, into one stream file per CPU.
@@ -36,24 +35,15 @@ from pathlib import Path
 import numpy as np
 
 from osvtrace.capture.base import WHEN, Captured, CaptureError, VmRun, ending
-from osvtrace.capture.gdb_snapshot import _connect
 from osvtrace.capture.osv_gdb import OsvGdbSnapshot
 from osvtrace.vm import osv_image
-from osvtrace.vm.gdbmi import Gdb, mi_quote
-from osvtrace.vm.qemu import Vm, VmConfig, free_port, pick_accel
+from osvtrace.vm.gdbmi import Gdb
+from osvtrace.vm.qemu import Vm, VmConfig, pick_accel
 
 SHM_DIR = Path("/dev/shm")
-AREA_BASE, AREA_BITS = 0x4000_0000_0000, 44  # OSv's linear maps of physical memory
 LOW_RAM = 3 << 30  # QEMU pc: RAM above this may be remapped above 4 GiB
 POLL_S = 0.002
 READY = "Cmdline:"  # OSv prints it after parsing its options (tracing is set up by then)
-
-
-def phys(addr: int) -> int:
-    """Guest-physical address of an OSv virtual address in its linear memory areas."""
-    if not AREA_BASE <= addr < 2 * AREA_BASE:
-        raise CaptureError(f"address {addr:#x} is outside OSv's linear memory areas: cannot read it from RAM")
-    return addr & ((1 << AREA_BITS) - 1)
 
 
 PTE_ADDR = 0x000F_FFFF_FFFF_F000
@@ -246,12 +236,7 @@ class OsvSharedRam(OsvGdbSnapshot):
         return dataclasses.replace(cfg, command=tuple(cmd))
 
     def attach(self, vm: Vm) -> str:
-        g = self.gdb = Gdb(None, load_osv=False, timeout=60)
-        g.mi(f"-file-exec-and-symbols {mi_quote(str(self.build.elf))}", 300)
-        from osvtrace import resources
-
-        g.cli(f"source {resources.gdb_script()}")
-        _connect(g, vm, self.port, limit=20)
+        g = self._start_gdb(vm)
         bkpt = self._exit_breakpoints(g)
         g.continue_()
         t0 = time.monotonic()
@@ -295,19 +280,6 @@ class OsvSharedRam(OsvGdbSnapshot):
         self.poller.close()
         return why
 
-    def _exit_breakpoints(self, g: Gdb) -> dict[str, str]:
-        from osvtrace.kernels import osv as osv_kernel
-
-        app = self.app.replace("\\", "\\\\").replace('"', '\\"')
-        cond = mi_quote('$_streq(ef->_pathname._M_dataplus._M_p, "' + app + '")')
-        bkpt = {}
-        a = g.mi(f"-break-insert -h -c {cond} elf::program::remove_object")
-        bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "app-exit"
-        for sym in osv_kernel.KERNEL.exit_breakpoints:
-            a = g.mi(f"-break-insert -h {sym}")
-            bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "poweroff"
-        return bkpt
-
     def _locate(self, g: Gdb) -> list[CpuStream]:
         """Every CPU's ring and _last in the RAM file, from `osv trace snapshot` (which also
         gives the dictionary), the translation checked against gdb's view of one _last."""
@@ -343,17 +315,11 @@ class OsvSharedRam(OsvGdbSnapshot):
             return self.refused(run)
         if self.poller is None:
             raise CaptureError("no trace saved: the rings were never located")
-        from osvtrace.format.osv_write import write_dump
-        from osvtrace.format.trace import open as open_trace
-
         rings = []
         for s in self.poller.streams:
             buf = np.fromfile(s.path, np.uint8)
             rings.append((s.cpu, buf, s.size, s.last, [r for r in s.runs if r[1] > r[0]], s.lost + s.before))
-        infos, problems = write_dump(self.output, [tuple(t) for t in self.meta["tracepoints"]], rings,
-                                     bt_len=self.meta["bt_len"], page=self.meta["page"])
-        with open_trace(self.output) as t:
-            events, cpus = len(t), t.ncpus
+        infos, problems, events, cpus = self._write(rings)
         seconds = time.monotonic() - run.started
         lost = {s.cpu: s.lost for s in self.poller.streams}
         copied = self.poller.bytes
