@@ -42,6 +42,7 @@ SNAPSHOT_TIMEOUT = 300.0
 SYMBOLS_TIMEOUT = 300.0  # loader.elf has ~65 MB of DWARF
 BANNER = "OSv v"  # OSv's first console line ("OSv v0.57.0-...")
 BANNER_LIMIT = 60.0  # seconds after the start: no banner by then, and it is not OSv
+READY = "Cmdline:"  # OSv prints its command line after parsing its options, just before the app
 LAUNCH_FAILED = ("Powering off.", "Failed to load object", "Failed looking up main")
 DEFAULT_TRACE = ("sched*", "mutex*", "condvar*", "net_packet*")
 
@@ -124,16 +125,22 @@ class OsvGdbSnapshot(VmCapture):
         bkpt = self._exit_breakpoints(g)
         g.continue_()
         t0 = time.monotonic()
+        t_app = None  # --duration counts from the app's start (OSv prints its command line then)
         stop, why = None, "duration"
         while stop is None:
             try:
-                stop = g.wait_stopped(min(1.0, max(0.05, t0 + self.limit - time.monotonic())))
+                stop = g.wait_stopped(0.2 if t_app is None else min(1.0, max(0.05, t_app + self.limit - time.monotonic())))
             except TimeoutError:
                 now = time.monotonic() - t0
                 if now > BANNER_LIMIT and BANNER not in vm.console_text():
                     raise CaptureError(f"the VM is not OSv: no OSv banner on its console after {BANNER_LIMIT:g} s "
                                        f"({self.build.image} is not an OSv image?)") from None
-                if now >= self.limit:
+                if t_app is None:
+                    if READY in vm.console_text():
+                        t_app = time.monotonic()
+                    elif now < self.limit or self.duration is not None:
+                        continue
+                if time.monotonic() - (t_app or t0) >= self.limit:
                     if self.duration is None:
                         raise CaptureError(f"the app did not finish within {self.limit:g} s (give --duration to "
                                            "snapshot a running app, or a larger --timeout)", EXIT_TIMEOUT) from None

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from osvtrace.capture.base import WHEN, Captured, CaptureError, VmRun, ending
-from osvtrace.capture.osv_gdb import OsvGdbSnapshot
+from osvtrace.capture.osv_gdb import READY, OsvGdbSnapshot
 from osvtrace.vm import osv_image
 from osvtrace.vm.gdbmi import Gdb
 from osvtrace.vm.qemu import Vm, VmConfig, pick_accel
@@ -43,7 +43,6 @@ from osvtrace.vm.qemu import Vm, VmConfig, pick_accel
 SHM_DIR = Path("/dev/shm")
 LOW_RAM = 3 << 30  # QEMU pc: RAM above this may be remapped above 4 GiB
 POLL_S = 0.002
-READY = "Cmdline:"  # OSv prints it after parsing its options (tracing is set up by then)
 
 
 PTE_ADDR = 0x000F_FFFF_FFFF_F000

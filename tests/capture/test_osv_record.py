@@ -142,3 +142,18 @@ def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lo
             assert info.kept + lost <= info.last and info.last - info.kept - lost < info.last // 20 + 4096
         counts = _counts(t)
     assert parse_summary(tracepy_summary(tree, out)) == counts
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_record_osv_duration_snapshots_a_running_app_counted_from_its_start(tmp_path):
+    build()
+    out = tmp_path / "dur.osvt"
+    # phase 1 alone runs for minutes here: only --duration ends this recording
+    r = cli("record", "--kernel", "osv", "--smp", "2", "--duration", "3", "--json", "-o", str(out), "/mutexnet",
+            "400000", "2", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    assert doc["stop"] == "duration" and doc["cpus"] == 2 and doc["events"] > 1000
+    with osvtrace.open(out) as t:
+        assert len(t) == doc["events"] and "mutex_lock" in {tp.name for tp in t.catalog.tracepoints}
