@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -41,7 +42,8 @@ DEFAULT_RUN_LIMIT = 600.0
 SNAPSHOT_TIMEOUT = 300.0
 SYMBOLS_TIMEOUT = 300.0  # loader.elf has ~65 MB of DWARF
 BANNER = "OSv v"  # OSv's first console line ("OSv v0.57.0-...")
-BANNER_LIMIT = 60.0  # seconds after the start: no banner by then, and it is not OSv
+# seconds after the start: no banner by then, and it is not OSv ($OSVTRACE_OSV_BANNER_S changes it)
+BANNER_LIMIT = float(os.environ.get("OSVTRACE_OSV_BANNER_S") or 60.0)
 READY = "Cmdline:"  # OSv prints its command line after parsing its options, just before the app
 LAUNCH_FAILED = ("Powering off.", "Failed to load object", "Failed looking up main")
 DEFAULT_TRACE = ("sched*", "mutex*", "condvar*", "net_packet*")

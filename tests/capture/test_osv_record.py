@@ -157,3 +157,16 @@ def test_record_osv_duration_snapshots_a_running_app_counted_from_its_start(tmp_
     assert doc["stop"] == "duration" and doc["cpus"] == 2 and doc["events"] > 1000
     with osvtrace.open(out) as t:
         assert len(t) == doc["events"] and "mutex_lock" in {tp.name for tp in t.catalog.tracepoints}
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_record_osv_says_when_the_vm_is_not_osv(tmp_path):
+    tree = build()
+    img = tmp_path / "blank.img"
+    img.write_bytes(bytes(1 << 20))  # boots nothing: SeaBIOS finds no boot sector, OSv never prints its banner
+    env = dict(os.environ, OSVTRACE_OSV_BANNER_S="5")
+    r = cli("record", "--kernel", "osv", "--image", str(img), "--elf", str(tree / "build/release/loader.elf"),
+            "-o", str(tmp_path / "x.osvt"), "/mutexnet", env=env, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "the VM is not OSv" in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "x.osvt").exists()
