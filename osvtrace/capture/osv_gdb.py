@@ -182,8 +182,9 @@ class OsvGdbSnapshot(VmCapture):
                     vm.stop()
                     return Outcome(vm.proc.returncode if vm.proc else None, "stopped")
                 vm.stop()  # collect the console readers
-                # OSv powers off with QEMU status 0 and reports no exit status of its own
-                return Outcome(rc, "app", 0) if rc == 0 else Outcome(rc, "unknown")
+                # OSv powers off with QEMU status 0 and reports no exit status of its own: 0 for an
+                # app that ran, 1 when OSv could not start it
+                return Outcome(rc, "app", 1 if self.launch_failed else 0) if rc == 0 else Outcome(rc, "unknown")
             return super().end_vm(vm, stop)
         finally:
             self.close_gdb()

@@ -170,3 +170,13 @@ def test_record_osv_says_when_the_vm_is_not_osv(tmp_path):
             "-o", str(tmp_path / "x.osvt"), "/mutexnet", env=env, timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "the VM is not OSv" in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "x.osvt").exists()
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_record_osv_fails_when_osv_cannot_start_the_app(tmp_path):
+    build()
+    r = cli("record", "--kernel", "osv", "-o", str(tmp_path / "x.osvt"), "/no-such-app", timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Failed to load object: /no-such-app" in r.stdout and "refused to start the app" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "x.osvt").exists()
