@@ -17,6 +17,8 @@ from typing import Any, BinaryIO
 
 from osvtrace.capture.base import Captured, VmCapture, VmRun
 from osvtrace.capture.gdb_snapshot import GdbSnapshot
+from osvtrace.capture.osv_gdb import OsvGdbSnapshot
+from osvtrace.capture.osv_shm import OsvSharedRam
 from osvtrace.capture.recovery import Recovery
 from osvtrace.capture.shm import SharedRam
 from osvtrace.capture.virtio import VirtioStream
@@ -24,6 +26,11 @@ from osvtrace.vm.qemu import QEMU, Vm, VmConfig
 
 # `record --via NAME`: the first is the default.
 TRANSPORTS: dict[str, type[VmCapture]] = {t.name: t for t in (VirtioStream, SharedRam, GdbSnapshot)}
+# `record --kernel NAME --via NAME`: each kernel's transports (the first is its default).
+KERNEL_TRANSPORTS: dict[str, dict[str, type[VmCapture]]] = {
+    "osvtrace": TRANSPORTS,
+    "osv": {t.name: t for t in (OsvGdbSnapshot, OsvSharedRam)},
+}
 
 
 def run(capture: VmCapture, cfg: VmConfig, *, console: BinaryIO | None = None, stderr: BinaryIO | None = None,
@@ -41,12 +48,14 @@ def run(capture: VmCapture, cfg: VmConfig, *, console: BinaryIO | None = None, s
         capture.close()
 
 
-def record(cfg: VmConfig, output: str | Path, via: str = "virtio", *, console: BinaryIO | None = None,
-           stderr: BinaryIO | None = None, qemu: str = QEMU, **options: Any) -> Captured:
-    """Boot `cfg` and record its trace into `output` through the transport named `via`;
+def record(cfg: VmConfig, output: str | Path, via: str = "virtio", *, kernel: str = "osvtrace",
+           console: BinaryIO | None = None, stderr: BinaryIO | None = None, qemu: str = QEMU,
+           **options: Any) -> Captured:
+    """Boot `cfg` and record its trace into `output` through `kernel`'s transport named `via`;
     `options` are that transport's own (duration, ctl_socket, progress, on_ready for virtio;
-    duration, keep_ram for shm; duration for gdb)."""
-    return run(TRANSPORTS[via](output, **options), cfg, console=console, stderr=stderr, qemu=qemu)
+    duration, keep_ram for shm; duration for gdb; for osv's gdb: duration, build, trace,
+    backtrace)."""
+    return run(KERNEL_TRANSPORTS[kernel][via](output, **options), cfg, console=console, stderr=stderr, qemu=qemu)
 
 
 def recover(ram: str | os.PathLike, elf: str | os.PathLike | None, output: str | os.PathLike) -> Captured:

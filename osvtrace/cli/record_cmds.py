@@ -49,9 +49,14 @@ class _ConsoleText:
 @click.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Trace file to write (.osvt).")
-@click.option("--via", default="virtio", show_default=True, type=click.Choice(list(recorder.TRANSPORTS)),
-              help="virtio: stream over virtio-serial while the app runs; shm: read the rings from the guest's "
-                   "RAM file at the end; gdb: snapshot the rings through gdb at the end.")
+@click.option("--via", type=click.Choice(list(recorder.TRANSPORTS)),
+              help="virtio (the default for osvtrace's kernel): stream over virtio-serial while the app runs; shm: "
+                   "read the rings from the guest's RAM file at the end (--kernel osv: copy them from it while the VM "
+                   "runs); gdb (the default for --kernel osv): snapshot the rings through gdb at the end.")
+@click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
+              help="--kernel osv: the OSv disk image to boot (default: the cached build's build/release/usr.img; "
+                   "never modified). Its loader.elf is taken from beside it unless --elf says.")
+@click.option("--backtrace", is_flag=True, help="--kernel osv: OSv's --trace-backtrace (10 return addresses per record).")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="S",
               help="Stop after S seconds instead of at the app's end (the VM is then ended).")
 @click.option("--buffer", metavar="SIZE",
@@ -65,8 +70,9 @@ class _ConsoleText:
 @vm_options
 @click.argument("app")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: float | None, buffer: str | None,
-           ctl_socket: Path | None, keep_ram: bool, as_json: bool, **opts: Any) -> None:
+def record(app: str, args: tuple[str, ...], output: Path, via: str | None, image: Path | None, backtrace: bool,
+           duration: float | None, buffer: str | None, ctl_socket: Path | None, keep_ram: bool, as_json: bool,
+           **opts: Any) -> None:
     """Boot APP under QEMU and record its trace into an .osvt file.
 
     --via virtio (default) streams while the app runs: the kernel's drain thread sends every
@@ -83,12 +89,31 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: fl
     --json prints the summary line as one JSON object on stdout instead (the guest's console
     then goes to stderr, and there is no progress line).
 
+    --kernel osv records real OSv (docs/osv.md, "Recording OSv"): its image (--image, default
+    the cached build) boots with OSv's own --trace=GLOB options for --trace (default
+    sched*,mutex*,condvar*,net_packet*) and --backtrace; at the app's end (or --duration)
+    gdb saves every CPU's trace buffer whole, and FILE is an OSVT dump that osvtrace and
+    OSv's scripts/trace.py both read. --kernel osv --via shm copies the rings from guest RAM
+    shared with the host while OSv runs (a trace far longer than OSv's rings; bytes
+    overwritten before a poll copied them are counted per CPU).
+
     \b
     Example:
       osvtrace record -o storm.osvt --smp 2 --trace trace_marker tpstorm --rate 1000000 --seconds 30
       osvtrace record -o pp.osvt --via shm --trace 'sched_*' pingpong 10000
       osvtrace report summary storm.osvt
+      osvtrace record --kernel osv --smp 2 -o mn.osvt /mutexnet 2000 2
     """
+    from osvtrace.cli.vm_cmds import kernel_choice
+
+    kernel, elf = kernel_choice(opts.get("kernel"), opts.get("elf"))
+    if kernel == "osv":
+        opts["elf"] = elf
+        _record_osv(app, args, output, via, image, backtrace, duration, buffer, ctl_socket, keep_ram, as_json, **opts)
+        return
+    if image or backtrace:
+        raise UsageError("--image and --backtrace are for --kernel osv")
+    via = via or "virtio"
     if buffer:
         if opts.get("tracebuf") and opts["tracebuf"] != buffer:
             raise UsageError("give --buffer or --tracebuf, not both")
@@ -123,6 +148,38 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str, duration: fl
     finally:
         if console:
             console.close()
+    _report(res, opts["verbose"], as_json)
+
+
+def _record_osv(app: str, args: tuple[str, ...], output: Path, via: str | None, image: Path | None, backtrace: bool, duration: float | None, buffer: str | None, ctl_socket: Path | None, keep_ram: bool,
+                as_json: bool, **opts: Any) -> None:
+    """record --kernel osv: real OSv from its image, by a gdb snapshot of its trace buffers."""
+    from osvtrace.vm.osv_image import find_build
+    from osvtrace.vm.qemu import VmConfig
+
+    ctx = click.get_current_context()
+    explicit = {p for p in ("machine", "tracebuf", "tracemode", "net", "no_build")
+                if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
+    unused = sorted(explicit | ({"buffer"} if buffer else set()) | ({"ctl_socket"} if ctl_socket else set())
+                    | ({"keep_ram"} if keep_ram else set()))
+    if unused:
+        raise UsageError("--kernel osv: " + ", ".join("--" + u.replace("_", "-") for u in unused)
+                         + " not supported (OSv's buffers are fixed by its build; it boots its image on QEMU's pc)")
+    via = via or "gdb"
+    if via not in recorder.KERNEL_TRANSPORTS["osv"]:
+        raise UsageError(f"--kernel osv --via {via}: OSv is recorded --via "
+                         + " or ".join(recorder.KERNEL_TRANSPORTS["osv"]))
+    build = find_build(image, opts["elf"])
+    mem = opts["mem_mb"]
+    if ctx.get_parameter_source("mem_mb") != click.core.ParameterSource.COMMANDLINE:
+        mem = max(1024, 64 * opts["smp"])  # run.sh's 1G; OSv wants more memory per vCPU beyond 16
+    globs = [g.strip() for g in (opts.get("trace") or "").split(",") if g.strip()]
+    cfg = VmConfig(app=app, args=tuple(args), kernel=build.elf, smp=opts["smp"], mem_mb=mem, accel=opts["accel"],
+                   timeout=opts.get("timeout"))
+    _stop_on_sigterm()
+    res = recorder.record(cfg, output, via, kernel="osv", duration=duration, build=build, trace=globs or None,
+                          backtrace=backtrace, stderr=sys.stderr.buffer,
+                          console=sys.stderr.buffer if as_json else sys.stdout.buffer)
     _report(res, opts["verbose"], as_json)
 
 

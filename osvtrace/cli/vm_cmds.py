@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import click
 
-from osvtrace.errors import OsvtraceError
+from osvtrace.errors import OsvtraceError, UsageError
 
 
 class VmFailed(OsvtraceError):
@@ -44,8 +44,12 @@ def vm_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--hostfwd", multiple=True, metavar="udp:HOSTPORT-:GUESTPORT",
                      help="--net user: forward a host port on 127.0.0.1 to a guest port (repeatable)."),
         click.option("--tap", "tap_ifname", metavar="IFNAME", help="--net tap: the host's tap interface."),
-        click.option("--kernel", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Boot this kernel ELF instead of building one (osvtrace build)."),
+        click.option("--kernel", "kernel", metavar="osvtrace|osv",
+                     help="Which kernel: osvtrace (default: ours, built by `osvtrace build`) or osv (real OSv, "
+                          "record only). An existing file is taken as --elf (the older spelling)."),
+        click.option("--elf", type=click.Path(dir_okay=False, path_type=Path),
+                     help="The kernel ELF to boot (ours) or to read with gdb (OSv's loader.elf), instead of the "
+                          "default build."),
         click.option("--no-build", is_flag=True, help="Boot the last kernel `osvtrace build` made, as it is (no make)."),
         click.option("-v", "--verbose", is_flag=True, help="Show the QEMU command line and the boot time."),
     ]
@@ -64,12 +68,36 @@ def _stop_on_sigterm() -> None:
         pass  # not the main thread (tests calling main() from a worker)
 
 
-def _config(app: str, args: tuple[str, ...], *, kernel: Path | None, no_build: bool, verbose: bool,
-            **opts: Any) -> Any:
+def kernel_choice(kernel: str | None, elf: Path | None) -> tuple[str, Path | None]:
+    """(kernel name, ELF path) from --kernel and --elf. --kernel takes a kernel's name; an
+    existing file there is the older spelling of --elf (its kernel is then the one whose
+    marker symbol the ELF has)."""
+    from osvtrace import kernels
+
+    if kernel is None:
+        return "osvtrace", elf
+    if kernel in kernels.names():
+        return kernel, elf
+    path = Path(kernel)
+    if path.is_file():
+        if elf is not None:
+            raise UsageError(f"--kernel {kernel} is a file and --elf {elf} too: give one ELF")
+        from osvtrace.vm.osv_image import is_osv_elf
+
+        return ("osv" if is_osv_elf(path) else "osvtrace"), path
+    raise UsageError(f"--kernel {kernel}: neither a kernel ({', '.join(kernels.names())}) nor an existing file")
+
+
+def _config(app: str, args: tuple[str, ...], *, kernel: str | None, elf: Path | None, no_build: bool,
+            verbose: bool, **opts: Any) -> Any:
     from osvtrace import resources
     from osvtrace.vm import kernel_build
     from osvtrace.vm.qemu import VmConfig
 
+    name, kernel = kernel_choice(kernel, elf)
+    if name != "osvtrace":
+        raise UsageError(f"--kernel {name}: this command boots osvtrace's kernel; `osvtrace record --kernel {name}` "
+                         f"records {name}")
     if kernel is None:
         if no_build:
             kernel = resources.default_kernel()
@@ -77,7 +105,7 @@ def _config(app: str, args: tuple[str, ...], *, kernel: Path | None, no_build: b
             # make's output goes to stderr: stdout is the guest's console.
             kernel = kernel_build.build(out=sys.stderr)
     elif not kernel.is_file():
-        raise OsvtraceError(f"--kernel {kernel}: no such file")
+        raise OsvtraceError(f"--elf {kernel}: no such file")
     opts["hostfwd"] = tuple(opts.get("hostfwd") or ())
     return VmConfig(app=app, args=tuple(args), kernel=kernel, **opts)
 

@@ -37,11 +37,13 @@ from osvtrace.errors import TraceFormatError
 from osvtrace.format import osv_records as R
 from osvtrace.format.base import Events, FileFacts, Trace
 from osvtrace.format.decode import CpuLoss
+from osvtrace.format.osv_write import RingInfo, read_ring_chunk
 from osvtrace.format.osvt import map_file
 
 DUMP_MAGIC = b"TVSO"  # u32 'OSVT' written little endian
 DUMP_MAGIC_BE = b"OSVT"
-TAGS = {b"DCRT": "TRCD", b"SDOM": "MODS", b"BMYS": "SYMB", b"SCRT": "TRCS"}
+TAGS = {b"DCRT": "TRCD", b"SDOM": "MODS", b"BMYS": "SYMB", b"SCRT": "TRCS",
+        b"GNIR": "RING"}  # RING: osvtrace's record --kernel osv (osv_write): each CPU's ring size and _last
 TRACEFILE_VERSION = 3
 MAX_BACKTRACE = 64
 START_NOTE_NS = 1_000_000  # a CPU whose data starts this much after the first CPU's gets a warning
@@ -105,6 +107,7 @@ class Layout:
     bt_len: int = 0
     symb: list[tuple[int, int]] = field(default_factory=list)  # SYMB chunk bodies
     mods: list[tuple[int, int]] = field(default_factory=list)  # MODS chunk bodies
+    rings: list = field(default_factory=list)  # osv_write.RingInfo per CPU (a RING chunk; our captures)
     version: int = 0
     damage: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -169,6 +172,11 @@ def read_dump(mm, name: str) -> Layout:
             lay.symb.append((body, body + csize))
         elif kind == "MODS":
             lay.mods.append((body, body + csize))
+        elif kind == "RING":
+            try:
+                lay.rings = read_ring_chunk(bytes(mm[body:body + csize]))
+            except struct.error:
+                lay.damage.append(f"{name}: offset {body}: RING chunk cut short; ring sizes unknown")
         pos = body + csize
     if seen_bt is None:
         raise TraceFormatError(f"{name}: no TRCD chunk (tracepoint dictionary): not a complete OSv trace dump")
@@ -351,8 +359,9 @@ class OsvTrace(Trace):
         ncpu = max(len(rec.cpu_first), 0 if tracefile else len(lay.runs))
         self.loss = {c: CpuLoss(c) for c in range(ncpu)}
         self._ncpus = ncpu
-        self._facts = FileFacts(kind, size=len(mm), capture="osv " + ("REST dump" if not tracefile else
-                                                                        "gdb tracefile"),
+        self._facts = FileFacts(kind, size=len(mm), capture="osv " + ("gdb tracefile" if tracefile else
+                                                                        "gdb snapshot (osvtrace record)" if lay.rings
+                                                                        else "REST dump"),
                                 chunks=len(lay.runs), complete=not damage, damaged_chunks=len(rec.problems),
                                 truncated=any("cut short" in w for w in damage), damage=damage, loss_known=False)
         self._notes = self._start_notes()
@@ -406,10 +415,28 @@ class OsvTrace(Trace):
         rec = self._rec
         return {c: int(rec.time[r]) for c, r in enumerate(rec.cpu_first.tolist()) if r >= 0}
 
+    @property
+    def rings(self) -> dict[int, RingInfo]:
+        """Per CPU, its ring at the capture (size, bytes ever written, bytes kept), where the
+        file says (an `osvtrace record --kernel osv` capture has a RING chunk; OSv's own dumps
+        do not)."""
+        return {r.cpu: r for r in self._lay.rings}
+
+    def _wrap_notes(self) -> list[str]:
+        out = []
+        for r in self._lay.rings:
+            if r.lost > 0:  # a continuous capture that could not keep up
+                out.append(f"cpu{r.cpu}: {r.lost:,} of the {r.last:,} bytes its ring received were overwritten before "
+                           f"the capture copied them; {r.records:,} records kept")
+            elif r.lost < 0 and r.wrapped:
+                out.append(f"cpu{r.cpu}'s ring ({r.size:,} bytes) wrapped: {r.overwritten:,} bytes of its earlier "
+                           f"records were overwritten before the capture; {r.records:,} records kept")
+        return out
+
     def _start_notes(self) -> list[str]:
         starts = self.cpu_starts()
         if len(starts) < 2:
-            return []
+            return self._wrap_notes()
         first_cpu = min(starts, key=lambda c: (starts[c], c))
         t0 = starts[first_cpu]
         out = []
@@ -419,7 +446,7 @@ class OsvTrace(Trace):
                 out.append(f"cpu{c}'s data starts {late / 1e9:.3f} s after cpu{first_cpu}'s (OSv's ring buffers "
                            f"overwrite silently: older records of cpu{c} were overwritten or never written); "
                            f"before {t0 + late} ns the trace lacks cpu{c}")
-        return out
+        return out + self._wrap_notes()
 
     @cached_property
     def seq(self) -> np.ndarray:

@@ -77,6 +77,10 @@ class VmConfig:
     # backends) and more kernel command-line words.
     extra_args: list[str] = field(default_factory=list)
     extra_cmdline: list[str] = field(default_factory=list)
+    # A kernel that boots from a disk image (real OSv: osvtrace.vm.osv_image.qemu_args) gives
+    # its whole QEMU line here; `kernel` is then the ELF gdb reads, and the options above that
+    # shape our kernel's line (machine, trace, tracebuf, net) are not used.
+    command: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- command line
@@ -182,6 +186,11 @@ def net_args(cfg: VmConfig) -> list[str]:
 
 def qemu_command(cfg: VmConfig, qemu: str = QEMU) -> list[str]:
     """The full QEMU argument vector for a config."""
+    if cfg.command:
+        cmd = [qemu, *cfg.command[1:]]
+        if cfg.gdb_port is not None:
+            cmd += ["-gdb", f"tcp:127.0.0.1:{cfg.gdb_port}"] + (["-S"] if cfg.gdb_wait else [])
+        return cmd + list(cfg.extra_args)
     if cfg.machine not in MACHINES:
         raise QemuError(f"unknown machine {cfg.machine!r} (choose from {', '.join(MACHINES)})")
     if not 1 <= cfg.smp <= 64:

@@ -29,14 +29,25 @@ def via(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def click_unset() -> object:
+    """click 8.2's "no default given" sentinel (older clicks say None)."""
+    import click.core
+
+    return getattr(click.core, "UNSET", None)
+
+
 def test_record_via_offers_exactly_the_registered_transports():
     from osvtrace.cli.record_cmds import record
 
     via = next(p for p in record.params if p.name == "via")
     assert list(via.type.choices) == list(recorder.TRANSPORTS) == ["virtio", "shm", "gdb"]
-    assert via.default == "virtio"
-    for name, transport in recorder.TRANSPORTS.items():
-        assert issubclass(transport, VmCapture) and transport.name == name
+    assert via.default in (None, click_unset())  # each kernel's first transport: virtio for ours, gdb for OSv
+    assert list(recorder.KERNEL_TRANSPORTS) == ["osvtrace", "osv"]
+    assert recorder.KERNEL_TRANSPORTS["osvtrace"] is recorder.TRANSPORTS
+    for kernel, transports in recorder.KERNEL_TRANSPORTS.items():
+        assert set(transports) <= set(via.type.choices), kernel
+        for name, transport in transports.items():
+            assert issubclass(transport, VmCapture) and transport.name == name
 
 
 def test_every_transport_returns_the_same_result_fields(kernel, tmp_path, via):

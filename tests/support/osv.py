@@ -21,6 +21,7 @@ import pytest
 
 from osvtrace import resources
 from osvtrace.capture.gdb_snapshot import _connect
+from osvtrace.vm import osv_image
 from osvtrace.vm.gdbmi import Gdb
 from osvtrace.vm.proc import end_process, spawn
 from osvtrace.vm.qemu import free_port
@@ -51,8 +52,7 @@ def require_osv() -> Path:
 
 
 def build_dir() -> Path:
-    base = os.environ.get("OSV_BUILD_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "osv-build"
-    return Path(base)
+    return osv_image.default_tree().parent
 
 
 def built(tree: Path) -> bool:
@@ -120,14 +120,9 @@ def parse_table(out: str) -> dict[int, dict[str, str]]:
 
 
 def image_with_args(tree: Path, args: str, into: Path) -> Path:
-    """A copy of usr.img with OSv's command line set (scripts/imgedit.py, through qemu-nbd)."""
-    img = into / "usr.img"
-    shutil.copy(tree / "build" / "release" / "usr.img", img)
-    out = subprocess.run(["/usr/bin/python3", "scripts/imgedit.py", "setargs", str(img), args], cwd=tree,
-                         capture_output=True, text=True, timeout=120)
-    if out.returncode:
-        pytest.fail(f"imgedit.py setargs failed: {out.stdout}{out.stderr}", pytrace=False)
-    return img
+    """usr.img with OSv's command line set: a qcow2 overlay (osvtrace.vm.osv_image, what
+    `record --kernel osv` boots; the build's image is not touched)."""
+    return osv_image.image_with_cmdline(tree / "build" / "release" / "usr.img", args, into)
 
 
 class OsvVm:
@@ -144,13 +139,9 @@ class OsvVm:
         self.port = free_port()
         self.console_path = self.tmp / "console.txt"
         self._console = open(self.console_path, "wb")
-        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", mem, "-smp", str(smp), "-nographic", "-nodefaults",
-               "-no-user-config", "-no-reboot", "-S", "-gdb", f"tcp:127.0.0.1:{self.port}",
-               "-device", "virtio-blk-pci,id=blk0,drive=hd0,bootindex=0",
-               "-drive", f"file={img},if=none,id=hd0,cache=unsafe",
-               "-netdev", "user,id=un0,net=192.168.122.0/24,host=192.168.122.1",
-               "-device", "virtio-net-pci,netdev=un0", "-device", "virtio-rng-pci", "-serial", "stdio",
-               "-monitor", "none"]
+        mem_mb = int(mem[:-1]) * 1024 if mem.endswith("G") else int(mem.rstrip("M"))
+        cmd = osv_image.qemu_args(img, smp=smp, mem_mb=mem_mb, accel="tcg") + [
+            "-S", "-gdb", f"tcp:127.0.0.1:{self.port}"]
         self.qemu = spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT)
         try:
             self.gdb = Gdb(None, load_osv=False, timeout=gdb_timeout)

@@ -20,7 +20,7 @@ destroyed, a mutex mid-hand-off or a trace record mid-write (its tracepoint word
   threadview  osv info threads, osv thread ID | apply | restore
   sched       osv runqueue, osv percpu
   mutex       osv mutex; what a thread waits for, from its frames
-  trace       osv trace [N], osv trace status (the per-CPU trace buffers)
+  trace       osv trace [N], osv trace status, osv trace snapshot DIR (the per-CPU trace buffers)
   memory      osv memory
   stacks      a thread's frames (saved context loaded into a vCPU, gdb unwinds)
   syms        the app's symbols at its load base (osv syms)
@@ -45,7 +45,7 @@ from osvtrace.gdb.kernels.osv.sched import percpu_cmd, runqueue_cmd
 from osvtrace.gdb.kernels.osv.syms import syms_cmd
 from osvtrace.gdb.kernels.osv.threadview import (current_function, info_threads, thread_apply, thread_cmd,
                                                  thread_function, thread_restore)
-from osvtrace.gdb.kernels.osv.trace import trace_cmd, trace_status
+from osvtrace.gdb.kernels.osv.trace import trace_cmd, trace_snapshot, trace_status
 from osvtrace.kernels import osv as osv_kernel
 
 NAME = "OSv"
@@ -82,6 +82,7 @@ COMMANDS = {
     "osv memory": memory_cmd,
     "osv trace": trace_cmd,
     "osv trace status": trace_status,
+    "osv trace snapshot": trace_snapshot,
     "osv syms": syms_cmd,
 }
 
@@ -106,6 +107,23 @@ class Syms(commands.OsvCommand):
         raise OsvError("osv syms is for OSv (loader.elf); osvtrace's kernel links its apps in")
 
 
+class TraceSnapshot(commands.OsvCommand):
+    """Save every CPU's whole trace buffer into DIR, one memory read each (OSv only).
+
+    Writes DIR/cpuN.ring (trace_buf::_size bytes, by QEMU's memsave) and DIR/snapshot.json
+    (each buffer's _size and _last, the tracepoint dictionary); `osvtrace record --kernel osv`
+    turns them into an OSVT dump that osvtrace and OSv's trace.py open.
+    Usage: osv trace snapshot DIR
+    """
+
+    def __init__(self) -> None:
+        super().__init__("osv trace snapshot", gdb.COMMAND_DATA)
+
+    def run(self, arg: str, from_tty: bool) -> None:
+        raise OsvError("osv trace snapshot is for OSv (loader.elf); osvtrace's kernel: osvtrace record --via gdb")
+
+
 def register() -> None:
     commands.add_kernel(KERNEL)
     Syms()
+    TraceSnapshot()

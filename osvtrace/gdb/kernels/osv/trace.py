@@ -1,12 +1,18 @@
 """OSv's per-CPU trace buffers (`percpu_trace_buffer`, a trace_buf each): variable-size
 trace_records in 4 KiB pages, a ring that overwrites silently. Each buffer is read in one
 piece (memsave); a record whose tracepoint word is -1 is being written and ends that
-CPU's data. `osv trace [N]` and `osv trace status`."""
+CPU's data. `osv trace [N]`, `osv trace status`, and `osv trace snapshot DIR` (what
+`osvtrace record --kernel osv` runs: every CPU's whole buffer memsaved straight into a file,
+one read each, and the tracepoint dictionary beside them; no record is parsed in gdb)."""
 
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import gdb  # type: ignore[import-not-found]
 
@@ -163,3 +169,87 @@ def trace_status(arg: str, from_tty: bool) -> None:
         gdb.write(fmt.table(sorted(counts.items(), key=lambda kv: -kv[1]), ("tracepoint", "records")))
     for note in notes:
         gdb.write(f"osv: note: {note}\n")
+
+
+SNAPSHOT_META = "snapshot.json"
+
+
+def _word(addr: int) -> int:
+    return guestmem.read_word(addr)
+
+
+def tracepoint_list() -> list[list]:
+    """Every tracepoint OSv knows (tracepoint_base::tp_list, a boost intrusive list linked
+    through tp_list_link), as [key, name, sig, format]: what create_trace_dump() writes
+    into TRCD. The strings are in loader.elf's read-only data: gdb reads them from the file."""
+    tl = layout_of("tracepoint_base")
+    hook = tl.offset("tp_list_link")
+    ulong = gdb.lookup_type("unsigned long")
+    try:
+        head = int(gdb.parse_and_eval("&tracepoint_base::tp_list.data_.root_plus_size_.m_header").cast(ulong))
+    except gdb.error:
+        head = int(gdb.parse_and_eval("&tracepoint_base::tp_list").cast(ulong))
+    out: list[list] = []
+    gdb.execute("set trust-readonly-sections on", to_string=True)
+    try:
+        node = _word(head)
+        while node and node != head:
+            if len(out) > 100_000:
+                raise OsvError("tracepoint_base::tp_list does not end (damaged?)")
+            tp = node - hook
+            f = read_fields(tp, tl, ["name", "sig", "format"])
+            out.append([tp, read_string(f["name"], 128), read_string(f["sig"], 64), read_string(f["format"], 256)])
+            node = _word(node)
+    finally:
+        gdb.execute("set trust-readonly-sections off", to_string=True)
+    return out
+
+
+def snapshot(directory: str) -> dict:
+    """Every CPU's trace buffer, whole, into DIRECTORY/cpuN.ring (one QEMU memsave each, at
+    the guest-virtual address of trace_buf::_base), and DIRECTORY/snapshot.json: per CPU
+    its size and _last (where it writes: what says how the ring wrapped), the tracepoint
+    dictionary, the backtrace length and the page size. The host side
+    (osvtrace.format.osv_write) makes an OSVT dump of it."""
+    t0 = time.perf_counter()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    off = int(gdb.parse_and_eval("&percpu_trace_buffer._var").cast(gdb.lookup_type("unsigned long")))
+    bl = layout_of("trace_buf")
+    base_off = unique_ptr_offset(bl, "_base")
+    lay = record_layout()
+    t1 = time.perf_counter()
+    rows = []
+    for c in cpus():
+        f = read_fields(c.percpu_base + off, bl, ["_last", "_size"])
+        base = _word(c.percpu_base + off + base_off)
+        row = {"cpu": c.id, "base": base, "size": f["_size"], "last": f["_last"], "file": "",
+               "last_addr": c.percpu_base + off + bl.offset("_last")}
+        if base and f["_size"] and not f["_size"] & (f["_size"] - 1) and f["_size"] <= 1 << 30:
+            path = out / f"cpu{c.id}.ring"
+            gdb.execute(f'monitor memsave {base:#x} {f["_size"]} "{path}"', to_string=True)
+            if not path.is_file() or path.stat().st_size != f["_size"]:
+                raise OsvError(f"memsave of cpu{c.id}'s trace buffer ({f['_size']} bytes at {base:#x}) failed")
+            row["file"] = path.name
+        rows.append(row)
+    t2 = time.perf_counter()
+    tps = tracepoint_list()
+    t3 = time.perf_counter()
+    meta = {"kernel": "osv", "bt_len": lay.backtrace_len, "page": lay.page, "header": lay.size, "cpus": rows,
+            "tracepoints": tps,
+            "seconds": {"layout": t1 - t0, "buffers": t2 - t1, "dictionary": t3 - t2, "total": t3 - t0}}
+    tmp = out / (SNAPSHOT_META + ".tmp")
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, out / SNAPSHOT_META)
+    return meta
+
+
+def trace_snapshot(arg: str, from_tty: bool) -> None:
+    argv = gdb.string_to_argv(arg)
+    if len(argv) != 1:
+        raise OsvError("usage: osv trace snapshot DIR")
+    meta = snapshot(argv[0])
+    nbytes = sum(r["size"] for r in meta["cpus"] if r["file"])
+    gdb.write(f"osv trace snapshot: {len(meta['cpus'])} CPU(s), {nbytes:,} bytes of buffers, "
+              f"{len(meta['tracepoints'])} tracepoints in {meta['seconds']['total']:.3f} s "
+              f"(buffers {meta['seconds']['buffers']:.3f} s) -> {argv[0]}\n")

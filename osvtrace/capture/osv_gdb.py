@@ -1,0 +1,232 @@
+"""Real OSv's gdb snapshot (`record --kernel osv --via gdb`): boot an OSv image halted under
+gdb, run the app to its end (or for --duration), and take every CPU's trace buffer whole.
+
+How, step by step:
+
+1. prepare: OSv's command line (its own `--trace=GLOB` words from kernels/osv.py, and
+   `--trace-backtrace`) goes into a qcow2 overlay of the image (osvtrace.vm.osv_image: the
+   image itself is never written); QEMU gets run.sh's line, halted (-S), with a gdbstub.
+2. attach: gdb (MI) loads loader.elf and osvtrace's commands, sets hardware breakpoints at
+   the app's end (elf::program::remove_object of the app's object: its symbols are still
+   there) and at osv::poweroff (a launch that failed), continues, and at the stop runs
+   `osv trace snapshot DIR` (osvtrace/gdb/kernels/osv/trace.py): per CPU, trace_buf's
+   _base/_size/_last from DWARF and the buffer in ONE memsave into DIR/cpuN.ring; the
+   tracepoint dictionary (tracepoint_base::tp_list) into DIR/snapshot.json. No record is
+   read in gdb.
+3. end_vm: at the app's end the VM is let go to power off (OSv reports no exit status, so
+   a clean power-off is status 0); after --duration it is ended.
+4. finish: the buffers become an OSVT dump (osvtrace.format.osv_write: TRCD, MODS, RING,
+   one TRCS per CPU, as core/trace.cc writes it), which osvtrace and OSv's trace.py read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from osvtrace.capture.base import WHEN, Captured, CaptureError, VmCapture, VmRun, ending
+from osvtrace.capture.gdb_snapshot import _connect
+from osvtrace.kernels import osv as osv_kernel
+from osvtrace.vm import osv_image
+from osvtrace.vm.gdbmi import Gdb, GdbError, mi_quote
+from osvtrace.vm.qemu import EXIT_TIMEOUT, Outcome, Vm, VmConfig, free_port, pick_accel
+
+DEFAULT_RUN_LIMIT = 600.0
+SNAPSHOT_TIMEOUT = 300.0
+SYMBOLS_TIMEOUT = 300.0  # loader.elf has ~65 MB of DWARF
+BANNER = "OSv v"  # OSv's first console line ("OSv v0.57.0-...")
+# seconds after the start: no banner by then, and it is not OSv ($OSVTRACE_OSV_BANNER_S changes it)
+BANNER_LIMIT = float(os.environ.get("OSVTRACE_OSV_BANNER_S") or 60.0)
+READY = "Cmdline:"  # OSv prints its command line after parsing its options, just before the app
+LAUNCH_FAILED = ("Powering off.", "Failed to load object", "Failed looking up main")
+DEFAULT_TRACE = ("sched*", "mutex*", "condvar*", "net_packet*")
+
+
+class OsvGdbSnapshot(VmCapture):
+    """Boot OSv halted under gdb, run to the app's end (or `duration`), snapshot every
+    CPU's trace buffer whole, and write an OSVT dump."""
+
+    name = "gdb"
+    kernel = "osv"
+
+    def __init__(self, output: str | Path, *, duration: float | None = None, build: osv_image.OsvBuild,
+                 trace: list[str] | None = None, backtrace: bool = False, osv_args: tuple[str, ...] = ()):
+        super().__init__(output, duration=duration)
+        self.output = self.output.resolve()
+        self.build = build
+        self.globs = list(trace) if trace else list(DEFAULT_TRACE)
+        self.backtrace = backtrace
+        self.osv_args = osv_args
+        self.tmp = Path(tempfile.mkdtemp(prefix="osvtrace-osv-"))
+        self.snapdir = self.tmp / "snapshot"
+        self.port = 0
+        self.limit = DEFAULT_RUN_LIMIT
+        self.app = ""
+        self.gdb: Gdb | None = None
+        self.failed: str | None = None
+        self.launch_failed = False
+        self.snap_seconds = 0.0
+        self.meta: dict = {}
+        self.line = ""
+
+    def prepare(self, cfg: VmConfig) -> VmConfig:
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.app = cfg.app
+        self.line = osv_image.cmdline(cfg.app, cfg.args, self.globs, self.backtrace, self.osv_args)
+        disk = osv_image.image_with_cmdline(self.build.image, self.line, self.tmp)
+        self.port = free_port()
+        self.limit = self.duration if self.duration is not None else (cfg.timeout or DEFAULT_RUN_LIMIT)
+        cmd = osv_image.qemu_args(disk, smp=cfg.smp, mem_mb=cfg.mem_mb, accel=pick_accel(cfg.accel))
+        return dataclasses.replace(cfg, kernel=self.build.elf, command=tuple(cmd), gdb_port=self.port,
+                                   gdb_wait=True, timeout=None)
+
+    def _start_gdb(self, vm: Vm) -> Gdb:
+        """gdb (MI) with loader.elf's symbols and osvtrace's commands, attached to the VM."""
+        g = self.gdb = Gdb(None, load_osv=False, timeout=60)
+        g.mi(f"-file-exec-and-symbols {mi_quote(str(self.build.elf))}", SYMBOLS_TIMEOUT)
+        from osvtrace import resources
+
+        g.cli(f"source {resources.gdb_script()}")
+        _connect(g, vm, self.port, limit=20)
+        return g
+
+    def _exit_breakpoints(self, g: Gdb) -> dict[str, str]:
+        """Hardware breakpoints (a software one set before boot is overwritten when OSv's boot
+        loader copies the kernel in: ../shared/osv/README.md) at the app's end and at power-off;
+        breakpoint number -> "app-exit" | "poweroff"."""
+        app = self.app.replace("\\", "\\\\").replace('"', '\\"')
+        cond = mi_quote('$_streq(ef->_pathname._M_dataplus._M_p, "' + app + '")')
+        bkpt = {}
+        a = g.mi(f"-break-insert -h -c {cond} elf::program::remove_object")
+        bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "app-exit"
+        for sym in osv_kernel.KERNEL.exit_breakpoints:
+            a = g.mi(f"-break-insert -h {sym}")
+            bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "poweroff"
+        return bkpt
+
+    def _write(self, rings: list[tuple]) -> tuple[list, list[str], int, int]:
+        """The OSVT dump of `rings` (osv_write.write_dump's entries) with the dictionary the
+        snapshot read; (ring infos, problems, events, CPUs) as the decoder reads the file back."""
+        from osvtrace.format.osv_write import write_dump
+        from osvtrace.format.trace import open as open_trace
+
+        infos, problems = write_dump(self.output, [tuple(t) for t in self.meta["tracepoints"]], rings,
+                                     bt_len=self.meta["bt_len"], page=self.meta["page"])
+        with open_trace(self.output) as t:  # what the file holds, read back: what a report will see
+            return infos, problems, len(t), t.ncpus
+
+    def attach(self, vm: Vm) -> str:
+        g = self._start_gdb(vm)
+        bkpt = self._exit_breakpoints(g)
+        g.continue_()
+        t0 = time.monotonic()
+        t_app = None  # --duration counts from the app's start (OSv prints its command line then)
+        stop, why = None, "duration"
+        while stop is None:
+            try:
+                stop = g.wait_stopped(0.2 if t_app is None else min(1.0, max(0.05, t_app + self.limit - time.monotonic())))
+            except TimeoutError:
+                now = time.monotonic() - t0
+                if now > BANNER_LIMIT and BANNER not in vm.console_text():
+                    raise CaptureError(f"the VM is not OSv: no OSv banner on its console after {BANNER_LIMIT:g} s "
+                                       f"({self.build.image} is not an OSv image?)") from None
+                if t_app is None:
+                    if READY in vm.console_text():
+                        t_app = time.monotonic()
+                    elif now < self.limit or self.duration is not None:
+                        continue
+                if time.monotonic() - (t_app or t0) >= self.limit:
+                    if self.duration is None:
+                        raise CaptureError(f"the app did not finish within {self.limit:g} s (give --duration to "
+                                           "snapshot a running app, or a larger --timeout)", EXIT_TIMEOUT) from None
+                    g.interrupt()
+                    break
+        if stop is not None:
+            reason = stop.results.get("reason", "")
+            if reason.startswith("exited") or g.exited:
+                raise CaptureError("the VM ended before the app's end: " + vm.wait(5).describe()
+                                   + f" (is {self.build.image} an OSv image?)")
+            why = bkpt.get(str(stop.results.get("bkptno", "")), "")
+            if not why:
+                raise CaptureError(f"OSv stopped unexpectedly ({reason or 'no reason'}); no capture taken")
+            if why == "poweroff":
+                # OSv powers off without the app's end: it could not start it (the console says why)
+                self.launch_failed = any(s in vm.console_text() for s in LAUNCH_FAILED)
+                why = "app-exit"
+        t1 = time.perf_counter()
+        try:
+            g.cli(f"osv trace snapshot {self.snapdir}", timeout=SNAPSHOT_TIMEOUT)
+            self.meta = json.loads((self.snapdir / "snapshot.json").read_text())
+        except (GdbError, OSError, ValueError) as e:
+            self.failed = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+        self.snap_seconds = time.perf_counter() - t1
+        return why
+
+    def end_vm(self, vm: Vm, stop: str) -> Outcome:
+        try:
+            if stop == "app-exit" and self.gdb is not None:
+                self.gdb.mi("-break-delete")
+                self.gdb.continue_()
+                self.gdb.close()
+                self.gdb = None
+                try:
+                    rc = vm.proc.wait(30) if vm.proc else None
+                except Exception:  # noqa: BLE001 - it did not power off: end it
+                    vm.stop()
+                    return Outcome(vm.proc.returncode if vm.proc else None, "stopped")
+                vm.stop()  # collect the console readers
+                # OSv powers off with QEMU status 0 and reports no exit status of its own: 0 for an
+                # app that ran, 1 when OSv could not start it
+                return Outcome(rc, "app", 1 if self.launch_failed else 0) if rc == 0 else Outcome(rc, "unknown")
+            return super().end_vm(vm, stop)
+        finally:
+            self.close_gdb()
+
+    def finish(self, run: VmRun | None) -> Captured:
+        assert run is not None
+        if self.launch_failed:
+            return self.refused(run)
+        if self.failed or not self.meta:
+            raise CaptureError(f"no trace saved: {self.failed or 'the snapshot wrote nothing'}")
+        t0 = time.perf_counter()
+        meta = self.meta
+        rings = []
+        for r in meta["cpus"]:
+            buf = np.fromfile(self.snapdir / r["file"], np.uint8) if r["file"] else None
+            rings.append((r["cpu"], buf, r["size"], r["last"]))
+        infos, problems, events, cpus = self._write(rings)
+        write_seconds = time.perf_counter() - t0
+        seconds = time.monotonic() - run.started
+        wrapped = {i.cpu: i.overwritten for i in infos if i.wrapped}
+        extras = {"kernel": "osv", "cmdline": self.line, "snapshot_seconds": round(self.snap_seconds, 6),
+                  "gdb_seconds": meta["seconds"], "write_seconds": round(write_seconds, 6),
+                  "buffer_bytes": sum(i.size for i in infos),
+                  "wrapped_cpus": sorted(wrapped), "overwritten_bytes": {str(c): n for c, n in sorted(wrapped.items())}}
+        res = Captured(self.output, self.name, run.stop, run.outcome, cpus, events, None, {}, seconds,
+                       console=run.console, warnings=problems, extras=extras,
+                       notes=[f"OSv command line: {self.line}",
+                              f"snapshot: {meta['seconds']['total']:.3f} s in gdb (buffers "
+                              f"{meta['seconds']['buffers']:.3f} s), {self.snap_seconds:.3f} s with the round trip; "
+                              f"dump written in {write_seconds:.3f} s"])
+        wrap = (f", {len(wrapped)} CPU ring(s) wrapped (their older records were overwritten)" if wrapped
+                else ", no ring wrapped")
+        res.summary = (f"recorded {events:,} OSv events on {cpus} CPU(s) {WHEN[run.stop]}{wrap}: {self.output} "
+                       f"({seconds:.2f} s)")
+        res.failure = ending(run.stop, run.outcome, self.output)
+        return res
+
+    def close_gdb(self) -> None:
+        if self.gdb is not None:
+            self.gdb.close()
+            self.gdb = None
+
+    def close(self) -> None:
+        self.close_gdb()
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,182 @@
+"""`osvtrace record --kernel osv`: real OSv booted from its image under QEMU TCG, its trace
+buffers taken whole by a gdb snapshot at the app's end, saved as an OSVT dump that
+osvtrace's reports and OSv's own scripts/trace.py read with the same counts.
+
+The VM tests run whenever the OSv source is there (../shared/osv or $OSV_SRC) and fail
+under CI=true when it is not (tests/support/osv.py require_osv); the bad-input tests need
+no OSv at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import osvtrace
+from tests.support.osv import build
+from tests.support.osv_traces import parse_summary, tracepy_summary
+from tests.support.vm import osvtrace as cli
+
+APP = ("/mutexnet", "2000", "2")  # contended mutex, condvar ping-pong, UDP loopback on 2 threads
+
+
+def _counts(t) -> list[tuple[str, int]]:
+    """(name, records) per tracepoint key, sorted: as trace.py summary lists them."""
+    c = np.bincount(t.events.tp, minlength=t.catalog.max_id + 1)
+    return sorted((tp.name, int(c[tp.id])) for tp in t.catalog.tracepoints if c[tp.id])
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """One recording of /mutexnet on 2 vCPUs (shared by the tests that read it)."""
+    tree = build()
+    out = tmp_path_factory.mktemp("osvrec") / "mutexnet.osvt"
+    r = cli("record", "--kernel", "osv", "--smp", "2", "--json", "-o", str(out), *APP, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return tree, out, json.loads(r.stdout)
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_record_osv_saves_every_cpus_buffer_as_a_dump_trace_py_reads_with_the_same_counts(recorded):
+    tree, out, doc = recorded
+    assert doc["via"] == "gdb" and doc["kernel"] == "osv" and doc["stop"] == "app-exit" and doc["cpus"] == 2
+    assert doc["buffer_bytes"] == 4 << 20  # OSv: 4 MiB in all up to 4 vCPUs
+    assert "--rootfs=rofs" in doc["cmdline"] and "--trace=sched*" in doc["cmdline"]
+    with osvtrace.open(out) as t:
+        assert t.kind == "osv-dump" and t.ncpus == 2 and len(t) == doc["events"] > 1000
+        rings = t.rings
+        assert sorted(rings) == [0, 1] and all(r.size == 2 << 20 and r.records > 0 for r in rings.values())
+        assert sum(r.records for r in rings.values()) == len(t)
+        # where each CPU's data starts is known, and a wrapped ring says so
+        assert set(t.cpu_starts()) == {0, 1}
+        for r in rings.values():
+            assert r.wrapped == any(f"cpu{r.cpu}'s ring" in w for w in t.warnings)
+        ours = _counts(t)
+    theirs = parse_summary(tracepy_summary(tree, out))
+    assert ours == theirs
+    names = dict(ours)
+    assert names.get("mutex_lock", 0) > 100 and names.get("sched_switch", 0) > 100
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_reports_on_a_recorded_osv_trace_agree_with_its_records(recorded):
+    _tree, out, doc = recorded
+    r = cli("report", "summary", "--json", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    summ = json.loads(r.stdout)
+    assert summ["events"] == doc["events"] and summ["cpus"] == 2
+    with osvtrace.open(out) as t:
+        counts = _counts(t)
+    assert sorted((row["tracepoint"], row["count"]) for row in summ["tracepoints"]) == counts
+    for report, words in (("sched", ("cpu_time", "/mutexnet")), ("mutex", ("acquisitions", "contended"))):
+        r = cli("report", report, str(out))
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert all(w in r.stdout for w in words) and len(r.stdout.splitlines()) > 3, r.stdout[:2000]
+
+
+def test_record_osv_without_an_osv_build_says_so_in_one_line(tmp_path):
+    env = dict(os.environ, OSV_BUILD_DIR=str(tmp_path / "none"))
+    r = cli("record", "--kernel", "osv", "-o", str(tmp_path / "x.osvt"), "/mutexnet", env=env)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "no OSv build" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.osvt").exists()
+
+
+def test_record_osv_refuses_an_elf_that_is_not_osv(tmp_path):
+    img = tmp_path / "usr.img"
+    img.write_bytes(b"\0" * 4096)
+    for elf in ("/bin/true", str(img)):
+        r = cli("record", "--kernel", "osv", "--image", str(img), "--elf", elf, "-o", str(tmp_path / "x.osvt"),
+                "/mutexnet")
+        assert r.returncode == 2, r.stderr
+        assert "not an OSv kernel ELF" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_kernel_option_takes_a_name_or_keeps_taking_an_elf_path(tmp_path):
+    from osvtrace.cli.vm_cmds import kernel_choice
+    from osvtrace.errors import UsageError
+
+    assert kernel_choice(None, None) == ("osvtrace", None)
+    assert kernel_choice("osv", None) == ("osv", None)
+    elf = tmp_path / "kernel.elf"
+    elf.write_bytes(b"\x7fELF" + b"\0" * 60)
+    assert kernel_choice(str(elf), None) == ("osvtrace", elf)  # the older spelling of --elf
+    with pytest.raises(UsageError, match="neither a kernel"):
+        kernel_choice("linux", None)
+    r = cli("run", "--kernel", "osv", "hello")
+    assert r.returncode == 2 and "record --kernel osv" in r.stderr
+
+
+def test_record_osv_rejects_options_of_our_kernel(tmp_path):
+    r = cli("record", "--kernel", "osv", "--tracebuf", "16M", "-o", str(tmp_path / "x.osvt"), "/mutexnet")
+    assert r.returncode == 2 and "--tracebuf" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    r = cli("record", "--kernel", "osv", "--via", "virtio", "-o", str(tmp_path / "x.osvt"), "/mutexnet")
+    assert r.returncode == 2 and "--via gdb" in r.stderr, r.stderr
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lost(tmp_path):
+    tree = build()
+    out = tmp_path / "shm.osvt"
+    # 20000 iterations: the rings (2 MiB per CPU) wrap many times over; the poll keeps them
+    r = cli("record", "--kernel", "osv", "--via", "shm", "--smp", "2", "--json", "-o", str(out), "/mutexnet", "20000",
+            "2", timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    assert doc["via"] == "shm" and doc["stop"] == "app-exit" and doc["cpus"] == 2
+    written = sum(doc["ring_bytes_written"].values())
+    assert written > 2 * (2 << 20)  # more than both rings hold: a snapshot could not have kept it all
+    with osvtrace.open(out) as t:
+        assert len(t) == doc["events"]
+        rings = t.rings
+        for c, info in rings.items():
+            lost = doc["lost_bytes"][str(c)] + doc["before_capture_bytes"][str(c)]
+            assert info.lost == lost
+            # every byte the ring received is either kept (records, or page-end padding) or counted lost
+            assert info.kept + lost <= info.last and info.last - info.kept - lost < info.last // 20 + 4096
+        counts = _counts(t)
+    assert parse_summary(tracepy_summary(tree, out)) == counts
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_record_osv_duration_snapshots_a_running_app_counted_from_its_start(tmp_path):
+    build()
+    out = tmp_path / "dur.osvt"
+    # phase 1 alone runs for minutes here: only --duration ends this recording
+    r = cli("record", "--kernel", "osv", "--smp", "2", "--duration", "3", "--json", "-o", str(out), "/mutexnet",
+            "400000", "2", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    assert doc["stop"] == "duration" and doc["cpus"] == 2 and doc["events"] > 1000
+    with osvtrace.open(out) as t:
+        assert len(t) == doc["events"] and "mutex_lock" in {tp.name for tp in t.catalog.tracepoints}
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_record_osv_says_when_the_vm_is_not_osv(tmp_path):
+    tree = build()
+    img = tmp_path / "blank.img"
+    img.write_bytes(bytes(1 << 20))  # boots nothing: SeaBIOS finds no boot sector, OSv never prints its banner
+    env = dict(os.environ, OSVTRACE_OSV_BANNER_S="5")
+    r = cli("record", "--kernel", "osv", "--image", str(img), "--elf", str(tree / "build/release/loader.elf"),
+            "-o", str(tmp_path / "x.osvt"), "/mutexnet", env=env, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "the VM is not OSv" in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "x.osvt").exists()
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("no_orphans")
+def test_record_osv_fails_when_osv_cannot_start_the_app(tmp_path):
+    build()
+    r = cli("record", "--kernel", "osv", "-o", str(tmp_path / "x.osvt"), "/no-such-app", timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Failed to load object: /no-such-app" in r.stdout and "refused to start the app" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "x.osvt").exists()
