@@ -40,6 +40,7 @@ def recorded(tmp_path_factory):
 
 
 @pytest.mark.qemu
+@pytest.mark.osv
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_saves_every_cpus_buffer_as_a_dump_trace_py_reads_with_the_same_counts(recorded):
     tree, out, doc = recorded
@@ -63,6 +64,7 @@ def test_record_osv_saves_every_cpus_buffer_as_a_dump_trace_py_reads_with_the_sa
 
 
 @pytest.mark.qemu
+@pytest.mark.osv
 @pytest.mark.usefixtures("no_orphans")
 def test_reports_on_a_recorded_osv_trace_agree_with_its_records(recorded):
     _tree, out, doc = recorded
@@ -120,6 +122,7 @@ def test_record_osv_rejects_options_of_our_kernel(tmp_path):
 
 
 @pytest.mark.qemu
+@pytest.mark.osv
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lost(tmp_path):
     tree = build()
@@ -145,6 +148,7 @@ def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lo
 
 
 @pytest.mark.qemu
+@pytest.mark.osv
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_duration_snapshots_a_running_app_counted_from_its_start(tmp_path):
     build()
@@ -160,6 +164,7 @@ def test_record_osv_duration_snapshots_a_running_app_counted_from_its_start(tmp_
 
 
 @pytest.mark.qemu
+@pytest.mark.osv
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_says_when_the_vm_is_not_osv(tmp_path):
     tree = build()
@@ -173,6 +178,7 @@ def test_record_osv_says_when_the_vm_is_not_osv(tmp_path):
 
 
 @pytest.mark.qemu
+@pytest.mark.osv
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_fails_when_osv_cannot_start_the_app(tmp_path):
     build()
