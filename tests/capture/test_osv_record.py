@@ -20,6 +20,12 @@ from tests.support.osv import build
 from tests.support.osv_traces import parse_summary, tracepy_summary
 from tests.support.vm import osvtrace as cli
 
+# The tests that boot OSv to record it are in `make test-slow` for now: a recording hung twice in
+# about fifteen runs (the recorder waiting for the end breakpoint, QEMU and gdb idle for 7 minutes;
+# cause not found yet, issue 21),
+# and a hang would fail CI for everything else. The bad-input tests below boot nothing and stay.
+OSV_VM = pytest.mark.slow
+
 APP = ("/mutexnet", "2000", "2")  # contended mutex, condvar ping-pong, UDP loopback on 2 threads
 
 
@@ -41,6 +47,7 @@ def recorded(tmp_path_factory):
 
 @pytest.mark.qemu
 @pytest.mark.osv
+@OSV_VM
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_saves_every_cpus_buffer_as_a_dump_trace_py_reads_with_the_same_counts(recorded):
     tree, out, doc = recorded
@@ -65,6 +72,7 @@ def test_record_osv_saves_every_cpus_buffer_as_a_dump_trace_py_reads_with_the_sa
 
 @pytest.mark.qemu
 @pytest.mark.osv
+@OSV_VM
 @pytest.mark.usefixtures("no_orphans")
 def test_reports_on_a_recorded_osv_trace_agree_with_its_records(recorded):
     _tree, out, doc = recorded
@@ -123,6 +131,7 @@ def test_record_osv_rejects_options_of_our_kernel(tmp_path):
 
 @pytest.mark.qemu
 @pytest.mark.osv
+@OSV_VM
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lost(tmp_path):
     tree = build()
@@ -149,6 +158,7 @@ def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lo
 
 @pytest.mark.qemu
 @pytest.mark.osv
+@OSV_VM
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_duration_snapshots_a_running_app_counted_from_its_start(tmp_path):
     build()
@@ -165,6 +175,7 @@ def test_record_osv_duration_snapshots_a_running_app_counted_from_its_start(tmp_
 
 @pytest.mark.qemu
 @pytest.mark.osv
+@OSV_VM
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_says_when_the_vm_is_not_osv(tmp_path):
     tree = build()
@@ -179,6 +190,7 @@ def test_record_osv_says_when_the_vm_is_not_osv(tmp_path):
 
 @pytest.mark.qemu
 @pytest.mark.osv
+@OSV_VM
 @pytest.mark.usefixtures("no_orphans")
 def test_record_osv_fails_when_osv_cannot_start_the_app(tmp_path):
     build()
