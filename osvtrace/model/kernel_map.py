@@ -131,9 +131,9 @@ class _Mapper:
     def apply(self, rule: From | Pairs) -> Events | None:
         if isinstance(rule, Pairs):
             return self.pairs(rule)
-        idx = self.records(rule.sources)
         if not self.ids(rule.sources):
             return None
+        idx = self.records(rule.sources)
         return idx, {name: self.value(r, idx) for name, r in rule.args.items()}
 
     def value(self, r: Rule, idx: np.ndarray) -> np.ndarray:
@@ -199,10 +199,8 @@ class _Mapper:
 
     def last_cpu(self, idx: np.ndarray, tid: np.ndarray) -> np.ndarray:
         """The CPU each thread last switched in on before these records (else the record's CPU)."""
-        rule = kernel_of(self.t).model.get("sched_switch")
-        sw = self.records(rule.sources if isinstance(rule, From) else ("sched_switch",))
-        nxt_arg = rule.args["next"][1] if isinstance(rule, From) and "next" in rule.args else "next"
-        nxt = self.tid_of(self.arg(sw, nxt_arg)) if len(sw) else np.empty(0, np.uint32)
+        switches = model_events(self.t, "sched_switch")  # computed once per trace, shared with the model
+        sw, nxt = (switches[0], switches[1]["next"]) if switches else (np.empty(0, np.int64), np.empty(0, np.uint32))
         ra, rb = dense_rank(tid, nxt)
         hit = last_match(ra, self.ev.time[idx], rb, self.ev.time[sw])
         out = self.ev.cpu[idx].astype(np.uint16)

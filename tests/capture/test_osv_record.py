@@ -24,7 +24,15 @@ from tests.support.vm import osvtrace as cli
 # about fifteen runs (the recorder waiting for the end breakpoint, QEMU and gdb idle for 7 minutes;
 # cause not found yet, issue 21),
 # and a hang would fail CI for everything else. The bad-input tests below boot nothing and stay.
-OSV_VM = pytest.mark.slow
+OSV_MARKS = (pytest.mark.qemu, pytest.mark.osv, pytest.mark.slow, pytest.mark.usefixtures("no_orphans"))
+
+
+def osv_vm(test):
+    """The marks of a test that boots OSv to record it (above: why slow)."""
+    for mark in OSV_MARKS:
+        test = mark(test)
+    return test
+
 
 APP = ("/mutexnet", "2000", "2")  # contended mutex, condvar ping-pong, UDP loopback on 2 threads
 
@@ -45,10 +53,7 @@ def recorded(tmp_path_factory):
     return tree, out, json.loads(r.stdout)
 
 
-@pytest.mark.qemu
-@pytest.mark.osv
-@OSV_VM
-@pytest.mark.usefixtures("no_orphans")
+@osv_vm
 def test_record_osv_saves_every_cpus_buffer_as_a_dump_trace_py_reads_with_the_same_counts(recorded):
     tree, out, doc = recorded
     assert doc["via"] == "gdb" and doc["kernel"] == "osv" and doc["stop"] == "app-exit" and doc["cpus"] == 2
@@ -70,10 +75,7 @@ def test_record_osv_saves_every_cpus_buffer_as_a_dump_trace_py_reads_with_the_sa
     assert names.get("mutex_lock", 0) > 100 and names.get("sched_switch", 0) > 100
 
 
-@pytest.mark.qemu
-@pytest.mark.osv
-@OSV_VM
-@pytest.mark.usefixtures("no_orphans")
+@osv_vm
 def test_reports_on_a_recorded_osv_trace_agree_with_its_records(recorded):
     _tree, out, doc = recorded
     r = cli("report", "summary", "--json", str(out))
@@ -129,10 +131,7 @@ def test_record_osv_rejects_options_of_our_kernel(tmp_path):
     assert r.returncode == 2 and "--via gdb" in r.stderr, r.stderr
 
 
-@pytest.mark.qemu
-@pytest.mark.osv
-@OSV_VM
-@pytest.mark.usefixtures("no_orphans")
+@osv_vm
 def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lost(tmp_path):
     tree = build()
     out = tmp_path / "shm.osvt"
@@ -156,10 +155,7 @@ def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lo
     assert parse_summary(tracepy_summary(tree, out)) == counts
 
 
-@pytest.mark.qemu
-@pytest.mark.osv
-@OSV_VM
-@pytest.mark.usefixtures("no_orphans")
+@osv_vm
 def test_record_osv_duration_snapshots_a_running_app_counted_from_its_start(tmp_path):
     build()
     out = tmp_path / "dur.osvt"
@@ -173,10 +169,7 @@ def test_record_osv_duration_snapshots_a_running_app_counted_from_its_start(tmp_
         assert len(t) == doc["events"] and "mutex_lock" in {tp.name for tp in t.catalog.tracepoints}
 
 
-@pytest.mark.qemu
-@pytest.mark.osv
-@OSV_VM
-@pytest.mark.usefixtures("no_orphans")
+@osv_vm
 def test_record_osv_says_when_the_vm_is_not_osv(tmp_path):
     tree = build()
     img = tmp_path / "blank.img"
@@ -188,10 +181,7 @@ def test_record_osv_says_when_the_vm_is_not_osv(tmp_path):
     assert "the VM is not OSv" in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "x.osvt").exists()
 
 
-@pytest.mark.qemu
-@pytest.mark.osv
-@OSV_VM
-@pytest.mark.usefixtures("no_orphans")
+@osv_vm
 def test_record_osv_fails_when_osv_cannot_start_the_app(tmp_path):
     build()
     r = cli("record", "--kernel", "osv", "-o", str(tmp_path / "x.osvt"), "/no-such-app", timeout=300)
