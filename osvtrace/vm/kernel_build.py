@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import TextIO
@@ -123,9 +124,9 @@ def _writable_dir(path: Path) -> None:
     """Create `path` (and parents) or say which directory is not writable and how to choose another."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A unique name: threads of one process probe at the same time (one pid, one name raced).
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
     except OSError as e:
         where = path
         while not where.exists() and where.parent != where:

@@ -21,7 +21,8 @@ MAX_FRAMES = 64
 
 MACHINERY = ("sched::", "lockfree::mutex::", "waiter::", "wait_record::", "condvar::", "mutex_lock", "mutex_unlock",
              "switch_to", "std::", "__gnu_cxx::", "osv::clock::", "waitqueue::", "thread_main_c", "hpet_", "processor::", "pthread_mutex_",
-             "pthread_cond_", "lockfree::", "from_libc")
+             "pthread_cond_", "lockfree::", "from_libc",
+             "tracepoint")  # a waiter caught recording its own tracepoint is still where it called the lock
 OUTERMOST = ("thread_main", "thread_main_c", "??")  # where every thread starts: says nothing
 
 
