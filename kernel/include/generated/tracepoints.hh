@@ -39,10 +39,11 @@ enum tp : uint16_t {
     tp_net_channel_drop = 56,
     tp_memory_malloc = 60,
     tp_memory_free = 61,
+    tp_tcp_state = 62,
 };
 
-constexpr unsigned tp_max = 61;
-constexpr unsigned tp_count = 30;
+constexpr unsigned tp_max = 62;
+constexpr unsigned tp_count = 31;
 static_assert(tp_trace_lost == id_trace_lost, "ring.hh and the schema disagree on trace_lost");
 
 struct tp_desc {
@@ -83,6 +84,7 @@ inline constexpr tp_desc tp_table[tp_count] = {
     {"net_channel_drop", "net", 56, 1},
     {"memory_malloc", "memory", 60, 1},
     {"memory_free", "memory", 61, 1},
+    {"tcp_state", "net", 62, 1},
 };
 
 // Nonzero enables a tracepoint. Defined by the kernel's trace runtime;
@@ -114,6 +116,22 @@ enum : uint8_t {
     tx = 1,
 };
 }  // namespace packet_dir
+
+namespace tcp_state {
+enum : uint8_t {
+    closed = 0,
+    listen = 1,
+    syn_sent = 2,
+    syn_received = 3,
+    established = 4,
+    close_wait = 5,
+    fin_wait_1 = 6,
+    closing = 7,
+    last_ack = 8,
+    fin_wait_2 = 9,
+    time_wait = 10,
+};
+}  // namespace tcp_state
 
 namespace thread_state {
 enum : uint8_t {
@@ -642,4 +660,23 @@ inline void trace_memory_free(const void* buf) {
         return;
     }
     trace::emit1(trace::tp_memory_free, reinterpret_cast<uint64_t>(buf), 0);
+}
+
+struct __attribute__((packed)) trace_payload_tcp_state {
+    uint64_t conn;
+    uint8_t from_state;
+    uint8_t to_state;
+    uint8_t _pad10[6];
+};
+static_assert(sizeof(trace_payload_tcp_state) == 16, "tcp_state payload size");
+static_assert(offsetof(trace_payload_tcp_state, conn) == 0, "tcp_state.conn offset");
+static_assert(offsetof(trace_payload_tcp_state, from_state) == 8, "tcp_state.from_state offset");
+static_assert(offsetof(trace_payload_tcp_state, to_state) == 9, "tcp_state.to_state offset");
+
+// A TCP connection changed state (real OSv's TCP stack records it; this kernel has no TCP).
+inline void trace_tcp_state(const void* conn, uint8_t from_state, uint8_t to_state) {
+    if (__builtin_expect(!trace::is_on<trace::tp_tcp_state>(), 1)) {
+        return;
+    }
+    trace::emit1(trace::tp_tcp_state, reinterpret_cast<uint64_t>(conn), uint64_t(uint8_t(from_state)) | (uint64_t(uint8_t(to_state)) << 8));
 }
