@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ from osvtrace.capture import shm as shmcapture
 from osvtrace.capture.recovery import snapshot_file
 from osvtrace.vm import qemu
 from osvtrace.vm.qemu import VmConfig
+from tests.support.vm import OSVTRACE, ROOT
 from tests.support.vm import osvtrace as cli
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
@@ -30,10 +32,13 @@ def test_record_via_shm(kernel, tmp_path):
 
 
 def test_shm_leaves_no_ram_file_behind(kernel, tmp_path):
-    before = set(shmcapture.SHM_DIR.glob("osvtrace-*.ram"))
-    r = cli("record", "--no-build", "--via", "shm", "-o", str(tmp_path / "x.osvt"), "hello")
-    assert r.returncode == 0, r.stderr
-    assert set(shmcapture.SHM_DIR.glob("osvtrace-*.ram")) == before
+    # Only this recorder's RAM files (named by its pid): other recordings on the machine (a
+    # second test worker) have theirs in the same directory at the same time.
+    p = subprocess.Popen([*OSVTRACE, "record", "--no-build", "--via", "shm", "-o", str(tmp_path / "x.osvt"), "hello"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert not list(shmcapture.SHM_DIR.glob(f"osvtrace-{p.pid}-*.ram"))
 
 
 def test_recover_after_a_panic(kernel, tmp_path):

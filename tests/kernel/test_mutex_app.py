@@ -36,12 +36,14 @@ def test_mutex_app_single_threaded_tcg(kernel):
 
 
 def test_mutex_app_pinned_with_latency(kernel):
-    # Each thread's work spans several 4 ms time slices (3000 x 5 us held), so holders are
-    # preempted while holding and the other thread pinned to that CPU must wait: hand-offs
-    # happen even when the host does not run the two vCPUs at the same time.
+    # Hand-offs are forced, not hoped for from a time slice ending inside a hold (at load 10
+    # each pinned thread ran its 3000 iterations without one: contended=0): every 50th
+    # acquisition a holder yields, the other thread pinned to its CPU runs into the held mutex
+    # and waits, and the hand-off to it is timed, whether or not the host runs both vCPUs at once.
     b = boot(kernel, "mutex", "--threads", "4", "--mutexes", "1", "--iterations", "3000", "--pin", "1",
-             "--latency", "1", "--hold-ns", "5000", smp=2)
+             "--latency", "1", "--hold-ns", "5000", "--yield-every", "50", smp=2)
     assert b.app_status == 0, b.console
+    assert int(parse_kv(b.line("mutex: acquisitions="))["handoffs"]) > 0, b.console
     lat = parse_kv(b.line("mutex: handoff_latency_ticks"))
     assert 0 < int(lat["min"]) <= int(lat["avg"]) <= int(lat["max"]) < 10 * 2_600_000_000  # < 10 s at 2.6 GHz
 
