@@ -44,16 +44,16 @@ class OsvMemcachedError(RuntimeError):
 
 class OsvMemcached:
     """`osvtrace record --kernel osv` of memcached in the background, the host's UDP port
-    forwarded to the guest's 11211."""
+    forwarded to the guest's 11211; `options`: more of record's (--backtrace, --duration S)."""
 
     def __init__(self, image: Path, out: Path, *, via: str = "shm", smp: int = 2, trace: str = TRACE,
-                 app: tuple[str, ...] = APP, timeout: float = 900.0):
+                 app: tuple[str, ...] = APP, timeout: float = 900.0, options: tuple[str, ...] = ()):
         self.port = free_udp_port()
         self.target = f"127.0.0.1:{self.port}"
         self.out = out
         self.cmd = [*OSVTRACE, "record", "--kernel", "osv", "--via", via, "--image", str(image), "--smp", str(smp),
                     "--trace", trace, "--hostfwd", f"udp:{self.port}-:{GUEST_PORT}", "--timeout", str(timeout),
-                    "--json", "-o", str(out), *app]
+                    *options, "--json", "-o", str(out), *app]
         self.proc: subprocess.Popen | None = None
         self.ready_seconds = 0.0
 
