@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from osvtrace.loadgen import memcache_udp as mc
-from osvtrace.vm.proc import end_process
+from osvtrace.vm import osv_image
+from osvtrace.vm.proc import end_process, spawn
+from osvtrace.vm.qemu import pick_accel
 from tests.support.net import free_udp_port
 from tests.support.vm import OSVTRACE, ROOT
 
@@ -108,6 +112,45 @@ class OsvMemcached:
         return json.loads(out)
 
 
+class PlainOsvMemcached:
+    """memcached on OSv under QEMU with no recording and no tracepoint enabled (the bench's
+    baseline): the same image, QEMU line and forwarded port as `record --kernel osv`."""
+
+    def __init__(self, image: Path, *, smp: int = 2, app: tuple[str, ...] = APP):
+        self.port = free_udp_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.tmp = Path(tempfile.mkdtemp(prefix="osv-memcached-"))
+        disk = osv_image.image_with_cmdline(image, osv_image.cmdline(app[0], app[1:], []), self.tmp)
+        self.cmd = osv_image.qemu_args(disk, smp=smp, mem_mb=1024, accel=pick_accel("auto"),
+                                       hostfwd=(f"udp:{self.port}-:{GUEST_PORT}",))
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "PlainOsvMemcached":
+        self.proc = spawn(self.cmd, stdin=subprocess.DEVNULL, stdout=open(self.tmp / "console.txt", "wb"),
+                          stderr=subprocess.STDOUT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            end_process(self.proc)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
+        t0 = time.monotonic()
+        with mc.Client("127.0.0.1", self.port, timeout=0.5) as c:
+            while time.monotonic() - t0 < timeout:
+                if self.proc is None or self.proc.poll() is not None:
+                    raise OsvMemcachedError("QEMU ended before memcached answered: "
+                                            + (self.tmp / "console.txt").read_text(errors="replace")[-2000:])
+                try:
+                    v = c.request(b"version\r\n")
+                except (socket.timeout, ConnectionRefusedError):
+                    continue
+                if v.startswith(b"VERSION"):
+                    return v.decode().strip()
+        raise OsvMemcachedError(f"memcached on OSv did not answer `version` within {timeout:g} s")
+
+
 def check_sets_and_gets(m: OsvMemcached, n: int = 20) -> list[tuple[bytes, bytes]]:
     """Sets n keys, reads each back, deletes one; (request, reply) pairs, each checked."""
     seen = []
@@ -130,7 +173,6 @@ def check_sets_and_gets(m: OsvMemcached, n: int = 20) -> list[tuple[bytes, bytes
 def main(argv: list[str] | None = None) -> int:
     from osvtrace.loadgen import load
     from tests.support.osv_app_image import app_image, cache_dir
-    from osvtrace.vm import osv_image
 
     ap = argparse.ArgumentParser(description="Record Debian's memcached on OSv under load from the host.")
     ap.add_argument("-o", "--output", type=Path, required=True)
