@@ -5,8 +5,8 @@ line and docs/osv.md ("Real programs: memcached on OSv") run.
     with OsvMemcached(image, out) as m:      # record starts; OSv boots memcached
         m.wait_ready()                        # memcached answers `version` over UDP
         ... m.client() / loadgen.run("memcache", m.target, ...)
-        doc = m.shutdown()                    # memcached's own `shutdown` (-A): the app ends,
-                                              # the recording ends with it; record's --json
+        doc = m.shutdown()                    # memcached's own `shutdown graceful` (-A): the app
+                                              # ends, the recording with it; record's --json
 
 Or from the shell, everything (image, recording, checks, load, reports' input):
 
@@ -34,9 +34,9 @@ from tests.support.vm import OSVTRACE, ROOT
 
 GUEST_PORT = 11211
 # -U: UDP on 11211 (TCP off, -p 0: the load generator speaks UDP); -t 2: two worker threads
-# on the two vCPUs; -A: the `shutdown` command (shutdown() says which), so the app ends when the host says and the
-# recording ends at the app's end, as for any OSv app. -u root: memcached refuses uid 0
-# without it; OSv maps every user to uid 0 (libc/user.cc).
+# on the two vCPUs; -A: the `shutdown` command (shutdown() says which), so the app ends when
+# the host says and the recording ends at the app's end, as for any OSv app. -u root:
+# memcached refuses uid 0 without it; OSv maps every user to uid 0 (libc/user.cc).
 APP = ("/usr/bin/memcached", "-u", "root", "-U", str(GUEST_PORT), "-p", "0", "-t", "2", "-m", "64", "-A")
 TRACE = "sched*,mutex*,condvar*,net_packet*"
 READY_TIMEOUT = 180.0  # boot under TCG on a loaded 2-core machine: OSv's banner alone can take 10-60 s
