@@ -17,15 +17,9 @@ STEP_SECONDS = 3.0
 MAX_LOSS = 0.001
 
 
-def _loadavg() -> str:
-    try:
-        return open("/proc/loadavg").read().split()[0]
-    except OSError:
-        return "?"
-
-
 def run() -> list[dict]:
     from osvtrace.loadgen import load
+    from tests.bench.bench_net import _loadavg
     from tests.support.osv import build, osv_src
     from tests.support.osv_app_image import app_image, cache_dir
     from tests.support.osv_memcached import PlainOsvMemcached
