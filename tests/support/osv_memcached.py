@@ -135,9 +135,12 @@ class PlainOsvMemcached:
             end_process(self.proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def client(self, timeout: float = 5.0) -> mc.Client:
+        return mc.Client("127.0.0.1", self.port, timeout=timeout)
+
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
         t0 = time.monotonic()
-        with mc.Client("127.0.0.1", self.port, timeout=0.5) as c:
+        with self.client(timeout=0.5) as c:
             while time.monotonic() - t0 < timeout:
                 if self.proc is None or self.proc.poll() is not None:
                     raise OsvMemcachedError("QEMU ended before memcached answered: "
@@ -151,7 +154,7 @@ class PlainOsvMemcached:
         raise OsvMemcachedError(f"memcached on OSv did not answer `version` within {timeout:g} s")
 
 
-def check_sets_and_gets(m: OsvMemcached, n: int = 20) -> list[tuple[bytes, bytes]]:
+def check_sets_and_gets(m: OsvMemcached | PlainOsvMemcached, n: int = 20) -> list[tuple[bytes, bytes]]:
     """Sets n keys, reads each back, deletes one; (request, reply) pairs, each checked."""
     seen = []
     with m.client() as c:
