@@ -21,7 +21,7 @@ import pytest
 import osvtrace
 from osvtrace.loadgen import load
 from tests.support.osv import build
-from tests.support.osv_app_image import AppImageError, app_image, cache_dir
+from tests.support.osv_app_image import APPS, AppImageError, app_image, cache_dir
 from tests.support.osv_memcached import GUEST_PORT, OsvMemcached, check_sets_and_gets
 from tests.support.vm import osvtrace as cli
 
@@ -119,3 +119,17 @@ def test_the_hottest_lock_is_the_udp_socket_the_workers_and_the_driver_share(run
     top = max({row["mutex"] for row in rows}, key=lambda m: sum(x["total"] for x in rows if x["mutex"] == m))
     waiters = [x["thread"] for x in rows if x["mutex"] == top]
     assert waiters.count("mc-worker") == 2 and "virtio-net-rx" in waiters, rows[:10]
+
+
+def test_sql_pairs_each_request_frame_with_its_reply_for_the_time_inside_osv(run):
+    """docs/osv.md's query: OSv's packet records, paired by client port and memcached's request
+    id, give memcached's time inside the guest per request; every answered request has one."""
+    sql = (APPS / "memcached" / "in_guest_latency.sql").read_text()
+    r = cli("query", str(run.out), sql, "--json", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    [row] = json.loads(r.stdout)
+    res = run.load
+    assert row["replies"] >= res.answered + res.extra["prefilled"] + len(run.checked), row
+    assert 0 < row["p50_us"] <= row["p90_us"] <= row["p99_us"] <= row["max_us"], row
+    # inside the guest is part of what the host measured, send to reply
+    assert row["p50_us"] < res.percentiles()["max"], (row, res.percentiles())
