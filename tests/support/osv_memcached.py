@@ -46,7 +46,38 @@ class OsvMemcachedError(RuntimeError):
     """memcached on OSv did not come up or did not end: the message has the recorder's output."""
 
 
-class OsvMemcached:
+class _Guest:
+    """What both ways of running memcached on OSv share: the forwarded port and its readiness."""
+
+    port: int
+    proc: subprocess.Popen | None = None
+    ready_seconds = 0.0
+
+    def _died(self, what: str) -> OsvMemcachedError:
+        """The error for a VM that ended early (`what` happened), with what it left to say."""
+        raise NotImplementedError
+
+    def client(self, timeout: float = 5.0) -> mc.Client:
+        return mc.Client("127.0.0.1", self.port, timeout=timeout)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
+        """memcached's `version` line, once it answers on the forwarded port."""
+        t0 = time.monotonic()
+        with self.client(timeout=0.5) as c:
+            while time.monotonic() - t0 < timeout:
+                if self.proc is None or self.proc.poll() is not None:
+                    raise self._died("ended before memcached answered")
+                try:
+                    v = c.request(b"version\r\n")
+                except (socket.timeout, ConnectionRefusedError):
+                    continue
+                if v.startswith(b"VERSION"):
+                    self.ready_seconds = time.monotonic() - t0
+                    return v.decode().strip()
+        raise OsvMemcachedError(f"memcached on OSv did not answer `version` within {timeout:g} s")
+
+
+class OsvMemcached(_Guest):
     """`osvtrace record --kernel osv` of memcached in the background, the host's UDP port
     forwarded to the guest's 11211; `options`: more of record's (--backtrace, --duration S)."""
 
@@ -58,8 +89,6 @@ class OsvMemcached:
         self.cmd = [*OSVTRACE, "record", "--kernel", "osv", "--via", via, "--image", str(image), "--smp", str(smp),
                     "--trace", trace, "--hostfwd", f"udp:{self.port}-:{GUEST_PORT}", "--timeout", str(timeout),
                     *options, "--json", "-o", str(out), *app]
-        self.proc: subprocess.Popen | None = None
-        self.ready_seconds = 0.0
 
     def __enter__(self) -> "OsvMemcached":
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -72,26 +101,8 @@ class OsvMemcached:
     def _died(self, what: str) -> OsvMemcachedError:
         assert self.proc is not None
         out, err = self.proc.communicate(timeout=60) if self.proc.poll() is not None else ("", "")
-        return OsvMemcachedError(f"{what} (record exited {self.proc.returncode}): {out[-1500:]}{err[-3000:]}")
-
-    def client(self, timeout: float = 5.0) -> mc.Client:
-        return mc.Client("127.0.0.1", self.port, timeout=timeout)
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
-        """memcached's `version` line, once it answers on the forwarded port."""
-        t0 = time.monotonic()
-        with self.client(timeout=0.5) as c:
-            while time.monotonic() - t0 < timeout:
-                if self.proc is None or self.proc.poll() is not None:
-                    raise self._died("the recording ended before memcached answered")
-                try:
-                    v = c.request(b"version\r\n")
-                except (socket.timeout, ConnectionRefusedError):
-                    continue
-                if v.startswith(b"VERSION"):
-                    self.ready_seconds = time.monotonic() - t0
-                    return v.decode().strip()
-        raise OsvMemcachedError(f"memcached on OSv did not answer `version` within {timeout:g} s")
+        return OsvMemcachedError(f"the recording {what} (record exited {self.proc.returncode}): "
+                                 f"{out[-1500:]}{err[-3000:]}")
 
     def shutdown(self, timeout: float = 300.0) -> dict:
         """memcached's `shutdown graceful`; record's --json summary. Graceful: memcached then
@@ -112,7 +123,7 @@ class OsvMemcached:
         return json.loads(out)
 
 
-class PlainOsvMemcached:
+class PlainOsvMemcached(_Guest):
     """memcached on OSv under QEMU with no recording and no tracepoint enabled (the bench's
     baseline): the same image, QEMU line and forwarded port as `record --kernel osv`."""
 
@@ -123,7 +134,6 @@ class PlainOsvMemcached:
         disk = osv_image.image_with_cmdline(image, osv_image.cmdline(app[0], app[1:], []), self.tmp)
         self.cmd = osv_image.qemu_args(disk, smp=smp, mem_mb=1024, accel=pick_accel("auto"),
                                        hostfwd=(f"udp:{self.port}-:{GUEST_PORT}",))
-        self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "PlainOsvMemcached":
         self.proc = spawn(self.cmd, stdin=subprocess.DEVNULL, stdout=open(self.tmp / "console.txt", "wb"),
@@ -135,26 +145,12 @@ class PlainOsvMemcached:
             end_process(self.proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def client(self, timeout: float = 5.0) -> mc.Client:
-        return mc.Client("127.0.0.1", self.port, timeout=timeout)
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
-        t0 = time.monotonic()
-        with self.client(timeout=0.5) as c:
-            while time.monotonic() - t0 < timeout:
-                if self.proc is None or self.proc.poll() is not None:
-                    raise OsvMemcachedError("QEMU ended before memcached answered: "
-                                            + (self.tmp / "console.txt").read_text(errors="replace")[-2000:])
-                try:
-                    v = c.request(b"version\r\n")
-                except (socket.timeout, ConnectionRefusedError):
-                    continue
-                if v.startswith(b"VERSION"):
-                    return v.decode().strip()
-        raise OsvMemcachedError(f"memcached on OSv did not answer `version` within {timeout:g} s")
+    def _died(self, what: str) -> OsvMemcachedError:
+        console = (self.tmp / "console.txt").read_text(errors="replace")[-2000:]
+        return OsvMemcachedError(f"QEMU {what}: {console}")
 
 
-def check_sets_and_gets(m: OsvMemcached | PlainOsvMemcached, n: int = 20) -> list[tuple[bytes, bytes]]:
+def check_sets_and_gets(m: _Guest, n: int = 20) -> list[tuple[bytes, bytes]]:
     """Sets n keys, reads each back, deletes one; (request, reply) pairs, each checked."""
     seen = []
     with m.client() as c:
