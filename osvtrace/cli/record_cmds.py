@@ -174,8 +174,9 @@ def _record_osv(app: str, args: tuple[str, ...], output: Path, via: str | None, 
     if ctx.get_parameter_source("mem_mb") != click.core.ParameterSource.COMMANDLINE:
         mem = max(1024, 64 * opts["smp"])  # run.sh's 1G; OSv wants more memory per vCPU beyond 16
     globs = [g.strip() for g in (opts.get("trace") or "").split(",") if g.strip()]
+    # OSv always has run.sh's user-mode NIC (so no --net); --hostfwd forwards host ports to it.
     cfg = VmConfig(app=app, args=tuple(args), kernel=build.elf, smp=opts["smp"], mem_mb=mem, accel=opts["accel"],
-                   timeout=opts.get("timeout"))
+                   timeout=opts.get("timeout"), hostfwd=tuple(opts.get("hostfwd") or ()))
     _stop_on_sigterm()
     res = recorder.record(cfg, output, via, kernel="osv", duration=duration, build=build, trace=globs or None,
                           backtrace=backtrace, stderr=sys.stderr.buffer,

@@ -42,7 +42,8 @@ def vm_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Give the guest a virtio-net NIC: user = QEMU's user-mode network (guest 10.0.2.15), "
                           "tap = the host tap device --tap (default osvtrace0; needs root and a configured tap)."),
         click.option("--hostfwd", multiple=True, metavar="udp:HOSTPORT-:GUESTPORT",
-                     help="--net user: forward a host port on 127.0.0.1 to a guest port (repeatable)."),
+                     help="--net user (or --kernel osv, whose NIC is always user-mode): forward a host port on "
+                          "127.0.0.1 to a guest port (repeatable; udp: or tcp:)."),
         click.option("--tap", "tap_ifname", metavar="IFNAME", help="--net tap: the host's tap interface."),
         click.option("--kernel", "kernel", metavar="osvtrace|osv",
                      help="Which kernel: osvtrace (default: ours, built by `osvtrace build`) or osv (real OSv, "

@@ -78,3 +78,17 @@ def test_build_without_tools_says_how_to_install(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == ("osvtrace: cannot build the kernel: g++, make, nm not found: install with "
                                 "apt-get install -y binutils g++ make")
+
+
+def test_osv_hostfwd_rules_go_on_its_user_mode_nic_on_loopback_unless_an_address_is_given(tmp_path):
+    from osvtrace.vm import osv_image
+
+    args = osv_image.qemu_args(tmp_path / "d.qcow2", smp=2, mem_mb=1024, accel="tcg",
+                               hostfwd=("udp:11311-:11211", "tcp:0.0.0.0:8000-:8000"))
+    netdev = args[args.index("-netdev") + 1].split(",")
+    assert netdev[:4] == ["user", "id=un0", "net=192.168.122.0/24", "host=192.168.122.1"]  # run.sh's network
+    assert netdev[4:] == ["hostfwd=udp:127.0.0.1:11311-:11211", "hostfwd=tcp:0.0.0.0:8000-:8000"]
+    plain = osv_image.qemu_args(tmp_path / "d.qcow2", smp=1, mem_mb=1024, accel="tcg")
+    assert "hostfwd" not in plain[plain.index("-netdev") + 1]
+    with pytest.raises(QemuError, match="bad --hostfwd"):
+        osv_image.qemu_args(tmp_path / "d.qcow2", smp=1, mem_mb=1024, accel="tcg", hostfwd=("udp:11211",))
