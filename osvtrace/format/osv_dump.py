@@ -359,9 +359,11 @@ class OsvTrace(Trace):
         ncpu = max(len(rec.cpu_first), 0 if tracefile else len(lay.runs))
         self.loss = {c: CpuLoss(c) for c in range(ncpu)}
         self._ncpus = ncpu
-        self._facts = FileFacts(kind, size=len(mm), capture="osv " + ("gdb tracefile" if tracefile else
-                                                                        "gdb snapshot (osvtrace record)" if lay.rings
-                                                                        else "REST dump"),
+        # a RING chunk's lost bytes are -1 for a snapshot and counted (>= 0) by a continuous capture
+        how = ("gdb tracefile" if tracefile else "REST dump" if not lay.rings else
+               "shared-RAM capture (osvtrace record)" if any(r.lost >= 0 for r in lay.rings) else
+               "gdb snapshot (osvtrace record)")
+        self._facts = FileFacts(kind, size=len(mm), capture="osv " + how,
                                 chunks=len(lay.runs), complete=not damage, damaged_chunks=len(rec.problems),
                                 truncated=any("cut short" in w for w in damage), damage=damage, loss_known=False)
         self._notes = self._start_notes()

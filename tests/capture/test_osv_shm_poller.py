@@ -88,6 +88,15 @@ def test_a_poll_that_keeps_up_loses_nothing_and_keeps_every_record(ram, tmp_path
         assert len(t) == w.n == infos[0].records
         assert np.array_equal(np.sort(t.events.time), np.arange(w.n))  # every record once, times 0..n-1
         assert infos[0].lost == 0 and not any("overwritten" in x for x in t.warnings)
+        assert t.facts.capture == "osv shared-RAM capture (osvtrace record)"  # not a snapshot: it counted losses
+
+
+def test_a_snapshot_of_the_same_ring_says_it_is_a_snapshot(ram, tmp_path):
+    w, s, *_ = _record(ram, tmp_path, [40] * 20)
+    out = tmp_path / "snap.osvt"
+    write_dump(out, RAW, [(0, np.fromfile(s.path, np.uint8), SIZE, s.last)])  # no stream: lost unknown (-1)
+    with osvtrace.open(out) as t:
+        assert t.facts.capture == "osv gdb snapshot (osvtrace record)"
 
 
 def test_bytes_overwritten_before_the_poll_are_counted_exactly_and_the_rest_is_kept(ram, tmp_path):
