@@ -9,9 +9,10 @@
 // --pin 1 pins thread i to CPU i mod ncpus; --latency 1 measures each
 // hand-off, unlock to the waiter running (TSC ticks, offsets applied).
 // --yield-every Y: every Y-th acquisition of a thread, it yields the CPU while
-// holding the mutex, so the others run into it held: contention and hand-offs
-// then happen by construction, on one CPU too, not only when a time slice
-// happens to end inside a hold.
+// holding the mutex, and keeps yielding until another thread waits for it (while
+// any other is still working; at most 200 ms), so the others run into it held:
+// contention and hand-offs then happen by construction, on one CPU too, whatever
+// the host's timing, not only when a time slice happens to end inside a hold.
 //
 // Prints one parseable line (tests read it):
 //   mutex: threads=.. mutexes=.. iterations=.. acquisitions=.. handoffs=.. contended=..
@@ -48,6 +49,8 @@ struct config {
              latency = 0, yield_every = 0;
     uint64_t hold_loops = 0, think_loops = 0;
 };
+
+std::atomic<uint32_t> working{0};  // threads that have not finished their iterations
 
 struct gate {
     mutex m;
@@ -109,7 +112,13 @@ void run(void* arg)
         uint64_t c = s.counter;
         busy::spin(cfg.hold_loops);
         if (cfg.yield_every && i % cfg.yield_every == cfg.yield_every - 1) {
-            threads::yield();  // still holding: whoever runs now and picks this mutex waits for it
+            // Still holding: whoever runs now and picks this mutex waits for it. One yield
+            // was not enough on a loaded host (the others had not reached the mutex yet, or
+            // their vCPU was not running): wait for a waiter, bounded.
+            uint64_t give_up = tsc::now() + tsc::from_ns(200000000);
+            do {
+                threads::yield();
+            } while (s.m.count() < 2 && working.load(std::memory_order_relaxed) > 1 && tsc::now() < give_up);
         }
         s.counter = c + 1;
         s.inside = s.inside - 1;
@@ -121,6 +130,7 @@ void run(void* arg)
         s.m.unlock();
         busy::spin(cfg.think_loops);
     }
+    working.fetch_sub(1, std::memory_order_relaxed);
 }
 
 int mutex_main(int argc, char** argv)
@@ -146,6 +156,7 @@ int mutex_main(int argc, char** argv)
     static worker workers[max_threads];
     static thread* ts[max_threads];
     gate start;
+    working.store(uint32_t(cfg.threads), std::memory_order_relaxed);
     for (uint64_t i = 0; i < cfg.threads; i++) {
         workers[i] = worker{};
         workers[i].cfg = &cfg;
