@@ -13,6 +13,20 @@
 // gdb flips these bytes at run time; the generated emitters read them on
 // every call (volatile), so no code patching is needed.
 volatile uint8_t trace::enabled[trace::tp_max + 1];
+volatile uint8_t trace::backtrace[trace::tp_max + 1];
+
+// The walk's bounds (include/trace/stack.hh): the running thread's stack. Interrupts
+// run on it too (arch/x64/isr.S), so the sampler's walk stays inside it as well.
+void trace_platform::stack_bounds(uint64_t* lo, uint64_t* hi)
+{
+    const thread* t = this_cpu()->current;
+    if (!t || !t->stack) {
+        *lo = *hi = 0;  // nothing to walk: the walk stops at its first frame
+        return;
+    }
+    *lo = reinterpret_cast<uint64_t>(t->stack);
+    *hi = *lo + t->stack_size;
+}
 
 extern "C" {
 // NOTE: the one symbol host tools look up (gdb, pyelftools); layout in control.hh.
@@ -44,7 +58,10 @@ void early_init(const char* cmdline, const char* build_id)
     c.log_addr = reinterpret_cast<uint64_t>(klog::ring);
     c.cmdline_addr = reinterpret_cast<uint64_t>(cmdline);
     c.build_id_addr = reinterpret_cast<uint64_t>(build_id);
+    c.backtrace_addr = reinterpret_cast<uint64_t>(&trace::backtrace[0]);
 }
+
+void set_sampler_hz(uint32_t hz) { osvtrace_control.sampler_hz = hz; }
 
 uint64_t ring_bytes_for(uint64_t requested)
 {
@@ -58,7 +75,11 @@ uint64_t ring_bytes_for(uint64_t requested)
     return b;
 }
 
-int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t errlen)
+namespace {
+
+// Sets flags[id] for every tracepoint one of the globs matches and `takes` accepts.
+int set_matching(volatile uint8_t* flags, bool (*takes)(const trace::tp_desc&), const char* what, const char* globs,
+                 size_t len, uint8_t value, char* err, size_t errlen)
 {
     for (int pass = 0; pass < 2; pass++) {  // check every glob first, then apply
         int matched = 0;
@@ -73,16 +94,16 @@ int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t er
             if (plen) {
                 int m = 0;
                 for (const trace::tp_desc& d : trace::tp_table) {
-                    if (glob_match(pat, plen, d.name)) {
+                    if (takes(d) && glob_match(pat, plen, d.name)) {
                         if (pass == 1) {
-                            trace::enabled[d.id] = value;
+                            flags[d.id] = value;
                         }
                         m++;
                     }
                 }
                 if (!m) {
-                    snprintf(err, errlen, "'%.*s' matches no tracepoint (globs are anchored: try '%.*s*')",
-                             int(plen), pat, int(plen), pat);
+                    snprintf(err, errlen, "'%.*s' matches no %s (globs are anchored: try '%.*s*')",
+                             int(plen), pat, what, int(plen), pat);
                     return -1;
                 }
                 matched += m;
@@ -94,6 +115,31 @@ int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t er
         }
     }
     return 0;
+}
+
+bool any(const trace::tp_desc&) { return true; }
+bool takes_stack(const trace::tp_desc& d) { return d.stack == trace::stack_optional; }
+
+}  // namespace
+
+int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t errlen)
+{
+    return set_matching(trace::enabled, any, "tracepoint", globs, len, value, err, errlen);
+}
+
+int set_backtrace(const char* globs, size_t len, uint8_t value, char* err, size_t errlen)
+{
+    return set_matching(trace::backtrace, takes_stack, "tracepoint that takes a stack", globs, len, value, err, errlen);
+}
+
+bool backtrace_globs(const char* globs, size_t len)
+{
+    char err[160];
+    if (set_backtrace(globs, len, 1, err, sizeof err) < 0) {
+        kprintf("tracebt: %s\n", err);
+        return false;
+    }
+    return true;
 }
 
 bool enable_globs(const char* globs, size_t len)

@@ -4,10 +4,12 @@
 //
 //   ID enable GLOB,GLOB    set enable flags (anchored globs, as trace=)
 //   ID disable GLOB,GLOB   clear them
+//   ID backtrace GLOB,GLOB    their records carry their stack from now on (as tracebt=)
+//   ID nobacktrace GLOB,GLOB  no longer
 //   ID flush               send everything committed now
 //   ID stop                end the stream (the rest of the trace, then the end frame)
 //
-// enable/disable take effect here and now, in the virtio-console service
+// enable/disable/backtrace/nobacktrace take effect here and now, in the virtio-console service
 // thread, as soon as the device delivers the line; flush and stop at the
 // drain's next pass (at most one drain period later).
 #include "core/console.hh"
@@ -70,12 +72,23 @@ void run(const char* s, size_t len)
             snprintf(msg, sizeof msg, "%s %d tracepoint%s", on ? "enabled" : "disabled", m, m == 1 ? "" : "s");
         }
         post_ack(uint32_t(id), m, msg);
+    } else if (is("backtrace") || is("nobacktrace")) {
+        bool on = is("backtrace");
+        if (!alen) {
+            post_ack(uint32_t(id), -1, "which tracepoints? (a glob list: mutex_lock_wait,sched_wait)");
+            return;
+        }
+        int m = trace_rt::set_backtrace(arg, alen, on ? 1 : 0, msg, sizeof msg);
+        if (m >= 0) {
+            snprintf(msg, sizeof msg, "stacks %s for %d tracepoint%s", on ? "on" : "off", m, m == 1 ? "" : "s");
+        }
+        post_ack(uint32_t(id), m, msg);
     } else if (is("flush")) {
         request_flush(uint32_t(id));
     } else if (is("stop")) {
         request_stop(uint32_t(id));
     } else {
-        snprintf(msg, sizeof msg, "unknown command '%.*s' (enable, disable, flush, stop)", int(vlen), verb);
+        snprintf(msg, sizeof msg, "unknown command '%.*s' (enable, disable, backtrace, nobacktrace, flush, stop)", int(vlen), verb);
         post_ack(uint32_t(id), -1, msg);
     }
 }

@@ -158,7 +158,7 @@ def _record_osv(app: str, args: tuple[str, ...], output: Path, via: str | None, 
     from osvtrace.vm.qemu import VmConfig
 
     ctx = click.get_current_context()
-    explicit = {p for p in ("machine", "tracebuf", "tracemode", "net", "no_build")
+    explicit = {p for p in ("machine", "tracebuf", "tracemode", "net", "no_build", "tracebt", "sampler")
                 if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     unused = sorted(explicit | ({"buffer"} if buffer else set()) | ({"ctl_socket"} if ctl_socket else set())
                     | ({"keep_ram"} if keep_ram else set()))

@@ -120,6 +120,39 @@ class OsvtTrace(Trace):
         """Values of one argument for records starting at the given file rows."""
         return self._args.values(f, rows)
 
+    # ------------------------------------------------------------ stacks
+
+    def _trailers(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(has a stack trailer, file row of its first slot, frames stored) of events ``idx``."""
+        rows = self.events.row[np.asarray(idx)]
+        if not len(rows):
+            z = np.zeros(0, np.int64)
+            return z.astype(bool), z, z
+        has = (self._args.column(3, np.dtype("u1"))[rows] & layout.FLAG_STACK) != 0
+        first = rows.astype(np.int64) + self._catalog.nslots_table()[self.events.tp[np.asarray(idx)]]
+        first = np.where(has, first, 0)  # a row that surely exists: the mask hides it
+        depth = np.where(has, self._args.column(layout.STACK_DEPTH_OFFSET, np.dtype("u1"))[first], 0)
+        # the writer never stores more than the bound; a damaged byte must not index beyond it
+        return has, first, np.minimum(depth, layout.STACK_MAX_FRAMES).astype(np.int64)
+
+    def backtraces(self, idx: np.ndarray) -> np.ndarray:
+        """Frames of each event's stack trailer (see Trace.backtraces): one strided gather per
+        frame position over all records, never a loop over records."""
+        has, first, depth = self._trailers(idx)
+        width = int(depth.max()) if len(depth) else 0
+        out = np.zeros((len(depth), width), np.uint64)
+        for k in range(width):
+            m = depth > k
+            slot, pos = divmod(k, layout.STACK_FRAMES_PER_SLOT)
+            col = self._args.column(layout.STACK_FRAME_OFFSET + 8 * pos, np.dtype("<u8"))
+            out[m, k] = col[first[m] + slot]
+        return out
+
+    def backtrace_ends(self, idx: np.ndarray) -> np.ndarray:
+        has, first, _ = self._trailers(idx)
+        end = self._args.column(layout.STACK_END_OFFSET, np.dtype("u1"))[first] if len(first) else first
+        return np.where(has, end, layout.STACK_NONE).astype(np.uint8)
+
     def close(self) -> None:
         self.events = Events(*(np.empty(0) for _ in range(5)))
         self._slots = None  # type: ignore[assignment]

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trace/ring.hh"
+#include "trace/stack.hh"
 
 namespace trace {
 
@@ -39,55 +39,62 @@ enum tp : uint16_t {
     tp_net_channel_drop = 56,
     tp_memory_malloc = 60,
     tp_memory_free = 61,
+    tp_cpu_sample = 70,
 };
 
-constexpr unsigned tp_max = 61;
-constexpr unsigned tp_count = 30;
+constexpr unsigned tp_max = 70;
+constexpr unsigned tp_count = 31;
 static_assert(tp_trace_lost == id_trace_lost, "ring.hh and the schema disagree on trace_lost");
+
+enum tp_stack : uint8_t { stack_none = 0, stack_optional = 1, stack_always = 2 };
 
 struct tp_desc {
     const char* name;
     const char* subsystem;
     uint16_t id;
     uint8_t nslots;
+    uint8_t stack;  // tp_stack
 };
 
 inline constexpr tp_desc tp_table[tp_count] = {
-    {"trace_lost", "trace", 1, 1},
-    {"trace_marker", "trace", 2, 1},
-    {"thread_create", "sched", 10, 2},
-    {"thread_exit", "sched", 11, 1},
-    {"sched_switch", "sched", 12, 1},
-    {"sched_wake", "sched", 13, 1},
-    {"sched_wait", "sched", 14, 1},
-    {"sched_idle", "sched", 15, 1},
-    {"sched_preempt", "sched", 16, 1},
-    {"sched_migrate", "sched", 17, 1},
-    {"sched_ipi", "sched", 18, 1},
-    {"timer_fire", "sched", 19, 1},
-    {"sched_idle_ret", "sched", 20, 1},
-    {"mutex_lock", "sync", 30, 1},
-    {"mutex_lock_wait", "sync", 31, 1},
-    {"mutex_lock_wake", "sync", 32, 1},
-    {"mutex_handoff", "sync", 33, 1},
-    {"mutex_unlock", "sync", 34, 1},
-    {"mutex_try_lock", "sync", 35, 1},
-    {"condvar_wait", "sync", 36, 1},
-    {"condvar_wake", "sync", 37, 1},
-    {"net_rx", "net", 50, 1},
-    {"net_classify", "net", 51, 1},
-    {"net_channel_push", "net", 52, 1},
-    {"net_channel_pop", "net", 53, 1},
-    {"net_tx", "net", 54, 1},
-    {"net_packet", "net", 55, 6},
-    {"net_channel_drop", "net", 56, 1},
-    {"memory_malloc", "memory", 60, 1},
-    {"memory_free", "memory", 61, 1},
+    {"trace_lost", "trace", 1, 1, stack_none},
+    {"trace_marker", "trace", 2, 1, stack_optional},
+    {"thread_create", "sched", 10, 2, stack_optional},
+    {"thread_exit", "sched", 11, 1, stack_optional},
+    {"sched_switch", "sched", 12, 1, stack_optional},
+    {"sched_wake", "sched", 13, 1, stack_optional},
+    {"sched_wait", "sched", 14, 1, stack_optional},
+    {"sched_idle", "sched", 15, 1, stack_optional},
+    {"sched_preempt", "sched", 16, 1, stack_optional},
+    {"sched_migrate", "sched", 17, 1, stack_optional},
+    {"sched_ipi", "sched", 18, 1, stack_optional},
+    {"timer_fire", "sched", 19, 1, stack_optional},
+    {"sched_idle_ret", "sched", 20, 1, stack_optional},
+    {"mutex_lock", "sync", 30, 1, stack_optional},
+    {"mutex_lock_wait", "sync", 31, 1, stack_optional},
+    {"mutex_lock_wake", "sync", 32, 1, stack_optional},
+    {"mutex_handoff", "sync", 33, 1, stack_optional},
+    {"mutex_unlock", "sync", 34, 1, stack_optional},
+    {"mutex_try_lock", "sync", 35, 1, stack_optional},
+    {"condvar_wait", "sync", 36, 1, stack_optional},
+    {"condvar_wake", "sync", 37, 1, stack_optional},
+    {"net_rx", "net", 50, 1, stack_optional},
+    {"net_classify", "net", 51, 1, stack_optional},
+    {"net_channel_push", "net", 52, 1, stack_optional},
+    {"net_channel_pop", "net", 53, 1, stack_optional},
+    {"net_tx", "net", 54, 1, stack_optional},
+    {"net_packet", "net", 55, 6, stack_optional},
+    {"net_channel_drop", "net", 56, 1, stack_optional},
+    {"memory_malloc", "memory", 60, 1, stack_optional},
+    {"memory_free", "memory", 61, 1, stack_optional},
+    {"cpu_sample", "sample", 70, 1, stack_always},
 };
 
 // Nonzero enables a tracepoint. Defined by the kernel's trace runtime;
 // gdb and the control port flip these bytes while the guest runs.
 extern volatile uint8_t enabled[tp_max + 1];
+// Nonzero: an enabled tracepoint's records carry its stack (tracebt=, ctl backtrace).
+extern volatile uint8_t backtrace[tp_max + 1];
 
 // Whether a tracepoint is on, as two instructions on the fast path: a RIP-relative
 // compare of its flag byte with zero and a predicted-not-taken jump (a plain load
@@ -95,6 +102,15 @@ extern volatile uint8_t enabled[tp_max + 1];
 template <unsigned Id>
 __attribute__((always_inline)) inline bool is_on() {
     asm goto("cmpb $0, %c0+%c1(%%rip)\n\tjne %l[on]" : : "i"(enabled), "i"(Id) : : on);
+    return false;
+on:
+    return true;
+}
+
+// Whether an enabled tracepoint takes its stack: the same two instructions.
+template <unsigned Id>
+__attribute__((always_inline)) inline bool is_bt() {
+    asm goto("cmpb $0, %c0+%c1(%%rip)\n\tjne %l[on]" : : "i"(backtrace), "i"(Id) : : on);
     return false;
 on:
     return true;
@@ -170,6 +186,10 @@ inline void trace_trace_marker(uint64_t value, const char* label) {
     __builtin_memset(&p, 0, sizeof p);
     p.value = value;
     trace::copy_str(p.label, label, 8);
+    if (__builtin_expect(trace::is_bt<trace::tp_trace_marker>(), 0)) {
+        trace::emit_stack_here(trace::tp_trace_marker, 1, &p);
+        return;
+    }
     trace::emit1(trace::tp_trace_marker, &p);
 }
 
@@ -191,6 +211,10 @@ inline void trace_thread_create(uint32_t tid, const char* name) {
     __builtin_memset(&p, 0, sizeof p);
     p.tid = tid;
     trace::copy_str(p.name, name, 16);
+    if (__builtin_expect(trace::is_bt<trace::tp_thread_create>(), 0)) {
+        trace::emit_stack_here(trace::tp_thread_create, 2, &p);
+        return;
+    }
     trace::emitn(trace::tp_thread_create, 2, &p);
 }
 
@@ -204,7 +228,12 @@ inline void trace_thread_exit() {
     if (__builtin_expect(!trace::is_on<trace::tp_thread_exit>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_thread_exit, 0, 0);
+    const uint64_t _w[2] = {0, 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_thread_exit>(), 0)) {
+        trace::emit_stack_here(trace::tp_thread_exit, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_thread_exit, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_sched_switch {
@@ -221,7 +250,12 @@ inline void trace_sched_switch(uint32_t next, uint8_t prev_state) {
     if (__builtin_expect(!trace::is_on<trace::tp_sched_switch>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_sched_switch, uint64_t(uint32_t(next)) | (uint64_t(uint8_t(prev_state)) << 32), 0);
+    const uint64_t _w[2] = {uint64_t(uint32_t(next)) | (uint64_t(uint8_t(prev_state)) << 32), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_sched_switch>(), 0)) {
+        trace::emit_stack_here(trace::tp_sched_switch, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_sched_switch, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_sched_wake {
@@ -238,7 +272,12 @@ inline void trace_sched_wake(uint32_t tid, uint16_t cpu) {
     if (__builtin_expect(!trace::is_on<trace::tp_sched_wake>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_sched_wake, uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(cpu)) << 32), 0);
+    const uint64_t _w[2] = {uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(cpu)) << 32), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_sched_wake>(), 0)) {
+        trace::emit_stack_here(trace::tp_sched_wake, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_sched_wake, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_sched_wait {
@@ -253,7 +292,12 @@ inline void trace_sched_wait(const void* obj) {
     if (__builtin_expect(!trace::is_on<trace::tp_sched_wait>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_sched_wait, reinterpret_cast<uint64_t>(obj), 0);
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(obj), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_sched_wait>(), 0)) {
+        trace::emit_stack_here(trace::tp_sched_wait, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_sched_wait, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_sched_idle {
@@ -266,7 +310,12 @@ inline void trace_sched_idle() {
     if (__builtin_expect(!trace::is_on<trace::tp_sched_idle>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_sched_idle, 0, 0);
+    const uint64_t _w[2] = {0, 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_sched_idle>(), 0)) {
+        trace::emit_stack_here(trace::tp_sched_idle, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_sched_idle, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_sched_preempt {
@@ -279,7 +328,12 @@ inline void trace_sched_preempt() {
     if (__builtin_expect(!trace::is_on<trace::tp_sched_preempt>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_sched_preempt, 0, 0);
+    const uint64_t _w[2] = {0, 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_sched_preempt>(), 0)) {
+        trace::emit_stack_here(trace::tp_sched_preempt, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_sched_preempt, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_sched_migrate {
@@ -298,7 +352,12 @@ inline void trace_sched_migrate(uint32_t tid, uint16_t from_cpu, uint16_t to_cpu
     if (__builtin_expect(!trace::is_on<trace::tp_sched_migrate>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_sched_migrate, uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(from_cpu)) << 32) | (uint64_t(uint16_t(to_cpu)) << 48), 0);
+    const uint64_t _w[2] = {uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(from_cpu)) << 32) | (uint64_t(uint16_t(to_cpu)) << 48), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_sched_migrate>(), 0)) {
+        trace::emit_stack_here(trace::tp_sched_migrate, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_sched_migrate, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_sched_ipi {
@@ -315,7 +374,12 @@ inline void trace_sched_ipi(uint16_t cpu, uint8_t vector) {
     if (__builtin_expect(!trace::is_on<trace::tp_sched_ipi>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_sched_ipi, uint64_t(uint16_t(cpu)) | (uint64_t(uint8_t(vector)) << 16), 0);
+    const uint64_t _w[2] = {uint64_t(uint16_t(cpu)) | (uint64_t(uint8_t(vector)) << 16), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_sched_ipi>(), 0)) {
+        trace::emit_stack_here(trace::tp_sched_ipi, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_sched_ipi, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_timer_fire {
@@ -331,7 +395,12 @@ inline void trace_timer_fire(const void* timer, uint64_t due) {
     if (__builtin_expect(!trace::is_on<trace::tp_timer_fire>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_timer_fire, reinterpret_cast<uint64_t>(timer), uint64_t(uint64_t(due)));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(timer), uint64_t(uint64_t(due))};
+    if (__builtin_expect(trace::is_bt<trace::tp_timer_fire>(), 0)) {
+        trace::emit_stack_here(trace::tp_timer_fire, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_timer_fire, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_sched_idle_ret {
@@ -344,7 +413,12 @@ inline void trace_sched_idle_ret() {
     if (__builtin_expect(!trace::is_on<trace::tp_sched_idle_ret>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_sched_idle_ret, 0, 0);
+    const uint64_t _w[2] = {0, 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_sched_idle_ret>(), 0)) {
+        trace::emit_stack_here(trace::tp_sched_idle_ret, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_sched_idle_ret, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_lock {
@@ -359,7 +433,12 @@ inline void trace_mutex_lock(const void* mutex) {
     if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_mutex_lock, reinterpret_cast<uint64_t>(mutex), 0);
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_mutex_lock>(), 0)) {
+        trace::emit_stack_here(trace::tp_mutex_lock, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_mutex_lock, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_lock_wait {
@@ -374,7 +453,12 @@ inline void trace_mutex_lock_wait(const void* mutex) {
     if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock_wait>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_mutex_lock_wait, reinterpret_cast<uint64_t>(mutex), 0);
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_mutex_lock_wait>(), 0)) {
+        trace::emit_stack_here(trace::tp_mutex_lock_wait, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_mutex_lock_wait, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_lock_wake {
@@ -389,7 +473,12 @@ inline void trace_mutex_lock_wake(const void* mutex) {
     if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock_wake>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_mutex_lock_wake, reinterpret_cast<uint64_t>(mutex), 0);
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_mutex_lock_wake>(), 0)) {
+        trace::emit_stack_here(trace::tp_mutex_lock_wake, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_mutex_lock_wake, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_handoff {
@@ -407,7 +496,12 @@ inline void trace_mutex_handoff(const void* mutex, uint32_t from_tid, uint32_t t
     if (__builtin_expect(!trace::is_on<trace::tp_mutex_handoff>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_mutex_handoff, reinterpret_cast<uint64_t>(mutex), uint64_t(uint32_t(from_tid)) | (uint64_t(uint32_t(to_tid)) << 32));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), uint64_t(uint32_t(from_tid)) | (uint64_t(uint32_t(to_tid)) << 32)};
+    if (__builtin_expect(trace::is_bt<trace::tp_mutex_handoff>(), 0)) {
+        trace::emit_stack_here(trace::tp_mutex_handoff, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_mutex_handoff, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_unlock {
@@ -422,7 +516,12 @@ inline void trace_mutex_unlock(const void* mutex) {
     if (__builtin_expect(!trace::is_on<trace::tp_mutex_unlock>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_mutex_unlock, reinterpret_cast<uint64_t>(mutex), 0);
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_mutex_unlock>(), 0)) {
+        trace::emit_stack_here(trace::tp_mutex_unlock, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_mutex_unlock, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_try_lock {
@@ -439,7 +538,12 @@ inline void trace_mutex_try_lock(const void* mutex, bool success) {
     if (__builtin_expect(!trace::is_on<trace::tp_mutex_try_lock>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_mutex_try_lock, reinterpret_cast<uint64_t>(mutex), uint64_t(success ? 1 : 0));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), uint64_t(success ? 1 : 0)};
+    if (__builtin_expect(trace::is_bt<trace::tp_mutex_try_lock>(), 0)) {
+        trace::emit_stack_here(trace::tp_mutex_try_lock, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_mutex_try_lock, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_condvar_wait {
@@ -455,7 +559,12 @@ inline void trace_condvar_wait(const void* condvar, const void* mutex) {
     if (__builtin_expect(!trace::is_on<trace::tp_condvar_wait>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_condvar_wait, reinterpret_cast<uint64_t>(condvar), reinterpret_cast<uint64_t>(mutex));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(condvar), reinterpret_cast<uint64_t>(mutex)};
+    if (__builtin_expect(trace::is_bt<trace::tp_condvar_wait>(), 0)) {
+        trace::emit_stack_here(trace::tp_condvar_wait, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_condvar_wait, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_condvar_wake {
@@ -472,7 +581,12 @@ inline void trace_condvar_wake(const void* condvar, uint32_t count) {
     if (__builtin_expect(!trace::is_on<trace::tp_condvar_wake>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_condvar_wake, reinterpret_cast<uint64_t>(condvar), uint64_t(uint32_t(count)));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(condvar), uint64_t(uint32_t(count))};
+    if (__builtin_expect(trace::is_bt<trace::tp_condvar_wake>(), 0)) {
+        trace::emit_stack_here(trace::tp_condvar_wake, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_condvar_wake, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_net_rx {
@@ -491,7 +605,12 @@ inline void trace_net_rx(uint32_t packet, uint16_t len, uint16_t queue) {
     if (__builtin_expect(!trace::is_on<trace::tp_net_rx>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_net_rx, uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32) | (uint64_t(uint16_t(queue)) << 48), 0);
+    const uint64_t _w[2] = {uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32) | (uint64_t(uint16_t(queue)) << 48), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_net_rx>(), 0)) {
+        trace::emit_stack_here(trace::tp_net_rx, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_net_rx, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_net_classify {
@@ -510,7 +629,12 @@ inline void trace_net_classify(const void* channel, uint32_t packet, uint8_t res
     if (__builtin_expect(!trace::is_on<trace::tp_net_classify>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_net_classify, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint8_t(result)) << 32));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint8_t(result)) << 32)};
+    if (__builtin_expect(trace::is_bt<trace::tp_net_classify>(), 0)) {
+        trace::emit_stack_here(trace::tp_net_classify, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_net_classify, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_net_channel_push {
@@ -528,7 +652,12 @@ inline void trace_net_channel_push(const void* channel, uint32_t packet, uint32_
     if (__builtin_expect(!trace::is_on<trace::tp_net_channel_push>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_net_channel_push, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
+    if (__builtin_expect(trace::is_bt<trace::tp_net_channel_push>(), 0)) {
+        trace::emit_stack_here(trace::tp_net_channel_push, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_net_channel_push, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_net_channel_pop {
@@ -546,7 +675,12 @@ inline void trace_net_channel_pop(const void* channel, uint32_t packet, uint32_t
     if (__builtin_expect(!trace::is_on<trace::tp_net_channel_pop>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_net_channel_pop, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
+    if (__builtin_expect(trace::is_bt<trace::tp_net_channel_pop>(), 0)) {
+        trace::emit_stack_here(trace::tp_net_channel_pop, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_net_channel_pop, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_net_tx {
@@ -563,7 +697,12 @@ inline void trace_net_tx(uint32_t packet, uint16_t len) {
     if (__builtin_expect(!trace::is_on<trace::tp_net_tx>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_net_tx, uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32), 0);
+    const uint64_t _w[2] = {uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_net_tx>(), 0)) {
+        trace::emit_stack_here(trace::tp_net_tx, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_net_tx, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_net_packet {
@@ -590,6 +729,10 @@ inline void trace_net_packet(uint32_t packet, uint16_t len, uint8_t dir, const v
     p.len = len;
     p.dir = dir;
     trace::copy_bytes(p.data, 128, data, data_len);
+    if (__builtin_expect(trace::is_bt<trace::tp_net_packet>(), 0)) {
+        trace::emit_stack_here(trace::tp_net_packet, 6, &p);
+        return;
+    }
     trace::emitn(trace::tp_net_packet, 6, &p);
 }
 
@@ -608,7 +751,12 @@ inline void trace_net_channel_drop(const void* channel, uint32_t packet, uint32_
     if (__builtin_expect(!trace::is_on<trace::tp_net_channel_drop>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_net_channel_drop, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
+    if (__builtin_expect(trace::is_bt<trace::tp_net_channel_drop>(), 0)) {
+        trace::emit_stack_here(trace::tp_net_channel_drop, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_net_channel_drop, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_memory_malloc {
@@ -626,7 +774,12 @@ inline void trace_memory_malloc(const void* buf, uint32_t len, uint32_t align) {
     if (__builtin_expect(!trace::is_on<trace::tp_memory_malloc>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_memory_malloc, reinterpret_cast<uint64_t>(buf), uint64_t(uint32_t(len)) | (uint64_t(uint32_t(align)) << 32));
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(buf), uint64_t(uint32_t(len)) | (uint64_t(uint32_t(align)) << 32)};
+    if (__builtin_expect(trace::is_bt<trace::tp_memory_malloc>(), 0)) {
+        trace::emit_stack_here(trace::tp_memory_malloc, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_memory_malloc, _w[0], _w[1]);
 }
 
 struct __attribute__((packed)) trace_payload_memory_free {
@@ -641,5 +794,28 @@ inline void trace_memory_free(const void* buf) {
     if (__builtin_expect(!trace::is_on<trace::tp_memory_free>(), 1)) {
         return;
     }
-    trace::emit1(trace::tp_memory_free, reinterpret_cast<uint64_t>(buf), 0);
+    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(buf), 0};
+    if (__builtin_expect(trace::is_bt<trace::tp_memory_free>(), 0)) {
+        trace::emit_stack_here(trace::tp_memory_free, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_memory_free, _w[0], _w[1]);
+}
+
+struct __attribute__((packed)) trace_payload_cpu_sample {
+    uint64_t pc;
+    uint8_t _pad8[8];
+};
+static_assert(sizeof(trace_payload_cpu_sample) == 16, "cpu_sample payload size");
+static_assert(offsetof(trace_payload_cpu_sample, pc) == 0, "cpu_sample.pc offset");
+
+// The sampler's timer interrupted the record's thread on this CPU (sampler=HZ); its stack is the interrupted code's callers.
+inline void trace_cpu_sample(const void* pc, uint64_t stack_fp) {
+    if (__builtin_expect(!trace::is_on<trace::tp_cpu_sample>(), 1)) {
+        return;
+    }
+    trace_payload_cpu_sample p;
+    __builtin_memset(&p, 0, sizeof p);
+    p.pc = reinterpret_cast<uint64_t>(pc);
+    trace::emit_stack_from(trace::tp_cpu_sample, 1, &p, stack_fp);
 }
