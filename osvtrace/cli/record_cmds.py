@@ -230,24 +230,27 @@ def recover(ramfile: Path, kernel: Path | None, output: Path, as_json: bool) -> 
 
 @click.command()
 @click.argument("socket_path", metavar="SOCKET", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("command", type=click.Choice(["enable", "disable", "flush", "stop", "status"]))
+@click.argument("command", type=click.Choice(["enable", "disable", "backtrace", "nobacktrace", "flush", "stop",
+                                             "status"]))
 @click.argument("globs", required=False)
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True), metavar="S",
               help="Give up waiting for the guest's reply after S seconds.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the whole reply as JSON (with guest_tsc: when the guest applied it).")
 def ctl(socket_path: Path, command: str, globs: str | None, timeout: float, as_json: bool) -> None:
-    """Control a running `osvtrace record`: enable or disable tracepoints, flush, stop.
+    """Control a running `osvtrace record`: enable or disable tracepoints, their stacks, flush, stop.
 
     SOCKET is the control socket the recorder printed (or its --ctl-socket). enable and
     disable take anchored globs, comma-separated, and act in the guest at once; the reply
-    says how many tracepoints matched. flush sends what the rings hold now; stop ends the
+    says how many tracepoints matched. backtrace and nobacktrace (same globs) choose
+    whose records carry their stack (as --tracebt at boot). flush sends what the rings hold now; stop ends the
     recording cleanly (the rest of the rings first); status shows what arrived so far.
 
     \b
     Example:
       osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock disable 'sched_*'
       osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock enable mutex_lock,mutex_unlock
+      osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock backtrace mutex_lock_wait
     """
     from osvtrace.capture import ctl as ctl_mod
 

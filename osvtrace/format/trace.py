@@ -128,12 +128,15 @@ class OsvtTrace(Trace):
         if not len(rows):
             z = np.zeros(0, np.int64)
             return z.astype(bool), z, z
-        has = (self._args.column(3, np.dtype("u1"))[rows] & layout.FLAG_STACK) != 0
-        first = rows.astype(np.int64) + self._catalog.nslots_table()[self.events.tp[np.asarray(idx)]]
-        first = np.where(has, first, 0)  # a row that surely exists: the mask hides it
-        depth = np.where(has, self._args.column(layout.STACK_DEPTH_OFFSET, np.dtype("u1"))[first], 0)
-        # the writer never stores more than the bound; a damaged byte must not index beyond it
-        return has, first, np.minimum(depth, layout.STACK_MAX_FRAMES).astype(np.int64)
+        u1 = np.dtype("u1")
+        has = (self._args.column(3, u1)[rows] & layout.FLAG_STACK) != 0
+        fixed = self._catalog.nslots_table()[self.events.tp[np.asarray(idx)]].astype(np.int64)
+        first = np.where(has, rows + fixed, 0)  # 0: a row that surely exists; the mask hides it
+        depth = np.where(has, self._args.column(layout.STACK_DEPTH_OFFSET, u1)[first], 0).astype(np.int64)
+        # the decoder framed the record, so its trailer slots are there; a damaged depth byte
+        # must not make a frame come from beyond them
+        room = (self._args.column(2, u1)[rows].astype(np.int64) - fixed) * layout.STACK_FRAMES_PER_SLOT
+        return has, first, np.minimum(depth, np.where(has, room, 0))
 
     def backtraces(self, idx: np.ndarray) -> np.ndarray:
         """Frames of each event's stack trailer (see Trace.backtraces): one strided gather per
