@@ -174,7 +174,7 @@ int stacks_main(int argc, char** argv)
     }
     const char* mode = argv[1];
     uint64_t rounds = 5, ms = 4000, depth = 0;
-    app_option opts[] = {{"rounds", &rounds, 1, 1000}, {"ms", &ms, 1, 600000}, {"depth", &depth, 0, 64}};
+    app_option opts[] = {{"rounds", &rounds, 1, 10000000}, {"ms", &ms, 1, 600000}, {"depth", &depth, 0, 64}};
     if (!parse_app_options(argc - 1, argv + 1, opts, "stacks")) {
         return 2;
     }

@@ -19,7 +19,16 @@ void tick(timer* t)
 {
     const arch::interrupt_frame* f = this_cpu()->timer_frame;
     if (f) {
-        trace_cpu_sample(reinterpret_cast<const void*>(f->rip), f->rbp);
+        // A leaf function that uses no stack keeps no frame (GCC 12 ignores
+        // -mno-omit-leaf-frame-pointer there): the walk from rbp then starts at
+        // its caller's caller. The word at rsp is its return address while it
+        // has pushed nothing; recorded so a reader with the ELF's CFI can tell.
+        uint64_t lo = 0, hi = 0;
+        trace_platform::stack_bounds(&lo, &hi);
+        uint64_t sp_word = (f->rsp >= lo && hi >= 8 && f->rsp <= hi - 8 && !(f->rsp & 7))
+                               ? *reinterpret_cast<const uint64_t*>(f->rsp)
+                               : 0;
+        trace_cpu_sample(reinterpret_cast<const void*>(f->rip), reinterpret_cast<const void*>(sp_word), f->rbp);
     }
     // Keep the phase (due + period), unless the CPU fell behind by more than a
     // period (a long interrupts-off stretch): then restart from now, not a burst.

@@ -804,18 +804,20 @@ inline void trace_memory_free(const void* buf) {
 
 struct __attribute__((packed)) trace_payload_cpu_sample {
     uint64_t pc;
-    uint8_t _pad8[8];
+    uint64_t sp_word;
 };
 static_assert(sizeof(trace_payload_cpu_sample) == 16, "cpu_sample payload size");
 static_assert(offsetof(trace_payload_cpu_sample, pc) == 0, "cpu_sample.pc offset");
+static_assert(offsetof(trace_payload_cpu_sample, sp_word) == 8, "cpu_sample.sp_word offset");
 
 // The sampler's timer interrupted the record's thread on this CPU (sampler=HZ); its stack is the interrupted code's callers.
-inline void trace_cpu_sample(const void* pc, uint64_t stack_fp) {
+inline void trace_cpu_sample(const void* pc, const void* sp_word, uint64_t stack_fp) {
     if (__builtin_expect(!trace::is_on<trace::tp_cpu_sample>(), 1)) {
         return;
     }
     trace_payload_cpu_sample p;
     __builtin_memset(&p, 0, sizeof p);
     p.pc = reinterpret_cast<uint64_t>(pc);
+    p.sp_word = reinterpret_cast<uint64_t>(sp_word);
     trace::emit_stack_from(trace::tp_cpu_sample, 1, &p, stack_fp);
 }
