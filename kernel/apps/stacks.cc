@@ -1,4 +1,4 @@
-// stacks chain [--rounds N] | smash | spin [--ms MS] [--depth D]
+// stacks chain [--rounds N] | smash | spin [--ms MS] [--depth D] | bench [--n N]
 //
 // Known stacks for the tests of tracebt= and sampler= (tests/kernel/test_stacks_vm.py):
 //
@@ -15,6 +15,10 @@
 //          work in stacks_hot and 1 in stacks_cold (the same loop), called
 //          from stacks_spin_loop, so a sampler sees ~3/4 of the time in hot.
 //          --depth D: the work runs D extra (noinline) frames deep.
+//   bench  TSC ticks per trace_marker: disabled, enabled,
+//          enabled with its stack, and with its stack 8 frames deeper; prints
+//          "stacks: bench off X on X stack X depth D deeper X depth D2"
+//          (tests/bench/bench_stacks.py). Ticks with one decimal.
 //
 // The functions are extern "C" so the tests find them in the ELF by name.
 #include "apps/busy.hh"
@@ -25,6 +29,7 @@
 #include "core/thread.hh"
 #include "generated/tracepoints.hh"
 #include "lib/string.hh"
+#include "trace/stack.hh"
 #include "tsc.hh"
 
 namespace {
@@ -122,6 +127,42 @@ __attribute__((noinline)) uint64_t stacks_spin_deep(uint64_t depth, uint64_t unt
     return r;
 }
 
+// The bench's emitter, n frames below its caller; with `count`, instead of emitting it
+// walks from the same depth the emitter's walk would start at and returns the frames.
+__attribute__((noinline)) unsigned stacks_count_frames()
+{
+    uint64_t lo = 0, hi = 0, frames[trace::stack_max_frames];
+    uint8_t end = 0;
+    trace_platform::stack_bounds(&lo, &hi);
+    unsigned n = trace::walk_stack(reinterpret_cast<uint64_t>(__builtin_frame_address(0)), lo, hi, frames,
+                                   trace::stack_max_frames, &end);
+    keep();
+    return n;
+}
+
+__attribute__((noinline)) unsigned stacks_bench_at(uint64_t n, uint64_t v, bool count)
+{
+    unsigned r = 0;
+    if (n) {
+        r = stacks_bench_at(n - 1, v, count);
+    } else if (count) {
+        r = stacks_count_frames();
+    } else {
+        trace_trace_marker(v, "bench");
+    }
+    keep();
+    return r;
+}
+
+__attribute__((noinline)) uint64_t stacks_bench_loop(uint64_t n, uint64_t depth)
+{
+    uint64_t t0 = tsc::now();
+    for (uint64_t i = 0; i < n; i++) {
+        stacks_bench_at(depth, i, false);
+    }
+    return tsc::now() - t0;
+}
+
 }  // extern "C"
 
 namespace {
@@ -166,15 +207,41 @@ int spin(uint64_t ms, uint64_t depth)
     return 0;
 }
 
+// Ticks per call with one decimal, as tenths.
+uint64_t tenths(uint64_t ticks, uint64_t n) { return (ticks * 10 + n / 2) / n; }
+
+int bench(uint64_t n)
+{
+    constexpr uint64_t deeper = 8;
+    // the flag byte the emitters read: 0 off, 1 on, 2 on with the stack (core/trace.cc)
+    volatile uint8_t* flag = &trace::enabled[trace::tp_trace_marker];
+    const uint8_t saved = *flag;
+    stacks_bench_loop(n / 10 + 1, 0);  // warm up (TCG translates the code once)
+    *flag = 0;
+    uint64_t off = tenths(stacks_bench_loop(n, 0), n);
+    *flag = 1;
+    uint64_t plain = tenths(stacks_bench_loop(n, 0), n);
+    *flag = 2;
+    stacks_bench_loop(n / 10 + 1, deeper);  // warm up the deeper path too
+    uint64_t stack = tenths(stacks_bench_loop(n, 0), n);
+    uint64_t deep = tenths(stacks_bench_loop(n, deeper), n);
+    *flag = saved;
+    unsigned d0 = stacks_bench_at(0, 0, true), d1 = stacks_bench_at(deeper, 0, true);
+    kprintf("stacks: bench off %lu.%lu on %lu.%lu stack %lu.%lu depth %u deeper %lu.%lu depth %u\n", off / 10,
+            off % 10, plain / 10, plain % 10, stack / 10, stack % 10, d0, deep / 10, deep % 10, d1);
+    return 0;
+}
+
 int stacks_main(int argc, char** argv)
 {
     if (argc < 2) {
-        kprintf("usage: stacks chain [--rounds N] | smash | spin [--ms MS] [--depth D]\n");
+        kprintf("usage: stacks chain [--rounds N] | smash | spin [--ms MS] [--depth D] | bench [--n N]\n");
         return 2;
     }
     const char* mode = argv[1];
-    uint64_t rounds = 5, ms = 4000, depth = 0;
-    app_option opts[] = {{"rounds", &rounds, 1, 10000000}, {"ms", &ms, 1, 600000}, {"depth", &depth, 0, 64}};
+    uint64_t rounds = 5, ms = 4000, depth = 0, n = 100000;
+    app_option opts[] = {{"rounds", &rounds, 1, 10000000}, {"ms", &ms, 1, 600000}, {"depth", &depth, 0, 64},
+                         {"n", &n, 1, 100000000}};
     if (!parse_app_options(argc - 1, argv + 1, opts, "stacks")) {
         return 2;
     }
@@ -187,10 +254,13 @@ int stacks_main(int argc, char** argv)
     if (!strcmp(mode, "spin")) {
         return spin(ms, depth);
     }
-    kprintf("stacks: unknown mode '%s' (chain, smash, spin)\n", mode);
+    if (!strcmp(mode, "bench")) {
+        return bench(n);
+    }
+    kprintf("stacks: unknown mode '%s' (chain, smash, spin, bench)\n", mode);
     return 2;
 }
 
 }  // namespace
 
-REGISTER_APP(stacks_app, "stacks", "chain|smash|spin  known stacks for tracebt= and sampler=", stacks_main);
+REGISTER_APP(stacks_app, "stacks", "chain|smash|spin|bench  known stacks for tracebt= and sampler=", stacks_main);

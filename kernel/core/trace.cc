@@ -12,6 +12,8 @@
 
 // gdb flips these bytes at run time; the generated emitters read them on
 // every call (volatile), so no code patching is needed.
+// Emitters read enabled[] only: 0 off, 1 on, 2 on with the record's stack. backtrace[]
+// remembers which stacks were asked for; set_flags and set_backtrace keep enabled[] in step.
 volatile uint8_t trace::enabled[trace::tp_max + 1];
 volatile uint8_t trace::backtrace[trace::tp_max + 1];
 
@@ -77,7 +79,17 @@ uint64_t ring_bytes_for(uint64_t requested)
 
 namespace {
 
-// Sets flags[id] for every tracepoint one of the globs matches and `takes` accepts.
+bool takes_stack(const trace::tp_desc& d) { return d.stack == trace::stack_optional; }
+
+// enabled[id] says both whether a tracepoint is on and whether its records carry their
+// stack (2), so that the emitters read one byte (generated/tracepoints.hh, level()).
+void sync_enabled(const trace::tp_desc& d, bool on)
+{
+    trace::enabled[d.id] = !on ? 0 : (takes_stack(d) && trace::backtrace[d.id]) ? 2 : 1;
+}
+
+// Sets flags[id] for every tracepoint one of the globs matches and `takes` accepts, then
+// brings its enabled byte in step.
 int set_matching(volatile uint8_t* flags, bool (*takes)(const trace::tp_desc&), const char* what, const char* globs,
                  size_t len, uint8_t value, char* err, size_t errlen)
 {
@@ -97,6 +109,7 @@ int set_matching(volatile uint8_t* flags, bool (*takes)(const trace::tp_desc&), 
                     if (takes(d) && glob_match(pat, plen, d.name)) {
                         if (pass == 1) {
                             flags[d.id] = value;
+                            sync_enabled(d, trace::enabled[d.id] != 0);
                         }
                         m++;
                     }
@@ -118,7 +131,6 @@ int set_matching(volatile uint8_t* flags, bool (*takes)(const trace::tp_desc&), 
 }
 
 bool any(const trace::tp_desc&) { return true; }
-bool takes_stack(const trace::tp_desc& d) { return d.stack == trace::stack_optional; }
 
 }  // namespace
 

@@ -79,23 +79,32 @@ def _emitter(tp: Tracepoint) -> list[str]:
     if tp.stack == "always":
         # its stack starts at a frame the caller names (cpu_sample: the interrupted one)
         params = ", ".join(p for p in (params, "uint64_t stack_fp") if p)
-    head = [f"// {tp.doc}", f"inline void trace_{tp.name}({params}) {{",
-            f"    if (__builtin_expect(!trace::is_on<trace::tp_{tp.name}>(), 1)) {{",
-            "        return;", "    }"]
-    # NOTE: the stack check comes after the enabled check, so a disabled tracepoint pays
-    # nothing for it and an enabled one without a stack one compare and branch.
-    bt = [f"    if (__builtin_expect(trace::is_bt<trace::tp_{tp.name}>(), 0)) {{",
-          f"        trace::emit_stack_here(trace::tp_{tp.name}, {tp.nslots}, {{PAYLOAD}});",
-          "        return;", "    }"] if tp.stack == "optional" else []
+    if tp.stack == "optional":
+        # NOTE: one flag byte says both (0 off, 1 on, 2 on with the stack), read by one compare
+        # and two branches: a disabled tracepoint pays what it paid before stacks existed, an
+        # enabled one without its stack one not-taken branch more.
+        head = [f"// {tp.doc}", f"inline void trace_{tp.name}({params}) {{",
+                f"    const int on = trace::level<trace::tp_{tp.name}>();",
+                "    if (__builtin_expect(on == 0, 1)) {", "        return;", "    }"]
+        bt = ["    if (__builtin_expect(on == 2, 0)) {",
+              f"        trace::emit_stack_here(trace::tp_{tp.name}, {tp.nslots}, {{PAYLOAD}});",
+              "        return;", "    }"]
+    else:
+        head = [f"// {tp.doc}", f"inline void trace_{tp.name}({params}) {{",
+                f"    if (__builtin_expect(!trace::is_on<trace::tp_{tp.name}>(), 1)) {{",
+                "        return;", "    }"]
+        bt = []
     if tp.nslots == 1 and not any(f.is_blob for f in tp.fields) and tp.stack != "always":
         # the fast form: payload packed into two words in registers, no stack buffer
         words = [[_word_part(f) for f in tp.fields if f.offset // 8 == w] for w in (0, 1)]
         w0, w1 = (" | ".join(p) if p else "0" for p in words)
         if not bt:
             return head + [f"    trace::emit1(trace::tp_{tp.name}, {w0}, {w1});", "}"]
-        return head + [f"    const uint64_t _w[2] = {{{w0}, {w1}}};"] + \
-            [ln.replace("{PAYLOAD}", "_w") for ln in bt] + \
-            [f"    trace::emit1(trace::tp_{tp.name}, _w[0], _w[1]);", "}"]
+        # NOTE: the words go to memory only on the stack path: built before the branch, the
+        # array (its address escapes) costs the plain path stores and a frame
+        return head + [bt[0], f"        const uint64_t _w[2] = {{{w0}, {w1}}};"] + \
+            [ln.replace("{PAYLOAD}", "_w") for ln in bt[1:]] + \
+            [f"    trace::emit1(trace::tp_{tp.name}, {w0}, {w1});", "}"]
     lines = head + [f"    trace_payload_{tp.name} p;", "    __builtin_memset(&p, 0, sizeof p);"]
     lines += [f"    {_store(f)}" for f in tp.fields]
     if tp.stack == "always":
@@ -125,8 +134,10 @@ def header(cat: Catalog) -> str:
     out += ["};", "",
             "// Nonzero enables a tracepoint. Defined by the kernel's trace runtime;",
             "// gdb and the control port flip these bytes while the guest runs.",
+            "// 1 on; 2 on, its records carrying their stack (stack = \"optional\" tracepoints).",
             "extern volatile uint8_t enabled[tp_max + 1];",
-            "// Nonzero: an enabled tracepoint's records carry its stack (tracebt=, ctl backtrace).",
+            "// Nonzero: stacks asked for (tracebt=, ctl backtrace), so that enabling a tracepoint",
+            "// later turns it on with its stack (the runtime keeps enabled[] in step).",
             "extern volatile uint8_t backtrace[tp_max + 1];", "",
             "// Whether a tracepoint is on, as two instructions on the fast path: a RIP-relative",
             "// compare of its flag byte with zero and a predicted-not-taken jump (a plain load",
@@ -138,13 +149,17 @@ def header(cat: Catalog) -> str:
             "on:",
             "    return true;",
             "}", "",
-            "// Whether an enabled tracepoint takes its stack: the same two instructions.",
+            "// 0 off, 1 on, 2 on with its stack: one compare of the flag with 1 and two branches",
+            "// (the disabled path is the compare and one branch, as is_on's).",
             "template <unsigned Id>",
-            "__attribute__((always_inline)) inline bool is_bt() {",
-            "    asm goto(\"cmpb $0, %c0+%c1(%%rip)\\n\\tjne %l[on]\" : : \"i\"(backtrace), \"i\"(Id) : : on);",
-            "    return false;",
-            "on:",
-            "    return true;",
+            "__attribute__((always_inline)) inline int level() {",
+            "    asm goto(\"cmpb $1, %c0+%c1(%%rip)\\n\\tjb %l[off]\\n\\tja %l[stack]\" : : \"i\"(enabled), \"i\"(Id) : :",
+            "             off, stack);",
+            "    return 1;",
+            "off:",
+            "    return 0;",
+            "stack:",
+            "    return 2;",
             "}", ""]
     for ename, values in sorted(cat.enums.items()):
         out.append(f"namespace {ename} {{")

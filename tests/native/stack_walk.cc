@@ -101,15 +101,14 @@ int main(int argc, char** argv)
     static trace::ring r;
     std::vector<trace::header_slot> mem(64);
     use_ring(r, mem.data(), 64, trace::ring_mode::overwrite);
-    trace::enabled[trace::tp_mutex_lock_wait] = 1;
-    trace::backtrace[trace::tp_mutex_lock_wait] = 1;
+    trace::enabled[trace::tp_mutex_lock_wait] = 2;  // on, with its stack (the runtime's encoding)
     // This thread's stack, roughly: from well below here to a little above main's frame
     // (the C library's frames above it have no frame pointers to follow).
     uint64_t here = reinterpret_cast<uint64_t>(__builtin_frame_address(0));
     trace_platform::stack_lo = here - (1 << 20);
     trace_platform::stack_hi = here + 4096;
     stack_f1(0x1000);
-    trace::backtrace[trace::tp_mutex_lock_wait] = 0;
+    trace::enabled[trace::tp_mutex_lock_wait] = 1;
     trace_mutex_lock_wait(reinterpret_cast<void*>(0x2000));  // no stack: one slot
     FILE* out = fopen(argv[2], "wb");
     uint32_t hdr[2] = {0, uint32_t(r.committed)};

@@ -92,8 +92,10 @@ inline constexpr tp_desc tp_table[tp_count] = {
 
 // Nonzero enables a tracepoint. Defined by the kernel's trace runtime;
 // gdb and the control port flip these bytes while the guest runs.
+// 1 on; 2 on, its records carrying their stack (stack = "optional" tracepoints).
 extern volatile uint8_t enabled[tp_max + 1];
-// Nonzero: an enabled tracepoint's records carry its stack (tracebt=, ctl backtrace).
+// Nonzero: stacks asked for (tracebt=, ctl backtrace), so that enabling a tracepoint
+// later turns it on with its stack (the runtime keeps enabled[] in step).
 extern volatile uint8_t backtrace[tp_max + 1];
 
 // Whether a tracepoint is on, as two instructions on the fast path: a RIP-relative
@@ -107,13 +109,17 @@ on:
     return true;
 }
 
-// Whether an enabled tracepoint takes its stack: the same two instructions.
+// 0 off, 1 on, 2 on with its stack: one compare of the flag with 1 and two branches
+// (the disabled path is the compare and one branch, as is_on's).
 template <unsigned Id>
-__attribute__((always_inline)) inline bool is_bt() {
-    asm goto("cmpb $0, %c0+%c1(%%rip)\n\tjne %l[on]" : : "i"(backtrace), "i"(Id) : : on);
-    return false;
-on:
-    return true;
+__attribute__((always_inline)) inline int level() {
+    asm goto("cmpb $1, %c0+%c1(%%rip)\n\tjb %l[off]\n\tja %l[stack]" : : "i"(enabled), "i"(Id) : :
+             off, stack);
+    return 1;
+off:
+    return 0;
+stack:
+    return 2;
 }
 
 namespace classify_result {
@@ -179,14 +185,15 @@ static_assert(offsetof(trace_payload_trace_marker, label) == 8, "trace_marker.la
 
 // An application or kernel marker: a labelled value placed on the timeline on purpose.
 inline void trace_trace_marker(uint64_t value, const char* label) {
-    if (__builtin_expect(!trace::is_on<trace::tp_trace_marker>(), 1)) {
+    const int on = trace::level<trace::tp_trace_marker>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
     trace_payload_trace_marker p;
     __builtin_memset(&p, 0, sizeof p);
     p.value = value;
     trace::copy_str(p.label, label, 8);
-    if (__builtin_expect(trace::is_bt<trace::tp_trace_marker>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
         trace::emit_stack_here(trace::tp_trace_marker, 1, &p);
         return;
     }
@@ -204,14 +211,15 @@ static_assert(offsetof(trace_payload_thread_create, name) == 4, "thread_create.n
 
 // A thread was created (the record's thread is the creator).
 inline void trace_thread_create(uint32_t tid, const char* name) {
-    if (__builtin_expect(!trace::is_on<trace::tp_thread_create>(), 1)) {
+    const int on = trace::level<trace::tp_thread_create>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
     trace_payload_thread_create p;
     __builtin_memset(&p, 0, sizeof p);
     p.tid = tid;
     trace::copy_str(p.name, name, 16);
-    if (__builtin_expect(trace::is_bt<trace::tp_thread_create>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
         trace::emit_stack_here(trace::tp_thread_create, 2, &p);
         return;
     }
@@ -225,15 +233,16 @@ static_assert(sizeof(trace_payload_thread_exit) == 16, "thread_exit payload size
 
 // The record's thread finished and will never run again.
 inline void trace_thread_exit() {
-    if (__builtin_expect(!trace::is_on<trace::tp_thread_exit>(), 1)) {
+    const int on = trace::level<trace::tp_thread_exit>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {0, 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_thread_exit>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {0, 0};
         trace::emit_stack_here(trace::tp_thread_exit, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_thread_exit, _w[0], _w[1]);
+    trace::emit1(trace::tp_thread_exit, 0, 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_switch {
@@ -247,15 +256,16 @@ static_assert(offsetof(trace_payload_sched_switch, prev_state) == 4, "sched_swit
 
 // The CPU switches from the record's thread to another one.
 inline void trace_sched_switch(uint32_t next, uint8_t prev_state) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_switch>(), 1)) {
+    const int on = trace::level<trace::tp_sched_switch>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {uint64_t(uint32_t(next)) | (uint64_t(uint8_t(prev_state)) << 32), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_sched_switch>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(next)) | (uint64_t(uint8_t(prev_state)) << 32), 0};
         trace::emit_stack_here(trace::tp_sched_switch, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_sched_switch, _w[0], _w[1]);
+    trace::emit1(trace::tp_sched_switch, uint64_t(uint32_t(next)) | (uint64_t(uint8_t(prev_state)) << 32), 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_wake {
@@ -269,15 +279,16 @@ static_assert(offsetof(trace_payload_sched_wake, cpu) == 4, "sched_wake.cpu offs
 
 // The record's thread makes another thread runnable.
 inline void trace_sched_wake(uint32_t tid, uint16_t cpu) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_wake>(), 1)) {
+    const int on = trace::level<trace::tp_sched_wake>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(cpu)) << 32), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_sched_wake>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(cpu)) << 32), 0};
         trace::emit_stack_here(trace::tp_sched_wake, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_sched_wake, _w[0], _w[1]);
+    trace::emit1(trace::tp_sched_wake, uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(cpu)) << 32), 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_wait {
@@ -289,15 +300,16 @@ static_assert(offsetof(trace_payload_sched_wait, obj) == 0, "sched_wait.obj offs
 
 // The record's thread blocks on a wait object (wait queue, mutex, sleep timer).
 inline void trace_sched_wait(const void* obj) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_wait>(), 1)) {
+    const int on = trace::level<trace::tp_sched_wait>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(obj), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_sched_wait>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(obj), 0};
         trace::emit_stack_here(trace::tp_sched_wait, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_sched_wait, _w[0], _w[1]);
+    trace::emit1(trace::tp_sched_wait, reinterpret_cast<uint64_t>(obj), 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_idle {
@@ -307,15 +319,16 @@ static_assert(sizeof(trace_payload_sched_idle) == 16, "sched_idle payload size")
 
 // The CPU's idle thread is about to halt: nothing is runnable.
 inline void trace_sched_idle() {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_idle>(), 1)) {
+    const int on = trace::level<trace::tp_sched_idle>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {0, 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_sched_idle>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {0, 0};
         trace::emit_stack_here(trace::tp_sched_idle, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_sched_idle, _w[0], _w[1]);
+    trace::emit1(trace::tp_sched_idle, 0, 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_preempt {
@@ -325,15 +338,16 @@ static_assert(sizeof(trace_payload_sched_preempt) == 16, "sched_preempt payload 
 
 // The record's thread is preempted (time slice over, or a woken thread takes precedence).
 inline void trace_sched_preempt() {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_preempt>(), 1)) {
+    const int on = trace::level<trace::tp_sched_preempt>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {0, 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_sched_preempt>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {0, 0};
         trace::emit_stack_here(trace::tp_sched_preempt, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_sched_preempt, _w[0], _w[1]);
+    trace::emit1(trace::tp_sched_preempt, 0, 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_migrate {
@@ -349,15 +363,16 @@ static_assert(offsetof(trace_payload_sched_migrate, to_cpu) == 6, "sched_migrate
 
 // A runnable thread moves from one CPU's run queue to another's (load balancing).
 inline void trace_sched_migrate(uint32_t tid, uint16_t from_cpu, uint16_t to_cpu) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_migrate>(), 1)) {
+    const int on = trace::level<trace::tp_sched_migrate>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(from_cpu)) << 32) | (uint64_t(uint16_t(to_cpu)) << 48), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_sched_migrate>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(from_cpu)) << 32) | (uint64_t(uint16_t(to_cpu)) << 48), 0};
         trace::emit_stack_here(trace::tp_sched_migrate, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_sched_migrate, _w[0], _w[1]);
+    trace::emit1(trace::tp_sched_migrate, uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(from_cpu)) << 32) | (uint64_t(uint16_t(to_cpu)) << 48), 0);
 }
 
 struct __attribute__((packed)) trace_payload_sched_ipi {
@@ -371,15 +386,16 @@ static_assert(offsetof(trace_payload_sched_ipi, vector) == 2, "sched_ipi.vector 
 
 // The CPU sends an inter-processor interrupt (remote wake-up or reschedule).
 inline void trace_sched_ipi(uint16_t cpu, uint8_t vector) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_ipi>(), 1)) {
+    const int on = trace::level<trace::tp_sched_ipi>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {uint64_t(uint16_t(cpu)) | (uint64_t(uint8_t(vector)) << 16), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_sched_ipi>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint16_t(cpu)) | (uint64_t(uint8_t(vector)) << 16), 0};
         trace::emit_stack_here(trace::tp_sched_ipi, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_sched_ipi, _w[0], _w[1]);
+    trace::emit1(trace::tp_sched_ipi, uint64_t(uint16_t(cpu)) | (uint64_t(uint8_t(vector)) << 16), 0);
 }
 
 struct __attribute__((packed)) trace_payload_timer_fire {
@@ -392,15 +408,16 @@ static_assert(offsetof(trace_payload_timer_fire, due) == 8, "timer_fire.due offs
 
 // A timer expired and its callback runs (in interrupt context).
 inline void trace_timer_fire(const void* timer, uint64_t due) {
-    if (__builtin_expect(!trace::is_on<trace::tp_timer_fire>(), 1)) {
+    const int on = trace::level<trace::tp_timer_fire>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(timer), uint64_t(uint64_t(due))};
-    if (__builtin_expect(trace::is_bt<trace::tp_timer_fire>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(timer), uint64_t(uint64_t(due))};
         trace::emit_stack_here(trace::tp_timer_fire, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_timer_fire, _w[0], _w[1]);
+    trace::emit1(trace::tp_timer_fire, reinterpret_cast<uint64_t>(timer), uint64_t(uint64_t(due)));
 }
 
 struct __attribute__((packed)) trace_payload_sched_idle_ret {
@@ -410,15 +427,16 @@ static_assert(sizeof(trace_payload_sched_idle_ret) == 16, "sched_idle_ret payloa
 
 // The CPU's idle thread resumed after a halt (an interrupt arrived).
 inline void trace_sched_idle_ret() {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_idle_ret>(), 1)) {
+    const int on = trace::level<trace::tp_sched_idle_ret>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {0, 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_sched_idle_ret>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {0, 0};
         trace::emit_stack_here(trace::tp_sched_idle_ret, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_sched_idle_ret, _w[0], _w[1]);
+    trace::emit1(trace::tp_sched_idle_ret, 0, 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_lock {
@@ -430,15 +448,16 @@ static_assert(offsetof(trace_payload_mutex_lock, mutex) == 0, "mutex_lock.mutex 
 
 // The record's thread calls lock(); without a following mutex_lock_wait it owns the mutex at once.
 inline void trace_mutex_lock(const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_lock>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_mutex_lock>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
         trace::emit_stack_here(trace::tp_mutex_lock, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_mutex_lock, _w[0], _w[1]);
+    trace::emit1(trace::tp_mutex_lock, reinterpret_cast<uint64_t>(mutex), 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_lock_wait {
@@ -450,15 +469,16 @@ static_assert(offsetof(trace_payload_mutex_lock_wait, mutex) == 0, "mutex_lock_w
 
 // lock() found the mutex owned: the thread joins the wait queue and sleeps.
 inline void trace_mutex_lock_wait(const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock_wait>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_lock_wait>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_mutex_lock_wait>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
         trace::emit_stack_here(trace::tp_mutex_lock_wait, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_mutex_lock_wait, _w[0], _w[1]);
+    trace::emit1(trace::tp_mutex_lock_wait, reinterpret_cast<uint64_t>(mutex), 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_lock_wake {
@@ -470,15 +490,16 @@ static_assert(offsetof(trace_payload_mutex_lock_wake, mutex) == 0, "mutex_lock_w
 
 // A waiting thread resumes and now owns the mutex (it was handed over).
 inline void trace_mutex_lock_wake(const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock_wake>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_lock_wake>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_mutex_lock_wake>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
         trace::emit_stack_here(trace::tp_mutex_lock_wake, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_mutex_lock_wake, _w[0], _w[1]);
+    trace::emit1(trace::tp_mutex_lock_wake, reinterpret_cast<uint64_t>(mutex), 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_handoff {
@@ -493,15 +514,16 @@ static_assert(offsetof(trace_payload_mutex_handoff, to_tid) == 12, "mutex_handof
 
 // unlock() hands the mutex straight to a waiter, which owns it from this instant.
 inline void trace_mutex_handoff(const void* mutex, uint32_t from_tid, uint32_t to_tid) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_handoff>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_handoff>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), uint64_t(uint32_t(from_tid)) | (uint64_t(uint32_t(to_tid)) << 32)};
-    if (__builtin_expect(trace::is_bt<trace::tp_mutex_handoff>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), uint64_t(uint32_t(from_tid)) | (uint64_t(uint32_t(to_tid)) << 32)};
         trace::emit_stack_here(trace::tp_mutex_handoff, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_mutex_handoff, _w[0], _w[1]);
+    trace::emit1(trace::tp_mutex_handoff, reinterpret_cast<uint64_t>(mutex), uint64_t(uint32_t(from_tid)) | (uint64_t(uint32_t(to_tid)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_mutex_unlock {
@@ -513,15 +535,16 @@ static_assert(offsetof(trace_payload_mutex_unlock, mutex) == 0, "mutex_unlock.mu
 
 // The record's thread releases the mutex (after it, a hand-off may follow).
 inline void trace_mutex_unlock(const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_unlock>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_unlock>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_mutex_unlock>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
         trace::emit_stack_here(trace::tp_mutex_unlock, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_mutex_unlock, _w[0], _w[1]);
+    trace::emit1(trace::tp_mutex_unlock, reinterpret_cast<uint64_t>(mutex), 0);
 }
 
 struct __attribute__((packed)) trace_payload_mutex_try_lock {
@@ -535,15 +558,16 @@ static_assert(offsetof(trace_payload_mutex_try_lock, success) == 8, "mutex_try_l
 
 // try_lock() returned; on success the thread owns the mutex.
 inline void trace_mutex_try_lock(const void* mutex, bool success) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_try_lock>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_try_lock>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), uint64_t(success ? 1 : 0)};
-    if (__builtin_expect(trace::is_bt<trace::tp_mutex_try_lock>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), uint64_t(success ? 1 : 0)};
         trace::emit_stack_here(trace::tp_mutex_try_lock, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_mutex_try_lock, _w[0], _w[1]);
+    trace::emit1(trace::tp_mutex_try_lock, reinterpret_cast<uint64_t>(mutex), uint64_t(success ? 1 : 0));
 }
 
 struct __attribute__((packed)) trace_payload_condvar_wait {
@@ -556,15 +580,16 @@ static_assert(offsetof(trace_payload_condvar_wait, mutex) == 8, "condvar_wait.mu
 
 // The record's thread waits on a condition variable, releasing its mutex.
 inline void trace_condvar_wait(const void* condvar, const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_condvar_wait>(), 1)) {
+    const int on = trace::level<trace::tp_condvar_wait>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(condvar), reinterpret_cast<uint64_t>(mutex)};
-    if (__builtin_expect(trace::is_bt<trace::tp_condvar_wait>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(condvar), reinterpret_cast<uint64_t>(mutex)};
         trace::emit_stack_here(trace::tp_condvar_wait, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_condvar_wait, _w[0], _w[1]);
+    trace::emit1(trace::tp_condvar_wait, reinterpret_cast<uint64_t>(condvar), reinterpret_cast<uint64_t>(mutex));
 }
 
 struct __attribute__((packed)) trace_payload_condvar_wake {
@@ -578,15 +603,16 @@ static_assert(offsetof(trace_payload_condvar_wake, count) == 8, "condvar_wake.co
 
 // The record's thread signals a condition variable.
 inline void trace_condvar_wake(const void* condvar, uint32_t count) {
-    if (__builtin_expect(!trace::is_on<trace::tp_condvar_wake>(), 1)) {
+    const int on = trace::level<trace::tp_condvar_wake>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(condvar), uint64_t(uint32_t(count))};
-    if (__builtin_expect(trace::is_bt<trace::tp_condvar_wake>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(condvar), uint64_t(uint32_t(count))};
         trace::emit_stack_here(trace::tp_condvar_wake, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_condvar_wake, _w[0], _w[1]);
+    trace::emit1(trace::tp_condvar_wake, reinterpret_cast<uint64_t>(condvar), uint64_t(uint32_t(count)));
 }
 
 struct __attribute__((packed)) trace_payload_net_rx {
@@ -602,15 +628,16 @@ static_assert(offsetof(trace_payload_net_rx, queue) == 6, "net_rx.queue offset")
 
 // The driver's receive thread takes a frame from the device.
 inline void trace_net_rx(uint32_t packet, uint16_t len, uint16_t queue) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_rx>(), 1)) {
+    const int on = trace::level<trace::tp_net_rx>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32) | (uint64_t(uint16_t(queue)) << 48), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_net_rx>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32) | (uint64_t(uint16_t(queue)) << 48), 0};
         trace::emit_stack_here(trace::tp_net_rx, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_net_rx, _w[0], _w[1]);
+    trace::emit1(trace::tp_net_rx, uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32) | (uint64_t(uint16_t(queue)) << 48), 0);
 }
 
 struct __attribute__((packed)) trace_payload_net_classify {
@@ -626,15 +653,16 @@ static_assert(offsetof(trace_payload_net_classify, result) == 12, "net_classify.
 
 // A received frame was classified by its 5-tuple: to a socket's channel, the default path, or dropped.
 inline void trace_net_classify(const void* channel, uint32_t packet, uint8_t result) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_classify>(), 1)) {
+    const int on = trace::level<trace::tp_net_classify>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint8_t(result)) << 32)};
-    if (__builtin_expect(trace::is_bt<trace::tp_net_classify>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint8_t(result)) << 32)};
         trace::emit_stack_here(trace::tp_net_classify, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_net_classify, _w[0], _w[1]);
+    trace::emit1(trace::tp_net_classify, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint8_t(result)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_net_channel_push {
@@ -649,15 +677,16 @@ static_assert(offsetof(trace_payload_net_channel_push, depth) == 12, "net_channe
 
 // A packet was pushed into a net channel (producer side).
 inline void trace_net_channel_push(const void* channel, uint32_t packet, uint32_t depth) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_channel_push>(), 1)) {
+    const int on = trace::level<trace::tp_net_channel_push>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
-    if (__builtin_expect(trace::is_bt<trace::tp_net_channel_push>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
         trace::emit_stack_here(trace::tp_net_channel_push, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_net_channel_push, _w[0], _w[1]);
+    trace::emit1(trace::tp_net_channel_push, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_net_channel_pop {
@@ -672,15 +701,16 @@ static_assert(offsetof(trace_payload_net_channel_pop, depth) == 12, "net_channel
 
 // The consuming thread popped a packet from its net channel.
 inline void trace_net_channel_pop(const void* channel, uint32_t packet, uint32_t depth) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_channel_pop>(), 1)) {
+    const int on = trace::level<trace::tp_net_channel_pop>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
-    if (__builtin_expect(trace::is_bt<trace::tp_net_channel_pop>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
         trace::emit_stack_here(trace::tp_net_channel_pop, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_net_channel_pop, _w[0], _w[1]);
+    trace::emit1(trace::tp_net_channel_pop, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_net_tx {
@@ -694,15 +724,16 @@ static_assert(offsetof(trace_payload_net_tx, len) == 4, "net_tx.len offset");
 
 // A frame is handed to the device for transmission.
 inline void trace_net_tx(uint32_t packet, uint16_t len) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_tx>(), 1)) {
+    const int on = trace::level<trace::tp_net_tx>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_net_tx>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32), 0};
         trace::emit_stack_here(trace::tp_net_tx, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_net_tx, _w[0], _w[1]);
+    trace::emit1(trace::tp_net_tx, uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32), 0);
 }
 
 struct __attribute__((packed)) trace_payload_net_packet {
@@ -720,7 +751,8 @@ static_assert(offsetof(trace_payload_net_packet, data) == 7, "net_packet.data of
 
 // The first bytes of a frame, for pcap export (opt-in: enable explicitly).
 inline void trace_net_packet(uint32_t packet, uint16_t len, uint8_t dir, const void* data, uint32_t data_len) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_packet>(), 1)) {
+    const int on = trace::level<trace::tp_net_packet>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
     trace_payload_net_packet p;
@@ -729,7 +761,7 @@ inline void trace_net_packet(uint32_t packet, uint16_t len, uint8_t dir, const v
     p.len = len;
     p.dir = dir;
     trace::copy_bytes(p.data, 128, data, data_len);
-    if (__builtin_expect(trace::is_bt<trace::tp_net_packet>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
         trace::emit_stack_here(trace::tp_net_packet, 6, &p);
         return;
     }
@@ -748,15 +780,16 @@ static_assert(offsetof(trace_payload_net_channel_drop, depth) == 12, "net_channe
 
 // A packet was dropped because its net channel was full.
 inline void trace_net_channel_drop(const void* channel, uint32_t packet, uint32_t depth) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_channel_drop>(), 1)) {
+    const int on = trace::level<trace::tp_net_channel_drop>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
-    if (__builtin_expect(trace::is_bt<trace::tp_net_channel_drop>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
         trace::emit_stack_here(trace::tp_net_channel_drop, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_net_channel_drop, _w[0], _w[1]);
+    trace::emit1(trace::tp_net_channel_drop, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_memory_malloc {
@@ -771,15 +804,16 @@ static_assert(offsetof(trace_payload_memory_malloc, align) == 12, "memory_malloc
 
 // malloc (or new, calloc) returned a block to the record's thread.
 inline void trace_memory_malloc(const void* buf, uint32_t len, uint32_t align) {
-    if (__builtin_expect(!trace::is_on<trace::tp_memory_malloc>(), 1)) {
+    const int on = trace::level<trace::tp_memory_malloc>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(buf), uint64_t(uint32_t(len)) | (uint64_t(uint32_t(align)) << 32)};
-    if (__builtin_expect(trace::is_bt<trace::tp_memory_malloc>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(buf), uint64_t(uint32_t(len)) | (uint64_t(uint32_t(align)) << 32)};
         trace::emit_stack_here(trace::tp_memory_malloc, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_memory_malloc, _w[0], _w[1]);
+    trace::emit1(trace::tp_memory_malloc, reinterpret_cast<uint64_t>(buf), uint64_t(uint32_t(len)) | (uint64_t(uint32_t(align)) << 32));
 }
 
 struct __attribute__((packed)) trace_payload_memory_free {
@@ -791,15 +825,16 @@ static_assert(offsetof(trace_payload_memory_free, buf) == 0, "memory_free.buf of
 
 // free (or delete) gave a block back.
 inline void trace_memory_free(const void* buf) {
-    if (__builtin_expect(!trace::is_on<trace::tp_memory_free>(), 1)) {
+    const int on = trace::level<trace::tp_memory_free>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
-    const uint64_t _w[2] = {reinterpret_cast<uint64_t>(buf), 0};
-    if (__builtin_expect(trace::is_bt<trace::tp_memory_free>(), 0)) {
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(buf), 0};
         trace::emit_stack_here(trace::tp_memory_free, 1, _w);
         return;
     }
-    trace::emit1(trace::tp_memory_free, _w[0], _w[1]);
+    trace::emit1(trace::tp_memory_free, reinterpret_cast<uint64_t>(buf), 0);
 }
 
 struct __attribute__((packed)) trace_payload_cpu_sample {

@@ -42,7 +42,7 @@ struct control {
     volatile uint64_t log_head;  // bytes ever written to the log ring
     uint64_t cmdline_addr; // NUL-terminated kernel command line
     uint64_t build_id_addr;  // NUL-terminated build id string
-    uint64_t backtrace_addr; // uint8_t backtrace[tp_max + 1]: nonzero = records carry their stack
+    uint64_t backtrace_addr; // uint8_t backtrace[tp_max + 1]: nonzero = stacks asked for (enabled[] = 2 then)
     uint32_t sampler_hz;     // the timer sampler's rate per CPU (sampler=HZ), 0: off
     uint32_t reserved32;
     uint64_t reserved[3];
