@@ -56,7 +56,8 @@ class _ConsoleText:
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
               help="--kernel osv: the OSv disk image to boot (default: the cached build's build/release/usr.img; "
                    "never modified). Its loader.elf is taken from beside it unless --elf says.")
-@click.option("--backtrace", is_flag=True, help="--kernel osv: OSv's --trace-backtrace (10 return addresses per record).")
+@click.option("--backtrace", is_flag=True, help="Every traced tracepoint's records carry their stack: ours up to 16 "
+              "return addresses (--tracebt with the --trace globs), OSv's --trace-backtrace 10.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="S",
               help="Stop after S seconds instead of at the app's end (the VM is then ended).")
 @click.option("--buffer", metavar="SIZE",
@@ -111,8 +112,8 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str | None, image
         opts["elf"] = elf
         _record_osv(app, args, output, via, image, backtrace, duration, buffer, ctl_socket, keep_ram, as_json, **opts)
         return
-    if image or backtrace:
-        raise UsageError("--image and --backtrace are for --kernel osv")
+    if image:
+        raise UsageError("--image is for --kernel osv")
     via = via or "virtio"
     if buffer:
         if opts.get("tracebuf") and opts["tracebuf"] != buffer:
@@ -120,6 +121,10 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str | None, image
         opts["tracebuf"] = buffer
     if not opts.get("trace"):
         opts["trace"] = "*"
+    if backtrace:  # as OSv's --trace-backtrace: every traced tracepoint's records carry their stack
+        if opts.get("tracebt"):
+            raise UsageError("give --backtrace (stacks on everything traced) or --tracebt GLOBS, not both")
+        opts["tracebt"] = opts["trace"]
     if via == "virtio" and not opts.get("tracebuf"):
         # Streaming rings absorb the host's hiccups (scheduling, disk): at 1 M events/s
         # per CPU, 16 MiB is half a second.
