@@ -144,25 +144,25 @@ int set_backtrace(const char* globs, size_t len, uint8_t value, char* err, size_
     return set_matching(trace::backtrace, takes_stack, "tracepoint that takes a stack", globs, len, value, err, errlen);
 }
 
-bool backtrace_globs(const char* globs, size_t len)
+namespace {
+
+// A boot option's globs (trace=, tracebt=): set, or the refusal printed under its name.
+bool boot_globs(int (*set)(const char*, size_t, uint8_t, char*, size_t), const char* option, const char* globs,
+                size_t len)
 {
     char err[160];
-    if (set_backtrace(globs, len, 1, err, sizeof err) < 0) {
-        kprintf("tracebt: %s\n", err);
+    if (set(globs, len, 1, err, sizeof err) < 0) {
+        kprintf("%s: %s\n", option, err);
         return false;
     }
     return true;
 }
 
-bool enable_globs(const char* globs, size_t len)
-{
-    char err[160];
-    if (set_flags(globs, len, 1, err, sizeof err) < 0) {
-        kprintf("trace: %s\n", err);
-        return false;
-    }
-    return true;
-}
+}  // namespace
+
+bool backtrace_globs(const char* globs, size_t len) { return boot_globs(set_backtrace, "tracebt", globs, len); }
+
+bool enable_globs(const char* globs, size_t len) { return boot_globs(set_flags, "trace", globs, len); }
 
 bool init_cpu(cpu* c, uint64_t ring_bytes, trace::ring_mode mode, int64_t tsc_offset)
 {

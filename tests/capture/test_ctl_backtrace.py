@@ -11,16 +11,14 @@ import pytest
 
 import osvtrace
 from osvtrace.catalog import layout
-from tests.support.record import start_record, stop_by_ctl, wait_for
+from tests.support.record import ack_ns, ctl_events, start_record, stop_by_ctl, wait_for
 from tests.support.vm import osvtrace as cli
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 
 
 def _events(sock: Path) -> int:
-    st = cli("ctl", str(sock), "status")
-    assert st.returncode == 0, st.stdout + st.stderr
-    return int(st.stdout.split()[0].replace(",", ""))
+    return ctl_events(sock, cli)
 
 
 def _ack(sock: Path, verb: str, globs: str) -> dict:
@@ -52,7 +50,7 @@ def test_ctl_turns_stacks_on_and_off_while_recording(kernel, tmp_path):
         if p.poll() is None:
             p.kill()
     t = osvtrace.open(out)
-    at = {k: int((r["guest_tsc"] - t.meta.tsc_boot) * 1e9 / t.meta.tsc_hz) for k, r in (("on", on), ("off", off))}
+    at = {"on": ack_ns(t, on), "off": ack_ns(t, off)}
     idx, _ = t.args("mutex_lock_wait")
     time, ends = t.events.time[idx], t.backtrace_ends(idx)
     # the guest applies the change before it acks: one CPU, so exactly by the ack's time

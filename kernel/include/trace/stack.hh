@@ -82,35 +82,12 @@ inline void write_stacked(ring* r, uint16_t id, unsigned nfixed, const void* pay
                           unsigned depth, uint8_t end)
 {
     const unsigned n = nfixed + stack_slots(depth);
-    uint64_t i = ~uint64_t(0);
-    if (__builtin_expect(r->pending_lost != 0, 0) &&
-        !report_lost(r, trace_platform::current_tid(), trace_platform::timestamp())) {
-        r->lost = r->lost + 1;  // still full: dropped too, so nothing gets ahead of the announcement
-        r->pending_lost = r->pending_lost + 1;
-        return;
-    }
-    i = reserve(r, n);
+    const uint64_t i = reserve_record(r, n);
     if (i == ~uint64_t(0)) {
         return;
     }
-    const uint8_t* p = static_cast<const uint8_t*>(payload);
+    write_fixed(r, i, id, n, flag_stack, nfixed, payload);
     header_slot* slots = r->slots();
-    header_slot* s = slots + (i & r->mask);
-    s->id = id;
-    s->nslots = uint8_t(n);
-    s->flags = flag_stack;
-    s->tid = trace_platform::current_tid();
-    s->tsc = trace_platform::timestamp();
-    __builtin_memcpy(s->payload, p, header_payload);
-    p += header_payload;
-    for (unsigned k = 1; k < nfixed; k++) {
-        cont_slot* c = reinterpret_cast<cont_slot*>(slots + ((i + k) & r->mask));
-        c->id = id_cont;
-        c->index = uint8_t(k);
-        c->flags = 0;
-        __builtin_memcpy(c->payload, p, cont_payload);
-        p += cont_payload;
-    }
     for (unsigned k = nfixed, f = 0; k < n; k++) {
         uint64_t* d = reinterpret_cast<uint64_t*>(slots + ((i + k) & r->mask));
         // id_cont, index, flags 0; in the first trailer slot also depth and end (bytes 4, 5)
