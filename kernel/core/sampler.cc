@@ -28,7 +28,7 @@ void tick(timer* t)
         uint64_t sp_word = (f->rsp >= lo && hi >= 8 && f->rsp <= hi - 8 && !(f->rsp & 7))
                                ? *reinterpret_cast<const uint64_t*>(f->rsp)
                                : 0;
-        trace_cpu_sample(reinterpret_cast<const void*>(f->rip), reinterpret_cast<const void*>(sp_word), f->rbp);
+        trace_cpu_sample(reinterpret_cast<const void*>(f->rip), sp_word, f->rbp);
     }
     // Keep the phase (due + period), unless the CPU fell behind by more than a
     // period (a long interrupts-off stretch): then restart from now, not a burst.

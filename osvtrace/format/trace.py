@@ -122,6 +122,11 @@ class OsvtTrace(Trace):
 
     # ------------------------------------------------------------ stacks
 
+    def record_slots(self, idx: np.ndarray) -> np.ndarray:
+        """Slots each of events ``idx`` occupies (its header's count: the schema's slots, plus
+        its stack trailer's when it carries one); consecutive records of a CPU differ by it."""
+        return self._args.column(2, np.dtype("u1"))[self.events.row[np.asarray(idx)]].astype(np.int64)
+
     def _trailers(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(has a stack trailer, file row of its first slot, frames stored) of events ``idx``."""
         rows = self.events.row[np.asarray(idx)]
@@ -135,7 +140,7 @@ class OsvtTrace(Trace):
         depth = np.where(has, self._args.column(layout.STACK_DEPTH_OFFSET, u1)[first], 0).astype(np.int64)
         # the decoder framed the record, so its trailer slots are there; a damaged depth byte
         # must not make a frame come from beyond them
-        room = (self._args.column(2, u1)[rows].astype(np.int64) - fixed) * layout.STACK_FRAMES_PER_SLOT
+        room = (self.record_slots(idx) - fixed) * layout.STACK_FRAMES_PER_SLOT
         return has, first, np.minimum(depth, np.where(has, room, 0))
 
     def backtraces(self, idx: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ tracer has callstack-user), so there is no side-by-side figure here.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -71,10 +72,11 @@ def run() -> list[dict]:
          "target": "", "ok": None, "note": f"callgrind; ({depth8} frames - {depth8 - FRAMES_APART} frames) / 8"},
     ]
     g = guest_cycles()
+    load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     per_frame_g = (g["deeper"] - g["stack"]) / max(1, g["depth2"] - g["depth"])
     rows += [
         {"name": "record without stack, in guest", "value": f"{g['on']:.1f}", "unit": "cycles", "target": "",
-         "ok": None, "note": "stacks bench under TCG (emulated time), lowest of 3 boots: trace_marker enabled"},
+         "ok": None, "note": f"stacks bench under TCG (emulated time), lowest of 3 boots, {load}: trace_marker enabled"},
         {"name": "record with stack, in guest", "value": f"{g['stack']:.1f}", "unit": "cycles", "target": "",
          "ok": None, "note": f"the same record carrying its stack, {g['depth']} frames"},
         {"name": "stack, per frame walked, in guest", "value": f"{per_frame_g:.1f}", "unit": "cycles",

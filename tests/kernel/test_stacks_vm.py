@@ -47,10 +47,10 @@ def owner(frames: np.ndarray, fns: dict[str, tuple[int, int]], ret: bool = True)
 
 
 def test_waits_of_a_known_call_chain_carry_c_b_a_in_that_order(kernel, tmp_path):
-    t, console = record(kernel, tmp_path / "chain.osvt", "--trace", "mutex_lock_wait", "--tracebt", "mutex_lock_wait",
+    # --backtrace: stacks on every traced tracepoint (here tracebt=mutex_lock_wait)
+    t, console = record(kernel, tmp_path / "chain.osvt", "--trace", "mutex_lock_wait", "--backtrace",
                         "stacks", "chain", "--rounds", "5")
-    assert "stacks: chain rounds=5" in console
-    chain_tid = [tid for tid, name in t.threads.items() if name == "chain"] if hasattr(t, "threads") else []
+    assert "stacks: chain rounds=5" in console and "tracebt=mutex_lock_wait" in t.facts.cmdline
     idx, _ = t.args("mutex_lock_wait")
     assert len(idx) >= 3, "the chain thread did not wait on the held mutex"
     bt, ends = t.backtraces(idx), t.backtrace_ends(idx)
@@ -62,7 +62,6 @@ def test_waits_of_a_known_call_chain_carry_c_b_a_in_that_order(kernel, tmp_path)
         k = list(row).index("stacks_chain_c")
         assert list(row[k:k + 3]) == ["stacks_chain_c", "stacks_chain_b", "stacks_chain_a"]  # adjacent too
         assert end == layout.STACK_COMPLETE  # a thread's chain ends at its first frame (rbp 0)
-    del chain_tid
 
 
 def test_stacks_off_add_not_one_byte_to_the_records(kernel, tmp_path):
@@ -100,11 +99,13 @@ def test_a_smashed_frame_stops_the_walk_marked_and_the_kernel_survives(kernel, t
 
 def test_the_sampler_puts_three_quarters_of_the_spin_in_the_hot_function(kernel, tmp_path):
     # stacks spin alternates 3 units of work in stacks_hot with 1 in stacks_cold (the same loop),
-    # ~2,500 times a second, so any slow phase of the host falls on both alike. At 1000 Hz for
-    # 8 s of guest time there are thousands of samples (TCG delivers some ticks late: the
-    # count is checked, not assumed): the binomial spread of the share is then below 0.01, so
-    # 0.75 +- 0.07 fails only on a real bias (a sampler that misses one function, or samples
-    # the wrong frame), never on timing luck.
+    # ~2,500 times a second, so any slow phase of the host falls on both alike. The sampler ticks
+    # at 1000 Hz of host time for 8 s, but TCG delivers a tick only while the vCPU runs: on an
+    # idle host ~5,000 samples, on a loaded one (load average 13 on 2 cores seen) far fewer. So
+    # the tolerance follows the count: 5 binomial standard deviations, at least 0.05 (0.75 +-
+    # 0.05 at 5,000 samples is 8 sigma). Losing samples to the host does not bias the share
+    # (when the vCPU runs is unrelated to which function it runs); a sampler that misses a
+    # function or reads the wrong frame is off by far more.
     t, console = record(kernel, tmp_path / "spin.osvt", "--sampler", "1000", "--trace", "cpu_sample",
                         "stacks", "spin", "--ms", "8000")
     assert "stacks: spin rounds=" in console
@@ -113,10 +114,11 @@ def test_the_sampler_puts_three_quarters_of_the_spin_in_the_hot_function(kernel,
     fns = functions(kernel, "stacks_hot", "stacks_cold", "stacks_spin_loop")
     where = owner(a["pc"][main], fns, ret=False)
     hot, cold = int((where == "stacks_hot").sum()), int((where == "stacks_cold").sum())
-    assert hot + cold >= 2000, (hot, cold, len(idx))
-    assert hot + cold >= 0.9 * main.sum()  # the spin is nearly all the app thread did
-    share = hot / (hot + cold)
-    assert abs(share - 0.75) < 0.07, (hot, cold)
+    n = hot + cold
+    assert n >= 300, (hot, cold, len(idx))
+    assert n >= 0.9 * main.sum()  # the spin is nearly all the app thread did
+    tolerance = max(0.05, 5 * (0.75 * 0.25 / n) ** 0.5)
+    assert abs(hot / n - 0.75) < tolerance, (hot, cold, tolerance)
     # the samples' stacks. hot and cold are leaf functions that keep no frame (GCC 12), so the
     # walk from the interrupted rbp starts in their caller's frame: its first frame is the return
     # into stacks_spin_loop's caller, and the word at the interrupted rsp is the return into

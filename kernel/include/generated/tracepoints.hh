@@ -846,13 +846,13 @@ static_assert(offsetof(trace_payload_cpu_sample, pc) == 0, "cpu_sample.pc offset
 static_assert(offsetof(trace_payload_cpu_sample, sp_word) == 8, "cpu_sample.sp_word offset");
 
 // The sampler's timer interrupted the record's thread on this CPU (sampler=HZ); its stack is the interrupted code's callers.
-inline void trace_cpu_sample(const void* pc, const void* sp_word, uint64_t stack_fp) {
+inline void trace_cpu_sample(const void* pc, uint64_t sp_word, uint64_t stack_fp) {
     if (__builtin_expect(!trace::is_on<trace::tp_cpu_sample>(), 1)) {
         return;
     }
     trace_payload_cpu_sample p;
     __builtin_memset(&p, 0, sizeof p);
     p.pc = reinterpret_cast<uint64_t>(pc);
-    p.sp_word = reinterpret_cast<uint64_t>(sp_word);
+    p.sp_word = sp_word;
     trace::emit_stack_from(trace::tp_cpu_sample, 1, &p, stack_fp);
 }
