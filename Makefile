@@ -19,6 +19,11 @@ BENCH_MISSING   = $(foreach p,$(BENCH_DEB_DEPS),$(if $(shell dpkg-query -W -f='$
 # scripts/trace.py (and dpkt for its pcap-dump), which the tests run beside ours (with Debian's python3).
 TEST_DEB_DEPS := qemu-utils python3-requests python3-dpkt
 TEST_MISSING   = $(foreach p,$(TEST_DEB_DEPS),$(if $(shell dpkg-query -W -f='$${Status}' $(p) 2>/dev/null | grep -q 'ok installed' && echo y),,missing-$(p):$(p)))
+# The default suite runs on 2 pytest-xdist workers: it mostly waits on QEMU, gdb and the OSv build,
+# so two at once nearly halve its wall time on 2 cores. A test file stays on one worker (loadscope:
+# module fixtures such as a booted VM or a recorded trace are made once). JOBS=0 runs it serially.
+JOBS ?= 2
+PYTEST_JOBS = $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadscope)
 # benchmarks to run, e.g. make bench BENCH="decode peers"; all when empty
 BENCH ?=
 
@@ -63,7 +68,7 @@ demo: deps venv
 
 test: deps venv
 	@scripts/ensure-deps.sh $(TEST_MISSING)
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q $(PYTEST_JOBS)
 
 test-slow: deps venv
 	@scripts/ensure-deps.sh $(TEST_MISSING)
@@ -75,7 +80,7 @@ test-slow: deps venv
 N ?= 5
 test-repeat: deps venv
 	@scripts/ensure-deps.sh $(TEST_MISSING)
-	@$(PY) scripts/test_repeat.py -n $(N)
+	@$(PY) scripts/test_repeat.py -n $(N) --jobs $(JOBS)
 
 bench: deps venv
 	@scripts/ensure-deps.sh $(BENCH_MISSING)

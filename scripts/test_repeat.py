@@ -55,11 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=5, help="how many runs (default 5)")
     ap.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "repeat",
                     help="where each run's JUnit XML and console log go (default test-artifacts/repeat)")
+    ap.add_argument("--jobs", type=int, default=0,
+                    help="pytest-xdist workers per run, as make test uses (default 0: serial)")
     ap.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     a = ap.parse_args(argv)
     if a.n < 1:
         ap.error("-n must be at least 1")
     a.out.mkdir(parents=True, exist_ok=True)
+    jobs = ["-n", str(a.jobs), "--dist", "loadscope"] if a.jobs > 0 else []
     # Ctrl-C, and SIGINT or SIGTERM when started in the background (where SIGINT comes ignored):
     # end the current run and print the table of the finished ones.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(1, a.n + 1):
         xml, log = a.out / f"run-{k}.xml", a.out / f"run-{k}.log"
         xml.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *a.pytest_args]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *jobs, *a.pytest_args]
         print(f"test-repeat: run {k}/{a.n}: {' '.join(cmd[1:])} (console in {log})", flush=True)
         t0 = time.monotonic()
         try:

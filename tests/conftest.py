@@ -59,9 +59,17 @@ def story(story_file):
     return Model(osvtrace.open(story_file))
 
 
+# The first test marked osv waits for the OSv build (~200 s on 2 idle cores, 8 min and more while
+# the rest of the suite loads them) inside its fixture, which pytest-timeout counts as the test's.
+OSV_TIMEOUT = 1500
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that need real OSv run last, giving its background build (below) the most time."""
     items.sort(key=lambda item: item.get_closest_marker("osv") is not None)  # stable: order kept otherwise
+    for item in items:
+        if item.get_closest_marker("osv") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(OSV_TIMEOUT))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

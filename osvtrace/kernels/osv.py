@@ -61,6 +61,9 @@ KERNEL = Kernel(
             "packet": ("const", 0), "dir": ("per_source", {"net_packet_in": 0, "net_packet_out": 1}),
             "data": ("ethernet", "a0", "a1", "a1_len", NETISR_ETHERTYPES, NETISR_ETHER),
             "len": ("ethernet_len", "a0", "a1_len", NETISR_ETHER)}),
+        # bsd/sys/netinet/tcp_var.h: every t_state change of a tcpcb (FreeBSD's state numbers, as ours).
+        "tcp_state": From(("tcp_state",), {"conn": ("arg", "a0"), "from_state": ("arg", "a1"),
+                                           "to_state": ("arg", "a2")}),
         # core/mempool.cc: malloc's own record, the allocator's detail record inside it, free, realloc.
         "memory_malloc": From(("memory_malloc",), {"buf": ("arg", "a0"), "len": ("arg", "a1"), "align": ("arg", "a2")}),
         **{f"memory_malloc_{kind}": From((f"memory_malloc_{kind}",), {

@@ -20,7 +20,7 @@ from osvtrace.model.table import Column, Table, TableSpec
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _events.EVENTS, _events.TRACEPOINTS, _sched.THREADS, _sched.SCHED_SLICE, _sched.THREAD_STATE, _sched.WAKEUP,
-    _sync.MUTEX_WAIT, _sync.MUTEX_HOLD, _sync.HANDOFF, _net.PACKET_FLOW, _timed.TIMED,
+    _sync.MUTEX_WAIT, _sync.MUTEX_HOLD, _sync.HANDOFF, _net.PACKET_FLOW, _net.TCP_STATE, _timed.TIMED,
     _timed.TIMED_UNMATCHED, _memory.MEMORY_ALLOC, _memory.MEMORY_FREE, _events.LOST)}
 
 
@@ -82,6 +82,10 @@ class Model:
     @cached_property
     def packet_flow(self) -> Table:
         return _net.packet_flow(self.trace)
+
+    @cached_property
+    def tcp_state(self) -> Table:
+        return _net.tcp_state(self.trace)
 
     @cached_property
     def _timed(self) -> tuple[Table, Table]:

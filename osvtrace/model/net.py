@@ -90,3 +90,38 @@ def packet_flow(trace: Trace) -> Table:
     cols["dropped"] = dropped
     cols["latency"] = np.where(last_t >= 0, last_t - first_t, -1)
     return table(PACKET_FLOW, **cols)
+
+
+TCP_STATE = TableSpec("tcp_state", "One row per state a TCP connection entered (real OSv's tcp_state records): "
+                                   "when, from which state, and for how long.", (
+    Column("conn", "uint64", "the connection's control block (tcpcb)", "addr"),
+    Column("state", "uint8", "the state entered: 0 closed, 1 listen, 2 syn_sent, 3 syn_received, 4 established, "
+                             "5 close_wait, 6 fin_wait_1, 7 closing, 8 last_ack, 9 fin_wait_2, 10 time_wait"),
+    Column("prev_state", "uint8", "the state it left"),
+    Column("start", "int64", "when it entered the state", "ns"),
+    Column("dur", "int64", "time in the state until the connection's next change (-1: still in it at the end)", "ns"),
+    Column("cpu", "int16", "CPU of the change"),
+    Column("tid", "uint32", "thread that made the change", "tid"),
+    Column("gap", "bool", "the connection's next change leaves another state: its records in between were lost"),
+))
+
+
+def tcp_state(trace: Trace) -> Table:
+    found = model_events(trace, "tcp_state")
+    if found is None or not len(found[0]):
+        return TCP_STATE.empty()
+    idx, a = found
+    ev = trace.events
+    conn = a["conn"].astype(np.uint64)
+    # Per connection in time order (idx is in the trace's time order; a stable sort keeps it).
+    order = np.lexsort((idx, conn))
+    conn, idx = conn[order], idx[order]
+    frm, to = a["from_state"][order], a["to_state"][order]
+    t = ev.time[idx]
+    same_next = np.zeros(len(idx), bool)
+    same_next[:-1] = conn[1:] == conn[:-1]
+    nxt = np.minimum(np.arange(1, len(idx) + 1), len(idx) - 1)
+    dur = np.where(same_next, t[nxt] - t, -1)
+    gap = same_next & (frm[nxt] != to)
+    return table(TCP_STATE, conn=conn, state=to, prev_state=frm, start=t, dur=dur, cpu=ev.cpu[idx],
+                 tid=ev.tid[idx], gap=gap)

@@ -1,5 +1,5 @@
 """prof-idle, timed and memory on real traces of our kernel (QEMU, TCG, gdb snapshot at the
-app's end): the alloc app on 2 vCPUs, every tracepoint on. The app prints the blocks it leaked
+app's end): the alloc app on 2 vCPUs, every tracepoint on, ending with NAPS forced idle periods on each CPU. The app prints the blocks it leaked
 on purpose; the report must name exactly those as its threads' leaks. Idle periods are checked
 against the raw sched_idle / sched_idle_ret records, counted with numpy."""
 
@@ -15,6 +15,7 @@ import osvtrace as ot
 from tests.support.vm import osvtrace
 
 pytestmark = [pytest.mark.qemu]
+NAPS = 3  # the app idles every CPU this many times at its end (a thread pinned there sleeps 1 ms)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def alloc_trace(kernel, tmp_path_factory):
     out = tmp_path_factory.mktemp("alloc") / "alloc.osvt"
     r = osvtrace("record", "--via", "gdb", "-o", str(out), "--smp", "2", "--accel", "tcg", "--trace", "*",
                  "--tracebuf", "16M", "--mem", "512", "--no-build", "--kernel", str(kernel), "alloc", "--threads", "3",
-                 "--rounds", "500", "--leak", "4", timeout=300)
+                 "--rounds", "500", "--leak", "4", "--naps", str(NAPS), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("alloc: "))
     leaked = {int(a, 16) for a in re.search(r"addresses=(\S+)", line).group(1).split(",")}
@@ -62,7 +63,7 @@ def test_prof_idle_matches_the_idle_records_of_each_cpu(alloc_trace):
         tp, time = ev.tp[on], ev.time[on]
         # the idle loop alternates the two records on its CPU; a pair is an idle then its ret
         closes = np.nonzero((tp[1:] == ret) & (tp[:-1] == idle))[0]
-        assert len(closes) >= 1
+        assert len(closes) >= NAPS
         assert rows[c]["source"] == "sched_idle"
         assert rows[c]["periods"] == len(closes)
         assert rows[c]["idle"] == int((time[closes + 1] - time[closes]).sum())

@@ -39,11 +39,12 @@ enum tp : uint16_t {
     tp_net_channel_drop = 56,
     tp_memory_malloc = 60,
     tp_memory_free = 61,
+    tp_tcp_state = 62,
     tp_cpu_sample = 70,
 };
 
 constexpr unsigned tp_max = 70;
-constexpr unsigned tp_count = 31;
+constexpr unsigned tp_count = 32;
 static_assert(tp_trace_lost == id_trace_lost, "ring.hh and the schema disagree on trace_lost");
 
 enum tp_stack : uint8_t { stack_none = 0, stack_optional = 1, stack_always = 2 };
@@ -87,6 +88,7 @@ inline constexpr tp_desc tp_table[tp_count] = {
     {"net_channel_drop", "net", 56, 1, stack_optional},
     {"memory_malloc", "memory", 60, 1, stack_optional},
     {"memory_free", "memory", 61, 1, stack_optional},
+    {"tcp_state", "net", 62, 1, stack_optional},
     {"cpu_sample", "sample", 70, 1, stack_always},
 };
 
@@ -136,6 +138,22 @@ enum : uint8_t {
     tx = 1,
 };
 }  // namespace packet_dir
+
+namespace tcp_state {
+enum : uint8_t {
+    closed = 0,
+    listen = 1,
+    syn_sent = 2,
+    syn_received = 3,
+    established = 4,
+    close_wait = 5,
+    fin_wait_1 = 6,
+    closing = 7,
+    last_ack = 8,
+    fin_wait_2 = 9,
+    time_wait = 10,
+};
+}  // namespace tcp_state
 
 namespace thread_state {
 enum : uint8_t {
@@ -835,6 +853,31 @@ inline void trace_memory_free(const void* buf) {
         return;
     }
     trace::emit1(trace::tp_memory_free, reinterpret_cast<uint64_t>(buf), 0);
+}
+
+struct __attribute__((packed)) trace_payload_tcp_state {
+    uint64_t conn;
+    uint8_t from_state;
+    uint8_t to_state;
+    uint8_t _pad10[6];
+};
+static_assert(sizeof(trace_payload_tcp_state) == 16, "tcp_state payload size");
+static_assert(offsetof(trace_payload_tcp_state, conn) == 0, "tcp_state.conn offset");
+static_assert(offsetof(trace_payload_tcp_state, from_state) == 8, "tcp_state.from_state offset");
+static_assert(offsetof(trace_payload_tcp_state, to_state) == 9, "tcp_state.to_state offset");
+
+// A TCP connection changed state (real OSv's TCP stack records it; this kernel has no TCP).
+inline void trace_tcp_state(const void* conn, uint8_t from_state, uint8_t to_state) {
+    const int on = trace::level<trace::tp_tcp_state>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(conn), uint64_t(uint8_t(from_state)) | (uint64_t(uint8_t(to_state)) << 8)};
+        trace::emit_stack_here(trace::tp_tcp_state, 1, _w);
+        return;
+    }
+    trace::emit1(trace::tp_tcp_state, reinterpret_cast<uint64_t>(conn), uint64_t(uint8_t(from_state)) | (uint64_t(uint8_t(to_state)) << 8));
 }
 
 struct __attribute__((packed)) trace_payload_cpu_sample {
