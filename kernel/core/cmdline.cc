@@ -72,6 +72,19 @@ int kernel_option(const char* t, options* o)
         o->trace = t + 6;
         return 1;
     }
+    if (prefix(t, "tracebt=")) {
+        o->tracebt = t + 8;
+        return 1;
+    }
+    if (prefix(t, "sampler=")) {
+        uint64_t hz;
+        if (!parse_u64(t + 8, strlen(t + 8), &hz) || hz == 0 || hz > 10000) {
+            kprintf("cmdline: bad sampler '%s' (samples per second per CPU, 1 to 10000)\n", t + 8);
+            return -1;
+        }
+        o->sampler_hz = uint32_t(hz);
+        return 1;
+    }
     if (prefix(t, "tracebuf=")) {
         if (!parse_size(t + 9, &o->tracebuf) || o->tracebuf == 0) {
             kprintf("cmdline: bad tracebuf '%s' (a size such as 64K, 4M, 1G)\n", t + 9);

@@ -2,6 +2,8 @@
 //
 //   app=NAME ARGS...      the application and its argv (argv[0] = NAME)
 //   trace=GLOB,GLOB       enable tracepoints (anchored shell globs)
+//   tracebt=GLOB,GLOB     their records carry their stack (a bounded frame-pointer walk)
+//   sampler=HZ            a timer sampler per CPU: cpu_sample records (1..10000 Hz)
 //   tracebuf=SIZE         per-CPU ring size: bytes, or with K/M/G (default 4M)
 //   tracemode=overwrite|stream                              (default overwrite)
 //   idle_poll=US          an idle CPU polls its wake-up queue this long before hlt (default 50; 0: off)
@@ -30,6 +32,8 @@ struct options {
     int argc = 0;
     char* argv[max_args + 1] = {};  // argv[0] = app name, argv[argc] = nullptr
     const char* trace = nullptr;    // the raw glob list, or nullptr
+    const char* tracebt = nullptr;  // the raw glob list of tracepoints taking stacks, or nullptr
+    uint32_t sampler_hz = 0;        // 0: no sampler
     uint64_t tracebuf = 0;          // requested bytes (0: default)
     trace::ring_mode tracemode = trace::ring_mode::overwrite;
     int64_t idle_poll_us = -1;      // -1: the scheduler's default

@@ -21,6 +21,7 @@
 #include "core/smp.hh"
 #include "core/thread.hh"
 #include "core/timer.hh"
+#include "core/sampler.hh"
 #include "core/trace.hh"
 #include "core/trace_stream.hh"
 #include "cpu.hh"
@@ -137,6 +138,12 @@ void kernel_entry(uint32_t start_info_paddr)
     }
     if (ok && opts.trace && !trace_rt::enable_globs(opts.trace, __builtin_strlen(opts.trace))) {
         ok = false;
+    }
+    if (ok && opts.tracebt && !trace_rt::backtrace_globs(opts.tracebt, __builtin_strlen(opts.tracebt))) {
+        ok = false;
+    }
+    if (ok) {
+        sampler::set_hz(opts.sampler_hz);
     }
     if (ok && !(the_app = apps::find(opts.app))) {
         kprintf("kernel: unknown app '%s'\n", opts.app);

@@ -19,6 +19,10 @@
 #include "lib/mpsc_queue.hh"
 #include "trace_platform.hh"
 
+namespace arch {
+struct interrupt_frame;
+}
+
 namespace trace {
 struct ring;
 }
@@ -55,6 +59,9 @@ struct cpu {
     std::atomic<bool> polling{false};      // its idle thread polls `incoming`: wakers need no IPI
     std::atomic<bool> need_balance{false}; // an idle CPU asks it to give a thread away
     uint32_t apic_id = 0;                  // written once, before the CPU starts
+    // The LAPIC timer interrupt's frame while its handlers run (the sampler reads the
+    // interrupted rip and rbp from it), else nullptr. Interrupts are off meanwhile.
+    const arch::interrupt_frame* timer_frame = nullptr;
 
     alignas(64) arch::arch_cpu arch{};
 };

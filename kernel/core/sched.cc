@@ -2,6 +2,7 @@
 
 #include "core/panic.hh"
 #include "core/percpu.hh"
+#include "core/sampler.hh"
 #include "core/sched_impl.hh"
 #include "core/timer.hh"
 #include "cpu.hh"
@@ -342,6 +343,7 @@ static void idle_poll(cpu* c)
 void idle_loop()
 {
     cpu* c = this_cpu();
+    sampler::start_cpu();
     for (;;) {
         arch::irq_disable();
         drain_incoming(c);

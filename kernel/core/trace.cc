@@ -12,7 +12,23 @@
 
 // gdb flips these bytes at run time; the generated emitters read them on
 // every call (volatile), so no code patching is needed.
+// Emitters read enabled[] only: 0 off, 1 on, 2 on with the record's stack. backtrace[]
+// remembers which stacks were asked for; set_flags and set_backtrace keep enabled[] in step.
 volatile uint8_t trace::enabled[trace::tp_max + 1];
+volatile uint8_t trace::backtrace[trace::tp_max + 1];
+
+// The walk's bounds (include/trace/stack.hh): the running thread's stack. Interrupts
+// run on it too (arch/x64/isr.S), so the sampler's walk stays inside it as well.
+void trace_platform::stack_bounds(uint64_t* lo, uint64_t* hi)
+{
+    const thread* t = this_cpu()->current;
+    if (!t || !t->stack) {
+        *lo = *hi = 0;  // nothing to walk: the walk stops at its first frame
+        return;
+    }
+    *lo = reinterpret_cast<uint64_t>(t->stack);
+    *hi = *lo + t->stack_size;
+}
 
 extern "C" {
 // NOTE: the one symbol host tools look up (gdb, pyelftools); layout in control.hh.
@@ -44,7 +60,10 @@ void early_init(const char* cmdline, const char* build_id)
     c.log_addr = reinterpret_cast<uint64_t>(klog::ring);
     c.cmdline_addr = reinterpret_cast<uint64_t>(cmdline);
     c.build_id_addr = reinterpret_cast<uint64_t>(build_id);
+    c.backtrace_addr = reinterpret_cast<uint64_t>(&trace::backtrace[0]);
 }
+
+void set_sampler_hz(uint32_t hz) { osvtrace_control.sampler_hz = hz; }
 
 uint64_t ring_bytes_for(uint64_t requested)
 {
@@ -58,7 +77,21 @@ uint64_t ring_bytes_for(uint64_t requested)
     return b;
 }
 
-int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t errlen)
+namespace {
+
+bool takes_stack(const trace::tp_desc& d) { return d.stack == trace::stack_optional; }
+
+// enabled[id] says both whether a tracepoint is on and whether its records carry their
+// stack (2), so that the emitters read one byte (generated/tracepoints.hh, level()).
+void sync_enabled(const trace::tp_desc& d, bool on)
+{
+    trace::enabled[d.id] = !on ? 0 : (takes_stack(d) && trace::backtrace[d.id]) ? 2 : 1;
+}
+
+// Sets flags[id] for every tracepoint one of the globs matches and `takes` accepts, then
+// brings its enabled byte in step.
+int set_matching(volatile uint8_t* flags, bool (*takes)(const trace::tp_desc&), const char* what, const char* globs,
+                 size_t len, uint8_t value, char* err, size_t errlen)
 {
     for (int pass = 0; pass < 2; pass++) {  // check every glob first, then apply
         int matched = 0;
@@ -73,16 +106,17 @@ int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t er
             if (plen) {
                 int m = 0;
                 for (const trace::tp_desc& d : trace::tp_table) {
-                    if (glob_match(pat, plen, d.name)) {
+                    if (takes(d) && glob_match(pat, plen, d.name)) {
                         if (pass == 1) {
-                            trace::enabled[d.id] = value;
+                            flags[d.id] = value;
+                            sync_enabled(d, trace::enabled[d.id] != 0);
                         }
                         m++;
                     }
                 }
                 if (!m) {
-                    snprintf(err, errlen, "'%.*s' matches no tracepoint (globs are anchored: try '%.*s*')",
-                             int(plen), pat, int(plen), pat);
+                    snprintf(err, errlen, "'%.*s' matches no %s (globs are anchored: try '%.*s*')",
+                             int(plen), pat, what, int(plen), pat);
                     return -1;
                 }
                 matched += m;
@@ -96,15 +130,39 @@ int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t er
     return 0;
 }
 
-bool enable_globs(const char* globs, size_t len)
+bool any(const trace::tp_desc&) { return true; }
+
+}  // namespace
+
+int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t errlen)
+{
+    return set_matching(trace::enabled, any, "tracepoint", globs, len, value, err, errlen);
+}
+
+int set_backtrace(const char* globs, size_t len, uint8_t value, char* err, size_t errlen)
+{
+    return set_matching(trace::backtrace, takes_stack, "tracepoint that takes a stack", globs, len, value, err, errlen);
+}
+
+namespace {
+
+// A boot option's globs (trace=, tracebt=): set, or the refusal printed under its name.
+bool boot_globs(int (*set)(const char*, size_t, uint8_t, char*, size_t), const char* option, const char* globs,
+                size_t len)
 {
     char err[160];
-    if (set_flags(globs, len, 1, err, sizeof err) < 0) {
-        kprintf("trace: %s\n", err);
+    if (set(globs, len, 1, err, sizeof err) < 0) {
+        kprintf("%s: %s\n", option, err);
         return false;
     }
     return true;
 }
+
+}  // namespace
+
+bool backtrace_globs(const char* globs, size_t len) { return boot_globs(set_backtrace, "tracebt", globs, len); }
+
+bool enable_globs(const char* globs, size_t len) { return boot_globs(set_flags, "trace", globs, len); }
 
 bool init_cpu(cpu* c, uint64_t ring_bytes, trace::ring_mode mode, int64_t tsc_offset)
 {

@@ -33,8 +33,16 @@ uint64_t ring_bytes_for(uint64_t requested);
 // Returns how many matched, or -1 with `err` filled when a glob matches nothing (then
 // nothing is changed).
 int set_flags(const char* globs, size_t len, uint8_t value, char* err, size_t errlen);
+// The same for the backtrace flags (tracebt=, ctl backtrace/nobacktrace): whether an
+// enabled tracepoint's records carry its stack. A glob matching only tracepoints that
+// take no stack (schema: stack = "none" or "always") matches nothing.
+int set_backtrace(const char* globs, size_t len, uint8_t value, char* err, size_t errlen);
 // trace= at boot: set_flags(.., 1, ..), its refusal printed on the console.
 bool enable_globs(const char* globs, size_t len);
+// tracebt= at boot: set_backtrace(.., 1, ..), its refusal printed on the console.
+bool backtrace_globs(const char* globs, size_t len);
+// sampler=HZ at boot: published in the control block.
+void set_sampler_hz(uint32_t hz);
 
 // Allocates and publishes c's ring (ring_bytes per CPU, as rounded above)
 // and its TSC offset against CPU 0 (control.hh: the decoder subtracts it).

@@ -4,10 +4,12 @@
 //
 //   ID enable GLOB,GLOB    set enable flags (anchored globs, as trace=)
 //   ID disable GLOB,GLOB   clear them
+//   ID backtrace GLOB,GLOB    their records carry their stack from now on (as tracebt=)
+//   ID nobacktrace GLOB,GLOB  no longer
 //   ID flush               send everything committed now
 //   ID stop                end the stream (the rest of the trace, then the end frame)
 //
-// enable/disable take effect here and now, in the virtio-console service
+// enable/disable/backtrace/nobacktrace take effect here and now, in the virtio-console service
 // thread, as soon as the device delivers the line; flush and stop at the
 // drain's next pass (at most one drain period later).
 #include "core/console.hh"
@@ -42,6 +44,25 @@ const char* word(const char** p, const char* end, size_t* n)
     return s;
 }
 
+// enable/disable and backtrace/nobacktrace: set or clear flags by globs, and ack with how
+// many tracepoints matched (or why none did).
+void glob_command(uint32_t id, const char* arg, size_t alen, bool on,
+                  int (*set)(const char*, size_t, uint8_t, char*, size_t), const char* on_word,
+                  const char* off_word, const char* example)
+{
+    char msg[96];
+    if (!alen) {
+        snprintf(msg, sizeof msg, "which tracepoints? (a glob list: %s)", example);
+        post_ack(id, -1, msg);
+        return;
+    }
+    int m = set(arg, alen, on ? 1 : 0, msg, sizeof msg);
+    if (m >= 0) {
+        snprintf(msg, sizeof msg, "%s %d tracepoint%s", on ? on_word : off_word, m, m == 1 ? "" : "s");
+    }
+    post_ack(id, m, msg);
+}
+
 void run(const char* s, size_t len)
 {
     const char* end = s + len;
@@ -60,22 +81,18 @@ void run(const char* s, size_t len)
     char msg[96];
     auto is = [&](const char* v) { return vlen == strlen(v) && !memcmp(verb, v, vlen); };
     if (is("enable") || is("disable")) {
-        bool on = is("enable");
-        if (!alen) {
-            post_ack(uint32_t(id), -1, "which tracepoints? (a glob list: sched_*,mutex_lock)");
-            return;
-        }
-        int m = trace_rt::set_flags(arg, alen, on ? 1 : 0, msg, sizeof msg);
-        if (m >= 0) {
-            snprintf(msg, sizeof msg, "%s %d tracepoint%s", on ? "enabled" : "disabled", m, m == 1 ? "" : "s");
-        }
-        post_ack(uint32_t(id), m, msg);
+        glob_command(uint32_t(id), arg, alen, is("enable"), trace_rt::set_flags, "enabled", "disabled",
+                     "sched_*,mutex_lock");
+    } else if (is("backtrace") || is("nobacktrace")) {
+        glob_command(uint32_t(id), arg, alen, is("backtrace"), trace_rt::set_backtrace, "stacks on for",
+                     "stacks off for", "mutex_lock_wait,sched_wait");
     } else if (is("flush")) {
         request_flush(uint32_t(id));
     } else if (is("stop")) {
         request_stop(uint32_t(id));
     } else {
-        snprintf(msg, sizeof msg, "unknown command '%.*s' (enable, disable, flush, stop)", int(vlen), verb);
+        snprintf(msg, sizeof msg, "unknown command '%.*s' (enable, disable, backtrace, nobacktrace, flush, stop)",
+                 int(vlen), verb);
         post_ack(uint32_t(id), -1, msg);
     }
 }

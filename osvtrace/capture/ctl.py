@@ -1,4 +1,5 @@
-"""Run-time control of a recording: `osvtrace ctl SOCKET enable|disable GLOB`, flush, stop, status.
+"""Run-time control of a recording: `osvtrace ctl SOCKET enable|disable|backtrace|nobacktrace GLOB`,
+flush, stop, status.
 
 Two hops. A client (this module's :func:`send`, behind `osvtrace ctl`) talks
 to the recorder over its control socket, one JSON object per line each way::
@@ -8,7 +9,8 @@ to the recorder over its control socket, one JSON object per line each way::
 
 The recorder numbers each guest command and writes it as one text line,
 ``ID VERB ARG``, to the guest's virtio-serial port ``org.osvtrace.ctl``
-(kernel/core/trace_ctl.cc). The guest applies enable/disable at once and its
+(kernel/core/trace_ctl.cc). The guest applies enable/disable (and backtrace/nobacktrace:
+whether the records of enabled tracepoints carry their stack) at once and its
 reply comes back as an ack frame on the trace stream, in order with the
 records, so everything recorded after the ack saw the change. ``status`` is
 answered by the recorder itself.
@@ -25,7 +27,8 @@ from typing import Callable
 
 from osvtrace.errors import OsvtraceError, UsageError
 
-GUEST_VERBS = ("enable", "disable", "flush", "stop")
+GUEST_VERBS = ("enable", "disable", "backtrace", "nobacktrace", "flush", "stop")
+GLOB_VERBS = ("enable", "disable", "backtrace", "nobacktrace")  # those taking tracepoint globs
 VERBS = GUEST_VERBS + ("status",)
 _GLOBS = re.compile(r"^[A-Za-z0-9_*?]+(,[A-Za-z0-9_*?]+)*$")
 
@@ -42,7 +45,7 @@ def check_command(cmd: str, arg: str | None) -> None:
     """Refuse malformed commands before they travel (the guest would refuse them too)."""
     if cmd not in VERBS:
         raise UsageError(f"unknown control command {cmd!r} (choose from {', '.join(VERBS)})")
-    if cmd in ("enable", "disable"):
+    if cmd in GLOB_VERBS:
         if not arg or not _GLOBS.match(arg):
             raise UsageError(f"{cmd} needs tracepoint globs such as 'sched_*,mutex_lock' (got {arg!r})")
     elif arg:

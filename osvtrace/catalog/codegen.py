@@ -76,19 +76,41 @@ def _word_part(f: Field) -> str:
 
 def _emitter(tp: Tracepoint) -> list[str]:
     params = ", ".join(_params(f) for f in tp.fields)
-    if tp.nslots == 1 and not any(f.is_blob for f in tp.fields):
+    if tp.stack == "always":
+        # its stack starts at a frame the caller names (cpu_sample: the interrupted one)
+        params = ", ".join(p for p in (params, "uint64_t stack_fp") if p)
+    if tp.stack == "optional":
+        # NOTE: one flag byte says both (0 off, 1 on, 2 on with the stack), read by one compare
+        # and two branches: a disabled tracepoint pays what it paid before stacks existed, an
+        # enabled one without its stack one not-taken branch more.
+        head = [f"// {tp.doc}", f"inline void trace_{tp.name}({params}) {{",
+                f"    const int on = trace::level<trace::tp_{tp.name}>();",
+                "    if (__builtin_expect(on == 0, 1)) {", "        return;", "    }"]
+        bt = ["    if (__builtin_expect(on == 2, 0)) {",
+              f"        trace::emit_stack_here(trace::tp_{tp.name}, {tp.nslots}, {{PAYLOAD}});",
+              "        return;", "    }"]
+    else:
+        head = [f"// {tp.doc}", f"inline void trace_{tp.name}({params}) {{",
+                f"    if (__builtin_expect(!trace::is_on<trace::tp_{tp.name}>(), 1)) {{",
+                "        return;", "    }"]
+        bt = []
+    if tp.nslots == 1 and not any(f.is_blob for f in tp.fields) and tp.stack != "always":
         # the fast form: payload packed into two words in registers, no stack buffer
         words = [[_word_part(f) for f in tp.fields if f.offset // 8 == w] for w in (0, 1)]
-        args = ", ".join(" | ".join(p) if p else "0" for p in words)
-        return [f"// {tp.doc}", f"inline void trace_{tp.name}({params}) {{",
-                f"    if (__builtin_expect(!trace::is_on<trace::tp_{tp.name}>(), 1)) {{",
-                "        return;", "    }", f"    trace::emit1(trace::tp_{tp.name}, {args});", "}"]
-    lines = [f"// {tp.doc}", f"inline void trace_{tp.name}({params}) {{",
-             f"    if (__builtin_expect(!trace::is_on<trace::tp_{tp.name}>(), 1)) {{",
-             "        return;", "    }",
-             f"    trace_payload_{tp.name} p;",
-             "    __builtin_memset(&p, 0, sizeof p);"]
+        w0, w1 = (" | ".join(p) if p else "0" for p in words)
+        if not bt:
+            return head + [f"    trace::emit1(trace::tp_{tp.name}, {w0}, {w1});", "}"]
+        # NOTE: the words go to memory only on the stack path: built before the branch, the
+        # array (its address escapes) costs the plain path stores and a frame
+        return head + [bt[0], f"        const uint64_t _w[2] = {{{w0}, {w1}}};"] + \
+            [ln.replace("{PAYLOAD}", "_w") for ln in bt[1:]] + \
+            [f"    trace::emit1(trace::tp_{tp.name}, {w0}, {w1});", "}"]
+    lines = head + [f"    trace_payload_{tp.name} p;", "    __builtin_memset(&p, 0, sizeof p);"]
     lines += [f"    {_store(f)}" for f in tp.fields]
+    if tp.stack == "always":
+        lines.append(f"    trace::emit_stack_from(trace::tp_{tp.name}, {tp.nslots}, &p, stack_fp);")
+        return lines + ["}"]
+    lines += [ln.replace("{PAYLOAD}", "&p") for ln in bt]
     if tp.nslots == 1:
         lines.append(f"    trace::emit1(trace::tp_{tp.name}, &p);")
     else:
@@ -100,17 +122,23 @@ def _emitter(tp: Tracepoint) -> list[str]:
 def header(cat: Catalog) -> str:
     active = cat.active()
     out = [f"// {BANNER}", "#pragma once", "", "#include <stddef.h>", "#include <stdint.h>", "",
-           "#include \"trace/ring.hh\"", "", "namespace trace {", "", "enum tp : uint16_t {"]
+           "#include \"trace/stack.hh\"", "", "namespace trace {", "", "enum tp : uint16_t {"]
     out += [f"    tp_{tp.name} = {tp.id}," for tp in active]
     out += ["};", "", f"constexpr unsigned tp_max = {cat.max_id};", f"constexpr unsigned tp_count = {len(active)};",
             "static_assert(tp_trace_lost == id_trace_lost, \"ring.hh and the schema disagree on trace_lost\");", "",
+            "enum tp_stack : uint8_t { stack_none = 0, stack_optional = 1, stack_always = 2 };", "",
             "struct tp_desc {", "    const char* name;", "    const char* subsystem;", "    uint16_t id;",
-            "    uint8_t nslots;", "};", "", "inline constexpr tp_desc tp_table[tp_count] = {"]
-    out += [f"    {{\"{tp.name}\", \"{tp.subsystem}\", {tp.id}, {tp.nslots}}}," for tp in active]
+            "    uint8_t nslots;", "    uint8_t stack;  // tp_stack", "};", "",
+            "inline constexpr tp_desc tp_table[tp_count] = {"]
+    out += [f"    {{\"{tp.name}\", \"{tp.subsystem}\", {tp.id}, {tp.nslots}, stack_{tp.stack}}}," for tp in active]
     out += ["};", "",
             "// Nonzero enables a tracepoint. Defined by the kernel's trace runtime;",
             "// gdb and the control port flip these bytes while the guest runs.",
-            "extern volatile uint8_t enabled[tp_max + 1];", "",
+            "// 1 on; 2 on, its records carrying their stack (stack = \"optional\" tracepoints).",
+            "extern volatile uint8_t enabled[tp_max + 1];",
+            "// Nonzero: stacks asked for (tracebt=, ctl backtrace), so that enabling a tracepoint",
+            "// later turns it on with its stack (the runtime keeps enabled[] in step).",
+            "extern volatile uint8_t backtrace[tp_max + 1];", "",
             "// Whether a tracepoint is on, as two instructions on the fast path: a RIP-relative",
             "// compare of its flag byte with zero and a predicted-not-taken jump (a plain load",
             "// and test compiles to three, and to four when the compiler loads the address).",
@@ -120,6 +148,18 @@ def header(cat: Catalog) -> str:
             "    return false;",
             "on:",
             "    return true;",
+            "}", "",
+            "// 0 off, 1 on, 2 on with its stack: one compare of the flag with 1 and two branches",
+            "// (the disabled path is the compare and one branch, as is_on's).",
+            "template <unsigned Id>",
+            "__attribute__((always_inline)) inline int level() {",
+            "    asm goto(\"cmpb $1, %c0+%c1(%%rip)\\n\\tjb %l[off]\\n\\tja %l[stack]\" : : \"i\"(enabled), \"i\"(Id) : :",
+            "             off, stack);",
+            "    return 1;",
+            "off:",
+            "    return 0;",
+            "stack:",
+            "    return 2;",
             "}", ""]
     for ename, values in sorted(cat.enums.items()):
         out.append(f"namespace {ename} {{")
@@ -153,17 +193,19 @@ def docs(cat: Catalog) -> str:
            "Every tracepoint the kernel can emit, grouped by subsystem. Enable them with the kernel",
            "command line `trace=GLOB,...` (anchored globs: `mutex_lock` means exactly that one,",
            "`mutex_*` all mutex tracepoints), with `osvtrace run --trace`, or at run time from gdb.",
-           "Arguments are at the given offsets of the record's payload (docs/format.md).", ""]
+           "Arguments are at the given offsets of the record's payload (docs/format.md).",
+           "Stack: `optional` records carry their stack when `tracebt=GLOB,...` (or `ctl backtrace`)",
+           "selects them, `always` ones always do, `none` never (docs/format.md, \"Stack trailer\").", ""]
     subsystems: dict[str, list[Tracepoint]] = {}
     for tp in cat.active():
         subsystems.setdefault(tp.subsystem, []).append(tp)
     for sub, tps in subsystems.items():
-        out += [f"## {sub}", "", "| id | name | slots | arguments | format | fires when |",
-                "|---:|---|---:|---|---|---|"]
+        out += [f"## {sub}", "", "| id | name | slots | stack | arguments | format | fires when |",
+                "|---:|---|---:|---|---|---|---|"]
         for tp in tps:
             args = "<br>".join(f"`{f.name}`: {_type_text(f)} @{f.offset}" for f in tp.fields) or "none"
             fmt = f"`{tp.format}`" if tp.format else ""
-            out.append(f"| {tp.id} | `{tp.name}` | {tp.nslots} | {args} | {fmt} | {tp.doc} |")
+            out.append(f"| {tp.id} | `{tp.name}` | {tp.nslots} | {tp.stack} | {args} | {fmt} | {tp.doc} |")
         out.append("")
     if cat.enums:
         out += ["## Enums", ""]

@@ -20,6 +20,25 @@ RING_MAGIC = 0x474E495254565F4F  # "O_VTRING"
 CONTROL_MAGIC = 0x4C52544354565F4F  # "O_VTCTRL"
 MAX_CPUS = 64
 
+# The stack trailer (docs/format.md "Stack trailer"): a record whose header flags carry
+# FLAG_STACK continues, after the slots its schema fixes, with 1..STACK_MAX_SLOTS
+# continuation slots holding a frame-pointer backtrace. Records without one are unchanged.
+FLAG_STACK = 0x01
+STACK_MAX_FRAMES = 16
+STACK_FRAMES_PER_SLOT = 3  # u64 frames at slot bytes 8, 16, 24 (8-aligned: one strided load each)
+STACK_DEPTH_OFFSET = 4  # in the trailer's first slot: u8 frames stored
+STACK_END_OFFSET = 5  # ... and u8 why the walk ended (STACK_END_*)
+STACK_FRAME_OFFSET = 8
+STACK_MAX_SLOTS = -(-STACK_MAX_FRAMES // STACK_FRAMES_PER_SLOT)
+# Why a walk ended (the trailer's end byte); 0 in a record without a trailer.
+STACK_NONE = 0  # the record carries no stack
+STACK_COMPLETE = 1  # reached the outermost frame (a saved frame pointer of 0)
+STACK_CUT = 2  # stopped by the depth bound: more frames existed
+STACK_BAD_FRAME = 3  # a frame pointer outside the thread's stack or misaligned: stopped there
+STACK_LOOP = 4  # a frame pointer not above the previous one (a loop or a smashed frame): stopped
+STACK_END_NAMES = {STACK_NONE: "none", STACK_COMPLETE: "complete", STACK_CUT: "cut", STACK_BAD_FRAME: "bad frame",
+                   STACK_LOOP: "loop"}
+
 # A header slot viewed as a record; continuation slots share the first 4 bytes.
 SLOT_DTYPE = np.dtype(
     [("id", "<u2"), ("nslots", "u1"), ("flags", "u1"), ("tid", "<u4"), ("tsc", "<u8"),
@@ -62,6 +81,8 @@ CONTROL_FIELDS = {
     "log_head": (72, "<u8"),
     "cmdline_addr": (80, "<u8"),
     "build_id_addr": (88, "<u8"),
+    "backtrace_addr": (96, "<u8"),
+    "sampler_hz": (104, "<u4"),
     "rings": (136, "<u8"),  # array of MAX_CPUS
     "tsc_offset": (136 + 8 * MAX_CPUS, "<i8"),  # array of MAX_CPUS
 }
@@ -76,6 +97,11 @@ def slots_for(payload_bytes: int) -> int:
     if payload_bytes <= HEADER_PAYLOAD:
         return 1
     return 1 + -(-(payload_bytes - HEADER_PAYLOAD) // CONT_PAYLOAD)
+
+
+def stack_slots(depth: int) -> int:
+    """Trailer slots holding `depth` frames (one even for none: it carries the depth and end)."""
+    return max(1, -(-depth // STACK_FRAMES_PER_SLOT))
 
 
 def piece_end(offset: int) -> int:

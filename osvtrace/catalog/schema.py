@@ -47,9 +47,13 @@ inline int long mutable namespace new noexcept not nullptr operator or private p
 register return short signed sizeof static struct switch template this throw true try typedef
 typeid typename union unsigned using virtual void volatile while xor None True False as assert async
 await def del elif except finally from global import in is lambda nonlocal pass raise with yield
-p""".split())
+p stack_fp""".split())
 MAX_ID = 0xFFFE  # 0 and 0xffff are reserved by the slot format
 MAX_SLOTS = 255
+# Whether a tracepoint's records carry a stack trailer (docs/format.md "Stack trailer"):
+# "optional" when tracebt= (or ctl backtrace) selects it, "always" for those that exist to
+# carry one (cpu_sample), "none" where no stack is taken (trace_lost, written by the ring).
+STACK_MODES = ("optional", "always", "none")
 
 
 class SchemaError(ValueError):
@@ -91,6 +95,12 @@ class Tracepoint:
     nslots: int
     payload_size: int  # bytes of logical payload actually used
     removed: bool = False
+    stack: str = "none"  # STACK_MODES; files written before stacks existed say "none"
+
+    @property
+    def max_slots(self) -> int:
+        """Slots of its longest record: the fixed ones plus a full stack trailer if it may carry one."""
+        return self.nslots + (layout.STACK_MAX_SLOTS if self.stack != "none" else 0)
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -128,6 +138,13 @@ class Catalog:
         t = np.zeros(0x10000, np.uint8)
         for tp in self.tracepoints:
             t[tp.id] = tp.nslots
+        return t
+
+    def stack_table(self) -> np.ndarray:
+        """Per id, the most trailer slots a record may add (0: it never carries a stack)."""
+        t = np.zeros(0x10000, np.uint8)
+        for tp in self.tracepoints:
+            t[tp.id] = layout.STACK_MAX_SLOTS if tp.stack != "none" else 0
         return t
 
 
@@ -210,13 +227,18 @@ def load(directory: Path | str | None = None) -> Catalog:
             doc = entry.get("doc", "")
             if not doc and not entry.get("removed"):
                 raise SchemaError(f"{where}: missing doc")
+            stack = entry.get("stack", "optional")
+            if stack not in STACK_MODES:
+                raise SchemaError(f"{where}: stack must be one of {', '.join(STACK_MODES)}, not {stack!r}")
+            if stack != "none" and nslots + layout.STACK_MAX_SLOTS > MAX_SLOTS:
+                raise SchemaError(f"{where}: with a stack trailer a record needs more than {MAX_SLOTS} slots")
             fmt = entry.get("format", "")
             try:
                 fmt.format(**{f.name: 0 for f in fields})
             except (KeyError, IndexError, ValueError) as e:
                 raise SchemaError(f"{where}: format {fmt!r} does not fit the arguments ({e})") from None
             tps.append(Tracepoint(name, tid, subsystem, doc, fmt, fields, nslots, used,
-                                  bool(entry.get("removed", False))))
+                                  bool(entry.get("removed", False)), stack))
     ids: dict[int, str] = {}
     names: set[str] = set()
     for tp in tps:

@@ -23,7 +23,8 @@ def tracepoints(as_json: bool, subsystem: str | None) -> None:
     cat = default_catalog()
     tps = [tp for tp in cat.active() if subsystem in (None, tp.subsystem)]
     if as_json:
-        echo_json([{"id": tp.id, "name": tp.name, "subsystem": tp.subsystem, "slots": tp.nslots, "doc": tp.doc,
+        echo_json([{"id": tp.id, "name": tp.name, "subsystem": tp.subsystem, "slots": tp.nslots, "stack": tp.stack,
+                    "doc": tp.doc,
                     "format": tp.format,
                     "args": [{"name": f.name, "type": f.type, "size": f.size, "offset": f.offset,
                               "enum": f.enum} for f in tp.fields]} for tp in tps])

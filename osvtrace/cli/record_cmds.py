@@ -56,7 +56,8 @@ class _ConsoleText:
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
               help="--kernel osv: the OSv disk image to boot (default: the cached build's build/release/usr.img; "
                    "never modified). Its loader.elf is taken from beside it unless --elf says.")
-@click.option("--backtrace", is_flag=True, help="--kernel osv: OSv's --trace-backtrace (10 return addresses per record).")
+@click.option("--backtrace", is_flag=True, help="Every traced tracepoint's records carry their stack: ours up to 16 "
+              "return addresses (--tracebt with the --trace globs), OSv's --trace-backtrace 10.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="S",
               help="Stop after S seconds instead of at the app's end (the VM is then ended).")
 @click.option("--buffer", metavar="SIZE",
@@ -111,8 +112,8 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str | None, image
         opts["elf"] = elf
         _record_osv(app, args, output, via, image, backtrace, duration, buffer, ctl_socket, keep_ram, as_json, **opts)
         return
-    if image or backtrace:
-        raise UsageError("--image and --backtrace are for --kernel osv")
+    if image:
+        raise UsageError("--image is for --kernel osv")
     via = via or "virtio"
     if buffer:
         if opts.get("tracebuf") and opts["tracebuf"] != buffer:
@@ -120,6 +121,10 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str | None, image
         opts["tracebuf"] = buffer
     if not opts.get("trace"):
         opts["trace"] = "*"
+    if backtrace:  # as OSv's --trace-backtrace: every traced tracepoint's records carry their stack
+        if opts.get("tracebt"):
+            raise UsageError("give --backtrace (stacks on everything traced) or --tracebt GLOBS, not both")
+        opts["tracebt"] = opts["trace"]
     if via == "virtio" and not opts.get("tracebuf"):
         # Streaming rings absorb the host's hiccups (scheduling, disk): at 1 M events/s
         # per CPU, 16 MiB is half a second.
@@ -158,7 +163,7 @@ def _record_osv(app: str, args: tuple[str, ...], output: Path, via: str | None, 
     from osvtrace.vm.qemu import VmConfig
 
     ctx = click.get_current_context()
-    explicit = {p for p in ("machine", "tracebuf", "tracemode", "net", "no_build")
+    explicit = {p for p in ("machine", "tracebuf", "tracemode", "net", "no_build", "tracebt", "sampler")
                 if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     unused = sorted(explicit | ({"buffer"} if buffer else set()) | ({"ctl_socket"} if ctl_socket else set())
                     | ({"keep_ram"} if keep_ram else set()))
@@ -231,24 +236,27 @@ def recover(ramfile: Path, kernel: Path | None, output: Path, as_json: bool) -> 
 
 @click.command()
 @click.argument("socket_path", metavar="SOCKET", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("command", type=click.Choice(["enable", "disable", "flush", "stop", "status"]))
+@click.argument("command", type=click.Choice(["enable", "disable", "backtrace", "nobacktrace", "flush", "stop",
+                                             "status"]))
 @click.argument("globs", required=False)
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True), metavar="S",
               help="Give up waiting for the guest's reply after S seconds.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the whole reply as JSON (with guest_tsc: when the guest applied it).")
 def ctl(socket_path: Path, command: str, globs: str | None, timeout: float, as_json: bool) -> None:
-    """Control a running `osvtrace record`: enable or disable tracepoints, flush, stop.
+    """Control a running `osvtrace record`: enable or disable tracepoints, their stacks, flush, stop.
 
     SOCKET is the control socket the recorder printed (or its --ctl-socket). enable and
     disable take anchored globs, comma-separated, and act in the guest at once; the reply
-    says how many tracepoints matched. flush sends what the rings hold now; stop ends the
+    says how many tracepoints matched. backtrace and nobacktrace (same globs) choose
+    whose records carry their stack (as --tracebt at boot). flush sends what the rings hold now; stop ends the
     recording cleanly (the rest of the rings first); status shows what arrived so far.
 
     \b
     Example:
       osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock disable 'sched_*'
       osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock enable mutex_lock,mutex_unlock
+      osvtrace ctl /tmp/osvtrace-rec-x/ctl.sock backtrace mutex_lock_wait
     """
     from osvtrace.capture import ctl as ctl_mod
 

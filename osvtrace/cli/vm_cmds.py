@@ -33,6 +33,12 @@ def vm_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="auto uses KVM only where the CPU shows vmx/svm and /dev/kvm is writable."),
         click.option("--trace", "trace", metavar="GLOBS",
                      help="Tracepoints to enable: anchored globs, comma-separated (sched_*,mutex_lock)."),
+        click.option("--tracebt", metavar="GLOBS",
+                     help="Records of these tracepoints carry their stack (up to 16 return addresses; "
+                          "osvtrace's kernel: tracebt=)."),
+        click.option("--sampler", type=click.IntRange(1, 10000), metavar="HZ",
+                     help="Sample every CPU HZ times a second: cpu_sample records with the interrupted PC and "
+                          "stack (osvtrace's kernel: sampler=)."),
         click.option("--tracebuf", metavar="SIZE", help="Ring size per CPU (64K, 4M ...; kernel default 4M)."),
         click.option("--tracemode", type=click.Choice(["overwrite", "stream"]),
                      help="overwrite: flight recorder (default); stream: a full ring drops and counts."),

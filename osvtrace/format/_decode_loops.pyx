@@ -167,18 +167,19 @@ cdef inline void _copy(Py_ssize_t o, Py_ssize_t a, Py_ssize_t b, uint16_t cpu, c
 cdef enum:
     ID_EMPTY = 0  # osvtrace/catalog/layout.py
     ID_CONT = 0xFFFF
+    FLAG_STACK = 0x01
 
 
 def copy_chunk(const uint64_t[:, ::1] slots, Py_ssize_t row, Py_ssize_t count, const uint8_t[::1] nslots_of,
-               int64_t tsc_base, double ns_per_tick, int64_t[::1] time, uint32_t[::1] tid, uint16_t[::1] tp,
-               row_t[::1] rows, Py_ssize_t pos):
+               const uint8_t[::1] stack_of, int64_t tsc_base, double ns_per_tick, int64_t[::1] time,
+               uint32_t[::1] tid, uint16_t[::1] tp, row_t[::1] rows, Py_ssize_t pos):
     """Copy the whole, well-framed records of slots [row, row + count) (one chunk of one
     CPU) into the staging columns from pos on:
     (records copied, their times nondecreasing, partial slots, invalid slots).
 
     A record is whole when its header's id is a tracepoint's (nslots_of[id] > 0), its
-    nslots field says that many slots, and each continuation slot k carries ID_CONT and
-    k. Every other slot is counted once: partial when it belongs to a record cut by the
+    nslots field says that many slots (or, with the header's FLAG_STACK, 1..stack_of[id]
+    more: the stack trailer), and each continuation slot k carries ID_CONT and k. Every other slot is counted once: partial when it belongs to a record cut by the
     chunk's start (leading continuations) or end (from the first header whose record
     runs past the end), invalid otherwise (corruption). Times are (tsc - tsc_base) *
     ns_per_tick as numpy's int64 -> float64 -> int64 gives (ns_per_tick == 1: exact)."""
@@ -189,8 +190,8 @@ def copy_chunk(const uint64_t[:, ::1] slots, Py_ssize_t row, Py_ssize_t count, c
     cdef bint ordered = True, whole, exact = ns_per_tick == 1.0
     if slots.shape[1] != 4:
         raise ValueError("slots must be viewed as rows of four 64-bit words")
-    if nslots_of.shape[0] != 0x10000:
-        raise ValueError("nslots_of must have an entry for every 16-bit id")
+    if nslots_of.shape[0] != 0x10000 or stack_of.shape[0] != 0x10000:
+        raise ValueError("nslots_of and stack_of must have an entry for every 16-bit id")
     if row < 0 or count < 0 or row + count > slots.shape[0]:
         raise ValueError(f"slots [{row}, {row + count}) are outside the {slots.shape[0]} in the file")
     if pos < 0 or pos + count > time.shape[0] or pos + count > tid.shape[0] or pos + count > tp.shape[0] \
@@ -202,6 +203,7 @@ def copy_chunk(const uint64_t[:, ::1] slots, Py_ssize_t row, Py_ssize_t count, c
     # int64 strides, which would make the compiler reload them after every store
     cdef const uint64_t* sl = &slots[row, 0]
     cdef const uint8_t* nsl = &nslots_of[0]
+    cdef const uint8_t* stk = &stack_of[0]
     cdef int64_t* out_t = &time[pos]
     cdef uint32_t* out_tid = &tid[pos]
     cdef uint16_t* out_tp = &tp[pos]
@@ -212,9 +214,8 @@ def copy_chunk(const uint64_t[:, ::1] slots, Py_ssize_t row, Py_ssize_t count, c
         # a record is at most 255 slots: only the last 255 headers can run past the end
         for i in range(count - 255 if count > 255 else 0, count):
             w = sl[4 * i]
-            ident = <uint16_t>(w & 0xFFFF)
             n = (w >> 16) & 0xFF
-            if _framed(ident, n, nsl) and i + n > count:
+            if _framed(w, nsl, stk) and i + n > count:
                 cut = i
                 break
         i = 0
@@ -222,13 +223,13 @@ def copy_chunk(const uint64_t[:, ::1] slots, Py_ssize_t row, Py_ssize_t count, c
             w = sl[4 * i]  # id:16 nslots:8 flags:8 tid:32, little-endian
             ident = <uint16_t>(w & 0xFFFF)
             n = (w >> 16) & 0xFF
-            if n == 1 and _framed(ident, 1, nsl):
+            if n == 1 and _framed(w, nsl, stk):
                 # a one-slot record, the common case. NOTE: stepping by n read from the slot
                 # makes each slot's load wait for the previous one's; this branch, predicted,
                 # steps by a constant, so the loads overlap (twice as fast here)
                 step = 1
             else:
-                whole = _framed(ident, n, nsl) and i + n <= count
+                whole = _framed(w, nsl, stk) and i + n <= count
                 k = 1
                 while whole and k < n:
                     w2 = sl[4 * (i + k)]
@@ -254,9 +255,18 @@ def copy_chunk(const uint64_t[:, ::1] slots, Py_ssize_t row, Py_ssize_t count, c
     return o, ordered, partial, invalid
 
 
-cdef inline bint _framed(uint16_t ident, Py_ssize_t n, const uint8_t* nsl) noexcept nogil:
-    """A header slot of a tracepoint's record whose nslots field is the catalog's for it."""
-    return ident != ID_CONT and ident != ID_EMPTY and n > 0 and nsl[ident] == n
+cdef inline bint _framed(uint64_t w, const uint8_t* nsl, const uint8_t* stk) noexcept nogil:
+    """A header slot (first word `w`) of a tracepoint's record whose nslots field is the
+    catalog's for it, or, flagged FLAG_STACK, that plus 1..stk[id] trailer slots."""
+    cdef uint16_t ident = <uint16_t>(w & 0xFFFF)
+    cdef Py_ssize_t n = (w >> 16) & 0xFF
+    cdef Py_ssize_t fixed
+    if ident == ID_CONT or ident == ID_EMPTY:
+        return False
+    fixed = nsl[ident]
+    if not (w >> 24) & FLAG_STACK:
+        return fixed > 0 and n == fixed
+    return fixed > 0 and fixed < n <= fixed + stk[ident]
 
 
 cdef inline int64_t _ns(uint64_t tsc, int64_t tsc_base, double ns_per_tick, bint exact) noexcept nogil:

@@ -17,8 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from osvtrace.catalog import layout
 from osvtrace.catalog.schema import Catalog, Field, Tracepoint
 from osvtrace.errors import UsageError
+
+# backtrace_ends of a file whose stacks say nothing of how their walk ended (real OSv's)
+STACK_UNMARKED = 255
 
 
 @dataclass
@@ -106,8 +110,21 @@ class Trace(ABC):
     # ------------------------------------------------------------ shared
 
     def backtraces(self, idx: np.ndarray) -> np.ndarray:
-        """Return addresses of events ``idx``, one row each (0 pads rows with fewer frames)."""
+        """The stacks of events ``idx``: an (n, depth) uint64 array, one row each, innermost
+        frame first, 0 padding rows with fewer frames (and whole rows of records without one).
+        Frames are return addresses (look a frame up at addr - 1 to find its call); frame 0 is
+        in the function that hit the tracepoint. For a ``cpu_sample`` the interrupted PC is its
+        ``pc`` argument and the row holds its callers. Both readers agree on this."""
         return np.zeros((len(idx), 0), np.uint64)
+
+    def backtrace_ends(self, idx: np.ndarray) -> np.ndarray:
+        """Why each stack of events ``idx`` ends, uint8: osvtrace.catalog.layout's STACK_NONE
+        (no stack), STACK_COMPLETE, STACK_CUT (the depth bound), STACK_BAD_FRAME (a frame pointer
+        outside the thread's stack, or misaligned) or STACK_LOOP (one not above the last); a
+        file that does not say (real OSv's) gives STACK_UNMARKED where there are frames."""
+        bt = self.backtraces(idx)
+        has = (bt != 0).any(axis=1) if bt.shape[1] else np.zeros(len(bt), bool)
+        return np.where(has, STACK_UNMARKED, layout.STACK_NONE).astype(np.uint8)
 
     def symbol(self, addr: int) -> str | None:
         """The function at a code address, when the file says."""

@@ -95,12 +95,13 @@ def decode_cpu(st: Staging, slots: np.ndarray, chunks: list[Chunk], cpu: int, ca
     parts = _cpu_parts(chunks, loss, end_seq, streamed)
     base = st.start[cpu]
     nslots_of = cat.nslots_table()
+    stack_of = cat.stack_table()
     words = slots.view(np.uint64).reshape(-1, layout.SLOT_SIZE // 8)
     ordered = True
     last = None
     pos = base
     for row, count in parts:
-        take, in_order, partial, invalid = copy_chunk(words, row, count, nslots_of, tsc_base, ns_per_tick,
+        take, in_order, partial, invalid = copy_chunk(words, row, count, nslots_of, stack_of, tsc_base, ns_per_tick,
                                                       st.time, st.tid, st.tp, st.rows, pos)
         loss.partial_slots += partial
         loss.invalid_slots += invalid

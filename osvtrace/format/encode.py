@@ -52,6 +52,31 @@ def encode(tp: Tracepoint, tsc: np.ndarray, thread: np.ndarray | int, /, **args:
     return out
 
 
+def with_stack(slots: np.ndarray, frames: np.ndarray, end: int = layout.STACK_COMPLETE) -> np.ndarray:
+    """Records ``slots`` (n, k, 32) with a stack trailer holding ``frames`` (n, depth),
+    innermost first, as the kernel writes it (docs/format.md "Stack trailer")."""
+    frames = np.asarray(frames, np.uint64).reshape(len(slots), -1)
+    depth = frames.shape[1]
+    if depth > layout.STACK_MAX_FRAMES:
+        raise ValueError(f"a stack holds at most {layout.STACK_MAX_FRAMES} frames, not {depth}")
+    n, k = slots.shape[:2]
+    t = layout.stack_slots(depth)
+    out = np.zeros((n, k + t, layout.SLOT_SIZE), np.uint8)
+    out[:, :k] = slots
+    out[:, 0, 2] = k + t
+    out[:, 0, 3] |= layout.FLAG_STACK
+    for j in range(t):
+        out[:, k + j, 0:2] = np.frombuffer(np.uint16(layout.ID_CONT).tobytes(), np.uint8)
+        out[:, k + j, 2] = k + j
+    out[:, k, layout.STACK_DEPTH_OFFSET] = depth
+    out[:, k, layout.STACK_END_OFFSET] = end
+    for f in range(depth):
+        j, pos = divmod(f, layout.STACK_FRAMES_PER_SLOT)
+        at = layout.STACK_FRAME_OFFSET + 8 * pos
+        out[:, k + j, at:at + 8] = frames[:, f:f + 1].view(np.uint8)
+    return out
+
+
 class CpuStreamBuilder:
     """Collects batches of records for one CPU and lays them out in time order."""
 
@@ -59,9 +84,13 @@ class CpuStreamBuilder:
         self.cat = catalog
         self._batches: list[tuple[np.ndarray, np.ndarray]] = []  # (tsc per record, slots (n, k, 32))
 
-    def add(self, name: str, tsc: np.ndarray, thread: np.ndarray | int, /, **args: object) -> None:
+    def add(self, name: str, tsc: np.ndarray, thread: np.ndarray | int, /, *, frames: np.ndarray | None = None,
+            stack_end: int = layout.STACK_COMPLETE, **args: object) -> None:
+        """A batch of records; with ``frames`` (n, depth) each carries a stack trailer."""
         tp = self.cat.by_name[name]
         slots = encode(tp, tsc, thread, **args)
+        if frames is not None:
+            slots = with_stack(slots, frames, stack_end)
         self._batches.append((np.asarray(tsc, np.uint64).reshape(-1), slots))
 
     def slots(self) -> np.ndarray:

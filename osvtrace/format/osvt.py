@@ -23,7 +23,8 @@ import numpy as np
 import xxhash
 
 from osvtrace.catalog import layout
-from osvtrace.catalog.schema import BLOB_TYPES, MAX_ID, MAX_SLOTS, NAME_RE, SCALAR_TYPES, Catalog, Field, Tracepoint
+from osvtrace.catalog.schema import (BLOB_TYPES, MAX_ID, MAX_SLOTS, NAME_RE, SCALAR_TYPES, STACK_MODES, Catalog, Field,
+                                     Tracepoint)
 from osvtrace.errors import TraceFormatError
 from osvtrace.format.proto import osvt_pb2
 
@@ -32,7 +33,10 @@ MAX_SEQ = 1 << 62  # slot sequence numbers and lost counts: beyond this a chunk 
 
 MAGIC = b"OSVTRACE"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+# 1.1 adds the stack trailer (records flagged FLAG_STACK carry frames after their fixed
+# slots) and the schema's per-tracepoint stack mode. A 1.0 reader counts such records as
+# invalid slots rather than misreading them; this reader reads 1.0 files unchanged.
+VERSION_MINOR = 1
 FILE_HEADER = struct.Struct("<8sHHIIII")  # magic, major, minor, header size, flags, 2 reserved
 SECTION_HEADER = struct.Struct("<IHHQQII")  # sync, kind, flags, body len, body xxh3-64, pad, header crc
 CHUNK_HEADER = struct.Struct("<HHIQQQ")  # cpu, flags, nslots, first seq, lost total, reserved
@@ -65,7 +69,7 @@ def schema_to_proto(cat: Catalog) -> osvt_pb2.Schema:
     s = osvt_pb2.Schema()
     for tp in cat.tracepoints:
         p = s.tracepoints.add(name=tp.name, id=tp.id, subsystem=tp.subsystem, doc=tp.doc, format=tp.format,
-                              nslots=tp.nslots, removed=tp.removed)
+                              nslots=tp.nslots, removed=tp.removed, stack=tp.stack)
         for f in tp.fields:
             p.fields.add(name=f.name, type=f.type, offset=f.offset, size=f.size, is_signed=f.signed,
                          enum=f.enum or "", doc=f.doc)
@@ -85,7 +89,13 @@ def schema_from_proto(s: osvt_pb2.Schema, where: str = "embedded schema") -> Cat
         fields = tuple(Field(f.name, f.type, f.size, f.offset, f.enum or None, f.doc) for f in p.fields)
         _check_tracepoint(p.id, p.name, p.nslots, fields, seen, where)
         used = max((f.offset + f.size for f in fields), default=0)
-        tps.append(Tracepoint(p.name, p.id, p.subsystem, p.doc, p.format, fields, p.nslots, used, p.removed))
+        # a file from before stack trailers has no stack field: its records never carry one
+        stack = p.stack or "none"
+        if stack not in STACK_MODES:
+            raise TraceFormatError(f"{where}: damaged schema: tracepoint {p.id} ({p.name[:40]!r}) has stack mode "
+                                   f"{stack[:20]!r}")
+        tps.append(Tracepoint(p.name, p.id, p.subsystem, p.doc, p.format, fields, p.nslots, used, p.removed,
+                              stack))
     enums = {e.name: {v.name: v.value for v in e.values} for e in s.enums}
     return Catalog(tps, enums)
 

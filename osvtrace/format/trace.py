@@ -120,6 +120,47 @@ class OsvtTrace(Trace):
         """Values of one argument for records starting at the given file rows."""
         return self._args.values(f, rows)
 
+    # ------------------------------------------------------------ stacks
+
+    def record_slots(self, idx: np.ndarray) -> np.ndarray:
+        """Slots each of events ``idx`` occupies (its header's count: the schema's slots, plus
+        its stack trailer's when it carries one); consecutive records of a CPU differ by it."""
+        return self._args.column(2, np.dtype("u1"))[self.events.row[np.asarray(idx)]].astype(np.int64)
+
+    def _trailers(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(has a stack trailer, file row of its first slot, frames stored) of events ``idx``."""
+        rows = self.events.row[np.asarray(idx)]
+        if not len(rows):
+            z = np.zeros(0, np.int64)
+            return z.astype(bool), z, z
+        u1 = np.dtype("u1")
+        has = (self._args.column(3, u1)[rows] & layout.FLAG_STACK) != 0
+        fixed = self._catalog.nslots_table()[self.events.tp[np.asarray(idx)]].astype(np.int64)
+        first = np.where(has, rows + fixed, 0)  # 0: a row that surely exists; the mask hides it
+        depth = np.where(has, self._args.column(layout.STACK_DEPTH_OFFSET, u1)[first], 0).astype(np.int64)
+        # the decoder framed the record, so its trailer slots are there; a damaged depth byte
+        # must not make a frame come from beyond them
+        room = (self.record_slots(idx) - fixed) * layout.STACK_FRAMES_PER_SLOT
+        return has, first, np.minimum(depth, np.where(has, room, 0))
+
+    def backtraces(self, idx: np.ndarray) -> np.ndarray:
+        """Frames of each event's stack trailer (see Trace.backtraces): one strided gather per
+        frame position over all records, never a loop over records."""
+        has, first, depth = self._trailers(idx)
+        width = int(depth.max()) if len(depth) else 0
+        out = np.zeros((len(depth), width), np.uint64)
+        for k in range(width):
+            m = depth > k
+            slot, pos = divmod(k, layout.STACK_FRAMES_PER_SLOT)
+            col = self._args.column(layout.STACK_FRAME_OFFSET + 8 * pos, np.dtype("<u8"))
+            out[m, k] = col[first[m] + slot]
+        return out
+
+    def backtrace_ends(self, idx: np.ndarray) -> np.ndarray:
+        has, first, _ = self._trailers(idx)
+        end = self._args.column(layout.STACK_END_OFFSET, np.dtype("u1"))[first] if len(first) else first
+        return np.where(has, end, layout.STACK_NONE).astype(np.uint8)
+
     def close(self) -> None:
         self.events = Events(*(np.empty(0) for _ in range(5)))
         self._slots = None  # type: ignore[assignment]

@@ -35,7 +35,7 @@ MAX_APP_STATUS = 125  # debug_exit::max_app_status
 BOOT_LINE = re.compile(rb"boot: app main at (\d+) us \(kernel entry at (\d+) us, TSC (\d+) Hz\)")
 REFUSED_LINE = b"kernel: not starting anything"
 CONSOLE_KEEP = 16 << 20  # console bytes kept in memory for callers (the stream itself is unbounded)
-KERNEL_OPTIONS = ("app=", "trace=", "tracebuf=", "tracemode=", "virtio_mmio.")
+KERNEL_OPTIONS = ("app=", "trace=", "tracebt=", "sampler=", "tracebuf=", "tracemode=", "virtio_mmio.")
 
 # CLI exit codes for outcomes that are not an app status (app statuses are 0..125).
 EXIT_TIMEOUT = 124
@@ -67,6 +67,8 @@ class VmConfig:
     trace: str | None = None  # comma-separated anchored globs -> trace=
     tracebuf: str | None = None  # per-CPU ring size (64K, 4M ...) -> tracebuf=
     tracemode: str | None = None  # overwrite | stream -> tracemode=
+    tracebt: str | None = None  # comma-separated anchored globs whose records carry stacks -> tracebt=
+    sampler: int | None = None  # samples per second per CPU -> sampler=
     gdb_port: int | None = None  # gdbstub on 127.0.0.1:PORT
     gdb_wait: bool = False  # start halted (-S) until gdb continues
     timeout: float | None = None  # seconds of wall time before QEMU is stopped
@@ -125,6 +127,13 @@ def kernel_cmdline(cfg: VmConfig) -> str:
         if any(c in globs for c in ' \t\n"'):
             raise QemuError(f"bad --trace {cfg.trace!r}: globs are names with * and ?, separated by commas")
         words += reference.KERNEL.trace_words(globs.split(","))
+    if cfg.tracebt:
+        globs = ",".join(g.strip() for g in cfg.tracebt.split(",") if g.strip())
+        if any(c in globs for c in ' \t\n"'):
+            raise QemuError(f"bad --tracebt {cfg.tracebt!r}: globs are names with * and ?, separated by commas")
+        words.append(f"tracebt={globs}")
+    if cfg.sampler:
+        words.append(f"sampler={int(cfg.sampler)}")
     if cfg.tracebuf:
         words.append(f"tracebuf={cfg.tracebuf}")
     if cfg.tracemode:

@@ -50,7 +50,7 @@ def run() -> list[dict]:
     enabled = c["enabled_call"] - base
     rows = [
         {"name": "disabled tracepoint, host build", "value": f"{disabled:.0f}", "unit": "instructions",
-         "target": "<= 2", "ok": disabled <= 2, "note": "callgrind; cmpb flag(%rip) + jne"},
+         "target": "<= 2", "ok": disabled <= 2, "note": "callgrind; cmpb flag(%rip) + jb (jne where a tracepoint takes no stack)"},
         {"name": "enabled tracepoint (flight recorder), host build", "value": f"{enabled:.0f}",
          "unit": "instructions", "target": "<= 30", "ok": enabled <= 30,
          "note": "callgrind; sched_wake (tid, cpu); the kernel adds pushf/cli/popf around it"},

@@ -20,7 +20,7 @@ import osvtrace
 from osvtrace.capture import recorder, stream
 from osvtrace.catalog.schema import default_catalog
 from osvtrace.vm.qemu import VmConfig
-from tests.support.record import start_record, stop_by_ctl, wait_for
+from tests.support.record import ack_ns, ctl_events, start_record, stop_by_ctl, wait_for
 from tests.support.vm import OSVTRACE, ROOT, our_qemus
 from tests.support.vm import osvtrace as cli
 
@@ -151,10 +151,7 @@ def test_ring_overflow_emitted_equals_decoded_plus_lost(kernel, tmp_path, smp):
 # ---------------------------------------------------------------- run-time control
 
 def _ctl_events(sock: Path) -> int:
-    """Events the recorder has received so far (`ctl status`), checking none was lost."""
-    st = cli("ctl", str(sock), "status")
-    assert st.returncode == 0 and re.match(r"[\d,]+ events, 0 lost, ", st.stdout), st.stdout + st.stderr
-    return int(st.stdout.split()[0].replace(",", ""))
+    return ctl_events(sock, cli)
 
 
 def test_ctl_changes_tracepoints_within_one_drain_period(kernel, tmp_path):
@@ -186,8 +183,7 @@ def test_ctl_changes_tracepoints_within_one_drain_period(kernel, tmp_path):
             p.kill()
     t = osvtrace.open(out)
     period_ns = int(t.meta.extra["drain_period_us"]) * 1000
-    acks = {name: int((reply["guest_tsc"] - t.meta.tsc_boot) * 1e9 / t.meta.tsc_hz)
-            for name, reply in (("disable", off), ("enable", on))}
+    acks = {name: ack_ns(t, reply) for name, reply in (("disable", off), ("enable", on))}
     marker, sched = t.catalog.by_name["trace_marker"].id, [tp.id for tp in t.catalog.active()
                                                            if tp.name.startswith("sched_")]
     tm = t.events.time[t.events.tp == marker]

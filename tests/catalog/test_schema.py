@@ -68,9 +68,27 @@ def test_glob_matching_is_anchored(catalog):
     ('[[tracepoint]]\nname = "a"\nid = 3\ndoc = "d"\nformat = "{nope}"\n', "format"),
     ('[[tracepoint]]\nname = "a"\nid = 3\ndoc = "d"\nargs = [{name = "default", type = "u8"}]\n', "bad argument"),
     ('[enums.e]\ndefault = 1\n', "not a usable identifier"),
+    ('[[tracepoint]]\nname = "a"\nid = 3\ndoc = "d"\nstack = "sometimes"\n', "stack must be one of"),
+    ('[[tracepoint]]\nname = "a"\nid = 3\ndoc = "d"\nargs = [{name = "b", type = "bytes", size = 1024}, '
+     '{name = "c", type = "bytes", size = 1024}, {name = "d", type = "bytes", size = 1024}, '
+     '{name = "e", type = "bytes", size = 1024}, {name = "f", type = "bytes", size = 1024}, '
+     '{name = "g", type = "bytes", size = 1024}, {name = "h", type = "bytes", size = 954}]\n',
+     "with a stack trailer"),
     ('not toml [', "x.toml"),
 ])
 def test_bad_schema_is_rejected_with_a_clear_message(tmp_path: Path, body, message):
     (tmp_path / "x.toml").write_text(body)
     with pytest.raises(SchemaError, match=message):
         load(tmp_path)
+
+
+def test_stacks_are_optional_everywhere_but_where_the_schema_says(tmp_path: Path, catalog):
+    # the default: any tracepoint may carry its stack when tracebt= picks it
+    (tmp_path / "x.toml").write_text('[[tracepoint]]\nname = "a"\nid = 3\ndoc = "d"\n'
+                                     '[[tracepoint]]\nname = "b"\nid = 4\ndoc = "d"\nstack = "none"\n')
+    got = load(tmp_path)
+    assert [t.stack for t in got.tracepoints] == ["optional", "none"]
+    assert got.stack_table()[[3, 4, 5]].tolist() == [6, 0, 0]
+    assert catalog.by_name["cpu_sample"].stack == "always"
+    assert catalog.by_name["trace_lost"].stack == "none"
+    assert catalog.by_name["mutex_lock_wait"].max_slots == 1 + 6

@@ -28,6 +28,7 @@ def test_tracepoints_lists_the_schema_as_text_and_json():
     data = json.loads(run("tracepoints", "--json").stdout)
     h = next(d for d in data if d["name"] == "mutex_handoff")
     assert [a["name"] for a in h["args"]] == ["mutex", "from_tid", "to_tid"]
+    assert h["stack"] == "optional" and next(d for d in data if d["name"] == "cpu_sample")["stack"] == "always"
 
 
 def test_summary_counts_per_tracepoint_and_cpu(small_trace):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz import osvt_reader, seeds
 from osvtrace.cli.main import main
+from osvtrace.format.osvt import VERSION_MINOR
 from tests.support.traces import ROOT
 
 # every command that opens a trace file; {out} is a fresh output path
@@ -61,7 +62,7 @@ UNREADABLE = {
     "header only in part": (lambda g: g[:20], "truncated .osvt file"),
     "damaged file header": (lambda g: _flip(g, 3), "not an .osvt trace file"),
     "damaged metadata": (lambda g: _flip(g, 100), "no readable metadata section"),
-    "future version": (lambda g: _versioned(g, 7), "version 7.0 is not supported"),
+    "future version": (lambda g: _versioned(g, 7), f"version 7.{VERSION_MINOR} is not supported"),
     "damaged schema": (lambda g: osvt_reader.reseal(g.replace(b"sched_switch", b"sched-switch", 1)), "damaged schema"),
 }
 

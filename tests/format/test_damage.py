@@ -53,7 +53,7 @@ def test_unknown_version_is_refused_by_name(tmp_path, good_bytes):
     data = bytearray(good_bytes)
     data[8:10] = struct.pack("<H", 9)
     data[28:32] = struct.pack("<I", zlib.crc32(bytes(data[:28])))
-    with pytest.raises(TraceFormatError, match="version 9.0 is not supported"):
+    with pytest.raises(TraceFormatError, match=r"version 9\.\d+ is not supported"):
         reopen(tmp_path, bytes(data))
 
 

@@ -100,21 +100,28 @@ def test_merge_runs_refuses_mismatched_arguments():
         merge_runs(*cols, np.zeros(65, np.int64), np.zeros(65, np.int64), np.zeros(65, np.uint16), *outs(0))
 
 
-def _slots(ids: np.ndarray, nslots: np.ndarray, tsc: np.ndarray) -> np.ndarray:
+def _slots(ids: np.ndarray, nslots: np.ndarray, tsc: np.ndarray, flags: np.ndarray | int = 0) -> np.ndarray:
     s = np.zeros(len(ids), layout.SLOT_DTYPE)
-    s["id"], s["nslots"], s["tsc"] = ids, nslots, tsc
+    s["id"], s["nslots"], s["tsc"], s["flags"] = ids, nslots, tsc, flags
     s["tid"] = np.arange(len(ids), dtype=np.uint32) * 7 + 0xFFFF0000
     return s
 
 
-def _framing_oracle(ids: np.ndarray, nsl: np.ndarray, nslots_of: np.ndarray) -> tuple[np.ndarray, int, int]:
+def _framing_oracle(ids: np.ndarray, nsl: np.ndarray, nslots_of: np.ndarray, flags: np.ndarray | None = None,
+                    stack_of: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
     """The framing rules written as whole-array numpy (the decoder's earlier form):
-    (header positions of whole records, partial slots, invalid slots)."""
+    (header positions of whole records, partial slots, invalid slots). A header flagged
+    FLAG_STACK may have 1..stack_of[id] slots more than its tracepoint's (the stack trailer)."""
     count = len(ids)
     n = nsl.astype(np.int64)
+    flags = np.zeros(count, np.uint8) if flags is None else flags
+    stack_of = STACK_OF if stack_of is None else stack_of
     is_cont = ids == layout.ID_CONT
     pos = np.arange(count)
-    framed = ~is_cont & (ids != layout.ID_EMPTY) & (nslots_of[ids] == n) & (n > 0)
+    fixed = nslots_of[ids].astype(np.int64)
+    stacked = (flags & layout.FLAG_STACK) != 0
+    fits = np.where(stacked, (fixed < n) & (n <= fixed + stack_of[ids]), fixed == n)
+    framed = ~is_cont & (ids != layout.ID_EMPTY) & (fixed > 0) & fits & (n > 0)
     valid = framed & (pos + n <= count)
     for i in np.nonzero(valid)[0]:
         k = np.arange(1, n[i])
@@ -135,7 +142,11 @@ def _framing_oracle(ids: np.ndarray, nsl: np.ndarray, nslots_of: np.ndarray) -> 
 # a catalog of ids 1 (one slot), 2 (two slots), 3 (three slots); 0 is empty, 9 unknown
 NSLOTS_OF = np.zeros(0x10000, np.uint8)
 NSLOTS_OF[[1, 2, 3]] = [1, 2, 3]
-slot_kinds = st.lists(st.tuples(st.sampled_from([0, 1, 2, 3, 9, layout.ID_CONT]), st.integers(0, 4)),
+# ids 1 and 2 may carry a stack trailer of up to 2 slots; 3 never does
+STACK_OF = np.zeros(0x10000, np.uint8)
+STACK_OF[[1, 2]] = 2
+slot_kinds = st.lists(st.tuples(st.sampled_from([0, 1, 2, 3, 9, layout.ID_CONT]), st.integers(0, 5),
+                                st.sampled_from([0, 0, 0, layout.FLAG_STACK])),
                       min_size=0, max_size=60)
 
 
@@ -144,7 +155,8 @@ def _run_copy(slots: np.ndarray, nslots_of: np.ndarray, tsc_base: int = 0, ns_pe
     n = len(slots) - row
     cols = (np.full(pos + n, -1, np.int64), np.zeros(pos + n, np.uint32), np.zeros(pos + n, np.uint16),
             np.full(pos + n, -1, np.int64))
-    got = copy_chunk(slots.view(np.uint64).reshape(-1, 4), row, n, nslots_of, tsc_base, ns_per_tick, *cols, pos)
+    got = copy_chunk(slots.view(np.uint64).reshape(-1, 4), row, n, nslots_of, STACK_OF, tsc_base, ns_per_tick,
+                     *cols, pos)
     return got, tuple(c[pos:pos + got[0]] for c in cols)
 
 
@@ -152,16 +164,18 @@ def _run_copy(slots: np.ndarray, nslots_of: np.ndarray, tsc_base: int = 0, ns_pe
 @given(slot_kinds, st.booleans())
 def test_copy_chunk_keeps_whole_records_and_counts_every_other_slot_like_the_framing_rules(kinds, well_formed):
     if well_formed:  # mostly whole records, so the copying path is exercised as much as the counting
-        kinds = [(k, 1) for k, _ in kinds]
-        for i, (k, _) in enumerate(kinds):
-            if k in (2, 3):
-                kinds[i] = (k, k)
-                kinds[i + 1:i + k] = [(layout.ID_CONT, j) for j in range(1, k)][:len(kinds) - i - 1]
-    ids = np.array([k for k, _ in kinds], np.uint16)
-    nsl = np.array([n for _, n in kinds], np.uint8)
-    slots = _slots(ids, nsl, np.arange(len(ids), dtype=np.uint64) * 10)
+        kinds = [(k, 1, f if k in (1, 2) else 0) for k, _, f in kinds]
+        for i, (k, _, f) in enumerate(kinds):
+            if k in (1, 2, 3):
+                w = k + (1 if f else 0)  # a stacked record: one trailer slot more
+                kinds[i] = (k, w, f)
+                kinds[i + 1:i + w] = [(layout.ID_CONT, j, 0) for j in range(1, w)][:len(kinds) - i - 1]
+    ids = np.array([k for k, _, _ in kinds], np.uint16)
+    nsl = np.array([n for _, n, _ in kinds], np.uint8)
+    flags = np.array([f for _, _, f in kinds], np.uint8)
+    slots = _slots(ids, nsl, np.arange(len(ids), dtype=np.uint64) * 10, flags)
     (taken, ordered, partial, invalid), (time, tid, tp, rows) = _run_copy(slots, NSLOTS_OF)
-    heads, want_partial, want_invalid = _framing_oracle(ids, nsl, NSLOTS_OF)
+    heads, want_partial, want_invalid = _framing_oracle(ids, nsl, NSLOTS_OF, flags)
     assert (taken, partial, invalid) == (len(heads), want_partial, want_invalid)
     assert ordered
     assert rows.tolist() == heads.tolist()
@@ -198,8 +212,10 @@ def test_copy_chunk_refuses_ranges_outside_its_arrays():
     words = slots.view(np.uint64).reshape(-1, 4)
     cols = np.zeros(4, np.int64), np.zeros(4, np.uint32), np.zeros(4, np.uint16), np.zeros(4, np.int32)
     with pytest.raises(ValueError, match="slots"):
-        copy_chunk(words, 2, 3, NSLOTS_OF, 0, 1.0, *cols, 0)
+        copy_chunk(words, 2, 3, NSLOTS_OF, STACK_OF, 0, 1.0, *cols, 0)
     with pytest.raises(ValueError, match="staging"):
-        copy_chunk(words, 0, 4, NSLOTS_OF, 0, 1.0, *cols, 1)
+        copy_chunk(words, 0, 4, NSLOTS_OF, STACK_OF, 0, 1.0, *cols, 1)
     with pytest.raises(ValueError, match="every 16-bit id"):
-        copy_chunk(words, 0, 4, NSLOTS_OF[:10], 0, 1.0, *cols, 0)
+        copy_chunk(words, 0, 4, NSLOTS_OF[:10], STACK_OF, 0, 1.0, *cols, 0)
+    with pytest.raises(ValueError, match="every 16-bit id"):
+        copy_chunk(words, 0, 4, NSLOTS_OF, STACK_OF[:10], 0, 1.0, *cols, 0)

@@ -1,4 +1,5 @@
-"""Kernel soak: 8 vCPUs, every tracepoint on, the `soak` app's mixed workload (contended
+"""Kernel soak: 8 vCPUs, every tracepoint on (some with their stacks, and the sampler), the
+`soak` app's mixed workload (contended
 mutexes, condvars, wait-queue ping-pong, timers firing in interrupt context, waves of
 threads, numbered markers on every CPU, a UDP echo server fed by the host), streaming
 for 5 minutes. Every record must be valid against the schema and every loss counted:
@@ -29,6 +30,7 @@ import numpy as np
 import pytest
 
 import osvtrace
+from osvtrace.catalog import layout
 from tests.support.net import UdpSender, free_udp_port
 from tests.support.vm import OSVTRACE, ROOT
 
@@ -40,6 +42,7 @@ MEM_MB = 512
 # Rings small enough that the drain falling behind (8 vCPUs on a busy 2-core host) drops
 # records now and then: the soak then proves the loss accounting too, not just a clean run.
 SOAK_BUFFER = os.environ.get("OSVTRACE_SOAK_BUFFER", "256K")
+STACKS = "mutex_lock_wait,sched_wait,condvar_wait,timer_fire"  # tracebt=: records that carry their stack
 
 
 
@@ -48,6 +51,8 @@ def run_soak(out: Path, seconds: int, smp: int, buffer: str) -> tuple[str, str, 
     port = free_udp_port()
     cmd = OSVTRACE + ["record", "--no-build", "-o", str(out), "--smp", str(smp), "--mem", str(MEM_MB),
                       "--trace", "*", "--buffer", buffer, "--net", "user", "--hostfwd", f"udp:{port}-:7",
+                      # stacks too: taken in threads and in interrupt context (timer_fire), sampled
+                      "--tracebt", STACKS, "--sampler", "500",
                       "soak", "--seconds", str(seconds), "--udp", "7"]
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
@@ -123,7 +128,6 @@ def check_schema(t: osvtrace.Trace) -> dict[str, int]:
 
 def check_sequences(t: osvtrace.Trace) -> None:
     """Per CPU: framing intact, sequence contiguous from slot 0, time monotonic."""
-    nslots = t.catalog.nslots_table().astype(np.int64)
     seq = t.seq
     for cpu in range(t.ncpus):
         lc = t.loss[cpu]
@@ -133,10 +137,24 @@ def check_sequences(t: osvtrace.Trace) -> None:
         order = m[np.argsort(seq[m], kind="stable")]
         s = seq[order]
         assert s[0] == 0, f"CPU {cpu}: starts at slot {s[0]}"
-        step = nslots[t.events.tp[order]]
+        step = t.record_slots(order)  # the schema's slots, plus a stack trailer's
         bad = np.nonzero(np.diff(s) != step[:-1])[0]
         assert not len(bad), f"CPU {cpu}: sequence jumps from {s[bad[0]]} to {s[bad[0] + 1]}"
         assert (np.diff(t.events.time[order]) >= 0).all(), f"CPU {cpu}: time goes backwards"
+
+
+def check_stacks(t: osvtrace.Trace) -> None:
+    """Every stack asked for is there, its walk ended for a stated reason, and the walk kept to
+    real frames: complete nearly always (each thread's chain ends at its first frame)."""
+    chosen = np.array([tp.id for tp in t.catalog.match(STACKS.split(","))] + [t.catalog.by_name["cpu_sample"].id])
+    idx = np.nonzero(np.isin(t.events.tp, chosen))[0]
+    assert len(idx) > 100
+    ends, bt = t.backtrace_ends(idx), t.backtraces(idx)
+    assert np.isin(ends, [layout.STACK_COMPLETE, layout.STACK_CUT, layout.STACK_BAD_FRAME, layout.STACK_LOOP]).all()
+    assert (bt[:, 0] != 0).mean() > 0.99 and (bt < MEM_MB << 20).all()
+    assert (ends == layout.STACK_COMPLETE).mean() > 0.95, np.unique(ends, return_counts=True)
+    others = np.nonzero(~np.isin(t.events.tp, chosen))[0]
+    assert (t.backtrace_ends(others) == layout.STACK_NONE).all()
 
 
 def check_losses(t: osvtrace.Trace, stdout: str) -> tuple[int, int]:
@@ -187,6 +205,7 @@ def soak(tmp_path: Path, seconds: int, smp: int, buffer: str) -> str:
     assert t.ncpus == smp
     counts = check_schema(t)
     check_sequences(t)
+    check_stacks(t)
     dropped, markers = check_losses(t, stdout)
     # trace_lost and net_channel_drop only on overflow; tcp_state is real OSv's (this kernel has no TCP)
     silent = [name for name, n in counts.items() if n == 0 and name not in ("trace_lost", "net_channel_drop",

@@ -10,6 +10,7 @@
 
 namespace trace {
 volatile uint8_t enabled[tp_max + 1];
+volatile uint8_t backtrace[tp_max + 1];
 }
 namespace trace_platform {
 thread_local trace::ring* current_ring;

@@ -15,6 +15,10 @@ extern thread_local trace::ring* current_ring;
 extern thread_local uint32_t current_thread;
 extern uint64_t fake_clock;  // with TRACE_FAKE_CLOCK, timestamps come from here (deterministic tests)
 
+// Where a stack walk may read (trace/stack.hh): a harness sets them around its own stack.
+inline thread_local uint64_t stack_lo = 0, stack_hi = 0;
+inline void stack_bounds(uint64_t* lo, uint64_t* hi) { *lo = stack_lo; *hi = stack_hi; }
+
 inline uint64_t irq_save() { return 0; }
 inline void irq_restore(uint64_t) {}
 inline trace::ring* this_cpu_ring() { return current_ring; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -33,3 +34,15 @@ def stop_by_ctl(p: subprocess.Popen, sock: Path, cli: Callable[..., subprocess.C
     assert "at a ctl stop, 0 lost" in stdout
     return stdout
 
+
+
+def ctl_events(sock: Path, cli: Callable[..., subprocess.CompletedProcess]) -> int:
+    """Events a recording has received so far (`ctl status`), checking none was lost."""
+    st = cli("ctl", str(sock), "status")
+    assert st.returncode == 0 and re.match(r"[\d,]+ events, 0 lost, ", st.stdout), st.stdout + st.stderr
+    return int(st.stdout.split()[0].replace(",", ""))
+
+
+def ack_ns(trace, reply: dict) -> int:
+    """When the guest applied a ctl command (its ack's TSC), on the trace's clock."""
+    return int((reply["guest_tsc"] - trace.meta.tsc_boot) * 1e9 / trace.meta.tsc_hz)

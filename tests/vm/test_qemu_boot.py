@@ -64,6 +64,8 @@ def test_boot_time_is_measured(kernel):
     ({"app": "hello", "tracebuf": "1"}, "cmdline: tracebuf=1 out of range"),
     ({"app": "hello", "tracebuf": "lots"}, "cmdline: bad tracebuf 'lots'"),
     ({"app": "hello", "tracemode": "sideways"}, "cmdline: bad tracemode 'sideways'"),
+    ({"app": "hello", "tracebt": "trace_lost"}, "tracebt: 'trace_lost' matches no tracepoint that takes a stack"),
+    ({"app": "hello", "sampler": 20000}, "cmdline: bad sampler '20000'"),
 ])
 def test_bad_command_line_is_refused_clearly(kernel, cmdline, message):
     app = cmdline.pop("app")

@@ -34,6 +34,11 @@ def test_kernel_cmdline():
         kernel_cmdline(VmConfig("he llo"))
     with pytest.raises(QemuError, match="bad --trace"):
         kernel_cmdline(VmConfig("hello", trace="a b"))
+    assert kernel_cmdline(VmConfig("hello", trace="mutex_*", tracebt=" mutex_lock_wait, sched_wait ", sampler=250)) \
+        == "trace=mutex_* tracebt=mutex_lock_wait,sched_wait sampler=250 app=hello"
+    assert kernel_cmdline(VmConfig("hello", ("sampler=1",))) == "app=hello -- sampler=1"
+    with pytest.raises(QemuError, match="bad --tracebt"):
+        kernel_cmdline(VmConfig("hello", tracebt="a b"))
 
 
 def test_qemu_command(monkeypatch):

@@ -1,6 +1,7 @@
 #include "interrupts.hh"
 
 #include "core/console.hh"
+#include "core/percpu.hh"
 #include "core/sched.hh"
 #include "core/timer.hh"
 #include "cpu.hh"
@@ -78,10 +79,14 @@ extern "C" void interrupt_dispatch(arch::interrupt_frame* f)
         exception_panic(f);  // no recoverable exceptions yet
     }
     switch (f->vector) {
-    case vec_timer:
+    case vec_timer: {
         lapic::eoi();
+        cpu* c = this_cpu();
+        c->timer_frame = f;  // for the sampler (core/sampler.cc)
         timers::on_interrupt();
+        c->timer_frame = nullptr;
         break;
+    }
     case vec_wakeup:
         lapic::eoi();
         sched::on_wakeup_ipi();

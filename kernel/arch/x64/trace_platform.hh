@@ -44,6 +44,10 @@ inline uint32_t current_tid()
     return t;
 }
 
+// The running thread's stack [lo, hi), where a stack walk may read (trace/stack.hh);
+// 0, 0 when there is none. Out of line (core/trace.cc): only stack-taking records ask.
+void stack_bounds(uint64_t* lo, uint64_t* hi);
+
 inline uint64_t timestamp()
 {
     uint32_t lo, hi;

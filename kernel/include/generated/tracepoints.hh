@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trace/ring.hh"
+#include "trace/stack.hh"
 
 namespace trace {
 
@@ -40,56 +40,65 @@ enum tp : uint16_t {
     tp_memory_malloc = 60,
     tp_memory_free = 61,
     tp_tcp_state = 62,
+    tp_cpu_sample = 70,
 };
 
-constexpr unsigned tp_max = 62;
-constexpr unsigned tp_count = 31;
+constexpr unsigned tp_max = 70;
+constexpr unsigned tp_count = 32;
 static_assert(tp_trace_lost == id_trace_lost, "ring.hh and the schema disagree on trace_lost");
+
+enum tp_stack : uint8_t { stack_none = 0, stack_optional = 1, stack_always = 2 };
 
 struct tp_desc {
     const char* name;
     const char* subsystem;
     uint16_t id;
     uint8_t nslots;
+    uint8_t stack;  // tp_stack
 };
 
 inline constexpr tp_desc tp_table[tp_count] = {
-    {"trace_lost", "trace", 1, 1},
-    {"trace_marker", "trace", 2, 1},
-    {"thread_create", "sched", 10, 2},
-    {"thread_exit", "sched", 11, 1},
-    {"sched_switch", "sched", 12, 1},
-    {"sched_wake", "sched", 13, 1},
-    {"sched_wait", "sched", 14, 1},
-    {"sched_idle", "sched", 15, 1},
-    {"sched_preempt", "sched", 16, 1},
-    {"sched_migrate", "sched", 17, 1},
-    {"sched_ipi", "sched", 18, 1},
-    {"timer_fire", "sched", 19, 1},
-    {"sched_idle_ret", "sched", 20, 1},
-    {"mutex_lock", "sync", 30, 1},
-    {"mutex_lock_wait", "sync", 31, 1},
-    {"mutex_lock_wake", "sync", 32, 1},
-    {"mutex_handoff", "sync", 33, 1},
-    {"mutex_unlock", "sync", 34, 1},
-    {"mutex_try_lock", "sync", 35, 1},
-    {"condvar_wait", "sync", 36, 1},
-    {"condvar_wake", "sync", 37, 1},
-    {"net_rx", "net", 50, 1},
-    {"net_classify", "net", 51, 1},
-    {"net_channel_push", "net", 52, 1},
-    {"net_channel_pop", "net", 53, 1},
-    {"net_tx", "net", 54, 1},
-    {"net_packet", "net", 55, 6},
-    {"net_channel_drop", "net", 56, 1},
-    {"memory_malloc", "memory", 60, 1},
-    {"memory_free", "memory", 61, 1},
-    {"tcp_state", "net", 62, 1},
+    {"trace_lost", "trace", 1, 1, stack_none},
+    {"trace_marker", "trace", 2, 1, stack_optional},
+    {"thread_create", "sched", 10, 2, stack_optional},
+    {"thread_exit", "sched", 11, 1, stack_optional},
+    {"sched_switch", "sched", 12, 1, stack_optional},
+    {"sched_wake", "sched", 13, 1, stack_optional},
+    {"sched_wait", "sched", 14, 1, stack_optional},
+    {"sched_idle", "sched", 15, 1, stack_optional},
+    {"sched_preempt", "sched", 16, 1, stack_optional},
+    {"sched_migrate", "sched", 17, 1, stack_optional},
+    {"sched_ipi", "sched", 18, 1, stack_optional},
+    {"timer_fire", "sched", 19, 1, stack_optional},
+    {"sched_idle_ret", "sched", 20, 1, stack_optional},
+    {"mutex_lock", "sync", 30, 1, stack_optional},
+    {"mutex_lock_wait", "sync", 31, 1, stack_optional},
+    {"mutex_lock_wake", "sync", 32, 1, stack_optional},
+    {"mutex_handoff", "sync", 33, 1, stack_optional},
+    {"mutex_unlock", "sync", 34, 1, stack_optional},
+    {"mutex_try_lock", "sync", 35, 1, stack_optional},
+    {"condvar_wait", "sync", 36, 1, stack_optional},
+    {"condvar_wake", "sync", 37, 1, stack_optional},
+    {"net_rx", "net", 50, 1, stack_optional},
+    {"net_classify", "net", 51, 1, stack_optional},
+    {"net_channel_push", "net", 52, 1, stack_optional},
+    {"net_channel_pop", "net", 53, 1, stack_optional},
+    {"net_tx", "net", 54, 1, stack_optional},
+    {"net_packet", "net", 55, 6, stack_optional},
+    {"net_channel_drop", "net", 56, 1, stack_optional},
+    {"memory_malloc", "memory", 60, 1, stack_optional},
+    {"memory_free", "memory", 61, 1, stack_optional},
+    {"tcp_state", "net", 62, 1, stack_optional},
+    {"cpu_sample", "sample", 70, 1, stack_always},
 };
 
 // Nonzero enables a tracepoint. Defined by the kernel's trace runtime;
 // gdb and the control port flip these bytes while the guest runs.
+// 1 on; 2 on, its records carrying their stack (stack = "optional" tracepoints).
 extern volatile uint8_t enabled[tp_max + 1];
+// Nonzero: stacks asked for (tracebt=, ctl backtrace), so that enabling a tracepoint
+// later turns it on with its stack (the runtime keeps enabled[] in step).
+extern volatile uint8_t backtrace[tp_max + 1];
 
 // Whether a tracepoint is on, as two instructions on the fast path: a RIP-relative
 // compare of its flag byte with zero and a predicted-not-taken jump (a plain load
@@ -100,6 +109,19 @@ __attribute__((always_inline)) inline bool is_on() {
     return false;
 on:
     return true;
+}
+
+// 0 off, 1 on, 2 on with its stack: one compare of the flag with 1 and two branches
+// (the disabled path is the compare and one branch, as is_on's).
+template <unsigned Id>
+__attribute__((always_inline)) inline int level() {
+    asm goto("cmpb $1, %c0+%c1(%%rip)\n\tjb %l[off]\n\tja %l[stack]" : : "i"(enabled), "i"(Id) : :
+             off, stack);
+    return 1;
+off:
+    return 0;
+stack:
+    return 2;
 }
 
 namespace classify_result {
@@ -181,13 +203,18 @@ static_assert(offsetof(trace_payload_trace_marker, label) == 8, "trace_marker.la
 
 // An application or kernel marker: a labelled value placed on the timeline on purpose.
 inline void trace_trace_marker(uint64_t value, const char* label) {
-    if (__builtin_expect(!trace::is_on<trace::tp_trace_marker>(), 1)) {
+    const int on = trace::level<trace::tp_trace_marker>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
     trace_payload_trace_marker p;
     __builtin_memset(&p, 0, sizeof p);
     p.value = value;
     trace::copy_str(p.label, label, 8);
+    if (__builtin_expect(on == 2, 0)) {
+        trace::emit_stack_here(trace::tp_trace_marker, 1, &p);
+        return;
+    }
     trace::emit1(trace::tp_trace_marker, &p);
 }
 
@@ -202,13 +229,18 @@ static_assert(offsetof(trace_payload_thread_create, name) == 4, "thread_create.n
 
 // A thread was created (the record's thread is the creator).
 inline void trace_thread_create(uint32_t tid, const char* name) {
-    if (__builtin_expect(!trace::is_on<trace::tp_thread_create>(), 1)) {
+    const int on = trace::level<trace::tp_thread_create>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
     trace_payload_thread_create p;
     __builtin_memset(&p, 0, sizeof p);
     p.tid = tid;
     trace::copy_str(p.name, name, 16);
+    if (__builtin_expect(on == 2, 0)) {
+        trace::emit_stack_here(trace::tp_thread_create, 2, &p);
+        return;
+    }
     trace::emitn(trace::tp_thread_create, 2, &p);
 }
 
@@ -219,7 +251,13 @@ static_assert(sizeof(trace_payload_thread_exit) == 16, "thread_exit payload size
 
 // The record's thread finished and will never run again.
 inline void trace_thread_exit() {
-    if (__builtin_expect(!trace::is_on<trace::tp_thread_exit>(), 1)) {
+    const int on = trace::level<trace::tp_thread_exit>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {0, 0};
+        trace::emit_stack_here(trace::tp_thread_exit, 1, _w);
         return;
     }
     trace::emit1(trace::tp_thread_exit, 0, 0);
@@ -236,7 +274,13 @@ static_assert(offsetof(trace_payload_sched_switch, prev_state) == 4, "sched_swit
 
 // The CPU switches from the record's thread to another one.
 inline void trace_sched_switch(uint32_t next, uint8_t prev_state) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_switch>(), 1)) {
+    const int on = trace::level<trace::tp_sched_switch>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(next)) | (uint64_t(uint8_t(prev_state)) << 32), 0};
+        trace::emit_stack_here(trace::tp_sched_switch, 1, _w);
         return;
     }
     trace::emit1(trace::tp_sched_switch, uint64_t(uint32_t(next)) | (uint64_t(uint8_t(prev_state)) << 32), 0);
@@ -253,7 +297,13 @@ static_assert(offsetof(trace_payload_sched_wake, cpu) == 4, "sched_wake.cpu offs
 
 // The record's thread makes another thread runnable.
 inline void trace_sched_wake(uint32_t tid, uint16_t cpu) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_wake>(), 1)) {
+    const int on = trace::level<trace::tp_sched_wake>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(cpu)) << 32), 0};
+        trace::emit_stack_here(trace::tp_sched_wake, 1, _w);
         return;
     }
     trace::emit1(trace::tp_sched_wake, uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(cpu)) << 32), 0);
@@ -268,7 +318,13 @@ static_assert(offsetof(trace_payload_sched_wait, obj) == 0, "sched_wait.obj offs
 
 // The record's thread blocks on a wait object (wait queue, mutex, sleep timer).
 inline void trace_sched_wait(const void* obj) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_wait>(), 1)) {
+    const int on = trace::level<trace::tp_sched_wait>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(obj), 0};
+        trace::emit_stack_here(trace::tp_sched_wait, 1, _w);
         return;
     }
     trace::emit1(trace::tp_sched_wait, reinterpret_cast<uint64_t>(obj), 0);
@@ -281,7 +337,13 @@ static_assert(sizeof(trace_payload_sched_idle) == 16, "sched_idle payload size")
 
 // The CPU's idle thread is about to halt: nothing is runnable.
 inline void trace_sched_idle() {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_idle>(), 1)) {
+    const int on = trace::level<trace::tp_sched_idle>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {0, 0};
+        trace::emit_stack_here(trace::tp_sched_idle, 1, _w);
         return;
     }
     trace::emit1(trace::tp_sched_idle, 0, 0);
@@ -294,7 +356,13 @@ static_assert(sizeof(trace_payload_sched_preempt) == 16, "sched_preempt payload 
 
 // The record's thread is preempted (time slice over, or a woken thread takes precedence).
 inline void trace_sched_preempt() {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_preempt>(), 1)) {
+    const int on = trace::level<trace::tp_sched_preempt>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {0, 0};
+        trace::emit_stack_here(trace::tp_sched_preempt, 1, _w);
         return;
     }
     trace::emit1(trace::tp_sched_preempt, 0, 0);
@@ -313,7 +381,13 @@ static_assert(offsetof(trace_payload_sched_migrate, to_cpu) == 6, "sched_migrate
 
 // A runnable thread moves from one CPU's run queue to another's (load balancing).
 inline void trace_sched_migrate(uint32_t tid, uint16_t from_cpu, uint16_t to_cpu) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_migrate>(), 1)) {
+    const int on = trace::level<trace::tp_sched_migrate>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(from_cpu)) << 32) | (uint64_t(uint16_t(to_cpu)) << 48), 0};
+        trace::emit_stack_here(trace::tp_sched_migrate, 1, _w);
         return;
     }
     trace::emit1(trace::tp_sched_migrate, uint64_t(uint32_t(tid)) | (uint64_t(uint16_t(from_cpu)) << 32) | (uint64_t(uint16_t(to_cpu)) << 48), 0);
@@ -330,7 +404,13 @@ static_assert(offsetof(trace_payload_sched_ipi, vector) == 2, "sched_ipi.vector 
 
 // The CPU sends an inter-processor interrupt (remote wake-up or reschedule).
 inline void trace_sched_ipi(uint16_t cpu, uint8_t vector) {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_ipi>(), 1)) {
+    const int on = trace::level<trace::tp_sched_ipi>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint16_t(cpu)) | (uint64_t(uint8_t(vector)) << 16), 0};
+        trace::emit_stack_here(trace::tp_sched_ipi, 1, _w);
         return;
     }
     trace::emit1(trace::tp_sched_ipi, uint64_t(uint16_t(cpu)) | (uint64_t(uint8_t(vector)) << 16), 0);
@@ -346,7 +426,13 @@ static_assert(offsetof(trace_payload_timer_fire, due) == 8, "timer_fire.due offs
 
 // A timer expired and its callback runs (in interrupt context).
 inline void trace_timer_fire(const void* timer, uint64_t due) {
-    if (__builtin_expect(!trace::is_on<trace::tp_timer_fire>(), 1)) {
+    const int on = trace::level<trace::tp_timer_fire>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(timer), uint64_t(uint64_t(due))};
+        trace::emit_stack_here(trace::tp_timer_fire, 1, _w);
         return;
     }
     trace::emit1(trace::tp_timer_fire, reinterpret_cast<uint64_t>(timer), uint64_t(uint64_t(due)));
@@ -359,7 +445,13 @@ static_assert(sizeof(trace_payload_sched_idle_ret) == 16, "sched_idle_ret payloa
 
 // The CPU's idle thread resumed after a halt (an interrupt arrived).
 inline void trace_sched_idle_ret() {
-    if (__builtin_expect(!trace::is_on<trace::tp_sched_idle_ret>(), 1)) {
+    const int on = trace::level<trace::tp_sched_idle_ret>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {0, 0};
+        trace::emit_stack_here(trace::tp_sched_idle_ret, 1, _w);
         return;
     }
     trace::emit1(trace::tp_sched_idle_ret, 0, 0);
@@ -374,7 +466,13 @@ static_assert(offsetof(trace_payload_mutex_lock, mutex) == 0, "mutex_lock.mutex 
 
 // The record's thread calls lock(); without a following mutex_lock_wait it owns the mutex at once.
 inline void trace_mutex_lock(const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_lock>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
+        trace::emit_stack_here(trace::tp_mutex_lock, 1, _w);
         return;
     }
     trace::emit1(trace::tp_mutex_lock, reinterpret_cast<uint64_t>(mutex), 0);
@@ -389,7 +487,13 @@ static_assert(offsetof(trace_payload_mutex_lock_wait, mutex) == 0, "mutex_lock_w
 
 // lock() found the mutex owned: the thread joins the wait queue and sleeps.
 inline void trace_mutex_lock_wait(const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock_wait>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_lock_wait>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
+        trace::emit_stack_here(trace::tp_mutex_lock_wait, 1, _w);
         return;
     }
     trace::emit1(trace::tp_mutex_lock_wait, reinterpret_cast<uint64_t>(mutex), 0);
@@ -404,7 +508,13 @@ static_assert(offsetof(trace_payload_mutex_lock_wake, mutex) == 0, "mutex_lock_w
 
 // A waiting thread resumes and now owns the mutex (it was handed over).
 inline void trace_mutex_lock_wake(const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_lock_wake>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_lock_wake>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
+        trace::emit_stack_here(trace::tp_mutex_lock_wake, 1, _w);
         return;
     }
     trace::emit1(trace::tp_mutex_lock_wake, reinterpret_cast<uint64_t>(mutex), 0);
@@ -422,7 +532,13 @@ static_assert(offsetof(trace_payload_mutex_handoff, to_tid) == 12, "mutex_handof
 
 // unlock() hands the mutex straight to a waiter, which owns it from this instant.
 inline void trace_mutex_handoff(const void* mutex, uint32_t from_tid, uint32_t to_tid) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_handoff>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_handoff>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), uint64_t(uint32_t(from_tid)) | (uint64_t(uint32_t(to_tid)) << 32)};
+        trace::emit_stack_here(trace::tp_mutex_handoff, 1, _w);
         return;
     }
     trace::emit1(trace::tp_mutex_handoff, reinterpret_cast<uint64_t>(mutex), uint64_t(uint32_t(from_tid)) | (uint64_t(uint32_t(to_tid)) << 32));
@@ -437,7 +553,13 @@ static_assert(offsetof(trace_payload_mutex_unlock, mutex) == 0, "mutex_unlock.mu
 
 // The record's thread releases the mutex (after it, a hand-off may follow).
 inline void trace_mutex_unlock(const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_unlock>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_unlock>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), 0};
+        trace::emit_stack_here(trace::tp_mutex_unlock, 1, _w);
         return;
     }
     trace::emit1(trace::tp_mutex_unlock, reinterpret_cast<uint64_t>(mutex), 0);
@@ -454,7 +576,13 @@ static_assert(offsetof(trace_payload_mutex_try_lock, success) == 8, "mutex_try_l
 
 // try_lock() returned; on success the thread owns the mutex.
 inline void trace_mutex_try_lock(const void* mutex, bool success) {
-    if (__builtin_expect(!trace::is_on<trace::tp_mutex_try_lock>(), 1)) {
+    const int on = trace::level<trace::tp_mutex_try_lock>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(mutex), uint64_t(success ? 1 : 0)};
+        trace::emit_stack_here(trace::tp_mutex_try_lock, 1, _w);
         return;
     }
     trace::emit1(trace::tp_mutex_try_lock, reinterpret_cast<uint64_t>(mutex), uint64_t(success ? 1 : 0));
@@ -470,7 +598,13 @@ static_assert(offsetof(trace_payload_condvar_wait, mutex) == 8, "condvar_wait.mu
 
 // The record's thread waits on a condition variable, releasing its mutex.
 inline void trace_condvar_wait(const void* condvar, const void* mutex) {
-    if (__builtin_expect(!trace::is_on<trace::tp_condvar_wait>(), 1)) {
+    const int on = trace::level<trace::tp_condvar_wait>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(condvar), reinterpret_cast<uint64_t>(mutex)};
+        trace::emit_stack_here(trace::tp_condvar_wait, 1, _w);
         return;
     }
     trace::emit1(trace::tp_condvar_wait, reinterpret_cast<uint64_t>(condvar), reinterpret_cast<uint64_t>(mutex));
@@ -487,7 +621,13 @@ static_assert(offsetof(trace_payload_condvar_wake, count) == 8, "condvar_wake.co
 
 // The record's thread signals a condition variable.
 inline void trace_condvar_wake(const void* condvar, uint32_t count) {
-    if (__builtin_expect(!trace::is_on<trace::tp_condvar_wake>(), 1)) {
+    const int on = trace::level<trace::tp_condvar_wake>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(condvar), uint64_t(uint32_t(count))};
+        trace::emit_stack_here(trace::tp_condvar_wake, 1, _w);
         return;
     }
     trace::emit1(trace::tp_condvar_wake, reinterpret_cast<uint64_t>(condvar), uint64_t(uint32_t(count)));
@@ -506,7 +646,13 @@ static_assert(offsetof(trace_payload_net_rx, queue) == 6, "net_rx.queue offset")
 
 // The driver's receive thread takes a frame from the device.
 inline void trace_net_rx(uint32_t packet, uint16_t len, uint16_t queue) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_rx>(), 1)) {
+    const int on = trace::level<trace::tp_net_rx>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32) | (uint64_t(uint16_t(queue)) << 48), 0};
+        trace::emit_stack_here(trace::tp_net_rx, 1, _w);
         return;
     }
     trace::emit1(trace::tp_net_rx, uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32) | (uint64_t(uint16_t(queue)) << 48), 0);
@@ -525,7 +671,13 @@ static_assert(offsetof(trace_payload_net_classify, result) == 12, "net_classify.
 
 // A received frame was classified by its 5-tuple: to a socket's channel, the default path, or dropped.
 inline void trace_net_classify(const void* channel, uint32_t packet, uint8_t result) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_classify>(), 1)) {
+    const int on = trace::level<trace::tp_net_classify>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint8_t(result)) << 32)};
+        trace::emit_stack_here(trace::tp_net_classify, 1, _w);
         return;
     }
     trace::emit1(trace::tp_net_classify, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint8_t(result)) << 32));
@@ -543,7 +695,13 @@ static_assert(offsetof(trace_payload_net_channel_push, depth) == 12, "net_channe
 
 // A packet was pushed into a net channel (producer side).
 inline void trace_net_channel_push(const void* channel, uint32_t packet, uint32_t depth) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_channel_push>(), 1)) {
+    const int on = trace::level<trace::tp_net_channel_push>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
+        trace::emit_stack_here(trace::tp_net_channel_push, 1, _w);
         return;
     }
     trace::emit1(trace::tp_net_channel_push, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
@@ -561,7 +719,13 @@ static_assert(offsetof(trace_payload_net_channel_pop, depth) == 12, "net_channel
 
 // The consuming thread popped a packet from its net channel.
 inline void trace_net_channel_pop(const void* channel, uint32_t packet, uint32_t depth) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_channel_pop>(), 1)) {
+    const int on = trace::level<trace::tp_net_channel_pop>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
+        trace::emit_stack_here(trace::tp_net_channel_pop, 1, _w);
         return;
     }
     trace::emit1(trace::tp_net_channel_pop, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
@@ -578,7 +742,13 @@ static_assert(offsetof(trace_payload_net_tx, len) == 4, "net_tx.len offset");
 
 // A frame is handed to the device for transmission.
 inline void trace_net_tx(uint32_t packet, uint16_t len) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_tx>(), 1)) {
+    const int on = trace::level<trace::tp_net_tx>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32), 0};
+        trace::emit_stack_here(trace::tp_net_tx, 1, _w);
         return;
     }
     trace::emit1(trace::tp_net_tx, uint64_t(uint32_t(packet)) | (uint64_t(uint16_t(len)) << 32), 0);
@@ -599,7 +769,8 @@ static_assert(offsetof(trace_payload_net_packet, data) == 7, "net_packet.data of
 
 // The first bytes of a frame, for pcap export (opt-in: enable explicitly).
 inline void trace_net_packet(uint32_t packet, uint16_t len, uint8_t dir, const void* data, uint32_t data_len) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_packet>(), 1)) {
+    const int on = trace::level<trace::tp_net_packet>();
+    if (__builtin_expect(on == 0, 1)) {
         return;
     }
     trace_payload_net_packet p;
@@ -608,6 +779,10 @@ inline void trace_net_packet(uint32_t packet, uint16_t len, uint8_t dir, const v
     p.len = len;
     p.dir = dir;
     trace::copy_bytes(p.data, 128, data, data_len);
+    if (__builtin_expect(on == 2, 0)) {
+        trace::emit_stack_here(trace::tp_net_packet, 6, &p);
+        return;
+    }
     trace::emitn(trace::tp_net_packet, 6, &p);
 }
 
@@ -623,7 +798,13 @@ static_assert(offsetof(trace_payload_net_channel_drop, depth) == 12, "net_channe
 
 // A packet was dropped because its net channel was full.
 inline void trace_net_channel_drop(const void* channel, uint32_t packet, uint32_t depth) {
-    if (__builtin_expect(!trace::is_on<trace::tp_net_channel_drop>(), 1)) {
+    const int on = trace::level<trace::tp_net_channel_drop>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32)};
+        trace::emit_stack_here(trace::tp_net_channel_drop, 1, _w);
         return;
     }
     trace::emit1(trace::tp_net_channel_drop, reinterpret_cast<uint64_t>(channel), uint64_t(uint32_t(packet)) | (uint64_t(uint32_t(depth)) << 32));
@@ -641,7 +822,13 @@ static_assert(offsetof(trace_payload_memory_malloc, align) == 12, "memory_malloc
 
 // malloc (or new, calloc) returned a block to the record's thread.
 inline void trace_memory_malloc(const void* buf, uint32_t len, uint32_t align) {
-    if (__builtin_expect(!trace::is_on<trace::tp_memory_malloc>(), 1)) {
+    const int on = trace::level<trace::tp_memory_malloc>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(buf), uint64_t(uint32_t(len)) | (uint64_t(uint32_t(align)) << 32)};
+        trace::emit_stack_here(trace::tp_memory_malloc, 1, _w);
         return;
     }
     trace::emit1(trace::tp_memory_malloc, reinterpret_cast<uint64_t>(buf), uint64_t(uint32_t(len)) | (uint64_t(uint32_t(align)) << 32));
@@ -656,7 +843,13 @@ static_assert(offsetof(trace_payload_memory_free, buf) == 0, "memory_free.buf of
 
 // free (or delete) gave a block back.
 inline void trace_memory_free(const void* buf) {
-    if (__builtin_expect(!trace::is_on<trace::tp_memory_free>(), 1)) {
+    const int on = trace::level<trace::tp_memory_free>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(buf), 0};
+        trace::emit_stack_here(trace::tp_memory_free, 1, _w);
         return;
     }
     trace::emit1(trace::tp_memory_free, reinterpret_cast<uint64_t>(buf), 0);
@@ -675,8 +868,34 @@ static_assert(offsetof(trace_payload_tcp_state, to_state) == 9, "tcp_state.to_st
 
 // A TCP connection changed state (real OSv's TCP stack records it; this kernel has no TCP).
 inline void trace_tcp_state(const void* conn, uint8_t from_state, uint8_t to_state) {
-    if (__builtin_expect(!trace::is_on<trace::tp_tcp_state>(), 1)) {
+    const int on = trace::level<trace::tp_tcp_state>();
+    if (__builtin_expect(on == 0, 1)) {
+        return;
+    }
+    if (__builtin_expect(on == 2, 0)) {
+        const uint64_t _w[2] = {reinterpret_cast<uint64_t>(conn), uint64_t(uint8_t(from_state)) | (uint64_t(uint8_t(to_state)) << 8)};
+        trace::emit_stack_here(trace::tp_tcp_state, 1, _w);
         return;
     }
     trace::emit1(trace::tp_tcp_state, reinterpret_cast<uint64_t>(conn), uint64_t(uint8_t(from_state)) | (uint64_t(uint8_t(to_state)) << 8));
+}
+
+struct __attribute__((packed)) trace_payload_cpu_sample {
+    uint64_t pc;
+    uint64_t sp_word;
+};
+static_assert(sizeof(trace_payload_cpu_sample) == 16, "cpu_sample payload size");
+static_assert(offsetof(trace_payload_cpu_sample, pc) == 0, "cpu_sample.pc offset");
+static_assert(offsetof(trace_payload_cpu_sample, sp_word) == 8, "cpu_sample.sp_word offset");
+
+// The sampler's timer interrupted the record's thread on this CPU (sampler=HZ); its stack is the interrupted code's callers.
+inline void trace_cpu_sample(const void* pc, uint64_t sp_word, uint64_t stack_fp) {
+    if (__builtin_expect(!trace::is_on<trace::tp_cpu_sample>(), 1)) {
+        return;
+    }
+    trace_payload_cpu_sample p;
+    __builtin_memset(&p, 0, sizeof p);
+    p.pc = reinterpret_cast<uint64_t>(pc);
+    p.sp_word = sp_word;
+    trace::emit_stack_from(trace::tp_cpu_sample, 1, &p, stack_fp);
 }

@@ -42,7 +42,10 @@ struct control {
     volatile uint64_t log_head;  // bytes ever written to the log ring
     uint64_t cmdline_addr; // NUL-terminated kernel command line
     uint64_t build_id_addr;  // NUL-terminated build id string
-    uint64_t reserved[5];
+    uint64_t backtrace_addr; // uint8_t backtrace[tp_max + 1]: nonzero = stacks asked for (enabled[] = 2 then)
+    uint32_t sampler_hz;     // the timer sampler's rate per CPU (sampler=HZ), 0: off
+    uint32_t reserved32;
+    uint64_t reserved[3];
     uint64_t rings[max_cpus];      // address of each CPU's trace::ring
     int64_t tsc_offset[max_cpus];  // subtract from CPU n's TSC to align with CPU 0
 };
@@ -51,6 +54,7 @@ static_assert(offsetof(control, tsc_hz) == 16, "control tsc_hz");
 static_assert(offsetof(control, enabled_addr) == 32, "control enabled_addr");
 static_assert(offsetof(control, threads_addr) == 48, "control threads_addr");
 static_assert(offsetof(control, log_addr) == 64, "control log_addr");
+static_assert(offsetof(control, backtrace_addr) == 96, "control backtrace_addr");
 static_assert(offsetof(control, rings) == 136, "control rings");
 static_assert(sizeof(control) == 136 + 16 * max_cpus, "control size");
 

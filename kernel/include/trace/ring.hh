@@ -206,39 +206,55 @@ inline void emit1(uint16_t id, const void* payload) {
     emit1(id, p[0], p[1]);
 }
 
+// Reserves n slots for a record written slot by slot, announcing earlier drops first
+// (report_lost); ~0 when the record must be dropped. Interrupts must be off.
+inline uint64_t reserve_record(ring* r, unsigned n)
+{
+    if (__builtin_expect(r->pending_lost != 0, 0) &&
+        !report_lost(r, trace_platform::current_tid(), trace_platform::timestamp())) {
+        r->lost = r->lost + 1;  // still full: dropped too, so nothing gets ahead of the announcement
+        r->pending_lost = r->pending_lost + 1;
+        return ~uint64_t(0);
+    }
+    return reserve(r, n);
+}
+
+// Writes the header slot of a record of n slots at index i, and its continuation slots
+// 1..nfixed-1 from the payload (header_payload + (nfixed-1)*cont_payload bytes). A
+// record with a stack trailer (trace/stack.hh) writes its remaining slots itself.
+inline void write_fixed(ring* r, uint64_t i, uint16_t id, unsigned n, uint8_t flags, unsigned nfixed,
+                        const void* payload)
+{
+    const uint8_t* p = static_cast<const uint8_t*>(payload);
+    header_slot* slots = r->slots();
+    header_slot* s = slots + (i & r->mask);
+    s->id = id;
+    s->nslots = uint8_t(n);
+    s->flags = flags;
+    s->tid = trace_platform::current_tid();
+    s->tsc = trace_platform::timestamp();
+    __builtin_memcpy(s->payload, p, header_payload);
+    p += header_payload;
+    for (unsigned k = 1; k < nfixed; k++) {
+        cont_slot* c = reinterpret_cast<cont_slot*>(slots + ((i + k) & r->mask));
+        c->id = id_cont;
+        c->index = uint8_t(k);
+        c->flags = 0;
+        __builtin_memcpy(c->payload, p, cont_payload);
+        p += cont_payload;
+    }
+}
+
 // Records spanning n slots: the payload is header_payload + (n-1)*cont_payload
 // bytes, split over the header slot and the continuation slots.
-inline void emitn(uint16_t id, unsigned n, const void* payload) {
+inline void emitn(uint16_t id, unsigned n, const void* payload)
+{
     uint64_t irq = trace_platform::irq_save();
     ring* r = trace_platform::this_cpu_ring();
     if (__builtin_expect(r != nullptr, 1)) {
-        uint64_t i = ~uint64_t(0);
-        if (__builtin_expect(r->pending_lost != 0, 0) &&
-            !report_lost(r, trace_platform::current_tid(), trace_platform::timestamp())) {
-            r->lost = r->lost + 1;  // still full: dropped too, so nothing gets ahead of the announcement
-            r->pending_lost = r->pending_lost + 1;
-        } else {
-            i = reserve(r, n);
-        }
+        uint64_t i = reserve_record(r, n);
         if (i != ~uint64_t(0)) {
-            const uint8_t* p = static_cast<const uint8_t*>(payload);
-            header_slot* slots = r->slots();
-            header_slot* s = slots + (i & r->mask);
-            s->id = id;
-            s->nslots = uint8_t(n);
-            s->flags = 0;
-            s->tid = trace_platform::current_tid();
-            s->tsc = trace_platform::timestamp();
-            __builtin_memcpy(s->payload, p, header_payload);
-            p += header_payload;
-            for (unsigned k = 1; k < n; k++) {
-                cont_slot* c = reinterpret_cast<cont_slot*>(slots + ((i + k) & r->mask));
-                c->id = id_cont;
-                c->index = uint8_t(k);
-                c->flags = 0;
-                __builtin_memcpy(c->payload, p, cont_payload);
-                p += cont_payload;
-            }
+            write_fixed(r, i, id, n, 0, n, payload);
             commit(r, i + n);
         }
     }
