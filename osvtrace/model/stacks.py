@@ -1,0 +1,210 @@
+"""Stacks as columns: each distinct backtrace once (a stack id), and per event its stack id.
+
+A trace's backtraces (Trace.backtraces) are a (n, depth) matrix of return addresses,
+innermost first, 0-padded. Millions of records share a few thousand stacks, so the model
+keeps each distinct row once, interned by a 64-bit hash of the row and checked exactly (a
+collision falls back to np.unique over rows), and gives every event an int32 stack id.
+Ids are computed per tracepoint on first use: a report over sched_wait reads sched_wait's
+backtraces only.
+
+Bad stacks never stop anything: a 0 ends a stack (what follows is padding or garbage), an
+address seen twice marks a loop (recursion, or a frame pointer walk that went round), and a
+stack as deep as the trace's bound may have been cut by it. `stack` says which.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from osvtrace.format.trace import Trace
+from osvtrace.model.table import Column, Table, TableSpec, table
+
+NO_STACK = -1  # the event has no backtrace (not recorded, or 0 frames)
+
+STACK = TableSpec("stack", "One row per distinct backtrace of the records that carry one (interned: equal stacks "
+                  "share an id).", (
+    Column("stack_id", "int32", "stack id (event_stack and stack_frame join on it)"),
+    Column("depth", "int32", "frames (up to the first 0)"),
+    Column("leaf", "uint64", "innermost return address", "addr"),
+    Column("cut", "bool", "as deep as the trace's backtraces go: outer frames may be missing"),
+    Column("loop", "bool", "an address appears twice (recursion, or a bad frame pointer walk)"),
+))
+
+STACK_FRAME = TableSpec("stack_frame", "One row per frame of each distinct stack, innermost first.", (
+    Column("stack_id", "int32", "stack id"),
+    Column("level", "int32", "0: innermost (where the record was taken)"),
+    Column("addr", "uint64", "return address", "addr"),
+    Column("function", "object", "function holding it (the trace's symbols; the address when unknown)"),
+))
+
+EVENT_STACK = TableSpec("event_stack", "One row per record with a backtrace: its stack.", (
+    Column("event", "int64", "index of the record in events"),
+    Column("stack_id", "int32", "its stack"),
+))
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def row_hash(frames: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row (0s, the padding, leave it unchanged, so one stack hashes
+    the same at any padded width)."""
+    h = np.full(len(frames), 0x243F6A8885A308D3, np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(frames.shape[1]):
+            col = np.ascontiguousarray(frames[:, j])
+            mixed = (h ^ col) * _M1
+            mixed ^= mixed >> np.uint64(31)
+            mixed *= _M2
+            h = np.where(col != 0, mixed, h)
+    return h
+
+
+def normalize(frames: np.ndarray) -> np.ndarray:
+    """Frames after a row's first 0 zeroed: a 0 ends a stack."""
+    frames = np.asarray(frames, np.uint64)
+    if frames.ndim != 2:
+        frames = frames.reshape(len(frames), -1)
+    live = np.cumprod(frames != 0, axis=1, dtype=np.uint8).astype(bool)
+    return frames if live.all() or not frames.size else np.where(live, frames, np.uint64(0))
+
+
+class Stacks:
+    """The interned stacks of one trace, grown per tracepoint as reports ask for them."""
+
+    def __init__(self, trace: Trace):
+        self.trace = trace
+        self.frames = np.zeros((0, 0), np.uint64)  # (stacks, width), innermost first, 0-padded
+        self.width = 0  # the deepest backtrace the trace's records carry (its bound)
+        self._hashes = np.empty(0, np.uint64)  # sorted hashes of the stacks so far
+        self._hash_ids = np.empty(0, np.int32)  # the stack id of each
+        self._per_tp: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tp id -> (event indices, stack ids)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def ids(self, idx: np.ndarray) -> np.ndarray:
+        """The stack id of each event in idx (NO_STACK where it has no backtrace)."""
+        idx = np.asarray(idx, np.int64)
+        out = np.full(len(idx), NO_STACK, np.int32)
+        tps = self.trace.events.tp[idx]
+        for tp in np.unique(tps).tolist():
+            ev, ids = self._of_tracepoint(int(tp))
+            sel = np.flatnonzero(tps == tp)
+            out[sel] = ids[np.searchsorted(ev, idx[sel])]
+        return out
+
+    def _of_tracepoint(self, tp: int) -> tuple[np.ndarray, np.ndarray]:
+        if tp not in self._per_tp:
+            ev = np.flatnonzero(self.trace.events.tp == tp)
+            self._per_tp[tp] = (ev, self.intern(self.trace.backtraces(ev)))
+        return self._per_tp[tp]
+
+    def intern(self, bt: np.ndarray) -> np.ndarray:
+        """Stack ids of the rows of a backtrace matrix, adding the stacks not seen yet."""
+        bt = normalize(bt)
+        n = len(bt)
+        ids = np.full(n, NO_STACK, np.int32)
+        if not n or not bt.shape[1]:
+            return ids
+        self.width = max(self.width, bt.shape[1])
+        has = bt[:, 0] != 0
+        rows = bt[has]
+        h = row_hash(rows)
+        uh, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        uniq = rows[first]
+        if not _rows_equal(uniq[inv.reshape(-1)], rows):  # a hash collision: exact, slower
+            return self._intern_exact(bt, has, ids)
+        pos = np.searchsorted(self._hashes, uh)
+        known = pos < len(self._hashes)
+        known[known] = self._hashes[pos[known]] == uh[known]
+        uid = np.empty(len(uh), np.int32)
+        uid[known] = self._hash_ids[pos[known]]
+        if known.any() and not _rows_equal(self._padded(uniq[known]), self.frames[uid[known]]):
+            return self._intern_exact(bt, has, ids)
+        new = np.flatnonzero(~known)
+        uid[new] = len(self.frames) + np.arange(len(new), dtype=np.int32)
+        self._append(uniq[new], uh[new], uid[new])
+        ids[has] = uid[inv.reshape(-1)]
+        return ids
+
+    def _intern_exact(self, bt: np.ndarray, has: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Interning by comparing whole rows, keeping the ids given so far (only after a hash
+        collision, which 64 bits make rare; lookups by hash then keep landing here: slower,
+        never wrong)."""
+        rows = self._padded(bt[has])
+        old = self._padded(self.frames) if len(self.frames) else np.zeros((0, rows.shape[1]), np.uint64)
+        e = len(old)
+        uniq, inv = np.unique(np.concatenate([old, rows]), axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        to_id = np.full(len(uniq), -1, np.int64)
+        to_id[inv[:e]] = np.arange(e)
+        fresh = np.unique(inv[e:][to_id[inv[e:]] < 0])
+        to_id[fresh] = e + np.arange(len(fresh))
+        self.frames = np.concatenate([old, uniq[fresh]])
+        h = row_hash(self.frames)
+        o = np.argsort(h, kind="stable")
+        self._hashes, self._hash_ids = h[o], o.astype(np.int32)
+        ids[has] = to_id[inv[e:]].astype(np.int32)
+        return ids
+
+    def _padded(self, rows: np.ndarray) -> np.ndarray:
+        w = max(self.frames.shape[1], rows.shape[1])
+        return rows if rows.shape[1] == w else np.pad(rows, ((0, 0), (0, w - rows.shape[1])))
+
+    def _append(self, rows: np.ndarray, hashes: np.ndarray, ids: np.ndarray) -> None:
+        w = max(self.frames.shape[1], rows.shape[1])
+        old = self.frames if self.frames.shape[1] == w else np.pad(self.frames, ((0, 0), (0, w - self.frames.shape[1])))
+        self.frames = np.concatenate([old, self._padded(rows) if rows.shape[1] != w else rows])
+        h = np.concatenate([self._hashes, hashes])
+        i = np.concatenate([self._hash_ids, ids])
+        o = np.argsort(h, kind="stable")
+        self._hashes, self._hash_ids = h[o], i[o]
+
+    # ------------------------------------------------------------ per stack
+
+    def depth(self) -> np.ndarray:
+        return (self.frames != 0).sum(axis=1).astype(np.int32)
+
+    def loops(self) -> np.ndarray:
+        """Stacks in which an address appears twice."""
+        f = np.sort(self.frames, axis=1)
+        return ((f[:, 1:] == f[:, :-1]) & (f[:, 1:] != 0)).any(axis=1) if f.shape[1] > 1 else np.zeros(len(f), bool)
+
+    def cut(self) -> np.ndarray:
+        """Stacks as deep as the trace's bound: their outer frames may be missing."""
+        return self.depth() >= self.width if self.width else np.zeros(len(self.frames), bool)
+
+    def all_events(self) -> np.ndarray:
+        """Stack ids of every event (computes every tracepoint's)."""
+        return self.ids(np.arange(len(self.trace.events)))
+
+
+def _rows_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Row-wise equality of two matrices, a column at a time (no n x width temporary)."""
+    if a.shape != b.shape:
+        return False
+    return all(np.array_equal(a[:, j], b[:, j]) for j in range(a.shape[1]))
+
+
+def stack_table(stacks: Stacks) -> Table:
+    f = stacks.frames
+    return table(STACK, stack_id=np.arange(len(f), dtype=np.int32), depth=stacks.depth(),
+                 leaf=f[:, 0] if f.shape[1] else np.zeros(len(f), np.uint64), cut=stacks.cut(), loop=stacks.loops())
+
+
+def stack_frame_table(stacks: Stacks) -> Table:
+    from osvtrace.model.frames import frame_names
+
+    f = stacks.frames
+    sid, level = np.nonzero(f)
+    addr = f[sid, level]
+    names = frame_names(stacks.trace, addr)
+    return table(STACK_FRAME, stack_id=sid.astype(np.int32), level=level.astype(np.int32), addr=addr,
+                 function=names.function[names.index(addr)])
+
+
+def event_stack_table(stacks: Stacks) -> Table:
+    ids = stacks.all_events()
+    ev = np.flatnonzero(ids != NO_STACK)
+    return table(EVENT_STACK, event=ev, stack_id=ids[ev])
