@@ -88,17 +88,25 @@ class Stacks:
         idx = np.asarray(idx, np.int64)
         out = np.full(len(idx), NO_STACK, np.int32)
         tps = self.trace.events.tp[idx]
-        for tp in np.unique(tps).tolist():
-            ev, ids = self._of_tracepoint(int(tp))
-            sel = np.flatnonzero(tps == tp)
+        present = np.unique(tps).tolist()
+        self._read([tp for tp in present if tp not in self._per_tp])
+        for tp in present:
+            ev, ids = self._per_tp[tp]
+            sel = np.flatnonzero(tps == tp) if len(present) > 1 else np.arange(len(idx))
             out[sel] = ids[np.searchsorted(ev, idx[sel])]
         return out
 
-    def _of_tracepoint(self, tp: int) -> tuple[np.ndarray, np.ndarray]:
-        if tp not in self._per_tp:
-            ev = np.flatnonzero(self.trace.events.tp == tp)
-            self._per_tp[tp] = (ev, self.intern(self.trace.backtraces(ev)))
-        return self._per_tp[tp]
+    def _read(self, tps: list[int]) -> None:
+        """Intern the backtraces of every event of these tracepoints (one read for all)."""
+        if not tps:
+            return
+        tp = self.trace.events.tp
+        ev = np.flatnonzero(np.isin(tp, np.array(tps, tp.dtype)))
+        ids = self.intern(self.trace.backtraces(ev))
+        of = tp[ev]
+        for t in tps:
+            sel = of == t
+            self._per_tp[t] = (ev[sel], ids[sel])
 
     def intern(self, bt: np.ndarray) -> np.ndarray:
         """Stack ids of the rows of a backtrace matrix, adding the stacks not seen yet."""

@@ -40,143 +40,163 @@ ORIENTATIONS = ("callee", "caller")
 
 @dataclass
 class Named:
-    """Per distinct stack of a profile, its path of frame names (ids into names)."""
+    """The named, machinery-free paths of a profile's distinct stacks."""
 
-    paths: dict[int, tuple[int, ...]]
-    names: list[str]
-    addrs: list[int]  # per name, the lowest return address seen with it
+    stack_ids: np.ndarray  # sorted distinct stack ids; row k of paths is stack_ids[k]'s
+    paths: np.ndarray  # int32 (stacks, frames): name ids, -1 padded (innermost first, or caller first)
+    names: np.ndarray  # object: the distinct frame names
+    addrs: np.ndarray  # uint64: per name, the lowest return address seen with it
+
+    def rows(self, stack_ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.stack_ids, stack_ids)
 
 
 def name_paths(model: Model, stack_ids: np.ndarray, caller_first: bool = False) -> Named:
-    """The named, machinery-free path of each stack (innermost first unless caller_first)."""
-    stacks = model.stacks
+    """The named, machinery-free path of each distinct stack (innermost first unless caller_first)."""
     sids = np.unique(stack_ids)
-    frames = stacks.frames[sids] if len(sids) else np.zeros((0, 0), np.uint64)
-    fn = frame_names(model.trace, frames[frames != 0])
+    frames = model.stacks.frames[sids] if len(sids) else np.zeros((0, 0), np.uint64)
+    valid = frames != 0
+    fn = frame_names(model.trace, frames[valid])
     files = [s.rsplit(":", 1)[0] if s.rsplit(":", 1)[-1].isdigit() else s for s in fn.source.tolist()]
-    drop = np.array([f in MACHINERY_FUNCTIONS or fl.endswith(MACHINERY_FILES)
-                     for f, fl in zip(fn.function.tolist(), files)], bool)
-    outer = np.array([f in OUTERMOST for f in fn.function.tolist()], bool)
-    name_id: dict[str, int] = {}
-    names: list[str] = []
-    addrs: list[int] = []
-    paths: dict[int, tuple[int, ...]] = {}
-    for sid, row in zip(sids.tolist(), frames):
-        row = row[row != 0]
-        k = fn.index(row)
-        fnames = fn.function[k].tolist()
-        start = 0
-        for chain in MACHINERY_PREFIXES:
-            if tuple(fnames[:len(chain)]) == chain:
-                start = len(chain)
-                break
-        path: list[int] = []
-        for j in range(start, len(row)):
-            if outer[k[j]]:
-                break
-            if drop[k[j]]:
-                continue
-            name = fnames[j]
-            i = name_id.get(name)
-            if i is None:
-                i = name_id[name] = len(names)
-                names.append(name)
-                addrs.append(int(row[j]))
-            else:
-                addrs[i] = min(addrs[i], int(row[j]))
-            path.append(i)
-        paths[sid] = tuple(reversed(path)) if caller_first else tuple(path)
-    return Named(paths, names, addrs)
+    names, name_of = np.unique(fn.function.astype(str), return_inverse=True)
+    name_of = name_of.reshape(-1)
+    drop_a = np.array([f in MACHINERY_FUNCTIONS or fl.endswith(MACHINERY_FILES)
+                       for f, fl in zip(fn.function.tolist(), files)], bool)
+    outer_a = np.isin(fn.function.astype(str), list(OUTERMOST))
+    k = np.zeros(frames.shape, np.int64)
+    k[valid] = fn.index(frames[valid])
+    n = np.where(valid, name_of[k] if len(name_of) else -1, -1)
+    # the tracepoint's own frames: the first chain of MACHINERY_PREFIXES the stack starts with
+    start = np.zeros(len(sids), np.int64)
+    matched = np.zeros(len(sids), bool)
+    for chain in MACHINERY_PREFIXES:
+        if len(chain) > frames.shape[1] or not all(c in names for c in chain):
+            continue
+        ids = np.searchsorted(names, np.array(chain))
+        hit = ~matched & (n[:, :len(chain)] == ids).all(axis=1)
+        start[hit] = len(chain)
+        matched |= hit
+    col = np.arange(frames.shape[1])
+    outer = np.where(valid, outer_a[k], False)
+    keep = valid & ~np.where(valid, drop_a[k], True) & (np.cumsum(outer, axis=1) == 0) & (col >= start[:, None])
+    # each row's kept frames moved to its front, in order
+    order = np.argsort(~keep, axis=1, kind="stable")
+    paths = np.take_along_axis(np.where(keep, n, -1), order, axis=1).astype(np.int32)
+    if caller_first:
+        length = keep.sum(axis=1)
+        rev = length[:, None] - 1 - col
+        paths = np.where(rev >= 0, np.take_along_axis(paths, np.maximum(rev, 0), axis=1), -1).astype(np.int32)
+    addrs = np.full(len(names), np.iinfo(np.uint64).max, np.uint64)
+    np.minimum.at(addrs, name_of, fn.addr)
+    return Named(sids, paths, names.astype(object), addrs)
 
 
 @dataclass
 class Tree:
-    """Nodes in creation order; node 0.. are the groups' roots."""
+    """Nodes: the groups' roots first, then one level after another."""
 
-    parent: list[int]
-    name: list[int]  # into Named.names; -1 for a root
-    label: list[str]  # a root's label
-    count: list[int]
-    ns: list[int]
-    children: list[dict[int, int]]
+    parent: np.ndarray  # int64, -1 for a root
+    name: np.ndarray  # int64 into Named.names, -1 for a root
+    label: list[str]  # per root: its group's label
+    count: np.ndarray  # int64
+    ns: np.ndarray  # int64
 
 
 def build(p: Profile, named: Named, max_levels: int | None = None) -> Tree:
-    """Merge the profile's stacks into one tree per group (the paths cut to max_levels)."""
-    t = Tree([], [], [], [], [], [])
-
-    def node(parent: int, name: int, label: str = "") -> int:
-        t.parent.append(parent)
-        t.name.append(name)
-        t.label.append(label)
-        t.count.append(0)
-        t.ns.append(0)
-        t.children.append({})
-        return len(t.parent) - 1
-
-    roots: dict[int, int] = {}
-    for g, sid, c, ns in zip(p.group.tolist(), p.stack.tolist(), p.count.tolist(), p.ns.tolist()):
-        path = named.paths[sid]
-        if not path:  # all machinery: trace.py leaves such a sample out
-            continue
-        if max_levels is not None:
-            path = path[:max_levels]
-        cur = roots.get(g)
-        if cur is None:
-            cur = roots[g] = node(-1, -1, p.groups[g])
-        t.count[cur] += c
-        t.ns[cur] += ns
-        for name in path:
-            nxt = t.children[cur].get(name)
-            if nxt is None:
-                nxt = t.children[cur][name] = node(cur, name)
-            t.count[nxt] += c
-            t.ns[nxt] += ns
-            cur = nxt
-    return t
+    """Merge the profile's stacks into one tree per group, a level at a time: the nodes of a
+    level are the distinct (parent, frame) pairs of the paths' next frames."""
+    paths = named.paths[named.rows(p.stack)] if len(p.stack) else np.zeros((0, 0), np.int32)
+    if max_levels is not None:
+        paths = paths[:, :max_levels]
+    # a stack that is all machinery says nothing: trace.py leaves such a sample out
+    some = paths[:, 0] >= 0 if paths.shape[1] else np.zeros(len(paths), bool)
+    paths, count, ns = paths[some], p.count[some], p.ns[some]
+    groups, cur = np.unique(p.group[some], return_inverse=True)
+    cur = cur.reshape(-1).astype(np.int64)
+    g = len(groups)
+    parent = [np.full(g, -1, np.int64)]
+    name = [np.full(g, -1, np.int64)]
+    cnt = [np.bincount(cur, count, g).astype(np.int64)]
+    tot = [np.bincount(cur, ns, g).astype(np.int64)]
+    nn = len(named.names) + 1
+    nodes = g
+    for d in range(paths.shape[1]):
+        act = np.flatnonzero(paths[:, d] >= 0)
+        if not len(act):
+            break
+        key = cur[act] * nn + paths[act, d]
+        uk, inv = np.unique(key, return_inverse=True)
+        inv = inv.reshape(-1)
+        parent.append(uk // nn)
+        name.append(uk % nn)
+        cnt.append(np.bincount(inv, count[act], len(uk)).astype(np.int64))
+        tot.append(np.bincount(inv, ns[act], len(uk)).astype(np.int64))
+        cur[act] = nodes + inv
+        nodes += len(uk)
+    return Tree(np.concatenate(parent), np.concatenate(name), [p.groups[i] for i in groups.tolist()],
+                np.concatenate(cnt), np.concatenate(tot))
 
 
 def preorder(t: Tree, named: Named, metric: str, min_ns: int = 0, min_count: int = 0) -> dict[str, np.ndarray]:
     """The tree's nodes as columns, parents before children, heaviest first (trace.py's
     order: time, then count); nodes under min_ns or min_count are left out with their subtree."""
-    key = (lambda i: (-t.ns[i], -t.count[i])) if metric == "ns" else (lambda i: (-t.count[i], -t.ns[i]))
-    roots = sorted((i for i, p in enumerate(t.parent) if p < 0), key=key)
+    a, b = (t.ns, t.count) if metric == "ns" else (t.count, t.ns)
+    n = len(t.parent)
+    ok = (t.parent < 0) | ((t.ns >= min_ns) & (t.count >= min_count))
+    by = np.lexsort((np.arange(n), -b, -a, t.parent))  # siblings together, heaviest first
+    by = by[ok[by]]
+    par = t.parent[by]
+    # the children of node i are by[lo[i + 1]:hi[i + 1]] (index 0: the roots, parent -1)
+    lo = np.searchsorted(par, np.arange(-1, n), "left").tolist()
+    hi = np.searchsorted(par, np.arange(-1, n), "right").tolist()
+    by_l = by.tolist()
     order: list[int] = []
     level: list[int] = []
-    root_of: list[int] = []
-    stack = [(r, 0, r) for r in reversed(roots)]
-    while stack:
-        i, lv, root = stack.pop()
-        if lv and (t.ns[i] < min_ns or t.count[i] < min_count):
-            continue
+    todo = [(r, 0) for r in reversed(by_l[lo[0]:hi[0]])]
+    while todo:
+        i, lv = todo.pop()
         order.append(i)
         level.append(lv)
-        root_of.append(root)
-        stack.extend((c, lv + 1, root) for c in sorted(t.children[i].values(), key=key, reverse=True))
-    pos = {i: k for k, i in enumerate(order)}
-    count = np.array([t.count[i] for i in order], np.int64)
-    ns = np.array([t.ns[i] for i in order], np.int64)
-    tot = np.array([t.ns[r] if metric == "ns" else t.count[r] for r in root_of], np.float64)
-    val = ns if metric == "ns" else count
-    cols = {"level": np.array(level, np.int32),
-            "frame": np.array([t.label[i] if t.name[i] < 0 else named.names[t.name[i]] for i in order], object)}
+        todo.extend((c, lv + 1) for c in reversed(by_l[lo[i + 1]:hi[i + 1]]))
+    o = np.array(order, np.int64)
+    pos = np.full(n + 1, -1, np.int64)
+    pos[o] = np.arange(len(o))
+    # each node's root: roots come first in t, so follow parents until one is below len(label)
+    root = o.copy()
+    while len(root) and (t.parent[root] >= 0).any():
+        up = t.parent[root] >= 0
+        root[up] = t.parent[root[up]]
+    whole = (t.ns if metric == "ns" else t.count)[root].astype(np.float64)
+    val = (t.ns if metric == "ns" else t.count)[o]
+    names = t.name[o]
+    frame = np.empty(len(o), object)
+    is_root = names < 0
+    frame[is_root] = [t.label[i] for i in o[is_root].tolist()]
+    frame[~is_root] = named.names[names[~is_root]]
+    cols = {"level": np.array(level, np.int32), "frame": frame}
     if metric == "ns":
-        cols["total"] = ns
-    cols["pct"] = np.where(tot > 0, val * 100.0 / np.maximum(tot, 1), 0.0)
-    cols["count"] = count
-    cols["addr"] = np.array([named.addrs[t.name[i]] if t.name[i] >= 0 else 0 for i in order], np.uint64)
-    cols["parent"] = np.array([pos.get(t.parent[i], -1) for i in order], np.int64)
+        cols["total"] = t.ns[o]
+    cols["pct"] = np.where(whole > 0, val * 100.0 / np.maximum(whole, 1), 0.0)
+    cols["count"] = t.count[o]
+    cols["addr"] = np.where(is_root, np.uint64(0), named.addrs[np.maximum(names, 0)] if len(named.addrs)
+                            else np.uint64(0)).astype(np.uint64)
+    cols["parent"] = pos[t.parent[o]]
     return cols
 
 
 def folded(p: Profile, named: Named, metric: str) -> dict[str, int]:
     """Folded stacks: caller-first path 'a;b;c' -> weight (paths that name the same frames
-    merge), the lines flamegraph.pl, inferno and speedscope read."""
+    merge; with groups, the group is the outermost frame), the lines flamegraph.pl, inferno
+    and speedscope read. `named` must be caller first."""
     w = p.weight(metric)
     out: dict[str, int] = {}
-    for sid, v in zip(p.stack.tolist(), w.tolist()):
-        path = named.paths[sid]
+    clean = [str(x).replace(";", ":") for x in named.names.tolist()]
+    rows = named.rows(p.stack)
+    for g, r, v in zip(p.group.tolist(), rows.tolist(), w.tolist()):
+        path = [clean[i] for i in named.paths[r].tolist() if i >= 0]
         if path and v:
-            line = ";".join(named.names[i].replace(";", ":") for i in path)
+            if p.group_by != "none":
+                path.insert(0, p.groups[g].replace(";", ":"))
+            line = ";".join(path)
             out[line] = out.get(line, 0) + int(v)
     return out
