@@ -46,6 +46,7 @@ class Named:
     paths: np.ndarray  # int32 (stacks, frames): name ids, -1 padded (innermost first, or caller first)
     names: np.ndarray  # object: the distinct frame names
     addrs: np.ndarray  # uint64: per name, the lowest return address seen with it
+    frames: np.ndarray  # uint64 (stacks, frames): the return addresses of paths' frames, 0 padded
 
     def rows(self, stack_ids: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.stack_ids, stack_ids)
@@ -82,13 +83,15 @@ def name_paths(model: Model, stack_ids: np.ndarray, caller_first: bool = False) 
     # each row's kept frames moved to its front, in order
     order = np.argsort(~keep, axis=1, kind="stable")
     paths = np.take_along_axis(np.where(keep, n, -1), order, axis=1).astype(np.int32)
+    kept = np.take_along_axis(np.where(keep, frames, np.uint64(0)), order, axis=1)
     if caller_first:
         length = keep.sum(axis=1)
-        rev = length[:, None] - 1 - col
+        rev = np.maximum(length[:, None] - 1 - col, -1)
         paths = np.where(rev >= 0, np.take_along_axis(paths, np.maximum(rev, 0), axis=1), -1).astype(np.int32)
+        kept = np.where(rev >= 0, np.take_along_axis(kept, np.maximum(rev, 0), axis=1), np.uint64(0))
     addrs = np.full(len(names), np.iinfo(np.uint64).max, np.uint64)
     np.minimum.at(addrs, name_of, fn.addr)
-    return Named(sids, paths, names.astype(object), addrs)
+    return Named(sids, paths, names.astype(object), addrs, kept)
 
 
 @dataclass
