@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from osvtrace.format.trace import Trace
+from osvtrace.model.kernel_map import kernel_of
 from osvtrace.model.table import Column, Table, TableSpec, table
 
 NO_STACK = -1  # the event has no backtrace (not recorded, or 0 frames)
@@ -75,7 +76,9 @@ class Stacks:
     def __init__(self, trace: Trace):
         self.trace = trace
         self.frames = np.zeros((0, 0), np.uint64)  # (stacks, width), innermost first, 0-padded
-        self.width = 0  # the deepest backtrace the trace's records carry (its bound)
+        self.width = 0  # the deepest backtrace the trace's records carry
+        # the most frames a record can hold: the file's word, else its kernel's, else the deepest seen
+        self.bound = int(getattr(trace, "backtrace_len", 0) or 0) or kernel_of(trace).backtrace_depth
         self._hashes = np.empty(0, np.uint64)  # sorted hashes of the stacks so far
         self._hash_ids = np.empty(0, np.int32)  # the stack id of each
         self._per_tp: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tp id -> (event indices, stack ids)
@@ -181,7 +184,8 @@ class Stacks:
 
     def cut(self) -> np.ndarray:
         """Stacks as deep as the trace's bound: their outer frames may be missing."""
-        return self.depth() >= self.width if self.width else np.zeros(len(self.frames), bool)
+        bound = self.bound or self.width
+        return self.depth() >= bound if bound else np.zeros(len(self.frames), bool)
 
     def all_events(self) -> np.ndarray:
         """Stack ids of every event (computes every tracepoint's)."""

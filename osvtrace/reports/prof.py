@@ -39,8 +39,8 @@ def tree_report(model: Model, flt: Filter, opts: Options, kind: str) -> Report:
         st = model.stacks
         cut, loop = st.cut()[p.stack], st.loops()[p.stack]
         if cut.any():
-            notes.append(f"{int(p.count[cut].sum()):,} samples' stacks are {st.width} frames deep, the bound: their "
-                         "outer frames may be missing")
+            notes.append(f"{int(p.count[cut].sum()):,} samples' stacks are {st.bound or st.width} frames deep, the "
+                         "most a record holds: their outer frames may be missing")
         if loop.any():
             notes.append(f"{int(p.count[loop].sum()):,} samples' stacks repeat an address (recursion, or a bad frame "
                          "walk)")
