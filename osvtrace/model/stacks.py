@@ -131,7 +131,8 @@ class Stacks:
         known[known] = self._hashes[pos[known]] == uh[known]
         uid = np.empty(len(uh), np.int32)
         uid[known] = self._hash_ids[pos[known]]
-        if known.any() and not _rows_equal(self._padded(uniq[known]), self.frames[uid[known]]):
+        w = max(self.frames.shape[1], uniq.shape[1])
+        if known.any() and not _rows_equal(_pad(uniq[known], w), _pad(self.frames[uid[known]], w)):
             return self._intern_exact(bt, has, ids)
         new = np.flatnonzero(~known)
         uid[new] = len(self.frames) + np.arange(len(new), dtype=np.int32)
@@ -143,8 +144,8 @@ class Stacks:
         """Interning by comparing whole rows, keeping the ids given so far (only after a hash
         collision, which 64 bits make rare; lookups by hash then keep landing here: slower,
         never wrong)."""
-        rows = self._padded(bt[has])
-        old = self._padded(self.frames) if len(self.frames) else np.zeros((0, rows.shape[1]), np.uint64)
+        w = max(self.frames.shape[1], bt.shape[1])
+        rows, old = _pad(bt[has], w), _pad(self.frames, w)
         e = len(old)
         uniq, inv = np.unique(np.concatenate([old, rows]), axis=0, return_inverse=True)
         inv = inv.reshape(-1)
@@ -159,14 +160,9 @@ class Stacks:
         ids[has] = to_id[inv[e:]].astype(np.int32)
         return ids
 
-    def _padded(self, rows: np.ndarray) -> np.ndarray:
-        w = max(self.frames.shape[1], rows.shape[1])
-        return rows if rows.shape[1] == w else np.pad(rows, ((0, 0), (0, w - rows.shape[1])))
-
     def _append(self, rows: np.ndarray, hashes: np.ndarray, ids: np.ndarray) -> None:
         w = max(self.frames.shape[1], rows.shape[1])
-        old = self.frames if self.frames.shape[1] == w else np.pad(self.frames, ((0, 0), (0, w - self.frames.shape[1])))
-        self.frames = np.concatenate([old, self._padded(rows) if rows.shape[1] != w else rows])
+        self.frames = np.concatenate([_pad(self.frames, w), _pad(rows, w)])
         h = np.concatenate([self._hashes, hashes])
         i = np.concatenate([self._hash_ids, ids])
         o = np.argsort(h, kind="stable")
@@ -190,6 +186,11 @@ class Stacks:
     def all_events(self) -> np.ndarray:
         """Stack ids of every event (computes every tracepoint's)."""
         return self.ids(np.arange(len(self.trace.events)))
+
+
+def _pad(m: np.ndarray, width: int) -> np.ndarray:
+    """A frame matrix widened to `width` columns with 0s."""
+    return m if m.shape[1] == width else np.pad(m, ((0, 0), (0, width - m.shape[1])))
 
 
 def _rows_equal(a: np.ndarray, b: np.ndarray) -> bool:
