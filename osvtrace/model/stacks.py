@@ -43,22 +43,31 @@ EVENT_STACK = TableSpec("event_stack", "One row per record with a backtrace: its
     Column("stack_id", "int32", "its stack"),
 ))
 
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
+# one odd 64-bit multiplier per frame position: a row's hash is sum(frame * weight) mod 2**64,
+# a matrix-vector product (no Python loop, no temporary); 0s (the padding) add nothing, so a
+# stack hashes the same at any padded width. Collisions are caught by the exact check.
+_WEIGHTS = np.random.default_rng(0x5EED).integers(0, 2**62, 256, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+_CHECK_ROWS = 1 << 20  # rows compared at a time by the exact check (bounds its temporary)
 
 
 def row_hash(frames: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each row (0s, the padding, leave it unchanged, so one stack hashes
-    the same at any padded width)."""
-    h = np.full(len(frames), 0x243F6A8885A308D3, np.uint64)
+    """A 64-bit hash of each row, the same whatever 0 padding follows."""
+    w = frames.shape[1]
+    weights = _WEIGHTS[:w] if w <= len(_WEIGHTS) else np.resize(_WEIGHTS, w)
     with np.errstate(over="ignore"):
-        for j in range(frames.shape[1]):
-            col = np.ascontiguousarray(frames[:, j])
-            mixed = (h ^ col) * _M1
-            mixed ^= mixed >> np.uint64(31)
-            mixed *= _M2
-            h = np.where(col != 0, mixed, h)
-    return h
+        return frames @ weights if len(frames) and w else np.zeros(len(frames), np.uint64)
+
+
+def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys in order of first appearance, index of each key's first row), by a hash
+    table (Arrow's dictionary encoding), not a sort: O(n) on millions of samples."""
+    import pyarrow as pa
+
+    enc = pa.array(keys).dictionary_encode()
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    first = np.empty(len(enc.dictionary), np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write of each code is its first row
+    return codes, first
 
 
 def normalize(frames: np.ndarray) -> np.ndarray:
@@ -66,8 +75,13 @@ def normalize(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames, np.uint64)
     if frames.ndim != 2:
         frames = frames.reshape(len(frames), -1)
-    live = np.cumprod(frames != 0, axis=1, dtype=np.uint8).astype(bool)
-    return frames if live.all() or not frames.size else np.where(live, frames, np.uint64(0))
+    if frames.shape[1] < 2:
+        return frames
+    zero = frames == 0
+    if not (zero[:, :-1] & ~zero[:, 1:]).any():  # no frame after a 0: the usual case, nothing to do
+        return frames
+    live = np.cumprod(~zero, axis=1, dtype=np.uint8).astype(bool)
+    return np.where(live, frames, np.uint64(0))
 
 
 class Stacks:
@@ -120,11 +134,12 @@ class Stacks:
             return ids
         self.width = max(self.width, bt.shape[1])
         has = bt[:, 0] != 0
-        rows = bt[has]
-        h = row_hash(rows)
-        uh, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        every = bool(has.all())
+        rows = bt if every else bt[has]
+        codes, first = factorize(row_hash(rows))
         uniq = rows[first]
-        if not _rows_equal(uniq[inv.reshape(-1)], rows):  # a hash collision: exact, slower
+        uh = row_hash(uniq)
+        if not _rows_equal_at(rows, uniq, codes):  # a hash collision: exact, slower
             return self._intern_exact(bt, has, ids)
         pos = np.searchsorted(self._hashes, uh)
         known = pos < len(self._hashes)
@@ -137,7 +152,10 @@ class Stacks:
         new = np.flatnonzero(~known)
         uid[new] = len(self.frames) + np.arange(len(new), dtype=np.int32)
         self._append(uniq[new], uh[new], uid[new])
-        ids[has] = uid[inv.reshape(-1)]
+        if every:
+            ids[:] = uid[codes]
+        else:
+            ids[has] = uid[codes]
         return ids
 
     def _intern_exact(self, bt: np.ndarray, has: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -194,10 +212,13 @@ def _pad(m: np.ndarray, width: int) -> np.ndarray:
 
 
 def _rows_equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """Row-wise equality of two matrices, a column at a time (no n x width temporary)."""
-    if a.shape != b.shape:
-        return False
-    return all(np.array_equal(a[:, j], b[:, j]) for j in range(a.shape[1]))
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _rows_equal_at(rows: np.ndarray, uniq: np.ndarray, codes: np.ndarray) -> bool:
+    """Whether every row equals uniq[its code], in blocks (a bounded temporary)."""
+    return all(np.array_equal(uniq[codes[i:i + _CHECK_ROWS]], rows[i:i + _CHECK_ROWS])
+               for i in range(0, len(rows), _CHECK_ROWS))
 
 
 def stack_table(stacks: Stacks) -> Table:
