@@ -27,7 +27,7 @@ from osvtrace.model.filters import Filter, thread_ids, tracepoint_ids
 from osvtrace.model.kernel_map import model_events
 from osvtrace.model.sched import SLEEPING, WAITING
 from osvtrace.model.search import dense_rank, last_match
-from osvtrace.model.stacks import NO_STACK
+from osvtrace.model.stacks import NO_STACK, factorize
 from osvtrace.reports.common import clip, filter_table, thread_names
 
 KINDS = ("prof", "prof-wait", "prof-lock", "prof-hold")
@@ -79,11 +79,12 @@ def profile(model: Model, flt: Filter, kind: str, group_by: str = "none") -> Pro
     has = stack != NO_STACK
     missing = int((~has).sum())
     key, groups = _groups(model, s, group_by, "mutex" if kind in ("prof-lock", "prof-hold") else "object")
-    pair = key[has].astype(np.int64) * (len(model.stacks) + 1) + stack[has]
-    uniq, inv = np.unique(pair, return_inverse=True)
-    inv = inv.reshape(-1)
+    every = bool(has.all())
+    pair = (key if every else key[has]).astype(np.int64) * (len(model.stacks) + 1) + (stack if every else stack[has])
+    inv, first = factorize(pair)  # a hash table: samples are many, (group, stack) pairs few
+    uniq = pair[first]
     count = np.bincount(inv, minlength=len(uniq)).astype(np.int64)
-    ns = np.bincount(inv, weights=s.ns[has], minlength=len(uniq)).astype(np.int64)
+    ns = np.bincount(inv, weights=s.ns if every else s.ns[has], minlength=len(uniq)).astype(np.int64)
     notes = []
     if missing:
         notes.append(f"{missing:,} of {len(stack):,} samples have no backtrace and are left out"
