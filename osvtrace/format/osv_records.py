@@ -351,19 +351,25 @@ def frames(buf: np.ndarray, off: np.ndarray, nbt: np.ndarray, header: int) -> np
         return out
     start = off.astype(np.int64) + header
     mod = start & 7
-    classes = np.unique(mod).tolist()
+    classes = np.flatnonzero(np.bincount(mod, minlength=8)).tolist()
+    cols = np.arange(width)
     for r in classes:
-        sel = None if len(classes) == 1 else np.flatnonzero(mod == r)
+        sel = np.arange(len(off)) if len(classes) == 1 else np.flatnonzero(mod == r)
         words = buf[r:r + (len(buf) - r) // 8 * 8].view("<u8")
-        base = (start if sel is None else start[sel]) - r >> 3
-        n = nbt if sel is None else nbt[sel]
-        for k in range(width):
-            has = n > k
-            if sel is None and has.all():
-                out[:, k] = words[base + k]
-            elif has.any():
-                rows = np.flatnonzero(has) if sel is None else sel[has]
-                out[rows, k] = words[base[has] + k]
+        base = (start[sel] - r) >> 3
+        # each record's frames are one row of a sliding window over the words: a row gather
+        # copies them together, not word by word
+        inside = base + width <= len(words)
+        if len(words) >= width:
+            win = np.lib.stride_tricks.as_strided(words, (len(words) - width + 1, width), (8, 8), writeable=False)
+            out[sel[inside]] = win[base[inside]]
+        for i in np.flatnonzero(~inside).tolist():  # the file's last words: fewer than `width` left
+            k = int(base[i])
+            row = words[k:k + width]
+            out[sel[i], :len(row)] = row
+    unused = cols >= nbt[:, None]
+    if unused.any():
+        out[unused] = 0
     return out
 
 
