@@ -13,27 +13,13 @@ import numpy as np
 
 from osvtrace.exports.common import Options, Result, atomic_file
 from osvtrace.exports.registry import ALL_FILTERS, register
+from osvtrace.exports.timeline import Names
 from osvtrace.model import Model
 from osvtrace.model.frames import frame_names
 from osvtrace.reports.calltree import name_paths
 from osvtrace.reports.profiles import profile
 
 TIME_TYPE = {"prof": "time", "prof-wait": "wait", "prof-lock": "lock-wait", "prof-hold": "lock-hold"}
-
-
-class _Strings:
-    """pprof's string table: index 0 is ""."""
-
-    def __init__(self) -> None:
-        self.table = [""]
-        self.index = {"": 0}
-
-    def __call__(self, s: str) -> int:
-        i = self.index.get(s)
-        if i is None:
-            i = self.index[s] = len(self.table)
-            self.table.append(s)
-        return i
 
 
 @register("pprof", suffix=".pb.gz", filters=ALL_FILTERS,
@@ -43,7 +29,9 @@ def write(model: Model, out: Path, opts: Options) -> Result:
 
     p = profile(model, opts.filter, opts.profile, opts.group_by)
     named = name_paths(model, p.stack, caller_first=False)
-    s = _Strings()
+    names = Names()
+    s = names.id
+    s("")  # pprof's string table starts with ""
     prof = pb.Profile()
     prof.sample_type.add(type=s("samples"), unit=s("count"))
     prof.sample_type.add(type=s(TIME_TYPE[p.kind]), unit=s("nanoseconds"))
@@ -74,7 +62,7 @@ def write(model: Model, out: Path, opts: Options) -> Result:
     if model.trace.facts.wall_clock_ns:
         prof.time_nanos = model.trace.facts.wall_clock_ns + lo
     prof.comment.append(s(f"osvtrace {p.kind}: {p.source}"))
-    prof.string_table.extend(s.table)
+    prof.string_table.extend(names.strings)
     with atomic_file(out) as f:
         f.write(gzip.compress(prof.SerializeToString()))
     return Result(out, {"samples": len(prof.sample), "locations": len(prof.location),
