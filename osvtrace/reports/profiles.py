@@ -113,21 +113,25 @@ def _groups(model: Model, s: Samples, group_by: str, lock: str) -> tuple[np.ndar
     return inv.reshape(-1), [cat.by_id[int(t)].name if int(t) in cat.by_id else f"tracepoint {t}" for t in u.tolist()]
 
 
-def _sample_events(model: Model, flt: Filter) -> Samples:
-    """prof: one sample per record (the sampler's, the --tp ones, or all)."""
+def _sample_events(model: Model, flt: Filter) -> tuple[Samples, str]:
+    """prof: one sample per record (the sampler's, the --tp ones, or all), and which they are."""
     t = model.trace
     ev = t.events
     m = Filter(cpus=flt.cpus, threads=flt.threads, since=flt.since, until=flt.until).mask(t)
+    source = "records with a backtrace"
     if flt.tracepoints:
         m &= np.isin(ev.tp, tracepoint_ids(t, flt.tracepoints))
+        source = f"{','.join(flt.tracepoints)} records"
     else:
         sampler = [n for n in SAMPLERS if n in t.catalog.by_name]
         ids = [i for n in sampler for i in t.tracepoint_ids(n)]
-        if ids and np.isin(ev.tp, ids).any():
-            m &= np.isin(ev.tp, ids)
+        on = np.isin(ev.tp, ids) if ids else None
+        if on is not None and on.any():
+            m &= on
+            source = f"CPU samples ({', '.join(sampler)})"
     idx = np.flatnonzero(m)
     return Samples(idx, np.zeros(len(idx), np.int64), ev.tid[idx], np.zeros(len(idx), np.uint64),
-                   _with_pc(model, idx))
+                   _with_pc(model, idx)), source
 
 
 def _with_pc(model: Model, idx: np.ndarray) -> np.ndarray | None:
@@ -221,7 +225,7 @@ def _locks(model: Model, flt: Filter, hold: bool = False) -> Samples:
 
 
 _SOURCES = {
-    "prof": lambda m, f: (_sample_events(m, f), "records with a backtrace", "count"),
+    "prof": lambda m, f: (*_sample_events(m, f), "count"),
     "prof-wait": lambda m, f: (_waits(m, f), "blocked time by the waiter's stack", "ns"),
     "prof-lock": lambda m, f: (_locks(m, f), "mutex wait by the waiter's stack", "ns"),
     "prof-hold": lambda m, f: (_locks(m, f, hold=True), "mutex hold by the holder's stack", "ns"),
