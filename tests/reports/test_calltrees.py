@@ -39,7 +39,7 @@ def tree(model: Model, kind: str, flt: Filter | None = None, **more) -> dict[tup
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory) -> Model:
+def osv_story(tmp_path_factory) -> Model:
     return Model(osvtrace.open(S.write(tmp_path_factory.mktemp("story") / "story.tracefile", S.lock_story())))
 
 
@@ -51,11 +51,11 @@ def real(tmp_path_factory) -> Model:
 CHAIN = ("a", "b", "c", "pthread_mutex_lock", "lockfree::mutex::lock()")
 
 
-def test_a_known_call_chain_is_the_waiters_path_by_name_in_prof_lock(story):
-    caller = tree(story, "prof-lock", tree="caller")
+def test_a_known_call_chain_is_the_waiters_path_by_name_in_prof_lock(osv_story):
+    caller = tree(osv_story, "prof-lock", tree="caller")
     assert caller[CHAIN] == (1, 300)  # lock_wait at 110, lock_wake at 410
     assert max(caller, key=len) == CHAIN  # the tracepoint's frame and thread_main are machinery
-    callee = tree(story, "prof-lock")
+    callee = tree(osv_story, "prof-lock")
     assert callee[tuple(reversed(CHAIN))] == (1, 300)
 
 
@@ -72,20 +72,20 @@ def test_prof_lock_json_is_the_nested_tree(tmp_path):
     assert len(doc["rows"]) == len(CHAIN) + 1 and doc["orientation"] == "caller"
 
 
-def test_prof_lock_hold_is_hold_time_by_the_holders_stack(story):
-    hold = tree(story, "prof-lock", hold=True, tree="caller")
+def test_prof_lock_hold_is_hold_time_by_the_holders_stack(osv_story):
+    hold = tree(osv_story, "prof-lock", hold=True, tree="caller")
     assert hold[("hold_here", "pthread_mutex_lock", "lockfree::mutex::lock()")] == (1, 350)  # 50 .. 400
     assert hold[CHAIN] == (1, 90)  # the waiter's own hold, 410 .. 500, taken where it waited
 
 
-def test_prof_wait_takes_the_stack_of_the_record_that_began_the_wait(story):
-    w = tree(story, "prof-wait", tree="caller")
+def test_prof_wait_takes_the_stack_of_the_record_that_began_the_wait(osv_story):
+    w = tree(osv_story, "prof-wait", tree="caller")
     assert w[CHAIN + ("sched::thread::wait()",)] == (1, 285)  # sched_wait 120 .. sched_wait_ret 405
 
 
-def test_prof_counts_records_by_stack_and_says_how_many_had_none(story):
+def test_prof_counts_records_by_stack_and_says_how_many_had_none(osv_story):
     spec = REGISTRY["prof"]
-    r = spec.fn(story, Filter(), options(spec, {}))
+    r = spec.fn(osv_story, Filter(), options(spec, {}))
     root = r.columns["count"][0]
     assert root == sum(1 for rec in S.lock_story() if rec.backtrace)
     assert any("have no backtrace" in n for n in r.notes)
@@ -209,3 +209,20 @@ def test_bad_stacks_loops_empty_cut_and_unknown_frames_are_shown_never_a_crash(t
         # exit 3: done, from a file that is partly wrong (addresses FILE.symbols does not name)
         assert out.returncode == 3 and "not in it" in out.stderr and "Traceback" not in out.stderr
         assert out.stdout.strip()
+
+
+def test_our_kernels_waits_take_the_stack_of_the_threads_sched_wait(story):
+    # our kernel records no sched_wait_ret: waits are thread_state's; give every record a
+    # one-frame stack naming the record itself (an address nothing names shows as itself)
+    t = story.trace
+    t.backtraces = lambda idx: (np.asarray(idx, np.uint64) + np.uint64(0x1000))[:, None]
+    ev, wait_id = t.events, t.tracepoint("sched_wait").id
+    began = {int(ev.tid[i]): f"{0x1000 + i:#x}" for i in np.flatnonzero(ev.tp == wait_id).tolist()}
+    w = tree(story, "prof-wait", group_by="thread")
+    ts = story.thread_state
+    for tid, frame in began.items():
+        blocked = (ts["tid"] == tid) & (ts["state"] == 2)
+        label = next(k[0] for k in w if len(k) == 1 and k[0].endswith(f"({tid})"))
+        assert w[(label, frame)] == (int(blocked.sum()), int(ts["dur"][blocked].sum()))
+    by_lock = {k[0] for k in tree(story, "prof-wait", group_by="lock") if len(k) == 1}
+    assert by_lock == {f"object {a:#x}" for a in np.unique(ts["blocked_on"][ts["state"] == 2]).tolist()}
