@@ -22,7 +22,7 @@ TREE_OPTS: tuple[Opt, ...] = (
     Opt("--min-duration", "time", "Only nodes with at least this much time (250us ...).", 0, "TIME"),
     Opt("--limit", "int", "Tree nodes shown as text.", 300, "N", lo=0),
 )
-FLAT_OPT = Opt("--flat", "flag", "The flat table (per thread and object) instead of the tree.")
+FLAT_OPT = Opt("--flat", "flag", "The flat table (per thread and what it waited on) instead of the tree.")
 
 
 def tree_report(model: Model, flt: Filter, opts: Options, kind: str) -> Report:
