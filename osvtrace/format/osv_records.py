@@ -346,30 +346,36 @@ def frames(buf: np.ndarray, off: np.ndarray, nbt: np.ndarray, header: int) -> np
     8-byte view of buf per alignment the records start at (a ring's are all 8-aligned), not
     byte by byte: millions of backtraces read in a few gathers."""
     width = int(nbt.max()) if len(nbt) else 0
-    out = np.zeros((len(off), width), np.uint64)
     if not width:
-        return out
+        return np.zeros((len(off), 0), np.uint64)
     start = off.astype(np.int64) + header
     mod = start & 7
     classes = np.flatnonzero(np.bincount(mod, minlength=8)).tolist()
-    cols = np.arange(width)
+    out = None
     for r in classes:
-        sel = np.arange(len(off)) if len(classes) == 1 else np.flatnonzero(mod == r)
+        sel = None if len(classes) == 1 else np.flatnonzero(mod == r)
         words = buf[r:r + (len(buf) - r) // 8 * 8].view("<u8")
-        base = (start[sel] - r) >> 3
+        base = (start if sel is None else start[sel]) - r >> 3
         # each record's frames are one row of a sliding window over the words: a row gather
         # copies them together, not word by word
         inside = base + width <= len(words)
-        if len(words) >= width:
-            win = np.lib.stride_tricks.as_strided(words, (len(words) - width + 1, width), (8, 8), writeable=False)
-            out[sel[inside]] = win[base[inside]]
+        win = np.lib.stride_tricks.as_strided(words, (max(len(words) - width + 1, 0), width), (8, 8),
+                                              writeable=False)
+        if sel is None and inside.all():
+            out = win[base]  # the usual case: one gather, straight into the result
+            break
+        if out is None:
+            out = np.zeros((len(off), width), np.uint64)
+        rows = np.arange(len(off)) if sel is None else sel
+        out[rows[inside]] = win[base[inside]]
         for i in np.flatnonzero(~inside).tolist():  # the file's last words: fewer than `width` left
-            k = int(base[i])
-            row = words[k:k + width]
-            out[sel[i], :len(row)] = row
-    unused = cols >= nbt[:, None]
-    if unused.any():
-        out[unused] = 0
+            row = words[int(base[i]):int(base[i]) + width]
+            out[rows[i], :len(row)] = row
+    short = np.flatnonzero(nbt < width)  # frames past a record's own are not its: 0
+    if len(short):
+        part = out[short]
+        part[np.arange(width) >= nbt[short, None]] = 0
+        out[short] = part
     return out
 
 
