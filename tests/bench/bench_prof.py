@@ -150,36 +150,49 @@ def run() -> list[dict]:
             best_o = best_t = None
             for _ in range(rounds):
                 o = ours(path, kind, "json")
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), _children_cpu()
                 text = tracepy(osv, kind, path, "-S")
-                t = {"s": time.perf_counter() - t0, "tree": parse_tree(text)}
-                best_o = o if best_o is None or o["s"] < best_o["s"] else best_o
-                best_t = t if best_t is None or t["s"] < best_t["s"] else best_t
+                t = {"s": time.perf_counter() - t0, "cpu": _children_cpu() - c0, "tree": parse_tree(text)}
+                best_o = o if best_o is None or o["cpu"] < best_o["cpu"] else best_o
+                best_t = t if best_t is None or t["cpu"] < best_t["cpu"] else best_t
             diff = _differences(json.loads(best_o["out"]), best_t["tree"])
             if diff and kind != "prof-wait":
                 raise RuntimeError(f"{kind}: trees differ from trace.py's: {diff[:3]}")
-            ratio = best_t["s"] / best_o["s"]
+            # CPU time on both sides: on a machine shared with other work the wall clock measures the
+            # load; the wall times are in the note
+            ratio = best_t["cpu"] / best_o["cpu"]
             rows.append(dict(
-                name=f"report {kind}, {best_o['n'] / 1e3:.0f} k OSv records vs trace.py {kind}",
-                value=f"{best_o['s'] * 1e3:.0f}", unit="ms", ours=round(best_o["s"] * 1e3, 1),
-                peer=round(best_t["s"] * 1e3, 0), peer_name=f"OSv scripts/trace.py {kind}", better="lower",
+                name=f"report {kind}, {best_o['n'] / 1e3:.0f} k OSv records vs trace.py {kind} (CPU time)",
+                value=f"{best_o['cpu'] * 1e3:.0f}", unit="ms", ours=round(best_o["cpu"] * 1e3, 1),
+                peer=round(best_t["cpu"] * 1e3, 0), peer_name=f"OSv scripts/trace.py {kind}", better="lower",
                 ratio=round(ratio, 1), target=f">= {TARGET:g}x", ok=ratio >= TARGET,
                 note=f"tests/fixtures/osv/mutexnet-bt.tracefile without its open entries, repeated {times}x "
                      f"(osv_synth.scale), symbols from "
-                     f"FILE.symbols (trace.py -S); ours: open + tree + JSON in a child process after an untimed run "
-                     f"({best_o['cpu'] * 1e3:.0f} ms CPU); trace.py {best_t['s']:.1f} s (process start included); "
+                     f"FILE.symbols (trace.py -S); ours: open + tree + JSON in a child process after an untimed run, "
+                     f"{best_o['cpu'] * 1e3:.0f} ms CPU ({best_o['s'] * 1e3:.0f} ms wall); trace.py "
+                     f"{best_t['cpu']:.1f} s CPU ({best_t['s']:.1f} s wall, process start included); "
+                     f"load average {os.getloadavg()[0]:.1f}; "
                      + (f"trees equal" if not diff else f"trees equal but {len(diff)} nodes: the waits trace.py "
                         "cannot time (before its first sched_wait_ret)") + f"; best of {rounds}"))
     big = sample_dump()
     o = ours(big, "prof", "json")
     tree = json.loads(o["out"])["tree"]
-    rows.append(dict(name=f"report prof on {o['n'] / 1e6:.0f} M CPU samples", value=f"{o['s']:.2f}", unit="s",
-                     target=f"<= {SAMPLE_TARGET_S:g} s", ok=o["s"] <= SAMPLE_TARGET_S,
+    rows.append(dict(name=f"report prof on {o['n'] / 1e6:.0f} M CPU samples (CPU time)", value=f"{o['cpu']:.2f}",
+                     unit="s", target=f"<= {SAMPLE_TARGET_S:g} s", ok=o["cpu"] <= SAMPLE_TARGET_S,
                      note=f"OSVT dump of OSv sampler_tick records, 10-frame backtraces, 300 distinct stacks "
                           f"({big.stat().st_size / 2**30:.2f} GiB, osv_synth.dump + scale); open, read and intern "
-                          f"every backtrace, tree, JSON: {o['cpu']:.2f} s CPU; {tree[0]['count']:,} samples at the "
-                          "root"))
+                          f"every backtrace, tree, JSON in a child process after an untimed run: {o['cpu']:.2f} s "
+                          f"CPU, {o['s']:.2f} s wall at load average {os.getloadavg()[0]:.1f} on 2 cores; "
+                          f"{tree[0]['count']:,} samples at the root"))
     return rows
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the child processes waited for so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _differences(doc: dict, theirs: dict) -> list[str]:

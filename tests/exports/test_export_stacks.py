@@ -141,3 +141,11 @@ def test_generated_pprof_code_matches_the_proto(tmp_path):
                        and "_runtime_version" not in ln and not ln.strip().isdigit() and ln.strip() != "'',"]
     assert strip((tmp_path / "pprof_pb2.py").read_text()) == strip((PROTO / "pprof_pb2.py").read_text()), \
         "osvtrace/exports/proto/pprof_pb2.py is stale: regenerate it with grpc_tools.protoc"
+
+
+def test_stack_options_on_other_formats_are_one_line_errors(tmp_path):
+    path = S.write(tmp_path / "s.tracefile", S.lock_story())
+    for args, says in ((["--format", "chrome", "--profile", "prof-lock"], "--profile and --group-by apply"),
+                       (["--format", "pprof", "--metric", "ns"], "--metric applies to folded")):
+        r = run_cli("export", str(path), *args, "-o", str(tmp_path / "x"))
+        assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
