@@ -95,7 +95,8 @@ class Stacks:
         self.bound = int(getattr(trace, "backtrace_len", 0) or 0) or kernel_of(trace).backtrace_depth
         self._hashes = np.empty(0, np.uint64)  # sorted hashes of the stacks so far
         self._hash_ids = np.empty(0, np.int32)  # the stack id of each
-        self._per_tp: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tp id -> (event indices, stack ids)
+        self._event_ids: np.ndarray | None = None  # int32 per event: its stack id, once its tracepoint is read
+        self._done: set[int] = set()  # tracepoint ids whose events' stacks are in _event_ids
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -103,29 +104,21 @@ class Stacks:
     def ids(self, idx: np.ndarray) -> np.ndarray:
         """The stack id of each event in idx (NO_STACK where it has no backtrace)."""
         idx = np.asarray(idx, np.int64)
-        out = np.full(len(idx), NO_STACK, np.int32)
-        tps = self.trace.events.tp[idx]
-        present = np.unique(tps).tolist()
-        self._read([tp for tp in present if tp not in self._per_tp])
-        for tp in present:
-            ev, ids = self._per_tp[tp]
-            if len(present) == 1 and len(ev) == len(idx) and np.array_equal(ev, idx):
-                return ids.copy()  # all of one tracepoint's events (a sampler's): no lookup
-            sel = np.flatnonzero(tps == tp) if len(present) > 1 else np.arange(len(idx))
-            out[sel] = ids[np.searchsorted(ev, idx[sel])]
-        return out
+        tp = self.trace.events.tp
+        present = np.flatnonzero(np.bincount(tp[idx], minlength=1)).tolist() if len(idx) else []
+        self._read([t for t in present if t not in self._done])
+        return self._event_ids[idx] if self._event_ids is not None else np.full(len(idx), NO_STACK, np.int32)
 
     def _read(self, tps: list[int]) -> None:
         """Intern the backtraces of every event of these tracepoints (one read for all)."""
         if not tps:
             return
         tp = self.trace.events.tp
+        if self._event_ids is None:
+            self._event_ids = np.full(len(tp), NO_STACK, np.int32)
         ev = np.flatnonzero(np.isin(tp, np.array(tps, tp.dtype)))
-        ids = self.intern(self.trace.backtraces(ev))
-        of = tp[ev]
-        for t in tps:
-            sel = of == t
-            self._per_tp[t] = (ev[sel], ids[sel])
+        self._event_ids[ev] = self.intern(self.trace.backtraces(ev))
+        self._done.update(tps)
 
     def intern(self, bt: np.ndarray) -> np.ndarray:
         """Stack ids of the rows of a backtrace matrix, adding the stacks not seen yet."""
