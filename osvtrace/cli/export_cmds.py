@@ -60,29 +60,37 @@ class _ExportCommand(click.Command):
 
 @click.command(name="export", cls=_ExportCommand)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", required=True, metavar="FORMAT", help="perfetto, chrome, pcap, parquet or ctf.",
+@click.option("--format", "fmt", required=True, metavar="FORMAT", help="perfetto, chrome, pcap, parquet, ctf, folded or pprof.",
               shell_complete=complete_export_formats)
 @click.option("-o", "--output", "out", required=True, type=click.Path(), metavar="OUT",
-              help="Output file (perfetto, chrome, pcap) or directory (parquet, ctf).")
+              help="Output file (perfetto, chrome, pcap, folded, pprof) or directory (parquet, ctf).")
 @filter_options
 @click.option("--trace-id", metavar="ID", help="parquet: value of the `trace` column (default: FILE's stem).")
 @click.option("--layout", type=click.Choice(["flat", "by-table"]), default="flat", show_default=True,
               help="parquet: OUT/TABLE.parquet, or OUT/TABLE/ID.parquet to collect many traces in one OUT.")
 @click.option("--force", is_flag=True, help="Directory formats: replace the export files already in OUT.")
+@click.option("--profile", type=click.Choice(["prof", "prof-wait", "prof-lock", "prof-hold"]), default="prof",
+              show_default=True, help="folded, pprof: the stacks of `report prof|prof-wait|prof-lock` (prof-hold: "
+              "mutex hold time by the holder's stack).")
+@click.option("--metric", type=click.Choice(["count", "ns"]), default=None,
+              help="folded: the value of each stack (default: ns for time profiles, count for prof).")
+@click.option("--group-by", "group_by", type=click.Choice(["none", "thread", "cpu", "lock", "tracepoint"]),
+              default="none", show_default=True,
+              help="folded: the group as the outermost frame; pprof: as a label of each sample.")
 @click.option("--progress/--no-progress", "show_progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print the summary as JSON: {"format", "output", "counts": {...}, "notes": [...]}.')
-def export_cmd(file: str, fmt: str, out: str, trace_id: str | None, layout: str, force: bool,
-               show_progress: bool | None, as_json: bool, **flt: object) -> None:
-    """Export a trace for other tools: Perfetto, Chrome JSON, pcap, Parquet or CTF.
+def export_cmd(file: str, fmt: str, out: str, trace_id: str | None, layout: str, force: bool, profile: str,
+               metric: str | None, group_by: str, show_progress: bool | None, as_json: bool, **flt: object) -> None:
+    """Export a trace for other tools: Perfetto, Chrome JSON, pcap, Parquet, CTF, folded stacks or pprof.
 
     \b
     Formats:
     {formats}
 
     Filters narrow the export where they make sense: --since/--until/--cpu/--thread
-    for every format, --tp for ctf only. docs/exports.md says what each format holds
+    for every format, --tp for ctf, folded and pprof. docs/exports.md says what each format holds
     and how to open it.
 
     \b
@@ -92,6 +100,8 @@ def export_cmd(file: str, fmt: str, out: str, trace_id: str | None, layout: str,
       osvtrace export trace.osvt --format pcap -o net.pcap
       osvtrace export vm1.osvt --format parquet -o lake --layout by-table --trace-id vm1
       osvtrace export trace.osvt --format ctf -o trace-ctf
+      osvtrace export trace.osvt --format folded --profile prof-lock -o locks.folded
+      osvtrace export trace.osvt --format pprof --profile prof-wait -o waits.pb.gz
     """
     from osvtrace import exports
     from osvtrace.exports import load_plugins
@@ -109,13 +119,18 @@ def export_cmd(file: str, fmt: str, out: str, trace_id: str | None, layout: str,
             raise UsageError(f"--{opt} does not apply to {fmt} exports (it applies to: {', '.join(takes)})")
     if (trace_id or layout != "flat") and fmt != "parquet":
         raise UsageError("--trace-id and --layout apply to parquet exports only")
+    if (profile != "prof" or group_by != "none") and fmt not in ("folded", "pprof"):
+        raise UsageError("--profile and --group-by apply to folded and pprof exports only")
+    if metric and fmt != "folded":
+        raise UsageError("--metric applies to folded exports only (pprof holds both)")
     target = Path(out)
     check_output(target, f.is_dir)
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     trace = open_trace(file)
     with progress_bar(show_progress) as progress:
-        opts = Options(make_filter(**flt), trace_id or "", layout, force, progress)  # type: ignore[arg-type]
+        opts = Options(make_filter(**flt), trace_id or "", layout, force, profile, metric or "", group_by,  # type: ignore[arg-type]
+                       progress)
         res = f.write(Model(trace), target, opts)
     for note in res.notes:
         click.echo(f"osvtrace: warning: {note}", err=True)

@@ -1,7 +1,7 @@
 """Exports: a trace's tables and records in other tools' formats.
 
 Each format is a module that registers itself in :mod:`osvtrace.exports.registry`
-(perfetto, chrome, pcap, parquet, ctf); packages can add more through the
+(perfetto, chrome, pcap, parquet, ctf, folded, pprof); packages can add more through the
 ``osvtrace.exports`` entry-point group.
 
 >>> from osvtrace.exports import export
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from osvtrace.exports import chrome, ctf, parquet, pcap, perfetto  # noqa: F401  (registration)
+from osvtrace.exports import chrome, ctf, folded, parquet, pcap, perfetto, pprof  # noqa: F401  (registration)
 from osvtrace.exports.common import Options, Result
 from osvtrace.exports.registry import FORMATS, Format, get, load_plugins, register
 from osvtrace.model import Model

@@ -32,6 +32,9 @@ class Options:
     trace_id: str = ""  # parquet: value of the `trace` column (default: the file's stem)
     layout: str = "flat"  # parquet: flat (OUT/TABLE.parquet) or by-table (OUT/TABLE/TRACE_ID.parquet)
     force: bool = False  # directory formats: replace an existing non-empty output directory
+    profile: str = "prof"  # folded, pprof: prof, prof-wait, prof-lock or prof-hold (osvtrace.reports.profiles)
+    metric: str = ""  # folded: count or ns ("": the profile's own, ns for time profiles)
+    group_by: str = "none"  # folded, pprof: thread, cpu, lock, tracepoint (an outer frame / a label)
     progress: ProgressFn = _no_progress
 
 

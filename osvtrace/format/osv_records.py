@@ -340,13 +340,42 @@ def values(buf: np.ndarray, pay: np.ndarray, plan: Plan, arg: int, what: str, f:
 
 
 def frames(buf: np.ndarray, off: np.ndarray, nbt: np.ndarray, header: int) -> np.ndarray:
-    """Backtrace frames of records at `off` (0 pads; a ring's unused frames are 0 too)."""
+    """Backtrace frames of records at `off` (0 pads; a ring's unused frames are 0 too).
+
+    A record's frames are consecutive 8-byte words, so they are read as words: through one
+    8-byte view of buf per alignment the records start at (a ring's are all 8-aligned), not
+    byte by byte: millions of backtraces read in a few gathers."""
     width = int(nbt.max()) if len(nbt) else 0
-    out = np.zeros((len(off), width), np.uint64)
-    for k in range(width):
-        has = nbt > k
-        if has.any():
-            out[has, k] = gather(buf, off[has] + header + 8 * k, np.dtype("<u8"))
+    if not width:
+        return np.zeros((len(off), 0), np.uint64)
+    start = off.astype(np.int64) + header
+    mod = start & 7
+    classes = np.flatnonzero(np.bincount(mod, minlength=8)).tolist()
+    out = None
+    for r in classes:
+        sel = None if len(classes) == 1 else np.flatnonzero(mod == r)
+        words = buf[r:r + (len(buf) - r) // 8 * 8].view("<u8")
+        base = (start if sel is None else start[sel]) - r >> 3
+        # each record's frames are one row of a sliding window over the words: a row gather
+        # copies them together, not word by word
+        inside = base + width <= len(words)
+        win = np.lib.stride_tricks.as_strided(words, (max(len(words) - width + 1, 0), width), (8, 8),
+                                              writeable=False)
+        if sel is None and inside.all():
+            out = win[base]  # the usual case: one gather, straight into the result
+            break
+        if out is None:
+            out = np.zeros((len(off), width), np.uint64)
+        rows = np.arange(len(off)) if sel is None else sel
+        out[rows[inside]] = win[base[inside]]
+        for i in np.flatnonzero(~inside).tolist():  # the file's last words: fewer than `width` left
+            row = words[int(base[i]):int(base[i]) + width]
+            out[rows[i], :len(row)] = row
+    short = np.flatnonzero(nbt < width)  # frames past a record's own are not its: 0
+    if len(short):
+        part = out[short]
+        part[np.arange(width) >= nbt[short, None]] = 0
+        out[short] = part
     return out
 
 

@@ -24,6 +24,7 @@ class Kernel:
     trace_option: str = ""
     trace_option_per_glob: bool = False
     backtrace_option: str = ""  # the word that turns on per-record backtraces, if the kernel has one
+    backtrace_depth: int = 0  # the most frames a record's backtrace holds (0: unknown); deeper stacks are cut
     # How its records become the model's tracepoints (rules below); a model tracepoint not named
     # here is read as the trace's own tracepoint of that name (our kernel: all of them).
     model: Mapping[str, "From | Pairs"] = field(default_factory=dict)

@@ -24,6 +24,7 @@ KERNEL = Kernel(
     trace_option="--trace={}",
     trace_option_per_glob=True,
     backtrace_option="--trace-backtrace",
+    backtrace_depth=10,  # include/osv/trace.hh: tracepoint_base::backtrace_len
     # OSv's tracepoints (core/sched.cc, core/lfmutex.cc, core/condvar.cc) as the model reads them.
     # Its arguments are unnamed (a0, a1 ... in signature order); threads are sched::thread pointers.
     model={

@@ -14,6 +14,7 @@ from osvtrace.model import events as _events
 from osvtrace.model import memory as _memory
 from osvtrace.model import net as _net
 from osvtrace.model import sched as _sched
+from osvtrace.model import stacks as _stacks
 from osvtrace.model import sync as _sync
 from osvtrace.model import timed as _timed
 from osvtrace.model.table import Column, Table, TableSpec
@@ -21,7 +22,8 @@ from osvtrace.model.table import Column, Table, TableSpec
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _events.EVENTS, _events.TRACEPOINTS, _sched.THREADS, _sched.SCHED_SLICE, _sched.THREAD_STATE, _sched.WAKEUP,
     _sync.MUTEX_WAIT, _sync.MUTEX_HOLD, _sync.HANDOFF, _net.PACKET_FLOW, _net.TCP_STATE, _timed.TIMED,
-    _timed.TIMED_UNMATCHED, _memory.MEMORY_ALLOC, _memory.MEMORY_FREE, _events.LOST)}
+    _timed.TIMED_UNMATCHED, _memory.MEMORY_ALLOC, _memory.MEMORY_FREE, _events.LOST,
+    _stacks.STACK, _stacks.STACK_FRAME, _stacks.EVENT_STACK)}
 
 
 def _part(group: str, i: int) -> property:
@@ -100,5 +102,24 @@ class Model:
 
     memory_alloc = _part("_memory", 0)
     memory_free = _part("_memory", 1)
+
+    @cached_property
+    def stacks(self) -> _stacks.Stacks:
+        """The trace's distinct backtraces and each event's stack id, per tracepoint on first use."""
+        return _stacks.Stacks(self.trace)
+
+    @cached_property
+    def stack(self) -> Table:
+        self.stacks.all_events()
+        return _stacks.stack_table(self.stacks)
+
+    @cached_property
+    def stack_frame(self) -> Table:
+        self.stacks.all_events()
+        return _stacks.stack_frame_table(self.stacks)
+
+    @cached_property
+    def event_stack(self) -> Table:
+        return _stacks.event_stack_table(self.stacks)
 
 __all__ = ["Column", "Model", "SPECS", "Table", "TableSpec"]

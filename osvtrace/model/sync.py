@@ -20,6 +20,7 @@ MUTEX_WAIT = TableSpec("mutex_wait", "One row per contended lock(): from joining
     Column("dur", "int64", "time until mutex_lock_wake (to the trace end if it never came)", "ns"),
     Column("handed_by", "uint32", "thread whose unlock handed the mutex over (0 if not in the trace)", "tid"),
     Column("complete", "bool", "the wait ended inside the trace"),
+    Column("event", "int64", "index in events of the mutex_lock_wait record (its backtrace is the waiter's stack)"),
 ))
 
 MUTEX_HOLD = TableSpec("mutex_hold", "One row per ownership of a mutex: from acquiring it to unlock().", (
@@ -29,6 +30,7 @@ MUTEX_HOLD = TableSpec("mutex_hold", "One row per ownership of a mutex: from acq
     Column("dur", "int64", "held until mutex_unlock (to the trace end if none)", "ns"),
     Column("contended", "bool", "acquired after waiting"),
     Column("complete", "bool", "the unlock is in the trace"),
+    Column("event", "int64", "index in events of the record that acquired it (its backtrace is the holder's stack)"),
 ))
 
 HANDOFF = TableSpec("handoff", "One row per mutex_handoff: unlock() giving the mutex straight to a waiter.", (
@@ -85,7 +87,7 @@ def mutex_tables(trace: Trace) -> tuple[Table, Table, Table]:
     h = np.where((h >= 0) & (_take(hand.time, h, -1) >= wait.time), h, -1)
     handed_by = _take(hand.args.get("from_tid", np.empty(0, np.uint32)), h, 0)
     waits = table(MUTEX_WAIT, mutex=wait.mutex, tid=wait.tid, start=wait.time, dur=w_end - wait.time,
-                  handed_by=handed_by, complete=done)
+                  handed_by=handed_by, complete=done, event=wait.idx)
     # --- holds. A lock() is contended when its next event on that mutex is a lock_wait
     # (before any unlock); then ownership starts at the lock_wake instead.
     big = np.iinfo(np.int64).max
@@ -100,12 +102,14 @@ def mutex_tables(trace: Trace) -> tuple[Table, Table, Table]:
     acq_tid = np.concatenate([lock.tid[free], wake.tid, trylock.tid[ok_try]])
     acq_cont = np.concatenate([np.zeros(int(free.sum()), bool), np.ones(len(wake), bool),
                                np.zeros(int(ok_try.sum()), bool)])
+    acq_ev = np.concatenate([lock.idx[free], wake.idx, trylock.idx[ok_try]])
     order = np.argsort(acq_time, kind="stable")
-    acq_key, acq_time, acq_m, acq_tid, acq_cont = (x[order] for x in (acq_key, acq_time, acq_m, acq_tid, acq_cont))
+    acq_key, acq_time, acq_m, acq_tid, acq_cont, acq_ev = (x[order] for x in (acq_key, acq_time, acq_m, acq_tid,
+                                                                             acq_cont, acq_ev))
     u = next_match(acq_key, acq_time, unlock.key, unlock.time)
     h_end = _take(unlock.time, u, end)
     holds = table(MUTEX_HOLD, mutex=acq_m, tid=acq_tid, start=acq_time, dur=h_end - acq_time, contended=acq_cont,
-                  complete=u >= 0)
+                  complete=u >= 0, event=acq_ev)
     # --- hand-offs: latency until the waiter's mutex_lock_wake
     if len(hand):
         k = next_match(hand.key, hand.time, wake.key, wake.time)

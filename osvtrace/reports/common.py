@@ -35,6 +35,10 @@ class Report:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # more data for --json
     picture: list[str] = field(default_factory=list)  # text-mode picture lines (sparklines ...)
+    # a tree: the rows are its nodes parents first, with `level` and `parent` (row index, -1 for
+    # a root) columns; this names the column holding each node's label. Text draws the tree,
+    # --json adds it nested.
+    tree: str = ""
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from osvtrace.errors import UsageError
 from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from osvtrace.model.sched import RUNNING
 from osvtrace.model.search import dense_rank, last_match
 from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats, thread_names
-from osvtrace.reports.registry import register
+from osvtrace.reports.prof import FLAT_OPT, TREE_OPTS, tree_report
+from osvtrace.reports.registry import Opt, register
+
+HOLD_OPT = Opt("--hold", "flag", "Hold time by the holder's stack (where the mutex was taken) instead of wait time.")
 
 STATE_NAMES = np.array(["running", "preempted", "waiting", "sleeping", "dead"] + ["?"] * 251, object)
 
@@ -48,8 +52,19 @@ def mutex(model: Model, flt: Filter, opts: Options) -> Report:
     return Report("Mutexes by total wait", {k: v[order] for k, v in cols.items()}, kinds)
 
 
-@register("prof-lock", "Per mutex and waiting thread: time spent waiting for it (like OSv's prof-lock).")
+@register("prof-lock", "Mutex wait as a call tree of the waiters' stacks (trace.py's prof-lock; --group-by lock: "
+                       "per mutex), --hold: hold time by the holders' stacks; --flat: per mutex and waiting thread.",
+          options=(FLAT_OPT, HOLD_OPT, *TREE_OPTS))
 def prof_lock(model: Model, flt: Filter, opts: Options) -> Report:
+    if opts.more.get("flat"):
+        if opts.more.get("hold"):
+            raise UsageError("prof-lock: --flat shows waits; the mutex report has hold times per mutex")
+        return flat(model, flt, opts)
+    return tree_report(model, flt, opts, "prof-hold" if opts.more.get("hold") else "prof-lock")
+
+
+def flat(model: Model, flt: Filter, opts: Options) -> Report:
+    """Per mutex and waiting thread: time spent waiting for it."""
     w = model.mutex_wait
     m = filter_table(model, w, flt, opts=opts)
     mutex, tid, dur = w["mutex"][m], w["tid"][m], clip(w["start"][m], w["dur"][m], flt)

@@ -33,6 +33,8 @@ def _cell(value: Any, kind: str, grouping: bool = True) -> str:
 
 
 def render_text(r: Report, limit: int | None = None, grouping: bool = True) -> str:
+    if r.tree:
+        return render_tree(r, limit)
     out = [r.title, ""] if r.title else []
     out += r.picture + ([""] if r.picture else [])
     n = len(r) if limit is None else min(limit, len(r))
@@ -55,6 +57,64 @@ def render_text(r: Report, limit: int | None = None, grouping: bool = True) -> s
     return "\n".join(out)
 
 
+TREE_COLUMNS = ("level", "parent", "addr")  # structure, not shown beside each node
+
+
+def render_tree(r: Report, limit: int | None = None) -> str:
+    """A tree report as text: the node's numbers in aligned columns, then its label drawn in
+    the tree. A node whose only child has the same numbers shares its lines (the child's
+    label under it, as OSv's trace.py prints a chain of frames that always go together)."""
+    out = [r.title, ""] if r.title else []
+    n = len(r)
+    cols = [c for c in r.columns if c not in TREE_COLUMNS and c != r.tree]
+    parent = r.columns["parent"].tolist()
+    labels = r.columns[r.tree].tolist()
+    vals = list(zip(*(r.columns[c].tolist() for c in cols))) if cols else [()] * n
+    children: list[list[int]] = [[] for _ in range(n)]
+    for i, p in enumerate(parent):
+        if p >= 0:
+            children[p].append(i)
+    cells = [[_cell(v, r.kinds.get(c, "")) for v, c in zip(row, cols)] for row in vals]
+    widths = [max([len(c)] + [len(x[k]) for x in cells]) for k, c in enumerate(cols)]
+    out.append("  ".join(c.rjust(w) for c, w in zip(cols, widths)) + "  " + r.tree)
+    shown = 0
+    # (node, prefix of its first line, prefix of its other lines, prefix of its children)
+    todo = [(i, "", "") for i in reversed(range(n)) if parent[i] < 0]
+    while todo and (limit is None or shown < limit):
+        i, first, rest = todo.pop()
+        lines = [first + labels[i]]
+        while len(children[i]) == 1 and vals[children[i][0]] == vals[i]:  # a chain that always goes together
+            i = children[i][0]
+            lines.append(rest + labels[i])
+        nums = "  ".join(x.rjust(w) for x, w in zip(cells[i], widths))
+        out.append(nums + "  " + lines[0])
+        out += [" " * len(nums) + "  " + ln for ln in lines[1:]]
+        shown += 1
+        kids = children[i]
+        for k, c in reversed(list(enumerate(kids))):
+            last = k == len(kids) - 1
+            todo.append((c, rest + ("\\-- " if last else "|-- "), rest + ("    " if last else "|   ")))
+    if todo:
+        out.append(f"... more nodes (--limit, --max-levels, --min-count, or --json for all {n:,})")
+    if not n:
+        out.append("(no stacks)")
+    out += r.notes
+    return "\n".join(out)
+
+
+def tree_json(r: Report) -> list[dict[str, Any]]:
+    """A tree report's nodes nested: each {label column: ..., the other columns, children: [...]}."""
+    recs = r.records()
+    for x in recs:
+        x["children"] = []
+    roots = []
+    for x in recs:
+        p = x.pop("parent")
+        x.pop("level")
+        (roots if p < 0 else recs[p]["children"]).append(x)
+    return roots
+
+
 def render_csv(r: Report) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -68,7 +128,8 @@ def render_csv(r: Report) -> str:
 def render_json(r: Report) -> str:
     """A report as one JSON object: {"title", "rows": [one object per row, keyed by column],
     "notes": [text lines], and the report's extra keys}."""
-    return to_json({"title": r.title, "rows": r.records(), "notes": r.notes, **r.extra})
+    tree = {"tree": tree_json(r)} if r.tree else {}
+    return to_json({"title": r.title, "rows": r.records(), "notes": r.notes, **r.extra, **tree})
 
 
 def to_json(data: Any, indent: int | None = 2) -> str:

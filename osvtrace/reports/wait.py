@@ -1,4 +1,5 @@
-"""prof-wait: where threads spent their time blocked (like OSv's prof-wait)."""
+"""prof-wait: where threads spent their time blocked (OSv's prof-wait): a call tree of the
+waiters' stacks, or with --flat a table per thread and wait object."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ from osvtrace.model.filters import Filter
 from osvtrace.model.sched import SLEEPING, WAITING
 from osvtrace.model.search import dense_rank
 from osvtrace.reports.common import Options, Report, clip, filter_table, group_stats
+from osvtrace.reports.prof import FLAT_OPT, TREE_OPTS, tree_report
 from osvtrace.reports.registry import register
 
 
-@register("prof-wait", "Per thread and wait object: time blocked (waiting or sleeping), count, percentiles.")
+@register("prof-wait", "Blocked time as a call tree of the waiters' stacks (trace.py's prof-wait); --flat: per "
+                       "thread and wait object, count and percentiles.", options=(FLAT_OPT, *TREE_OPTS))
 def prof_wait(model: Model, flt: Filter, opts: Options) -> Report:
+    return flat(model, flt, opts) if opts.more.get("flat") else tree_report(model, flt, opts, "prof-wait")
+
+
+def flat(model: Model, flt: Filter, opts: Options) -> Report:
+    """Per thread and wait object: time blocked (waiting or sleeping), count, percentiles."""
     ts = model.thread_state
     m = filter_table(model, ts, flt, opts=opts) & ((ts["state"] == WAITING) | (ts["state"] == SLEEPING))
     tid, obj, state = ts["tid"][m], ts["blocked_on"][m], ts["state"][m]

@@ -47,6 +47,7 @@ KEY_FIGURES: list[tuple[str, str]] = [
     ("viewer", "1M: zoom repaint"),
     ("viewer", "10M: first paint"),
     ("viewer", "10M: zoom repaint"),
+    ("prof", "report prof on"),
 ]
 MET = {True: "yes", False: "**no**", None: ""}
 MET_TEXT = {True: "yes", False: "NO", None: ""}

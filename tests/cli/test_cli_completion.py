@@ -69,7 +69,7 @@ def test_option_values_complete():
     assert complete("osvtrace report list t.osvt --tp sched_switch,mutex_hand") == [("plain",
                                                                                     "sched_switch,mutex_handoff")]
     assert complete("osvtrace export t.osvt --format p") == [("plain", "parquet"), ("plain", "pcap"),
-                                                             ("plain", "perfetto")]
+                                                             ("plain", "perfetto"), ("plain", "pprof")]
     assert ("plain", "--json") in complete("osvtrace query t.osvt q --")
 
 

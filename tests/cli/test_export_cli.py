@@ -43,7 +43,7 @@ def test_registering_a_name_twice_is_an_error(plugin_format):
 
 @pytest.mark.parametrize("args, message", [
     (["--format", "svg", "-o", "{tmp}/x"],
-     "unknown export format 'svg'; formats: chrome, ctf, parquet, pcap, perfetto"),
+     "unknown export format 'svg'; formats: chrome, ctf, folded, parquet, pcap, perfetto, pprof"),
     (["--format", "chrome", "-o", "{tmp}/missing/x.json"], "missing does not exist"),
     (["--format", "chrome", "-o", "{tmp}/afile/x.json"], "afile is not a directory"),
     (["--format", "chrome", "-o", "{tmp}"], "is a directory; give a file name"),

@@ -38,8 +38,16 @@ def test_wakeup_latency_is_wake_to_running(story):
 
 
 def test_mutex_wait_hold_and_handoff(story):
-    assert rows(story.mutex_wait) == [(M, 3, 160, 290, 2, True)]
-    assert rows(story.mutex_hold) == [(M, 2, 210, 190, False, True), (M, 3, 450, 10, True, True)]
+    assert rows(story.mutex_wait)[0][:6] == (M, 3, 160, 290, 2, True)
+    assert [r[:6] for r in rows(story.mutex_hold)] == [(M, 2, 210, 190, False, True), (M, 3, 450, 10, True, True)]
+    # each row names the record that began it: where its stack comes from
+    ev, cat = story.trace.events, story.trace.catalog
+
+    def began(t):
+        return [(cat.by_id[int(ev.tp[i])].name, int(ev.time[i])) for i in t["event"].tolist()]
+
+    assert began(story.mutex_wait) == [("mutex_lock_wait", 160)]
+    assert began(story.mutex_hold) == [("mutex_lock", 210), ("mutex_lock_wake", 450)]
     assert rows(story.handoff) == [(401, M, 2, 3, 0, 1, 49)]
 
 

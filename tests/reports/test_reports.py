@@ -52,10 +52,11 @@ def test_mutex_report_counts_contention_and_handoffs(story):
     assert r["wait_total"] == 290 and r["wait_max"] == 290 and r["hold_max"] == 190
 
 
-def test_prof_lock_and_prof_wait(story):
-    pl = REGISTRY["prof-lock"].fn(story, Filter(), Options()).records()
+def test_prof_lock_and_prof_wait_flat_tables_per_thread_and_object(story):
+    flat = Options(more={"flat": True})
+    pl = REGISTRY["prof-lock"].fn(story, Filter(), flat).records()
     assert [(x["mutex"], x["tid"], x["total"]) for x in pl] == [(M, 3, 290)]
-    pw = {(x["tid"], x["object"]): x["total"] for x in REGISTRY["prof-wait"].fn(story, Filter(), Options()).records()}
+    pw = {(x["tid"], x["object"]): x["total"] for x in REGISTRY["prof-wait"].fn(story, Filter(), flat).records()}
     assert pw[(3, M)] == 120 and pw[(2, Q)] == 290
 
 

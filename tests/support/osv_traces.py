@@ -82,3 +82,47 @@ def tracepy_summary(osv: Path, path: Path, timeout: float = 600) -> str:
     if r.returncode:
         raise RuntimeError(f"trace.py summary {path} failed ({r.returncode}): {r.stderr.strip()[-400:]}")
     return r.stdout
+
+
+def tracepy(osv: Path, command: str, path: Path, *args: str, timeout: float = 600) -> str:
+    """Run OSv's `scripts/trace.py COMMAND [ARGS] FILE` (Debian's python3: it needs requests)."""
+    r = subprocess.run([SYSTEM_PYTHON, "scripts/trace.py", command, *args, str(path)], cwd=osv, capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode:
+        raise RuntimeError(f"trace.py {command} {path} failed ({r.returncode}): {r.stderr.strip()[-400:]}")
+    return r.stdout
+
+
+_UNITS = {"h": 3600e9, "m": 60e9, "s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
+_NODE = re.compile(r"^(?:(?P<t>[\d.]+) (?P<u>h|m|s|ms|us|ns) )?\((?:[\d.]+%, )?#(?P<n>\d+)\) (?P<name>.*)$")
+_PREFIX = re.compile(r"^((?: \|   |     | \|-- | \\-- )*)(.*)$")
+
+
+def parse_tree(text: str) -> dict[tuple[str, ...], tuple[int, float]]:
+    """A profile tree as trace.py prints it (scripts/osv/tree.py), as {path of frame names below
+    the root: (count, ns)}; the lines of a collapsed chain (same count and time) become the
+    nodes they stand for. Times are as printed (3 significant digits)."""
+    out: dict[tuple[str, ...], tuple[int, float]] = {}
+    path: list[str] = []
+    ends: list[int] = []  # per depth as drawn, the length of the path its node (and chain) ends at
+    last = (0, 0.0)
+    for line in text.splitlines():
+        m = _PREFIX.match(line)
+        prefix, rest = m[1], m[2]
+        if not rest.strip() or rest.startswith("==="):
+            continue
+        node = _NODE.match(rest)
+        if node:
+            drawn = len(prefix) // 5  # 0: the root
+            del ends[drawn:]
+            del path[ends[-1] if ends else 0:]
+            last = (int(node["n"]), float(node["t"]) * _UNITS[node["u"]] if node["t"] else 0.0)
+            if drawn:
+                path.append(node["name"])
+                out[tuple(path)] = last
+            ends.append(len(path))
+        else:  # the next frame of a collapsed chain (its label's lines are joined with "\n ")
+            path.append(rest[1:] if rest.startswith(" ") else rest)
+            out[tuple(path)] = last
+            ends[-1] = len(path)
+    return out
