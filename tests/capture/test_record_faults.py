@@ -23,6 +23,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -466,9 +467,18 @@ def test_no_room_even_for_the_metadata_leaves_no_file(kernel, tmp_path):
 
 
 def test_shm_qemu_killed_before_the_kernel_booted_says_so_in_one_line(kernel, tmp_path):
-    """Killed before the control block exists: the reason is QEMU's death, not a RAM-file riddle."""
+    """Killed before the control block exists: the reason is QEMU's death, not a RAM-file riddle.
+    QEMU starts paused (`-S`, added by a wrapper first on PATH), so the kill is before the kernel
+    ran, however late this test gets to it (at load 9 it once found QEMU after the boot)."""
     out = tmp_path / "early.osvt"
-    p = start(out, "--via", "shm", *STORM)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "qemu-system-x86_64"
+    wrapper.write_text(f'#!/bin/sh\nexec {shutil.which("qemu-system-x86_64")} "$@" -S\n')
+    wrapper.chmod(0o755)
+    p = subprocess.Popen(OSVTRACE + ["record", "--no-build", "-o", str(out), "--via", "shm", *STORM], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     with reaped(p):
         q = qemu_of(p, 60)
         assert q is not None
