@@ -54,18 +54,23 @@ def demangle(name: str) -> str:
 
 
 def functions(elf, strings: Strings) -> dict[str, np.ndarray]:
-    """STT_FUNC symbols of .symtab (or .dynsym) sorted by address: fn_lo, fn_hi, fn_name, fn_sym.
-    A symbol of size 0 reaches the next symbol; of aliases at one address the global one wins
-    (nm lists them all; a frame gets one name)."""
+    """Code symbols of .symtab (or .dynsym) sorted by address: fn_lo, fn_hi, fn_name, fn_sym.
+    STT_FUNC, and untyped labels in executable sections (assembly entry points such as
+    interrupt stubs: what nm lists as T/t too). A symbol of size 0 reaches the next symbol; of
+    several at one address a function wins over a label and a global over a local (nm lists
+    them all; a frame gets one name)."""
+    exec_secs = {i for i, sec in enumerate(elf.iter_sections()) if sec.header["sh_flags"] & 0x4}  # SHF_EXECINSTR
     rows = []
     for secname in (".symtab", ".dynsym"):
         sec = elf.get_section_by_name(secname)
         if sec is None:
             continue
         for s in sec.iter_symbols():
-            if s["st_info"]["type"] in ("STT_FUNC", "STT_GNU_IFUNC") and s["st_value"] and s.name \
-                    and s["st_shndx"] != "SHN_UNDEF":
-                rank = {"STB_GLOBAL": 0, "STB_WEAK": 1}.get(s["st_info"]["bind"], 2)
+            kind = s["st_info"]["type"]
+            shndx = s["st_shndx"]
+            code = kind in ("STT_FUNC", "STT_GNU_IFUNC") or (kind == "STT_NOTYPE" and shndx in exec_secs)
+            if code and s["st_value"] and s.name and shndx != "SHN_UNDEF":
+                rank = (kind == "STT_NOTYPE") * 3 + {"STB_GLOBAL": 0, "STB_WEAK": 1}.get(s["st_info"]["bind"], 2)
                 rows.append((s["st_value"], rank, s["st_size"], s.name))
         if rows:
             break

@@ -4,8 +4,9 @@
   (ours does) and an ELF with another one is refused (UsageError, exit 2).
 - Otherwise our kernel's traces look for the ELF of their build id: the checkout's or the
   installed package's default kernel (resources.default_kernel()), then every kernel in the
-  build cache (resources.kernel_cache()). None found, or a trace that records no build id:
-  addresses stay addresses, with a warning saying why.
+  build cache (resources.kernel_cache()). None found: addresses stay addresses, with a warning
+  saying why. A trace that records no build id (a test's, a synthetic one) has nothing to look
+  for: addresses, silently.
 - OSv's traces carry names themselves (the dump's SYMB chunk, the tracefile's .symbols; OSv's
   loader.elf has no build id to check): those are used, or loader.elf's DWARF when given, with
   the trace's own names for what it does not know (the app's frames).
@@ -41,7 +42,7 @@ def for_trace(trace: Any, elf: str | os.PathLike | None = None) -> Symbolizer:
                              f"from build {want[:12]}: give the ELF of the kernel that ran")
         return ElfNames(cache.load(p))
     if want in NO_BUILD:
-        return NoSymbols(f"{trace.path}: the trace names no kernel build: addresses are not named")
+        return NoSymbols()  # nothing to look for, and nothing a user could do: no warning either
     found = find_kernel(want)
     if found is None:
         return NoSymbols(f"{trace.path}: no kernel ELF of build {want[:12]} here (not {resources.default_kernel()} "
