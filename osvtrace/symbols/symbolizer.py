@@ -42,7 +42,8 @@ class Symbolizer:
         self.warnings: list[str] = []
 
     def functions(self, addrs: np.ndarray) -> np.ndarray:
-        """The function holding each code address; '' where unknown."""
+        """The function holding each code address; '' where unknown. Addresses are looked up as
+        they are: for a return address pass address - 1 (the call), as addr2line wants."""
         return np.full(np.asarray(addrs).size, "", object)
 
     def frames(self, addrs: np.ndarray) -> Frames:
@@ -94,11 +95,11 @@ class TraceNames(Symbolizer):
         names = np.array([self.trace.symbol(int(x) + shift) or "" for x in u.tolist()] or [""], object)
         return names[inv.reshape(-1)] if len(u) else np.empty(0, object)
 
+    # symbol() looks a return address up one byte back; here every address is looked up as it is
     def functions(self, addrs: np.ndarray) -> np.ndarray:
-        return self._each(addrs, 0)
+        return self._each(addrs, 1)
 
     def objects(self, addrs: np.ndarray, want: tuple[str, ...] = WAIT_OBJECTS) -> np.ndarray:
-        # symbol() looks a return address up one byte back; a data address is looked up as it is
         return self._each(addrs, 1)
 
 
