@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from osvtrace.symbols.resolve import ElfSymbols, Frames
+from osvtrace.symbols.resolve import ElfSymbols, Frames, factorize
 
 # Types a wait object is (ours and OSv's): an address that starts a struct and such an object
 # inside it is named as the object (`slots[1].m`, not `slots[1]`).
@@ -21,10 +21,8 @@ WAIT_OBJECTS = ("mutex", "condvar", "wait_queue", "waitqueue", "event", "semapho
 def labels(names: np.ndarray, addrs: np.ndarray) -> np.ndarray:
     """`name (0xADDR)` where a name is known, `0xADDR` elsewhere: how a named address is shown
     (the raw address always kept beside the name)."""
-    a = np.asarray(addrs, np.uint64).reshape(-1)
-    u, inv = np.unique(a, return_inverse=True)
-    hexes = np.array([f"{int(x):#x}" for x in u.tolist()], object)[inv.reshape(-1)] if len(u) \
-        else np.empty(0, object)
+    u, inv = factorize(addrs)
+    hexes = np.array([f"{int(x):#x}" for x in u.tolist()], object)[inv] if len(u) else np.empty(0, object)
     out = hexes.copy()
     known = names != ""
     if known.any():
@@ -91,9 +89,9 @@ class TraceNames(Symbolizer):
         self.source = source
 
     def _each(self, addrs: np.ndarray, shift: int) -> np.ndarray:
-        u, inv = np.unique(np.asarray(addrs, np.uint64).reshape(-1), return_inverse=True)
+        u, inv = factorize(addrs)
         names = np.array([self.trace.symbol(int(x) + shift) or "" for x in u.tolist()] or [""], object)
-        return names[inv.reshape(-1)] if len(u) else np.empty(0, object)
+        return names[inv] if len(u) else np.empty(0, object)
 
     # symbol() looks a return address up one byte back; here every address is looked up as it is
     def functions(self, addrs: np.ndarray) -> np.ndarray:

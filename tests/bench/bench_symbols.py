@@ -5,7 +5,9 @@ Per ELF: parsing its symbol table and DWARF with pyelftools (no cache, one run: 
 new build pays once), loading the cached tables (.npz; best of 5), and resolving frames: 10 M
 return addresses drawn from 5,000 distinct code addresses (a trace's stacks repeat a few
 thousand return addresses) through `functions` (name per frame), `lines` (file:line) and
-`frames` (inline chains), best of BENCH_RUNS (default 3). Target (issue 22): >= 1 M frames/s.
+`frames` (inline chains), best of BENCH_RUNS (default 3). Target (issue 22): >= 1 M frames/s,
+judged on the process's CPU time: on the shared 2-core machines the wall time of a
+single-threaded lookup is mostly waiting for a CPU (both are reported, with the load average).
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ DISTINCT = 5_000
 TARGET = 1e6  # frames/s
 
 
-def _best(fn, runs: int) -> float:
-    best = float("inf")
+def _best(fn, runs: int) -> tuple[float, float]:
+    """(best wall seconds, best CPU seconds) of `runs` calls."""
+    wall = cpu = float("inf")
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return wall, cpu
 
 
 def _frames(syms, seed: int = 1) -> np.ndarray:
@@ -45,28 +48,31 @@ def _frames(syms, seed: int = 1) -> np.ndarray:
 
 def measure(label: str, elf: Path, runs: int) -> list[dict]:
     size = elf.stat().st_size / 2**20
-    t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
     tables = build.build_tables(elf)
-    parse = time.perf_counter() - t0
+    parse, parse_cpu = time.perf_counter() - t0, time.process_time() - c0
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in build.TIMINGS.items())
     syms = cache.load(elf)  # writes the cache (or finds it)
     key, _ = cache.key_of(elf)
     file = next(cache.cache_dir().glob(f"{key}.*.npz"))
-    load = _best(lambda: cache.Tables.load(file), 5)
+    load, _ = _best(lambda: cache.Tables.load(file), 5)
     addrs = _frames(syms)
-    rows = [dict(name=f"{label}: DWARF parse, no cache", value=f"{parse:.1f}", unit="s",
-                 note=f"{elf} ({size:.1f} MiB): {len(tables.fn_lo):,} functions, {len(tables.ln_addr):,} line rows, "
-                      f"{len(tables.in_name):,} inlined calls, {len(tables.ob_lo):,} static objects; {parts}; "
-                      f"pyelftools, one run"),
+    rows = [dict(name=f"{label}: DWARF parse, no cache", value=f"{parse_cpu:.1f}", unit="s CPU",
+                 note=f"{elf.name} ({size:.1f} MiB): {len(tables.fn_lo):,} functions, {len(tables.ln_addr):,} line "
+                      f"rows, {len(tables.in_name):,} inlined calls, {len(tables.ob_lo):,} static objects; wall "
+                      f"{parse:.1f} s ({parts}) at load average {load0:.1f}; pyelftools, one run"),
             dict(name=f"{label}: cached tables load", value=f"{load * 1e3:.1f}", unit="ms",
                  note=f"{file.stat().st_size / 2**20:.1f} MiB .npz in the per-user cache; best of 5")]
     for what, fn in (("functions", syms.functions), ("file:line", syms.lines), ("inline frames", syms.frames)):
-        s = _best(lambda: fn(addrs), runs)
-        rate = FRAMES / s
-        rows.append(dict(name=f"{label}: {what} of 10 M frames", value=f"{rate / 1e6:.2f}", unit="M frames/s",
+        load0 = os.getloadavg()[0]
+        wall, cpu = _best(lambda: fn(addrs), runs)
+        rate = FRAMES / cpu
+        rows.append(dict(name=f"{label}: {what} of 10 M frames", value=f"{rate / 1e6:.1f}", unit="M frames/s CPU",
                          target=">= 1 M frames/s", ok=rate >= TARGET,
-                         note=f"{FRAMES / 1e6:.0f} M return addresses of {DISTINCT:,} distinct, {s:.2f} s (unique, "
-                              f"searchsorted, map back); best of {runs}"))
+                         note=f"{FRAMES / 1e6:.0f} M return addresses of {DISTINCT:,} distinct: {cpu:.2f} s CPU, "
+                              f"{wall:.2f} s wall ({FRAMES / wall / 1e6:.1f} M frames/s) at load average "
+                              f"{load0:.1f} (distinct addresses, searchsorted, map back); best of {runs}"))
     return rows
 
 
