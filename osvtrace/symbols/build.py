@@ -56,11 +56,11 @@ def _add_symtab_objects(cols: dict[str, np.ndarray], objs: list[tuple[int, int, 
     """Objects of the symbol table whose address no DWARF variable starts at, merged in (no type)."""
     if objs:
         a = np.array(objs, np.int64)
-        lo = a[:, 0].astype(np.uint64)
-        keep = ~np.isin(lo, cols["ob_lo"])
-        lo = np.concatenate([cols["ob_lo"], lo[keep]])
+        sym_lo = a[:, 0].astype(np.uint64)
+        keep = ~np.isin(sym_lo, cols["ob_lo"])
+        lo = np.concatenate([cols["ob_lo"], sym_lo[keep]])
         order = np.argsort(lo, kind="stable")
         cols["ob_lo"] = lo[order]
-        cols["ob_hi"] = np.concatenate([cols["ob_hi"], lo[keep] + a[keep, 1].astype(np.uint64)])[order]
+        cols["ob_hi"] = np.concatenate([cols["ob_hi"], sym_lo[keep] + a[keep, 1].astype(np.uint64)])[order]
         cols["ob_name"] = np.concatenate([cols["ob_name"], a[keep, 2].astype(np.int32)])[order]
         cols["ob_type"] = np.concatenate([cols["ob_type"], np.full(int(keep.sum()), -1, np.int32)])[order]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = 2  # bump when the arrays change meaning: older cache files are then rebuilt
+FORMAT = 3  # bump when the arrays change meaning: older cache files are then rebuilt
 
 TY_OTHER, TY_STRUCT, TY_ARRAY = 0, 1, 2
 
