@@ -90,8 +90,16 @@ class TraceNames(Symbolizer):
 
     def _each(self, addrs: np.ndarray, shift: int) -> np.ndarray:
         u, inv = factorize(addrs)
-        names = np.array([self.trace.symbol(int(x) + shift) or "" for x in u.tolist()] or [""], object)
+        names = np.array([self._one(int(x), shift) for x in u.tolist()] or [""], object)
         return names[inv] if len(u) else np.empty(0, object)
+
+    def _one(self, addr: int, shift: int) -> str:
+        if not addr:
+            return ""  # 0 is "no object", never a name
+        name = self.trace.symbol(addr + shift) or ""
+        if name.startswith("No symbol matches"):  # gdb's answer, as loader.py wrote it into .symbols
+            return ""
+        return name[:-4] if name.endswith("+0x0") else name
 
     # symbol() looks a return address up one byte back; here every address is looked up as it is
     def functions(self, addrs: np.ndarray) -> np.ndarray:
