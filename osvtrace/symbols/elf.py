@@ -33,8 +33,11 @@ def build_id(path: str | os.PathLike) -> str:
             for sec in elf.iter_sections():
                 if sec.header["sh_type"] == "SHT_NOTE":
                     for note in sec.iter_notes():
-                        if note["n_type"] == "NT_GNU_BUILD_ID":
-                            return str(note["n_desc"])
+                        # NOTE: a note's type means something only with its owner: OSv's Xen note
+                        # of type 3 (XEN_ELFNOTE_VIRT_BASE) reads as NT_GNU_BUILD_ID otherwise
+                        if note["n_type"] == "NT_GNU_BUILD_ID" and note["n_name"] == "GNU" \
+                                and isinstance(note["n_desc"], str):
+                            return note["n_desc"]
     except (OSError, UsageError):
         return ""
     return ""
