@@ -13,6 +13,7 @@ would be named from stale tables. A hash of a part would miss a change in the pa
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from osvtrace import resources
@@ -22,6 +23,7 @@ from osvtrace.symbols.resolve import ElfSymbols
 from osvtrace.symbols.tables import FORMAT, Tables
 
 CHUNK = 8 << 20
+NOTICE_BYTES = 16 << 20  # an ELF this big takes long enough to parse to say so (OSv's: ~2 min)
 _loaded: dict[tuple[str, int, int], ElfSymbols] = {}  # (path, size, mtime_ns): one parse per process
 
 
@@ -62,6 +64,9 @@ def load(path: str | os.PathLike) -> ElfSymbols:
     file = cache_dir() / f"{key}.v{FORMAT}.npz"
     tables = Tables.load(file) if file.is_file() else None
     if tables is None:
+        if st.st_size > NOTICE_BYTES and sys.stderr.isatty():  # minutes of silence would look like a hang
+            print(f"osvtrace: reading the symbols of {p} once (cached in {cache_dir()}) ...", file=sys.stderr,
+                  flush=True)
         tables = build.build_tables(p)
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
