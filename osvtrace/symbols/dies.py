@@ -18,6 +18,11 @@ STRUCTS = {"DW_TAG_structure_type", "DW_TAG_class_type", "DW_TAG_union_type"}
 QUALIFIERS = {"DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type", "DW_TAG_atomic_type",
               "DW_TAG_restrict_type"}
 DW_OP_ADDR = 0x03
+# DIEs whose children hold nothing symbols need (parameters, call sites' arguments, enumerators,
+# array bounds): the walk steps over them unparsed where the producer wrote DW_AT_sibling (GCC does)
+SKIP = {"DW_TAG_formal_parameter", "DW_TAG_call_site", "DW_TAG_GNU_call_site", "DW_TAG_enumeration_type",
+        "DW_TAG_subroutine_type", "DW_TAG_array_type", "DW_TAG_template_type_param",
+        "DW_TAG_template_value_param", "DW_TAG_GNU_template_parameter_pack"}
 LOCAL_REFS = {"DW_FORM_ref1", "DW_FORM_ref2", "DW_FORM_ref4", "DW_FORM_ref8", "DW_FORM_ref_udata"}
 
 
@@ -111,18 +116,21 @@ class Dies:
         top = cu.get_top_DIE()
         base = _int(top, "DW_AT_low_pc", 0)
         files = self.files_of.get(cu.cu_offset, [])
-        stack: list[tuple[str, int, int]] = []  # per open DIE: scope text, inline entry, inline depth
-        scope, entry, depth = "", -1, 0
         unit_vars: list[tuple[int, str, int, int]] = []  # address, qualified name, type DIE, (spec) decl
-        for die in cu.iter_DIEs():
-            tag = die.tag
-            if tag is None:  # the end of the open DIE's children
-                if stack:
-                    scope, entry, depth = stack.pop()
+        # per open DIE: its children, then the scope text, inline entry and depth inside it
+        stack = [(top.iter_children(), "", -1, 0)]
+        while stack:
+            children, scope, entry, depth = stack[-1]
+            die = next(children, None)
+            if die is None:
+                stack.pop()
                 continue
+            tag = die.tag
             inner_scope, inner_entry, inner_depth = scope, entry, depth
             if tag == "DW_TAG_subprogram":
                 self.names.add(die, scope)
+                if "DW_AT_declaration" in die.attributes:
+                    continue  # its children are parameters: skipped unparsed (DW_AT_sibling)
                 name = self.names.short(die.offset) or _text(die, "DW_AT_name")
                 inner_scope = f"{scope}::{name}" if scope and name else name or scope
                 inner_entry, inner_depth = -1, 0
@@ -145,9 +153,10 @@ class Dies:
                 addr = self._address(die)
                 if addr is not None:
                     unit_vars.append((addr, scope, die.offset, _ref(die, "DW_AT_type")))
+            elif tag in SKIP:
+                continue
             if die.has_children:
-                stack.append((scope, entry, depth))
-                scope, entry, depth = inner_scope, inner_entry, inner_depth
+                stack.append((die.iter_children(), inner_scope, inner_entry, inner_depth))
         for addr, vscope, off, ty in unit_vars:
             name, ty = self._variable(off, vscope, ty)
             self.vars.append((addr, self.strings(name), self._type(ty)))
