@@ -88,7 +88,7 @@ class _Names:
 class Dies:
     """What the pass collects; `arrays()` turns it into the tables' columns."""
 
-    def __init__(self, dwarf, strings: Strings, files_of: dict[int, list[int]]):
+    def __init__(self, dwarf, strings: Strings, files_of: dict[int, list[int]]) -> None:
         self.dwarf, self.strings, self.files_of = dwarf, strings, files_of
         self.names = _Names()
         # inlined calls: origin DIE, call file, call line, parent entry; ranges (lo, hi, entry, depth)

@@ -65,7 +65,7 @@ def _find(lo: np.ndarray, hi: np.ndarray | None, addrs: np.ndarray) -> np.ndarra
 class ElfSymbols:
     """Names of code and data addresses of one ELF (its tables built or loaded from the cache)."""
 
-    def __init__(self, tables: Tables, name: str = "", build_id: str = "", bias: int = 0):
+    def __init__(self, tables: Tables, name: str = "", build_id: str = "", bias: int = 0) -> None:
         self.t = tables
         self.name = name  # the ELF's path, for messages
         self.build_id = build_id
