@@ -21,10 +21,11 @@ BASE = {"errors", "resources", "progress"}
 ARROWS: dict[str, set[str]] = {
     "catalog": set(),                          # schema, record layout, codegen
     "kernels": set(),                          # per kernel: where its buffers are, how it boots
+    "symbols": set(),                          # addresses to names from an ELF's DWARF, cached per build
     "format": {"catalog"},                     # .osvt writer, reader, decoder
     "vm": {"catalog", "kernels"},              # QEMU, kernel build (regenerates code), gdb/MI
     "capture": {"format", "vm"},               # transports and the recorder
-    "model": {"format", "kernels"},            # tables derived from events
+    "model": {"format", "kernels", "symbols"}, # tables derived from events; names of their addresses
     "reports": {"model"},                      # the registry and its one renderer
     "query": {"reports"},                      # SQL; renders with reports' renderer
     "exports": {"query"},

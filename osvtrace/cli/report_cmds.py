@@ -29,11 +29,11 @@ def report() -> None:
 def _report_command(spec: Spec) -> click.Command:
     """`osvtrace report NAME FILE`, with the options the report declares (osvtrace.reports.registry)."""
 
-    def cmd(file: str, **values: Any) -> None:
+    def cmd(file: str, elf: str | None, **values: Any) -> None:
         from osvtrace.model import Model
         from osvtrace.reports import registry
 
-        out = registry.produce(spec.name, Model(open_trace(file)), typed_values(spec.all_options(), values))
+        out = registry.produce(spec.name, Model(open_trace(file), elf), typed_values(spec.all_options(), values))
         if isinstance(out, str):
             click.echo(out, nl=not out.endswith("\n"))
         else:
@@ -42,6 +42,9 @@ def _report_command(spec: Spec) -> click.Command:
 
     for opt in reversed(spec.all_options()):
         cmd = click_option(opt)(cmd)
+    cmd = click.option("--elf", type=click.Path(dir_okay=False), default=None,
+                       help="The kernel ELF whose DWARF names the trace's addresses (default: the kernel of the "
+                            "trace's build id, when it is here; it must be the kernel that ran).")(cmd)
     cmd = click.argument("file", type=click.Path(dir_okay=False))(cmd)
     return click.command(name=spec.name, help=spec.doc)(cmd)
 

@@ -120,8 +120,9 @@ class _Builder:
         # one factorisation of the addresses serves names, tracks and the hand-off matching
         uniq, inv = factorize(np.concatenate([w_mutex, h_mutex, o_mutex]))
         iw, ih, io = np.split(inv, [len(w_mutex), len(w_mutex) + len(h_mutex)])
-        track = np.array([self.tracks.add(f"mutex {a:#x}", "mutex", a, self.mutex_group.uuid).uuid
-                          for a in uniq.tolist()] or [0], np.int64)
+        shown = self.m.name_addresses(uniq)  # `mutex_main::slots[1].m (0x...)`, or `0x...`
+        track = np.array([self.tracks.add(f"mutex {n}", "mutex", a, self.mutex_group.uuid).uuid
+                          for a, n in zip(uniq.tolist(), shown.tolist())] or [0], np.int64)
         # waits overlap (several threads wait for one mutex): one child track per waiting thread
         # (a thread waits for one mutex at a time, so its waits never overlap)
         waits_track = self.tracks.map("waits", (iw.astype(np.int64) << 32) | w_tid, lambda k: self.tracks.add(

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
+
+import numpy as np
 
 from osvtrace.errors import UsageError
 from osvtrace.format.trace import Trace
@@ -18,6 +21,7 @@ from osvtrace.model import stacks as _stacks
 from osvtrace.model import sync as _sync
 from osvtrace.model import timed as _timed
 from osvtrace.model.table import Column, Table, TableSpec
+from osvtrace.symbols import Symbolizer, for_trace
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _events.EVENTS, _events.TRACEPOINTS, _sched.THREADS, _sched.SCHED_SLICE, _sched.THREAD_STATE, _sched.WAKEUP,
@@ -34,8 +38,21 @@ def _part(group: str, i: int) -> property:
 class Model:
     """Tables of one trace. Each is computed once, when first asked for."""
 
-    def __init__(self, trace: Trace):
+    def __init__(self, trace: Trace, elf: str | os.PathLike | None = None):
         self.trace = trace
+        self.elf = elf
+        if elf is not None:
+            self.symbols  # a wrong ELF is refused now, before any work (UsageError)
+
+    @cached_property
+    def symbols(self) -> Symbolizer:
+        """Names of the trace's addresses (osvtrace.symbols.for_trace: the kernel's ELF, or what
+        the trace carries; addresses only, with a warning, when neither is there)."""
+        return for_trace(self.trace, self.elf)
+
+    def name_addresses(self, addrs: np.ndarray) -> np.ndarray:
+        """Data addresses as shown everywhere: `slots[1].m (0x1d3b40)`, `0x...` when unnamed."""
+        return self.symbols.name_addresses(addrs)
 
     def table(self, name: str) -> Table:
         if name not in SPECS:

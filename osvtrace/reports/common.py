@@ -32,6 +32,7 @@ class Report:
     title: str
     columns: dict[str, np.ndarray]
     kinds: dict[str, str] = field(default_factory=dict)  # column -> "ns" | "time" | "pct" | "addr" | "text"
+    # "addr": a data address (mutex, wait object ...); name_columns names it in `names`
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # more data for --json
     picture: list[str] = field(default_factory=list)  # text-mode picture lines (sparklines ...)
@@ -39,13 +40,36 @@ class Report:
     # a root) columns; this names the column holding each node's label. Text draws the tree,
     # --json adds it nested.
     tree: str = ""
+    names: dict[str, np.ndarray] = field(default_factory=dict)  # "addr" column -> its names ('' unknown)
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
+    def machine_columns(self) -> dict[str, np.ndarray]:
+        """The columns for JSON and CSV: each named address column followed by COLUMN_name."""
+        out: dict[str, np.ndarray] = {}
+        for k, v in self.columns.items():
+            out[k] = v
+            if k in self.names:
+                out[f"{k}_name"] = self.names[k]
+        return out
+
     def records(self) -> list[dict[str, Any]]:
-        cols = {k: v.tolist() for k, v in self.columns.items()}
+        cols = {k: v.tolist() for k, v in self.machine_columns().items()}
         return [{k: cols[k][i] for k in cols} for i in range(len(self))]
+
+
+def name_columns(model: Model, r: Report) -> None:
+    """Name every data-address column of a report (kind "addr") through the model's symbols:
+    the one place a report's addresses get names. The symbols' warnings (no ELF for this
+    trace ...) become notes when there was an address to name."""
+    cols = [c for c, k in r.kinds.items() if k == "addr" and c in r.columns]
+    if not cols or not len(r) or not any(r.columns[c].any() for c in cols):
+        return
+    syms = model.symbols
+    for c in cols:
+        r.names[c] = syms.objects(r.columns[c])
+    r.notes += [f"names: {w}" for w in syms.warnings]
 
 
 def thread_names(model: Model, tids: np.ndarray) -> np.ndarray:

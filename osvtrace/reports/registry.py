@@ -12,7 +12,7 @@ from osvtrace.errors import UsageError
 from osvtrace.model import Model
 from osvtrace.model.filters import Filter, parse_time
 from osvtrace.reports import render
-from osvtrace.reports.common import Options, Report
+from osvtrace.reports.common import Options, Report, name_columns
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,10 @@ def output_form(spec: Spec, values: dict[str, Any]) -> str:
 
 
 def run(spec: Spec, model: Model, flt: Filter, opts: Options) -> Any:
-    return spec.fn(model, flt, opts)
+    result = spec.fn(model, flt, opts)
+    if isinstance(result, Report):
+        name_columns(model, result)
+    return result
 
 
 def render_as(spec: Spec, result: Any, form: str, opts: Options) -> str | Iterator[str]:

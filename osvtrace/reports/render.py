@@ -12,6 +12,7 @@ import numpy as np
 
 from osvtrace.model.filters import format_duration, format_ns
 from osvtrace.reports.common import Report
+from osvtrace.symbols import labels
 
 VIEWER_ROWS = 1_000  # rows of a report the viewer's page gets (the total is sent too)
 
@@ -39,7 +40,8 @@ def render_text(r: Report, limit: int | None = None, grouping: bool = True) -> s
     out += r.picture + ([""] if r.picture else [])
     n = len(r) if limit is None else min(limit, len(r))
     cols = list(r.columns)
-    cells = [[_cell(v, r.kinds.get(c, ""), grouping) for v in r.columns[c][:n].tolist()] for c in cols]
+    cells = [_shown(r, c, n) if c in r.names else [_cell(v, r.kinds.get(c, ""), grouping) for v in r.columns[c][:n].tolist()]
+             for c in cols]
     widths = [max([len(c)] + [len(x) for x in cs]) for c, cs in zip(cols, cells)]
     numeric = [r.columns[c].dtype.kind in "iuf" and r.kinds.get(c) != "addr" for c in cols]
 
@@ -115,11 +117,17 @@ def tree_json(r: Report) -> list[dict[str, Any]]:
     return roots
 
 
+def _shown(r: Report, c: str, n: int) -> list[str]:
+    """A named address column's first n cells: `name (0xADDR)`, or `0xADDR`."""
+    return labels(r.names[c][:n], r.columns[c][:n]).tolist()
+
+
 def render_csv(r: Report) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(r.columns))
-    cols = [r.columns[c].tolist() for c in r.columns]
+    mc = r.machine_columns()
+    w.writerow(list(mc))
+    cols = [v.tolist() for v in mc.values()]
     for i in range(len(r)):
         w.writerow([c[i] for c in cols])
     return buf.getvalue()
@@ -187,8 +195,8 @@ def viewer_json(r: Report, rows: int = VIEWER_ROWS) -> dict[str, Any]:
     """A report as a table for the viewer's page: columns, their kinds, the first rows."""
     cols = list(r.columns)
     n = min(len(r), rows)
-    data = [[f"{int(x):#x}" for x in r.columns[c][:n].tolist()] if r.kinds.get(c) == "addr" else _cells(r.columns[c][:n])
-            for c in cols]
+    data = [_shown(r, c, n) if c in r.names else [f"{int(x):#x}" for x in r.columns[c][:n].tolist()]
+            if r.kinds.get(c) == "addr" else _cells(r.columns[c][:n]) for c in cols]
     return {"title": r.title, "columns": cols, "kinds": {c: r.kinds.get(c, "") for c in cols},
             "rows": [list(x) for x in zip(*data)] if cols else [], "total": len(r), "notes": list(r.notes)}
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
+import numpy as np
+
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
@@ -99,8 +101,10 @@ class ShellCompleter(Completer):
 
     def mutexes(self) -> Iterable[tuple[str, str, str]]:
         """(text, display, meta): SQL has no hex literals, so the text is the decimal address."""
-        for addr, n in self.ctx.mutexes:
-            yield (str(addr), f"{addr:#x}", f"mutex, {n:,} records")
+        mutexes = self.ctx.mutexes
+        names = self.ctx.model.symbols.objects(np.array([a for a, _ in mutexes], np.uint64)) if mutexes else []
+        for (addr, n), name in zip(mutexes, names):
+            yield (str(addr), f"{addr:#x}", f"mutex {name}, {n:,} records" if name else f"mutex, {n:,} records")
 
     def set_args(self, done: list[str], current: str) -> Iterator[Completion]:
         if not done:

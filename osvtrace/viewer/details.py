@@ -44,6 +44,10 @@ class Details:
     def thread(self, tid: int) -> str:
         return f"{self.trace.thread_name(int(tid))} [{int(tid)}]"
 
+    def named(self, addr: int) -> str:
+        """A data address as shown: `slots[1].m (0x1d3b40)`, or `0x...` (the model names it)."""
+        return str(self.model.name_addresses(np.array([addr], np.uint64))[0])
+
     def _arg_values(self, tp: Tracepoint, rows: np.ndarray) -> list[list[Any]]:
         """JSON-ready argument values of the records at `rows`, one list per field."""
         t = self.trace
@@ -165,10 +169,10 @@ class Details:
                 links.append(self.link(f"woken by {self.thread(int(wk['waker'][k]))}",
                                        f"thread:{int(wk['waker'][k])}", start))
         if obj:
-            fields.append(["blocked on", hexaddr(obj)])
+            fields.append(["blocked on", self.named(obj)])
             hx = hexaddr(obj)
             if f"wait:{hx}" in self.lanes.by_id:
-                links.append(self.link(f"mutex {hx}: waits", f"wait:{hx}", start, start + dur))
+                links.append(self.link(f"mutex {self.named(obj)}: waits", f"wait:{hx}", start, start + dur))
                 w = self.model.mutex_wait
                 hit = np.nonzero((w["tid"] == tid) & (w["mutex"] == obj) & (w["start"] <= start)
                                  & (w["start"] + w["dur"] >= start))[0]
@@ -192,7 +196,7 @@ class Details:
         h = self.model.mutex_hold
         mx, tid, start, dur = int(h["mutex"][r]), int(h["tid"][r]), int(h["start"][r]), int(h["dur"][r])
         hx = hexaddr(mx)
-        fields = [["mutex", hx], ["owner", self.thread(tid)], *self._span(start, dur),
+        fields = [["mutex", self.named(mx)], ["owner", self.thread(tid)], *self._span(start, dur),
                   ["contended", "yes (acquired after waiting)" if h["contended"][r] else "no"],
                   ["unlocked in trace", "yes" if h["complete"][r] else "no"]]
         links = [self.link(f"{self.thread(tid)}: its states", f"thread:{tid}", start, start + dur)]
@@ -213,7 +217,7 @@ class Details:
         lock_tps = ("mutex_lock", "mutex_lock_wake", "mutex_try_lock")
         ev = self.events_at(start, tid=tid, tps=lock_tps) + \
             self.events_at(start + dur, tid=tid, tps=("mutex_unlock", "mutex_handoff"))
-        return {"title": f"mutex {hx} held by {self.trace.thread_name(tid)}", "fields": fields, "events": ev,
+        return {"title": f"mutex {self.named(mx)} held by {self.trace.thread_name(tid)}", "fields": fields, "events": ev,
                 "links": links, "t0": start, "t1": start + dur}
 
     def _wait(self, lane: Lane, r: int) -> dict[str, Any]:
@@ -221,7 +225,7 @@ class Details:
         mx, tid, start, dur = int(w["mutex"][r]), int(w["tid"][r]), int(w["start"][r]), int(w["dur"][r])
         hx = hexaddr(mx)
         by = int(w["handed_by"][r])
-        fields = [["mutex", hx], ["waiter", self.thread(tid)], *self._span(start, dur),
+        fields = [["mutex", self.named(mx)], ["waiter", self.thread(tid)], *self._span(start, dur),
                   ["handed over by", self.thread(by) if by else "-"],
                   ["ended in trace", "yes" if w["complete"][r] else "no"]]
         links = [self.link(f"{self.thread(tid)}: its states", f"thread:{tid}", start, start + dur)]
@@ -230,7 +234,8 @@ class Details:
             links.append(self.link("the hold that followed", f"hold:{hx}", start + dur))
         ev = self.events_at(start, tid=tid, tps=("mutex_lock_wait",)) + \
             self.events_at(start + dur, tid=tid, tps=("mutex_lock_wake",))
-        return {"title": f"{self.trace.thread_name(tid)} waiting for mutex {hx}", "fields": fields, "events": ev,
+        return {"title": f"{self.trace.thread_name(tid)} waiting for mutex {self.named(mx)}", "fields": fields,
+                "events": ev,
                 "links": links, "t0": start, "t1": start + dur}
 
     def _chan(self, lane: Lane, r: int) -> dict[str, Any]:

@@ -139,14 +139,15 @@ class Lanes:
         mutexes = sorted(set(h_by) | set(w_by), key=lambda a: (-int(w["dur"][w_by[a]].sum()) if a in w_by else 0,
                                                                  -len(h_by.get(a, ())), a))
         self.mutex_order = mutexes
+        shown_as = m.name_addresses(np.array(mutexes, np.uint64)) if mutexes else []  # `slots[1].m (0x...)`
         for k, addr in enumerate(mutexes):
-            hx = hexaddr(addr)
+            hx, named = hexaddr(addr), str(shown_as[k])
             hr, wr = h_by.get(addr, np.empty(0, np.int64)), w_by.get(addr, np.empty(0, np.int64))
             info = {"mutex": hx}
-            self._add(id=f"hold:{hx}", kind="hold", label=f"{hx} held", group="Mutexes", color_by="thread",
+            self._add(id=f"hold:{hx}", kind="hold", label=f"{named} held", group="Mutexes", color_by="thread",
                       table="mutex_hold", info=info, default=k < MAX_DEFAULT_MUTEXES,
                       build=lambda r=hr: (h["start"][r], h["start"][r] + h["dur"][r], h["tid"][r], r))
-            self._add(id=f"wait:{hx}", kind="wait", label=f"{hx} waits", group="Mutexes", color_by="thread",
+            self._add(id=f"wait:{hx}", kind="wait", label=f"{named} waits", group="Mutexes", color_by="thread",
                       table="mutex_wait", info=info, default=k < MAX_DEFAULT_MUTEXES,
                       build=lambda r=wr: (w["start"][r], w["start"][r] + w["dur"][r], w["tid"][r], r))
         p = m.packet_flow

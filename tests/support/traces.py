@@ -24,11 +24,12 @@ def in_ci() -> bool:
 
 def write_trace(path: Path, per_cpu: dict[int, np.ndarray], *, tsc_hz: int = 1_000_000_000, chunk: int = 0,
                 threads: dict[int, str] | None = None, lost: dict[int, int] | None = None,
-                first_seq: dict[int, int] | None = None, close: bool = True, catalog: Catalog | None = None) -> Path:
+                first_seq: dict[int, int] | None = None, close: bool = True, catalog: Catalog | None = None,
+                build_id: str = "") -> Path:
     """Write slots per CPU as chunks (of `chunk` slots, 0 = one chunk per CPU); the file's
-    embedded schema is `catalog` (this tree's by default)."""
+    embedded schema is `catalog` (this tree's by default); `build_id`: the kernel it claims."""
     cat = catalog or default_catalog()
-    meta = new_metadata(cat, ncpus=max(per_cpu, default=0) + 1, tsc_hz=tsc_hz, capture="test")
+    meta = new_metadata(cat, ncpus=max(per_cpu, default=0) + 1, tsc_hz=tsc_hz, capture="test", build_id=build_id)
     w = TraceWriter(path, meta)
     for cpu, slots in sorted(per_cpu.items()):
         step = chunk or max(len(slots), 1)
