@@ -84,11 +84,16 @@ def build(*, verbose: bool = False, quiet: bool = False, out: TextIO | None = No
     check_tools()
     from osvtrace.catalog import codegen
 
-    # The generator only rewrites files whose text changed, so make sees no new mtimes
-    # (and rebuilds nothing) when the schema did not change.
-    if codegen.main([]) != 0:
-        raise BuildError("tracepoint code generation failed")
-    _make(_make_cmd(KERNEL_SRC, BUILD_DIR, verbose), quiet=quiet, out=out)
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    # One build at a time in the checkout: two makes in one object directory (two test workers,
+    # or a test beside `osvtrace run`) relink under each other ("ksyms: text moved between passes").
+    with open(BUILD_DIR / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # The generator only rewrites files whose text changed, so make sees no new mtimes
+        # (and rebuilds nothing) when the schema did not change.
+        if codegen.main([]) != 0:
+            raise BuildError("tracepoint code generation failed")
+        _make(_make_cmd(KERNEL_SRC, BUILD_DIR, verbose), quiet=quiet, out=out)
     if not KERNEL_ELF.is_file():
         raise BuildError(f"make succeeded but {KERNEL_ELF} is missing")
     return KERNEL_ELF
