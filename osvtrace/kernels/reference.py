@@ -18,4 +18,5 @@ KERNEL = Kernel(
                       "debug_exit::exit_panic": "panic"},
     optional_breakpoints=frozenset({"osvtrace_app_exit"}),
     trace_option="trace={}",
+    backtrace_depth=16,  # the kernel's bounded frame-pointer walk (osvtrace.catalog.layout.STACK_MAX_FRAMES)
 )

@@ -1,8 +1,9 @@
 """Names of code addresses: the one place stacks get their names.
 
-Today a name comes from the trace itself (Trace.symbol: a tracefile's FILE.symbols, a dump's
-SYMB chunks); a DWARF symbolizer replaces `_lookup` here and every report, export and table
-of stacks follows. Names are looked up once per distinct address and kept per trace.
+A name comes from the trace itself where it carries names (OSv: a tracefile's FILE.symbols, a
+dump's SYMB chunks; kept so that trees equal OSv's trace.py), else from the kernel ELF's symbol
+table and DWARF line table (osvtrace.symbols, found by the trace's build id). Names are looked up
+once per distinct address and kept per trace.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from osvtrace.errors import OsvtraceError
+from osvtrace.format.base import Trace as BaseTrace
 from osvtrace.format.trace import Trace
+from osvtrace.symbols import ElfNames, for_trace
 
 # Trace.symbol writes "function (file:line)" or "function (file)" when it knows the source
 _WHERE = re.compile(r"^(.*\S) \(([^()\s]+)\)$")
@@ -44,10 +48,39 @@ def _lookup(trace: Trace, addr: int) -> tuple[str, str]:
     return (m[1], m[2]) if m else (s, "")
 
 
+_elf: "weakref.WeakKeyDictionary[Trace, ElfNames | None]" = weakref.WeakKeyDictionary()
+
+
+def _elf_names(trace: Trace) -> ElfNames | None:
+    """The kernel ELF's names for a trace that carries none of its own (our kernel's)."""
+    if type(trace).symbol is not BaseTrace.symbol:
+        return None  # the file names its frames (OSv)
+    if trace not in _elf:
+        try:
+            sym = for_trace(trace)
+        except OsvtraceError:
+            sym = None  # an ELF of another build: addresses, as without one
+        _elf[trace] = sym if isinstance(sym, ElfNames) else None
+    return _elf[trace]
+
+
+def _elf_lookup(sym: ElfNames, addrs: np.ndarray) -> list[tuple[str, str]]:
+    """(function, file:line) of return addresses, all at once (looked up at the call, addr - 1)."""
+    at = addrs - np.uint64(1)
+    fn = sym.functions(at)
+    files, lines = sym.elf.lines(at)
+    return [(f or f"{a:#x}", f"{fl}:{ln}" if fl else "")
+            for a, f, fl, ln in zip(addrs.tolist(), fn.tolist(), files.tolist(), lines.tolist())]
+
+
 def frame_names(trace: Trace, addrs: np.ndarray) -> FrameNames:
     """The names of the distinct addresses among addrs."""
     uniq = np.unique(np.asarray(addrs, np.uint64))
     known = _cache.setdefault(trace, {})
+    new = np.array([a for a in uniq.tolist() if a not in known], np.uint64)
+    sym = _elf_names(trace) if len(new) else None
+    if sym is not None:
+        known.update(zip(new.tolist(), _elf_lookup(sym, new)))
     fn = np.empty(len(uniq), object)
     src = np.empty(len(uniq), object)
     for i, a in enumerate(uniq.tolist()):

@@ -6,6 +6,8 @@ kernel's build id in the trace. Addresses are checked against the ELF's symbol t
 
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 
@@ -62,6 +64,22 @@ def test_waits_of_a_known_call_chain_carry_c_b_a_in_that_order(kernel, tmp_path)
         k = list(row).index("stacks_chain_c")
         assert list(row[k:k + 3]) == ["stacks_chain_c", "stacks_chain_b", "stacks_chain_a"]  # adjacent too
         assert end == layout.STACK_COMPLETE  # a thread's chain ends at its first frame (rbp 0)
+    # the same path in prof-lock's tree, named from the kernel ELF (found by the trace's build id)
+    r = osvtrace("report", "prof-lock", str(tmp_path / "chain.osvt"), "--tree", "caller", "--json")
+    assert r.returncode == 0, r.stderr
+    chain = ["stacks_chain_a", "stacks_chain_b", "stacks_chain_c"]
+    assert any(path[k:k + 3] == chain for path in tree_paths(json.loads(r.stdout)["tree"])
+               for k in range(len(path))), r.stdout[:3000]
+
+
+def tree_paths(nodes: list[dict], above: tuple[str, ...] = ()) -> list[list[str]]:
+    """Every root-to-leaf path of a report's --json tree, as function names (frame text up to
+    its first space or parenthesis)."""
+    out = []
+    for n in nodes:
+        path = above + (str(n["frame"]).split(" ")[0].split("(")[0],)
+        out += tree_paths(n["children"], path) if n["children"] else [list(path)]
+    return out
 
 
 def test_stacks_off_add_not_one_byte_to_the_records(kernel, tmp_path):

@@ -43,3 +43,11 @@ def test_our_built_kernel_is_recognised_as_ours_by_its_symbols(kernel):
     k = kernels.of_elf(names)
     assert k is not None and k.name == "osvtrace" and k.trace_buffers in names
     assert all(sym in names for sym in k.exit_breakpoints if sym.isidentifier())
+
+
+def test_our_kernels_stack_bound_is_the_record_layouts():
+    from osvtrace.catalog import layout
+    from osvtrace.kernels import reference
+
+    # a stack as deep as this is reported as possibly cut; a shallower one is whole
+    assert reference.KERNEL.backtrace_depth == layout.STACK_MAX_FRAMES
