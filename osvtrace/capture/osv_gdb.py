@@ -33,9 +33,10 @@ import numpy as np
 
 from osvtrace.capture.base import WHEN, Captured, CaptureError, VmCapture, VmRun, ending
 from osvtrace.capture.gdb_snapshot import _connect
+from osvtrace.capture.osv_watch import ProgressWatch
 from osvtrace.kernels import osv as osv_kernel
 from osvtrace.vm import osv_image
-from osvtrace.vm.gdbmi import Gdb, GdbError, mi_quote
+from osvtrace.vm.gdbmi import Gdb, GdbError, Record, mi_quote
 from osvtrace.vm.qemu import EXIT_TIMEOUT, Outcome, Vm, VmConfig, free_port, pick_accel
 
 DEFAULT_RUN_LIMIT = 600.0
@@ -47,6 +48,16 @@ BANNER_LIMIT = float(os.environ.get("OSVTRACE_OSV_BANNER_S") or 60.0)
 READY = "Cmdline:"  # OSv prints its command line after parsing its options, just before the app
 LAUNCH_FAILED = ("Powering off.", "Failed to load object", "Failed looking up main")
 DEFAULT_TRACE = ("sched*", "mutex*", "condvar*", "net_packet*")
+
+
+def vcpu_places(g: Gdb) -> str:
+    """'vCPUs in f, g': the function each vCPU (a gdb thread) is stopped in."""
+    try:
+        threads = g.mi("-thread-info", 30).results.get("threads", [])
+    except GdbError as e:
+        return f"vCPUs not read: {e}"
+    frames = [t.get("frame") or {} for t in threads if isinstance(t, dict)]
+    return "vCPUs in " + ", ".join(str(f.get("func") or f.get("addr") or "?") for f in frames)
 
 
 class OsvGdbSnapshot(VmCapture):
@@ -72,6 +83,7 @@ class OsvGdbSnapshot(VmCapture):
         self.gdb: Gdb | None = None
         self.failed: str | None = None
         self.launch_failed = False
+        self.stall = ""  # why the guest was found stalled (the failure line), when it was
         self.snap_seconds = 0.0
         self.meta: dict = {}
         self.line = ""
@@ -128,6 +140,7 @@ class OsvGdbSnapshot(VmCapture):
         g.continue_()
         t0 = time.monotonic()
         t_app = None  # --duration counts from the app's start (OSv prints its command line then)
+        watch = ProgressWatch(vm)
         stop, why = None, "duration"
         while stop is None:
             try:
@@ -137,6 +150,11 @@ class OsvGdbSnapshot(VmCapture):
                 if now > BANNER_LIMIT and BANNER not in vm.console_text():
                     raise CaptureError(f"the VM is not OSv: no OSv banner on its console after {BANNER_LIMIT:g} s "
                                        f"({self.build.image} is not an OSv image?)") from None
+                if self.duration is None and watch.check():
+                    # nothing will reach the breakpoints: take what the rings hold and say so
+                    self._stalled(g, watch)
+                    why = "stalled"
+                    break
                 if t_app is None:
                     if READY in vm.console_text():
                         t_app = time.monotonic()
@@ -149,17 +167,38 @@ class OsvGdbSnapshot(VmCapture):
                     g.interrupt()
                     break
         if stop is not None:
-            reason = stop.results.get("reason", "")
-            if reason.startswith("exited") or g.exited:
-                raise CaptureError("the VM ended before the app's end: " + vm.wait(5).describe()
-                                   + f" (is {self.build.image} an OSv image?)")
-            why = bkpt.get(str(stop.results.get("bkptno", "")), "")
-            if not why:
-                raise CaptureError(f"OSv stopped unexpectedly ({reason or 'no reason'}); no capture taken")
-            if why == "poweroff":
-                # OSv powers off without the app's end: it could not start it (the console says why)
-                self.launch_failed = any(s in vm.console_text() for s in LAUNCH_FAILED)
-                why = "app-exit"
+            why = self._stop_reason(vm, g, stop, bkpt)
+        self._snapshot(g)
+        return why
+
+    def _stop_reason(self, vm: Vm, g: Gdb, stop: Record, bkpt: dict[str, str]) -> str:
+        """app-exit for a stop at one of `bkpt` (OSv's power-off before the app's end: it could
+        not start the app); anything else is an error."""
+        reason = stop.results.get("reason", "")
+        if reason.startswith("exited") or g.exited:
+            raise CaptureError("the VM ended before the app's end: " + vm.wait(5).describe()
+                               + f" (is {self.build.image} an OSv image?)")
+        why = bkpt.get(str(stop.results.get("bkptno", "")), "")
+        if not why:
+            raise CaptureError(f"OSv stopped unexpectedly ({reason or 'no reason'}); no capture taken")
+        if why == "poweroff":
+            # OSv powers off without the app's end: it could not start it (the console says why)
+            self.launch_failed = any(s in vm.console_text() for s in LAUNCH_FAILED)
+        return "app-exit"
+
+    def _stalled(self, g: Gdb, watch: ProgressWatch) -> None:
+        """The guest made no progress: stop it (the snapshot needs it stopped) and word the
+        failure, with where its vCPUs are (an idle OSv: in its idle loop; a halted one: halt)."""
+        waited = f"the breakpoint at elf::program::remove_object ({self.app}) or osv::poweroff"
+        try:
+            g.interrupt(30)
+        except (TimeoutError, GdbError):
+            raise CaptureError(f"OSv made {watch.describe()}, and gdb got no stop when it interrupted the VM; "
+                               f"waited for {waited}; no capture taken") from None
+        self.stall = f"OSv made {watch.describe()} before the app's end ({vcpu_places(g)}); waited for {waited}"
+
+    def _snapshot(self, g: Gdb) -> None:
+        """`osv trace snapshot` on the stopped VM; a failure is kept for finish to report."""
         t1 = time.perf_counter()
         try:
             g.cli(f"osv trace snapshot {self.snapdir}", timeout=SNAPSHOT_TIMEOUT)
@@ -167,7 +206,6 @@ class OsvGdbSnapshot(VmCapture):
         except (GdbError, OSError, ValueError) as e:
             self.failed = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
         self.snap_seconds = time.perf_counter() - t1
-        return why
 
     def end_vm(self, vm: Vm, stop: str) -> Outcome:
         try:
@@ -219,8 +257,12 @@ class OsvGdbSnapshot(VmCapture):
                 else ", no ring wrapped")
         res.summary = (f"recorded {events:,} OSv events on {cpus} CPU(s) {WHEN[run.stop]}{wrap}: {self.output} "
                        f"({seconds:.2f} s)")
-        res.failure = ending(run.stop, run.outcome, self.output)
+        res.failure = self.stall_failure(run) or ending(run.stop, run.outcome, self.output)
         return res
+
+    def stall_failure(self, run: VmRun) -> str | None:
+        """The failure line of a recording that ended because the guest stalled."""
+        return f"{self.stall}; the trace up to the stall is in {self.output}" if run.stop == "stalled" else None
 
     def close_gdb(self) -> None:
         if self.gdb is not None:

@@ -1,0 +1,94 @@
+"""Is an OSv VM still doing anything? The OSv captures wait for an event from the guest (a
+breakpoint at the app's end, a REST reply); a guest that stalled (every thread blocked, or
+halted) sends none, and the wait must end with one clear line instead of running into a
+timeout of minutes.
+
+Progress is read from the host without stopping the VM: QEMU's CPU time (/proc/PID/stat, all
+its threads), whether one of its threads is runnable (a VM starved by a loaded host is slow,
+not stalled: its vCPU threads wait in the run queue, state R) and the console's length. An
+idle OSv (its vCPUs in `hlt`) or a VM stopped by its gdb stub uses almost no CPU and prints
+nothing; a running app, even niced on a busy host, shows one of the three within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from osvtrace.vm.qemu import Vm
+
+# seconds without progress before a wait gives up ($OSVTRACE_OSV_STALL_S changes it)
+STALL_S = float(os.environ.get("OSVTRACE_OSV_STALL_S") or 30.0)
+# below this share of one host core QEMU counts as idle (an idle OSv under TCG: ~0-1 %)
+IDLE_CPU_SHARE = 0.03
+TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (every thread), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK_S
+
+
+def _any_runnable(pid: int) -> bool:
+    """One of the process's threads is running or waiting for a host CPU now."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tasks:
+        try:
+            if Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "R":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+class ProgressWatch:
+    """Samples a running VM (call `check` every fraction of a second); `idle_seconds` is how
+    long it has shown no progress."""
+
+    def __init__(self, vm: Vm, stall_s: float = STALL_S):
+        assert vm.proc is not None
+        self.vm = vm
+        self.pid = vm.proc.pid
+        self.stall_s = stall_s
+        self._restart()
+        self.sampled = 0.0
+        self.idle_seconds = 0.0
+        self.cpu_share = 1.0  # QEMU's CPU use since the last progress, in host cores
+
+    def _restart(self) -> None:
+        self.since = time.monotonic()
+        self.cpu0 = self._cpu()
+        self.console0 = len(self.vm.console)
+
+    def _cpu(self) -> float:
+        try:
+            return _cpu_seconds(self.pid)
+        except (OSError, IndexError, ValueError):
+            return 0.0  # QEMU is gone: the caller sees that from the VM itself
+
+    def check(self) -> bool:
+        """Sample (at most 4 times a second: callers loop every few ms); True when the VM has
+        shown no progress for `stall_s` seconds."""
+        now = time.monotonic()
+        if now - self.sampled < 0.25:
+            return False
+        self.sampled = now
+        span = now - self.since
+        self.cpu_share = (self._cpu() - self.cpu0) / span if span > 0 else 1.0
+        if (len(self.vm.console) != self.console0 or _any_runnable(self.pid)
+                or (span >= 1.0 and self.cpu_share >= IDLE_CPU_SHARE)):
+            self._restart()
+            self.idle_seconds = 0.0
+            return False
+        self.idle_seconds = span
+        return span >= self.stall_s
+
+    def describe(self) -> str:
+        """What was seen, for the error line."""
+        return (f"no progress for {self.idle_seconds:.0f} s (QEMU at {self.cpu_share * 100:.1f} % of a CPU, "
+                f"no thread runnable, the console silent)")
