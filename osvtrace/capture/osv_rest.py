@@ -22,10 +22,10 @@ same API (`POST /os/poweroff`), a clean QEMU exit, as the gdb capture's.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import shutil
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -130,7 +130,7 @@ class OsvRest(VmCapture):
             with urllib.request.urlopen(self._url("/os/version"), timeout=5) as r:
                 r.read()
                 return r.status == 200
-        except (OSError, urllib.error.URLError):
+        except (OSError, http.client.HTTPException):  # URLError is an OSError
             return False
 
     def attach(self, vm: Vm) -> str:
@@ -184,7 +184,7 @@ class OsvRest(VmCapture):
             with urllib.request.urlopen(self._url("/trace/buffers"), timeout=FETCH_TIMEOUT) as r, \
                     open(part, "wb") as out:
                 shutil.copyfileobj(r, out, 1 << 20)
-        except (OSError, urllib.error.URLError) as e:
+        except (OSError, http.client.HTTPException) as e:
             part.unlink(missing_ok=True)
             state = "" if vm.running else " (QEMU ended)"
             raise CaptureError(f"GET /trace/buffers from OSv failed{state}: {getattr(e, 'reason', e)}") from None
@@ -202,7 +202,7 @@ class OsvRest(VmCapture):
             return vm.wait(30) if self.launch_failed else super().end_vm(vm, stop)
         try:  # the handler powers off at once: the reply may never come
             urllib.request.urlopen(urllib.request.Request(self._url("/os/poweroff"), method="POST"), timeout=5)
-        except (OSError, urllib.error.URLError):
+        except (OSError, http.client.HTTPException):
             pass
         try:
             rc = vm.proc.wait(30) if vm.proc else None
