@@ -46,7 +46,8 @@ BANNER = "OSv v"  # OSv's first console line ("OSv v0.57.0-...")
 # seconds after the start: no banner by then, and it is not OSv ($OSVTRACE_OSV_BANNER_S changes it)
 BANNER_LIMIT = float(os.environ.get("OSVTRACE_OSV_BANNER_S") or 60.0)
 READY = "Cmdline:"  # OSv prints its command line after parsing its options, just before the app
-LAUNCH_FAILED = ("Powering off.", "Failed to load object", "Failed looking up main")
+# loader.cc's launch_error lines ("<why>. Powering off."); an orderly shutdown prints "Powering off." too
+LAUNCH_FAILED = ("Failed to load object", "Failed looking up main")
 DEFAULT_TRACE = ("sched*", "mutex*", "condvar*", "net_packet*")
 
 
@@ -111,16 +112,17 @@ class OsvGdbSnapshot(VmCapture):
 
     def _exit_breakpoints(self, g: Gdb) -> dict[str, str]:
         """Hardware breakpoints (a software one set before boot is overwritten when OSv's boot
-        loader copies the kernel in: ../shared/osv/README.md) at the app's end and at power-off;
-        breakpoint number -> "app-exit" | "poweroff"."""
+        loader copies the kernel in: ../shared/osv/README.md) at the app's end, at power-off and
+        where a crash halts; breakpoint number -> "app-exit" | "poweroff" | "panic"."""
         app = self.app.replace("\\", "\\\\").replace('"', '\\"')
         cond = mi_quote('$_streq(ef->_pathname._M_dataplus._M_p, "' + app + '")')
         bkpt = {}
         a = g.mi(f"-break-insert -h -c {cond} elf::program::remove_object")
         bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "app-exit"
-        for sym in osv_kernel.KERNEL.exit_breakpoints:
+        for sym, why in osv_kernel.KERNEL.exit_breakpoints.items():
             a = g.mi(f"-break-insert -h {sym}")
-            bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "poweroff"
+            # a power-off before the app's end: OSv could not start it (see _stop_reason)
+            bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "poweroff" if why == "app-exit" else why
         return bkpt
 
     def _write(self, rings: list[tuple]) -> tuple[list, list[str], int, int]:
@@ -182,9 +184,10 @@ class OsvGdbSnapshot(VmCapture):
         if not why:
             raise CaptureError(f"OSv stopped unexpectedly ({reason or 'no reason'}); no capture taken")
         if why == "poweroff":
-            # OSv powers off without the app's end: it could not start it (the console says why)
+            # OSv powers off without the app's end: it could not start it (the console says
+            # why), or the app called exit()
             self.launch_failed = any(s in vm.console_text() for s in LAUNCH_FAILED)
-        return "app-exit"
+        return "app-exit" if why == "poweroff" else why
 
     def _stalled(self, g: Gdb, watch: ProgressWatch) -> None:
         """The guest made no progress: stop it (the snapshot needs it stopped) and word the
@@ -195,7 +198,8 @@ class OsvGdbSnapshot(VmCapture):
         except (TimeoutError, GdbError):
             raise CaptureError(f"OSv made {watch.describe()}, and gdb got no stop when it interrupted the VM; "
                                f"waited for {waited}; no capture taken") from None
-        self.stall = f"OSv made {watch.describe()} before the app's end ({vcpu_places(g)}); waited for {waited}"
+        self.stall = (f"OSv made {watch.describe()} before the app's end ({vcpu_places(g)}); waited for {waited} "
+                      f"(an app that waits for ever is recorded with --duration)")
 
     def _snapshot(self, g: Gdb) -> None:
         """`osv trace snapshot` on the stopped VM; a failure is kept for finish to report."""
@@ -209,6 +213,9 @@ class OsvGdbSnapshot(VmCapture):
 
     def end_vm(self, vm: Vm, stop: str) -> Outcome:
         try:
+            if stop == "panic":  # OSv crashed and halts for good: nothing left to wait for
+                vm.stop()
+                return Outcome(vm.proc.returncode if vm.proc else None, "panic")
             if stop == "app-exit" and self.gdb is not None:
                 self.gdb.mi("-break-delete")
                 self.gdb.continue_()

@@ -18,10 +18,14 @@ from pathlib import Path
 
 from osvtrace.vm.qemu import Vm
 
-# seconds without progress before a wait gives up ($OSVTRACE_OSV_STALL_S changes it)
-STALL_S = float(os.environ.get("OSVTRACE_OSV_STALL_S") or 30.0)
-# below this share of one host core QEMU counts as idle (an idle OSv under TCG: ~0-1 %)
-IDLE_CPU_SHARE = 0.03
+# seconds without progress before a wait gives up ($OSVTRACE_OSV_STALL_S changes it): longer
+# than any quiet stretch of a run that ends by itself; an app that waits for ever (a server
+# without clients) is recorded with --duration
+STALL_S = float(os.environ.get("OSVTRACE_OSV_STALL_S") or 60.0)
+# below this share of one host core QEMU counts as idle: an idle OSv under TCG takes 0.2-3 %
+# (3 % with its HTTP server waiting); a busy one takes a whole core, or, starved by a loaded
+# host, has a thread in the run queue (seen by the R test instead)
+IDLE_CPU_SHARE = 0.10
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 

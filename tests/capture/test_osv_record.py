@@ -183,16 +183,35 @@ def test_record_osv_fails_when_osv_cannot_start_the_app(tmp_path):
 def test_record_osv_keeps_the_trace_and_says_so_when_the_guest_stalls_before_the_apps_end(tmp_path):
     tree = build_rest()
     out = tmp_path / "stall.osvt"
-    # OSv's HTTP server as the app: it never ends and, with no client, OSv sits idle
+    # OSv's HTTP server as the app (--noinit: /init's own copy stays out): it never ends and,
+    # with no client, OSv sits idle; OSv's options go before the app, as OSv parses them
     env = dict(os.environ, OSVTRACE_OSV_STALL_S="8")
     r = cli("record", "--kernel", "osv", "--image", str(tree / "build/release/usr.img"), "--smp", "2", "--json",
-            "-o", str(out), "/libhttpserver-api.so", env=env, timeout=300)
+            "-o", str(out), "--", "--noinit", "/libhttpserver-api.so", env=env, timeout=400)
     assert r.returncode == 3, r.stderr[-3000:]
+    assert "Rest API server running" in r.stderr  # the console (stderr with --json): the app did start
     err = r.stderr.strip().splitlines()[-1]
-    assert "no progress for" in err and "elf::program::remove_object (/libhttpserver-api.so)" in err, err
-    assert f"the trace up to the stall is in {out}" in err and "Traceback" not in r.stderr
+    assert "no progress for" in err and "waited for the breakpoint at elf::program::remove_object" in err, err
+    assert "do_idle" in err and f"the trace up to the stall is in {out}" in err, err
     doc = json.loads(r.stdout)
     assert doc["stop"] == "stalled" and doc["cpus"] == 2
     with osvtrace.open(out) as t:
         assert len(t) == doc["events"] > 0
         assert "sched_switch" in dict(tracepoint_counts(t))
+
+
+@osv_vm
+def test_record_osv_stops_at_an_osv_crash_with_the_trace_up_to_it(tmp_path):
+    tree = build_rest()
+    out = tmp_path / "crash.osvt"
+    # a second HTTP server beside the one /init starts: OSv aborts (a page fault) and halts, and
+    # neither the app's end nor a power-off ever comes
+    r = cli("record", "--kernel", "osv", "--image", str(tree / "build/release/usr.img"), "--smp", "2", "--json",
+            "-o", str(out), "/libhttpserver-api.so", timeout=400)
+    assert "Aborted" in r.stderr and "[backtrace]" in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 255, r.stderr[-3000:]  # EXIT_PANIC
+    assert r.stderr.strip().splitlines()[-1] == f"osvtrace: kernel panic; the trace up to it is in {out}"
+    doc = json.loads(r.stdout)
+    assert doc["stop"] == "panic" and doc["cpus"] == 2
+    with osvtrace.open(out) as t:
+        assert len(t) == doc["events"] > 0
