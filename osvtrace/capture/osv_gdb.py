@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from osvtrace.capture.base import WHEN, Captured, CaptureError, VmCapture, VmRun, ending
+from osvtrace.capture.base import WHEN, Captured, CaptureError, VmRun, ending
+from osvtrace.capture.osv_base import DEFAULT_RUN_LIMIT, LAUNCH_FAILED, READY, OsvCapture
 from osvtrace.capture.gdb_snapshot import _connect
 from osvtrace.capture.osv_watch import ProgressWatch
 from osvtrace.kernels import osv as osv_kernel
@@ -39,16 +37,8 @@ from osvtrace.vm import osv_image
 from osvtrace.vm.gdbmi import Gdb, GdbError, Record, mi_quote
 from osvtrace.vm.qemu import EXIT_TIMEOUT, Outcome, Vm, VmConfig, free_port, pick_accel
 
-DEFAULT_RUN_LIMIT = 600.0
 SNAPSHOT_TIMEOUT = 300.0
 SYMBOLS_TIMEOUT = 300.0  # loader.elf has ~65 MB of DWARF
-BANNER = "OSv v"  # OSv's first console line ("OSv v0.57.0-...")
-# seconds after the start: no banner by then, and it is not OSv ($OSVTRACE_OSV_BANNER_S changes it)
-BANNER_LIMIT = float(os.environ.get("OSVTRACE_OSV_BANNER_S") or 60.0)
-READY = "Cmdline:"  # OSv prints its command line after parsing its options, just before the app
-# loader.cc's launch_error lines ("<why>. Powering off."); an orderly shutdown prints "Powering off." too
-LAUNCH_FAILED = ("Failed to load object", "Failed looking up main")
-DEFAULT_TRACE = ("sched*", "mutex*", "condvar*", "net_packet*")
 
 
 def vcpu_places(g: Gdb) -> str:
@@ -61,33 +51,21 @@ def vcpu_places(g: Gdb) -> str:
     return "vCPUs in " + ", ".join(str(f.get("func") or f.get("addr") or "?") for f in frames)
 
 
-class OsvGdbSnapshot(VmCapture):
+class OsvGdbSnapshot(OsvCapture):
     """Boot OSv halted under gdb, run to the app's end (or `duration`), snapshot every
     CPU's trace buffer whole, and write an OSVT dump."""
 
     name = "gdb"
-    kernel = "osv"
 
-    def __init__(self, output: str | Path, *, duration: float | None = None, build: osv_image.OsvBuild,
-                 trace: list[str] | None = None, backtrace: bool = False, osv_args: tuple[str, ...] = ()):
-        super().__init__(output, duration=duration)
-        self.output = self.output.resolve()
-        self.build = build
-        self.globs = list(trace) if trace else list(DEFAULT_TRACE)
-        self.backtrace = backtrace
-        self.osv_args = osv_args
-        self.tmp = Path(tempfile.mkdtemp(prefix="osvtrace-osv-"))
+    def __init__(self, output: str | Path, **kw: object):
+        super().__init__(output, **kw)  # type: ignore[arg-type]
         self.snapdir = self.tmp / "snapshot"
-        self.port = 0
-        self.limit = DEFAULT_RUN_LIMIT
         self.app = ""
         self.gdb: Gdb | None = None
         self.failed: str | None = None
-        self.launch_failed = False
         self.stall = ""  # why the guest was found stalled (the failure line), when it was
         self.snap_seconds = 0.0
         self.meta: dict = {}
-        self.line = ""
 
     def prepare(self, cfg: VmConfig) -> VmConfig:
         self.output.parent.mkdir(parents=True, exist_ok=True)
@@ -149,9 +127,7 @@ class OsvGdbSnapshot(VmCapture):
                 stop = g.wait_stopped(0.2 if t_app is None else min(1.0, max(0.05, t_app + self.limit - time.monotonic())))
             except TimeoutError:
                 now = time.monotonic() - t0
-                if now > BANNER_LIMIT and BANNER not in vm.console_text():
-                    raise CaptureError(f"the VM is not OSv: no OSv banner on its console after {BANNER_LIMIT:g} s "
-                                       f"({self.build.image} is not an OSv image?)") from None
+                self.check_banner(vm, t0)
                 if self.duration is None and watch.check():
                     # nothing will reach the breakpoints: take what the rings hold and say so
                     self._stalled(g, watch)
@@ -221,15 +197,7 @@ class OsvGdbSnapshot(VmCapture):
                 self.gdb.continue_()
                 self.gdb.close()
                 self.gdb = None
-                try:
-                    rc = vm.proc.wait(30) if vm.proc else None
-                except Exception:  # noqa: BLE001 - it did not power off: end it
-                    vm.stop()
-                    return Outcome(vm.proc.returncode if vm.proc else None, "stopped")
-                vm.stop()  # collect the console readers
-                # OSv powers off with QEMU status 0 and reports no exit status of its own: 0 for an
-                # app that ran, 1 when OSv could not start it
-                return Outcome(rc, "app", 1 if self.launch_failed else 0) if rc == 0 else Outcome(rc, "unknown")
+                return self.powered_off(vm)
             return super().end_vm(vm, stop)
         finally:
             self.close_gdb()
@@ -278,4 +246,4 @@ class OsvGdbSnapshot(VmCapture):
 
     def close(self) -> None:
         self.close_gdb()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().close()

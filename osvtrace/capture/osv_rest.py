@@ -24,13 +24,12 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import shutil
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from osvtrace.capture.base import WHEN, Captured, CaptureError, VmCapture, VmRun, ending
-from osvtrace.capture.osv_gdb import BANNER, BANNER_LIMIT, DEFAULT_RUN_LIMIT, DEFAULT_TRACE, READY
+from osvtrace.capture.base import WHEN, Captured, CaptureError, VmRun, ending
+from osvtrace.capture.osv_base import DEFAULT_RUN_LIMIT, LAUNCH_FAILED, READY, OsvCapture
 from osvtrace.capture.osv_watch import ProgressWatch
 from osvtrace.vm import osv_image
 from osvtrace.vm.qemu import EXIT_TIMEOUT, Outcome, Vm, VmConfig, free_port, pick_accel
@@ -40,7 +39,6 @@ GUEST_PORT = 8000  # the server's default port (modules/httpserver-api/global_se
 FETCH_TIMEOUT = 300.0  # the dump is built in the guest, then sent in one reply (TCG: MB/s)
 POLL_S = 0.5  # between tries of the forwarded port while the app runs
 NO_SERVER = "Failed to load object: " + SERVER
-LAUNCH_FAILED = ("Failed to load object", "Failed looking up main")
 DUMP_MAGIC = b"TVSO"  # an OSVT dump's first bytes (osvtrace.format.osv_dump)
 QCOW2_MAGIC = b"QFI\xfb"
 
@@ -79,26 +77,14 @@ def has_rest_server(image: Path) -> bool:
     return False
 
 
-class OsvRest(VmCapture):
+class OsvRest(OsvCapture):
     """Boot an OSv REST image, let the app run, and fetch `GET /trace/buffers` at its end
     (or after `duration`) into the output, as OSv wrote it."""
 
     name = "rest"
-    kernel = "osv"
 
-    def __init__(self, output: str | Path, *, duration: float | None = None, build: osv_image.OsvBuild,
-                 trace: list[str] | None = None, backtrace: bool = False, osv_args: tuple[str, ...] = ()):
-        super().__init__(output, duration=duration)
-        self.output = self.output.resolve()
-        self.build = build
-        self.globs = list(trace) if trace else list(DEFAULT_TRACE)
-        self.backtrace = backtrace
-        self.osv_args = osv_args
-        self.tmp = Path(tempfile.mkdtemp(prefix="osvtrace-osv-rest-"))
-        self.port = 0
-        self.limit = DEFAULT_RUN_LIMIT
-        self.line = ""
-        self.launch_failed = False
+    def __init__(self, output: str | Path, **kw: object):
+        super().__init__(output, **kw)  # type: ignore[arg-type]
         self.fetch_seconds = 0.0
         self.dump_bytes = 0
 
@@ -143,9 +129,7 @@ class OsvRest(VmCapture):
                 self._ended_early(vm, console)
                 return "app-exit"  # OSv could not start the app: finish says so
             now = time.monotonic()
-            if now - t0 > BANNER_LIMIT and BANNER not in console:
-                raise CaptureError(f"the VM is not OSv: no OSv banner on its console after {BANNER_LIMIT:g} s "
-                                   f"({self.build.image} is not an OSv image?)")
+            self.check_banner(vm, t0)
             if t_app is None and READY in console:
                 t_app = now
             if self.duration is not None:
@@ -198,20 +182,15 @@ class OsvRest(VmCapture):
         self.fetch_seconds = time.perf_counter() - t0
 
     def end_vm(self, vm: Vm, stop: str) -> Outcome:
-        if stop != "app-exit" or self.launch_failed:
-            return vm.wait(30) if self.launch_failed else super().end_vm(vm, stop)
+        if self.launch_failed:  # OSv said why and powered off by itself
+            return self.powered_off(vm)
+        if stop != "app-exit":
+            return super().end_vm(vm, stop)
         try:  # the handler powers off at once: the reply may never come
             urllib.request.urlopen(urllib.request.Request(self._url("/os/poweroff"), method="POST"), timeout=5)
         except (OSError, http.client.HTTPException):
             pass
-        try:
-            rc = vm.proc.wait(30) if vm.proc else None
-        except Exception:  # noqa: BLE001 - it did not power off: end it
-            vm.stop()
-            return Outcome(vm.proc.returncode if vm.proc else None, "stopped")
-        vm.stop()  # collect the console readers
-        # OSv reports no exit status of its own: a clean power-off after the app's end is 0
-        return Outcome(rc, "app", 0) if rc == 0 else Outcome(rc, "unknown")
+        return self.powered_off(vm)
 
     def finish(self, run: VmRun | None) -> Captured:
         assert run is not None
@@ -233,5 +212,3 @@ class OsvRest(VmCapture):
         res.failure = ending(run.stop, run.outcome, self.output)
         return res
 
-    def close(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from osvtrace.capture.base import WHEN, Captured, CaptureError, VmRun, ending
-from osvtrace.capture.osv_gdb import READY, OsvGdbSnapshot
+from osvtrace.capture.osv_base import READY
+from osvtrace.capture.osv_gdb import OsvGdbSnapshot
 from osvtrace.capture.osv_watch import ProgressWatch
 from osvtrace.vm import osv_image
 from osvtrace.vm.gdbmi import Gdb
