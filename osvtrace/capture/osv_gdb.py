@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from osvtrace.capture.base import WHEN, Captured, CaptureError, VmRun, ending
-from osvtrace.capture.osv_base import DEFAULT_RUN_LIMIT, LAUNCH_FAILED, READY, OsvCapture
 from osvtrace.capture.gdb_snapshot import _connect
+from osvtrace.capture.osv_base import DEFAULT_RUN_LIMIT, LAUNCH_FAILED, READY, OsvCapture
 from osvtrace.capture.osv_watch import ProgressWatch
 from osvtrace.kernels import osv as osv_kernel
 from osvtrace.vm import osv_image
@@ -150,8 +150,8 @@ class OsvGdbSnapshot(OsvCapture):
         return why
 
     def _stop_reason(self, vm: Vm, g: Gdb, stop: Record, bkpt: dict[str, str]) -> str:
-        """app-exit for a stop at one of `bkpt` (OSv's power-off before the app's end: it could
-        not start the app); anything else is an error."""
+        """app-exit for a stop at the app's end or OSv's power-off (before the app's end: it could
+        not start the app), panic at its halt after a crash; anything else is an error."""
         reason = stop.results.get("reason", "")
         if reason.startswith("exited") or g.exited:
             raise CaptureError("the VM ended before the app's end: " + vm.wait(5).describe()
@@ -168,7 +168,7 @@ class OsvGdbSnapshot(OsvCapture):
     def _stalled(self, g: Gdb, watch: ProgressWatch) -> None:
         """The guest made no progress: stop it (the snapshot needs it stopped) and word the
         failure, with where its vCPUs are (an idle OSv: in its idle loop; a halted one: halt)."""
-        waited = f"the breakpoint at elf::program::remove_object ({self.app}) or osv::poweroff"
+        waited = f"the breakpoints at elf::program::remove_object ({self.app}), osv::poweroff and osv::halt"
         try:
             g.interrupt(30)
         except (TimeoutError, GdbError):

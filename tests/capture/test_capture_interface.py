@@ -40,12 +40,15 @@ def test_record_via_offers_exactly_the_registered_transports():
     from osvtrace.cli.record_cmds import record
 
     via = next(p for p in record.params if p.name == "via")
-    assert list(via.type.choices) == list(recorder.TRANSPORTS) == ["virtio", "shm", "gdb"]
+    assert list(recorder.TRANSPORTS) == ["virtio", "shm", "gdb"]
+    # every kernel's transports, ours first (rest: OSv's REST API, --kernel osv only)
+    assert list(via.type.choices) == recorder.VIA_NAMES == ["virtio", "shm", "gdb", "rest"]
     assert via.default in (None, click_unset())  # each kernel's first transport: virtio for ours, gdb for OSv
     assert list(recorder.KERNEL_TRANSPORTS) == ["osvtrace", "osv"]
     assert recorder.KERNEL_TRANSPORTS["osvtrace"] is recorder.TRANSPORTS
     for kernel, transports in recorder.KERNEL_TRANSPORTS.items():
         assert set(transports) <= set(via.type.choices), kernel
+    assert set(via.type.choices) == {name for transports in recorder.KERNEL_TRANSPORTS.values() for name in transports}
         for name, transport in transports.items():
             assert issubclass(transport, VmCapture) and transport.name == name
 
