@@ -48,9 +48,9 @@ def test_record_via_offers_exactly_the_registered_transports():
     assert recorder.KERNEL_TRANSPORTS["osvtrace"] is recorder.TRANSPORTS
     for kernel, transports in recorder.KERNEL_TRANSPORTS.items():
         assert set(transports) <= set(via.type.choices), kernel
-    assert set(via.type.choices) == {name for transports in recorder.KERNEL_TRANSPORTS.values() for name in transports}
         for name, transport in transports.items():
             assert issubclass(transport, VmCapture) and transport.name == name
+    assert set(via.type.choices) == {name for transports in recorder.KERNEL_TRANSPORTS.values() for name in transports}
 
 
 def test_every_transport_returns_the_same_result_fields(kernel, tmp_path, via):
