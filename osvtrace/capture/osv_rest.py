@@ -103,7 +103,7 @@ class OsvRest(OsvCapture):
         self.port = free_port()
         self.limit = self.duration if self.duration is not None else (cfg.timeout or DEFAULT_RUN_LIMIT)
         cmd = osv_image.qemu_args(disk, smp=cfg.smp, mem_mb=cfg.mem_mb, accel=pick_accel(cfg.accel),
-                                  hostfwd=(f"tcp:127.0.0.1:{self.port}-:{GUEST_PORT}",))
+                                  hostfwd=(*cfg.hostfwd, f"tcp:127.0.0.1:{self.port}-:{GUEST_PORT}"))
         return dataclasses.replace(cfg, kernel=self.build.elf, command=tuple(cmd), timeout=None)
 
     def _url(self, path: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from osvtrace.errors import OsvtraceError
 from osvtrace.kernels import osv as osv_kernel
+from osvtrace.vm.qemu import hostfwd_rule
 
 ARGS_OFFSET = 512  # scripts/imgedit.py args_offset
 MAX_CMDLINE = 4096 - 1  # what the boot loader copies (a few sectors); longer lines are refused here
@@ -115,14 +116,16 @@ def image_with_cmdline(image: Path, line: str, into: Path) -> Path:
 
 def qemu_args(disk: Path, *, smp: int, mem_mb: int, accel: str, shm: Path | None = None,
               hostfwd: tuple[str, ...] = ()) -> list[str]:
-    """QEMU's arguments for OSv (no gdb, no -S; the program name first); `hostfwd`: QEMU's
-    user-net forwards (tcp:127.0.0.1:HOSTPORT-:GUESTPORT)."""
+    """QEMU's arguments for OSv (no gdb, no -S; the program name first). `hostfwd`: host
+    ports forwarded to the guest (`record --hostfwd udp:HOSTPORT-:GUESTPORT`), on 127.0.0.1
+    unless a rule names an address; the guest is OSv's DHCP address on run.sh's network."""
+    netdev = ",".join(["user,id=un0,net=192.168.122.0/24,host=192.168.122.1"]
+                      + [f"hostfwd={hostfwd_rule(h)}" for h in hostfwd])
     args = ["qemu-system-x86_64", "-accel", accel, "-m", f"{mem_mb}M", "-smp", str(smp), "-display", "none",
             "-nodefaults", "-no-user-config", "-no-reboot",
             "-device", "virtio-blk-pci,id=blk0,drive=hd0,bootindex=0",
             "-drive", f"file={disk},if=none,id=hd0,cache=unsafe",
-            "-netdev", ",".join(["user,id=un0,net=192.168.122.0/24,host=192.168.122.1",
-                                 *(f"hostfwd={h}" for h in hostfwd)]),
+            "-netdev", netdev,
             "-device", "virtio-net-pci,netdev=un0", "-device", "virtio-rng-pci", "-serial", "stdio"]
     if shm is not None:
         args += ["-object", f"memory-backend-file,id=ram0,size={mem_mb}M,mem-path={shm},share=on",
