@@ -74,7 +74,8 @@ class OsvGdbSnapshot(OsvCapture):
         disk = osv_image.image_with_cmdline(self.build.image, self.line, self.tmp)
         self.port = free_port()
         self.limit = self.duration if self.duration is not None else (cfg.timeout or DEFAULT_RUN_LIMIT)
-        cmd = osv_image.qemu_args(disk, smp=cfg.smp, mem_mb=cfg.mem_mb, accel=pick_accel(cfg.accel))
+        cmd = osv_image.qemu_args(disk, smp=cfg.smp, mem_mb=cfg.mem_mb, accel=pick_accel(cfg.accel),
+                                   hostfwd=cfg.hostfwd)
         return dataclasses.replace(cfg, kernel=self.build.elf, command=tuple(cmd), gdb_port=self.port,
                                    gdb_wait=True, timeout=None)
 

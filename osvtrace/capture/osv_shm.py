@@ -233,7 +233,8 @@ class OsvSharedRam(OsvGdbSnapshot):
             raise CaptureError(f"--via shm reads OSv's RAM below 3 GiB only: give --mem {LOW_RAM >> 20} or less")
         cfg = super().prepare(cfg)
         disk = self.tmp / "osv-disk.qcow2"
-        cmd = osv_image.qemu_args(disk, smp=cfg.smp, mem_mb=cfg.mem_mb, accel=pick_accel(cfg.accel), shm=self.ram)
+        cmd = osv_image.qemu_args(disk, smp=cfg.smp, mem_mb=cfg.mem_mb, accel=pick_accel(cfg.accel), shm=self.ram,
+                                   hostfwd=cfg.hostfwd)
         return dataclasses.replace(cfg, command=tuple(cmd))
 
     def attach(self, vm: Vm) -> str:
