@@ -39,6 +39,10 @@ from osvtrace.vm.qemu import EXIT_TIMEOUT, Outcome, Vm, VmConfig, free_port, pic
 
 SNAPSHOT_TIMEOUT = 300.0
 SYMBOLS_TIMEOUT = 300.0  # loader.elf has ~65 MB of DWARF
+# OSv's abort() prints this before it halts (runtime.cc print_backtrace); a second fault on the
+# way (an abort inside abort spins for ever, interrupts on) never reaches osv::halt's breakpoint
+CRASHED = "[backtrace]"
+CRASH_GRACE_S = 10.0
 
 
 def vcpu_places(g: Gdb) -> str:
@@ -64,6 +68,7 @@ class OsvGdbSnapshot(OsvCapture):
         self.gdb: Gdb | None = None
         self.failed: str | None = None
         self.stall = ""  # why the guest was found stalled (the failure line), when it was
+        self.crash_seen: float | None = None  # when OSv's crash backtrace appeared on the console
         self.snap_seconds = 0.0
         self.meta: dict = {}
 
@@ -129,10 +134,8 @@ class OsvGdbSnapshot(OsvCapture):
             except TimeoutError:
                 now = time.monotonic() - t0
                 self.check_banner(vm, t0)
-                if self.duration is None and watch.check():
-                    # nothing will reach the breakpoints: take what the rings hold and say so
-                    self._stalled(g, watch)
-                    why = "stalled"
+                if self.duration is None and (gone := self._gone_wrong(g, vm, watch)):
+                    why = gone
                     break
                 if t_app is None:
                     if READY in vm.console_text():
@@ -166,16 +169,40 @@ class OsvGdbSnapshot(OsvCapture):
             self.launch_failed = any(s in vm.console_text() for s in LAUNCH_FAILED)
         return "app-exit" if why == "poweroff" else why
 
-    def _stalled(self, g: Gdb, watch: ProgressWatch) -> None:
-        """The guest made no progress: stop it (the snapshot needs it stopped) and word the
-        failure, with where its vCPUs are (an idle OSv: in its idle loop; a halted one: halt)."""
-        waited = f"the breakpoints at elf::program::remove_object ({self.app}), osv::poweroff and osv::halt"
+    def _gone_wrong(self, g: Gdb, vm: Vm, watch: ProgressWatch) -> str | None:
+        """While waiting for the app's end: "stalled" or "panic" when nothing will reach the
+        breakpoints (the VM is then stopped: take what the rings hold and say so), else None."""
+        if watch.check():
+            self._stalled(g, watch)
+            return "stalled"
+        if self._crashed_unhalted(vm):
+            self._interrupt(g, "OSv crashed (its console has the backtrace) and did not halt")
+            return "panic"
+        return None
+
+    def _crashed_unhalted(self, vm: Vm) -> bool:
+        """OSv printed its crash backtrace CRASH_GRACE_S ago and no breakpoint came since."""
+        if self.crash_seen is None:
+            if CRASHED in vm.console_text():
+                self.crash_seen = time.monotonic()
+            return False
+        return time.monotonic() - self.crash_seen > CRASH_GRACE_S
+
+    def _interrupt(self, g: Gdb, why: str) -> None:
+        """Stop the VM for the snapshot; no stop from gdb ends the recording (`why`: what was seen)."""
         try:
             g.interrupt(30)
         except (TimeoutError, GdbError):
-            raise CaptureError(f"OSv made {watch.describe()}, and gdb got no stop when it interrupted the VM; "
-                               f"waited for {waited}; no capture taken") from None
-        self.stall = (f"OSv made {watch.describe()} before the app's end ({vcpu_places(g)}); waited for {waited} "
+            raise CaptureError(f"{why}, and gdb got no stop when it interrupted the VM; waited for the breakpoints "
+                               f"at elf::program::remove_object ({self.app}), osv::poweroff and osv::halt; no "
+                               f"capture taken") from None
+
+    def _stalled(self, g: Gdb, watch: ProgressWatch) -> None:
+        """The guest made no progress: stop it (the snapshot needs it stopped) and word the
+        failure, with where its vCPUs are (an idle OSv: in its idle loop; a halted one: halt)."""
+        self._interrupt(g, f"OSv made {watch.describe()}")
+        self.stall = (f"OSv made {watch.describe()} before the app's end ({vcpu_places(g)}); waited for the "
+                      f"breakpoints at elf::program::remove_object ({self.app}), osv::poweroff and osv::halt "
                       f"(an app that waits for ever is recorded with --duration)")
 
     def _snapshot(self, g: Gdb) -> None:

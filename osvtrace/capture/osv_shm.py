@@ -266,9 +266,8 @@ class OsvSharedRam(OsvGdbSnapshot):
                 self.max_gap = max(self.max_gap, now - prev)
                 prev = now
                 self.poller.poll()
-                if self.duration is None and watch.check():
-                    self._stalled(g, watch)  # the VM is stopped now: the final poll below is exact
-                    why = "stalled"
+                if self.duration is None and (gone := self._gone_wrong(g, vm, watch)):
+                    why = gone  # the VM is stopped now: the final poll below is exact
                     break
                 if time.monotonic() - t1 >= self.limit:
                     if self.duration is None:

@@ -205,9 +205,10 @@ def test_record_osv_stops_at_an_osv_crash_with_the_trace_up_to_it(tmp_path):
     tree = build_rest()
     out = tmp_path / "crash.osvt"
     # a second HTTP server beside the one /init starts: OSv aborts (a page fault) and halts, and
-    # neither the app's end nor a power-off ever comes
+    # neither the app's end nor a power-off ever comes. --timeout: should it go otherwise, the
+    # recorder's own limit ends it with the console in the failure, well before the test's
     r = cli("record", "--kernel", "osv", "--image", str(tree / "build/release/usr.img"), "--smp", "2", "--json",
-            "-o", str(out), "/libhttpserver-api.so", timeout=400)
+            "--timeout", "180", "-o", str(out), "/libhttpserver-api.so", timeout=400)
     assert "Aborted" in r.stderr and "[backtrace]" in r.stderr, r.stderr[-3000:]
     assert r.returncode == 255, r.stderr[-3000:]  # EXIT_PANIC
     assert r.stderr.strip().splitlines()[-1] == f"osvtrace: kernel panic; the trace up to it is in {out}"
