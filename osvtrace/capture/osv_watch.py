@@ -26,6 +26,7 @@ STALL_S = float(os.environ.get("OSVTRACE_OSV_STALL_S") or 60.0)
 # (3 % with its HTTP server waiting); a busy one takes a whole core, or, starved by a loaded
 # host, has a thread in the run queue (seen by the R test instead)
 IDLE_CPU_SHARE = 0.10
+INTERVAL_S = 2.0  # progress is judged per interval: one second of CPU ticks is too coarse
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
@@ -51,23 +52,27 @@ def _any_runnable(pid: int) -> bool:
 
 
 class ProgressWatch:
-    """Samples a running VM (call `check` every fraction of a second); `idle_seconds` is how
-    long it has shown no progress."""
+    """Samples a running VM (call `check` every fraction of a second) and judges it every
+    INTERVAL_S: an interval shows progress when the console grew, QEMU used IDLE_CPU_SHARE of
+    a CPU or more, or a QEMU thread was runnable in at least half of its samples (a single
+    runnable sample proves nothing: an idle OSv's timer ticks are caught now and then).
+    `idle_seconds` is the time since the last interval that showed progress."""
 
     def __init__(self, vm: Vm, stall_s: float = STALL_S):
         assert vm.proc is not None
         self.vm = vm
         self.pid = vm.proc.pid
         self.stall_s = stall_s
-        self._restart()
+        now = time.monotonic()
+        self.progress_at, self.progress_cpu = now, self._cpu()
+        self._open(now)
         self.sampled = 0.0
         self.idle_seconds = 0.0
-        self.cpu_share = 1.0  # QEMU's CPU use since the last progress, in host cores
 
-    def _restart(self) -> None:
-        self.since = time.monotonic()
-        self.cpu0 = self._cpu()
-        self.console0 = len(self.vm.console)
+    def _open(self, now: float) -> None:
+        """Start an interval."""
+        self.since, self.cpu0, self.console0 = now, self._cpu(), len(self.vm.console)
+        self.samples = self.runnable = 0
 
     def _cpu(self) -> float:
         try:
@@ -82,17 +87,19 @@ class ProgressWatch:
         if now - self.sampled < 0.25:
             return False
         self.sampled = now
-        span = now - self.since
-        self.cpu_share = (self._cpu() - self.cpu0) / span if span > 0 else 1.0
-        if (len(self.vm.console) != self.console0 or _any_runnable(self.pid)
-                or (span >= 1.0 and self.cpu_share >= IDLE_CPU_SHARE)):
-            self._restart()
-            self.idle_seconds = 0.0
-            return False
-        self.idle_seconds = span
-        return span >= self.stall_s
+        self.samples += 1
+        self.runnable += _any_runnable(self.pid)
+        if now - self.since >= INTERVAL_S:
+            cpu = self._cpu()
+            if (len(self.vm.console) != self.console0 or (cpu - self.cpu0) / (now - self.since) >= IDLE_CPU_SHARE
+                    or self.runnable * 2 >= self.samples):
+                self.progress_at, self.progress_cpu = now, cpu
+            self._open(now)
+        self.idle_seconds = now - self.progress_at
+        return self.idle_seconds >= self.stall_s
 
     def describe(self) -> str:
         """What was seen, for the error line."""
-        return (f"no progress for {self.idle_seconds:.0f} s (QEMU at {self.cpu_share * 100:.1f} % of a CPU, "
-                f"no thread runnable, the console silent)")
+        share = (self._cpu() - self.progress_cpu) / self.idle_seconds if self.idle_seconds > 0 else 0.0
+        return (f"no progress for {self.idle_seconds:.0f} s (QEMU at {share * 100:.1f} % of a CPU, its threads "
+                f"asleep, the console silent)")
