@@ -74,7 +74,8 @@ class OsvGdbSnapshot(OsvCapture):
 
     def prepare(self, cfg: VmConfig) -> VmConfig:
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.app = cfg.app
+        # OSv's own options may come first (`record ... -- --env=A=1 /app`): the app is the first other word
+        self.app = next((w for w in (cfg.app, *cfg.args) if not w.startswith("-")), cfg.app)
         self.line = osv_image.cmdline(cfg.app, cfg.args, self.globs, self.backtrace, self.osv_args)
         disk = osv_image.image_with_cmdline(self.build.image, self.line, self.tmp)
         self.port = free_port()
