@@ -179,15 +179,20 @@ def test_record_osv_fails_when_osv_cannot_start_the_app(tmp_path):
     assert "Traceback" not in r.stderr and not (tmp_path / "x.osvt").exists()
 
 
+def _record_on_rest_image(tree, out, *words: str):
+    """record --kernel osv --json on the REST image; a guest idle for 8 s counts as stalled."""
+    env = dict(os.environ, OSVTRACE_OSV_STALL_S="8")
+    return cli("record", "--kernel", "osv", "--image", str(tree / "build/release/usr.img"), "--smp", "2", "--json",
+               "-o", str(out), *words, env=env, timeout=400)
+
+
 @osv_vm
 def test_record_osv_keeps_the_trace_and_says_so_when_the_guest_stalls_before_the_apps_end(tmp_path):
     tree = build_rest()
     out = tmp_path / "stall.osvt"
     # OSv's HTTP server as the app (--noinit: /init's own copy stays out): it never ends and,
     # with no client, OSv sits idle; OSv's options go before the app, as OSv parses them
-    env = dict(os.environ, OSVTRACE_OSV_STALL_S="8")
-    r = cli("record", "--kernel", "osv", "--image", str(tree / "build/release/usr.img"), "--smp", "2", "--json",
-            "-o", str(out), "--", "--noinit", "/libhttpserver-api.so", env=env, timeout=400)
+    r = _record_on_rest_image(tree, out, "--", "--noinit", "/libhttpserver-api.so")
     assert r.returncode == 3, r.stderr[-3000:]
     assert "Rest API server running" in r.stderr  # the console (stderr with --json): the app did start
     err = r.stderr.strip().splitlines()[-1]
@@ -210,9 +215,7 @@ def test_record_osv_ends_with_the_trace_whether_osv_crashes_or_idles_before_the_
     # to bind and ends while the first serves on; either way the app's end never comes (its
     # object stays loaded).
     # --timeout: should it go otherwise, the recorder's own limit ends it, console in the failure
-    env = dict(os.environ, OSVTRACE_OSV_STALL_S="8")
-    r = cli("record", "--kernel", "osv", "--image", str(tree / "build/release/usr.img"), "--smp", "2", "--json",
-            "--timeout", "180", "-o", str(out), "/libhttpserver-api.so", env=env, timeout=400)
+    r = _record_on_rest_image(tree, out, "--timeout", "180", "/libhttpserver-api.so")
     last = r.stderr.strip().splitlines()[-1]
     if "[backtrace]" in r.stderr:  # OSv's abort() (a fault, a failed assertion), then osv::halt's breakpoint
         assert r.returncode == 255, r.stderr[-3000:]  # EXIT_PANIC
