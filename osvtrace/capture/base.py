@@ -28,12 +28,16 @@ from osvtrace.errors import OsvtraceError
 from osvtrace.vm.qemu import EXIT_RESET, BootTime, Outcome, Vm, VmConfig
 
 # Why a capture stopped, whatever the transport (the `stop` of `record --json`).
-STOPS = ("app-exit", "panic", "duration", "interrupt", "ctl-stop", "timeout", "qemu-died")
+STOPS = ("app-exit", "panic", "duration", "interrupt", "ctl-stop", "timeout", "qemu-died", "stalled")
 
 # The summary line's "... on N CPU(s) <when>": one wording for every transport that names it.
 WHEN = {"app-exit": "at the app's end", "panic": "at a kernel panic", "duration": "after the duration",
         "interrupt": "at Ctrl-C", "ctl-stop": "at a ctl stop", "timeout": "at the timeout",
-        "qemu-died": "when QEMU died"}
+        "qemu-died": "when QEMU died", "stalled": "when the guest stalled"}
+
+# A recording whose guest stalled before its end keeps what it captured and exits like a
+# command that read a damaged file: the result is there, but not what was asked for.
+EXIT_STALLED = 3
 
 REFUSED = "the kernel refused to start the app (its message is above); no trace saved"
 
@@ -104,6 +108,8 @@ class Captured:
             return 130
         if self.stop == "timeout":
             return 124
+        if self.stop == "stalled":
+            return EXIT_STALLED
         if self.stop in ("duration", "ctl-stop"):
             return 0
         # qemu-died: QEMU's own status, unless it claims the app ended (then the stream did not)

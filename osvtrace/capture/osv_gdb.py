@@ -23,62 +23,59 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from osvtrace.capture.base import WHEN, Captured, CaptureError, VmCapture, VmRun, ending
+from osvtrace.capture.base import WHEN, Captured, CaptureError, VmRun, ending
 from osvtrace.capture.gdb_snapshot import _connect
+from osvtrace.capture.osv_base import DEFAULT_RUN_LIMIT, LAUNCH_FAILED, READY, OsvCapture
+from osvtrace.capture.osv_watch import ProgressWatch
 from osvtrace.kernels import osv as osv_kernel
 from osvtrace.vm import osv_image
-from osvtrace.vm.gdbmi import Gdb, GdbError, mi_quote
+from osvtrace.vm.gdbmi import Gdb, GdbError, Record, mi_quote
 from osvtrace.vm.qemu import EXIT_TIMEOUT, Outcome, Vm, VmConfig, free_port, pick_accel
 
-DEFAULT_RUN_LIMIT = 600.0
 SNAPSHOT_TIMEOUT = 300.0
 SYMBOLS_TIMEOUT = 300.0  # loader.elf has ~65 MB of DWARF
-BANNER = "OSv v"  # OSv's first console line ("OSv v0.57.0-...")
-# seconds after the start: no banner by then, and it is not OSv ($OSVTRACE_OSV_BANNER_S changes it)
-BANNER_LIMIT = float(os.environ.get("OSVTRACE_OSV_BANNER_S") or 60.0)
-READY = "Cmdline:"  # OSv prints its command line after parsing its options, just before the app
-LAUNCH_FAILED = ("Powering off.", "Failed to load object", "Failed looking up main")
-DEFAULT_TRACE = ("sched*", "mutex*", "condvar*", "net_packet*")
+# OSv's abort() prints this before it halts (runtime.cc print_backtrace); a second fault on the
+# way (an abort inside abort spins for ever, interrupts on) never reaches osv::halt's breakpoint
+CRASHED = "[backtrace]"
+CRASH_GRACE_S = 10.0
 
 
-class OsvGdbSnapshot(VmCapture):
+def vcpu_places(g: Gdb) -> str:
+    """'vCPUs in f, g': the function each vCPU (a gdb thread) is stopped in."""
+    try:
+        threads = g.mi("-thread-info", 30).results.get("threads", [])
+    except GdbError as e:
+        return f"vCPUs not read: {e}"
+    frames = [t.get("frame") or {} for t in threads if isinstance(t, dict)]
+    return "vCPUs in " + ", ".join(str(f.get("func") or f.get("addr") or "?") for f in frames)
+
+
+class OsvGdbSnapshot(OsvCapture):
     """Boot OSv halted under gdb, run to the app's end (or `duration`), snapshot every
     CPU's trace buffer whole, and write an OSVT dump."""
 
     name = "gdb"
-    kernel = "osv"
 
-    def __init__(self, output: str | Path, *, duration: float | None = None, build: osv_image.OsvBuild,
-                 trace: list[str] | None = None, backtrace: bool = False, osv_args: tuple[str, ...] = ()):
-        super().__init__(output, duration=duration)
-        self.output = self.output.resolve()
-        self.build = build
-        self.globs = list(trace) if trace else list(DEFAULT_TRACE)
-        self.backtrace = backtrace
-        self.osv_args = osv_args
-        self.tmp = Path(tempfile.mkdtemp(prefix="osvtrace-osv-"))
+    def __init__(self, output: str | Path, **kw: object):
+        super().__init__(output, **kw)  # type: ignore[arg-type]
         self.snapdir = self.tmp / "snapshot"
-        self.port = 0
-        self.limit = DEFAULT_RUN_LIMIT
         self.app = ""
         self.gdb: Gdb | None = None
         self.failed: str | None = None
-        self.launch_failed = False
+        self.stall = ""  # why the guest was found stalled (the failure line), when it was
+        self.crash_seen: float | None = None  # when OSv's crash backtrace appeared on the console
         self.snap_seconds = 0.0
         self.meta: dict = {}
-        self.line = ""
 
     def prepare(self, cfg: VmConfig) -> VmConfig:
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.app = cfg.app
+        # OSv's own options may come first (`record ... -- --env=A=1 /app`): the app is the first other word
+        self.app = next((w for w in (cfg.app, *cfg.args) if not w.startswith("-")), cfg.app)
         self.line = osv_image.cmdline(cfg.app, cfg.args, self.globs, self.backtrace, self.osv_args)
         disk = osv_image.image_with_cmdline(self.build.image, self.line, self.tmp)
         self.port = free_port()
@@ -100,16 +97,17 @@ class OsvGdbSnapshot(VmCapture):
 
     def _exit_breakpoints(self, g: Gdb) -> dict[str, str]:
         """Hardware breakpoints (a software one set before boot is overwritten when OSv's boot
-        loader copies the kernel in: ../shared/osv/README.md) at the app's end and at power-off;
-        breakpoint number -> "app-exit" | "poweroff"."""
+        loader copies the kernel in: ../shared/osv/README.md) at the app's end, at power-off and
+        where a crash halts; breakpoint number -> "app-exit" | "poweroff" | "panic"."""
         app = self.app.replace("\\", "\\\\").replace('"', '\\"')
         cond = mi_quote('$_streq(ef->_pathname._M_dataplus._M_p, "' + app + '")')
         bkpt = {}
         a = g.mi(f"-break-insert -h -c {cond} elf::program::remove_object")
         bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "app-exit"
-        for sym in osv_kernel.KERNEL.exit_breakpoints:
+        for sym, why in osv_kernel.KERNEL.exit_breakpoints.items():
             a = g.mi(f"-break-insert -h {sym}")
-            bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "poweroff"
+            # a power-off before the app's end: OSv could not start it (see _stop_reason)
+            bkpt[str(a.results.get("bkpt", {}).get("number", ""))] = "poweroff" if why == "app-exit" else why
         return bkpt
 
     def _write(self, rings: list[tuple]) -> tuple[list, list[str], int, int]:
@@ -129,15 +127,17 @@ class OsvGdbSnapshot(VmCapture):
         g.continue_()
         t0 = time.monotonic()
         t_app = None  # --duration counts from the app's start (OSv prints its command line then)
+        watch = ProgressWatch(vm)
         stop, why = None, "duration"
         while stop is None:
             try:
                 stop = g.wait_stopped(0.2 if t_app is None else min(1.0, max(0.05, t_app + self.limit - time.monotonic())))
             except TimeoutError:
                 now = time.monotonic() - t0
-                if now > BANNER_LIMIT and BANNER not in vm.console_text():
-                    raise CaptureError(f"the VM is not OSv: no OSv banner on its console after {BANNER_LIMIT:g} s "
-                                       f"({self.build.image} is not an OSv image?)") from None
+                self.check_banner(vm, t0)
+                if self.duration is None and (gone := self._gone_wrong(g, vm, watch)):
+                    why = gone
+                    break
                 if t_app is None:
                     if READY in vm.console_text():
                         t_app = time.monotonic()
@@ -150,17 +150,64 @@ class OsvGdbSnapshot(VmCapture):
                     g.interrupt()
                     break
         if stop is not None:
-            reason = stop.results.get("reason", "")
-            if reason.startswith("exited") or g.exited:
-                raise CaptureError("the VM ended before the app's end: " + vm.wait(5).describe()
-                                   + f" (is {self.build.image} an OSv image?)")
-            why = bkpt.get(str(stop.results.get("bkptno", "")), "")
-            if not why:
-                raise CaptureError(f"OSv stopped unexpectedly ({reason or 'no reason'}); no capture taken")
-            if why == "poweroff":
-                # OSv powers off without the app's end: it could not start it (the console says why)
-                self.launch_failed = any(s in vm.console_text() for s in LAUNCH_FAILED)
-                why = "app-exit"
+            why = self._stop_reason(vm, g, stop, bkpt)
+        self._snapshot(g)
+        return why
+
+    def _stop_reason(self, vm: Vm, g: Gdb, stop: Record, bkpt: dict[str, str]) -> str:
+        """app-exit for a stop at the app's end or OSv's power-off (before the app's end: it could
+        not start the app), panic at its halt after a crash; anything else is an error."""
+        reason = stop.results.get("reason", "")
+        if reason.startswith("exited") or g.exited:
+            raise CaptureError("the VM ended before the app's end: " + vm.wait(5).describe()
+                               + f" (is {self.build.image} an OSv image?)")
+        why = bkpt.get(str(stop.results.get("bkptno", "")), "")
+        if not why:
+            raise CaptureError(f"OSv stopped unexpectedly ({reason or 'no reason'}); no capture taken")
+        if why == "poweroff":
+            # OSv powers off without the app's end: it could not start it (the console says
+            # why), or the app called exit()
+            self.launch_failed = any(s in vm.console_text() for s in LAUNCH_FAILED)
+        return "app-exit" if why == "poweroff" else why
+
+    def _gone_wrong(self, g: Gdb, vm: Vm, watch: ProgressWatch) -> str | None:
+        """While waiting for the app's end: "stalled" or "panic" when nothing will reach the
+        breakpoints (the VM is then stopped: take what the rings hold and say so), else None."""
+        if watch.check():
+            self._stalled(g, watch)
+            return "stalled"
+        if self._crashed_unhalted(vm):
+            self._interrupt(g, "OSv crashed (its console has the backtrace) and did not halt")
+            return "panic"
+        return None
+
+    def _crashed_unhalted(self, vm: Vm) -> bool:
+        """OSv printed its crash backtrace CRASH_GRACE_S ago and no breakpoint came since."""
+        if self.crash_seen is None:
+            if CRASHED in vm.console_text():
+                self.crash_seen = time.monotonic()
+            return False
+        return time.monotonic() - self.crash_seen > CRASH_GRACE_S
+
+    def _interrupt(self, g: Gdb, why: str) -> None:
+        """Stop the VM for the snapshot; no stop from gdb ends the recording (`why`: what was seen)."""
+        try:
+            g.interrupt(30)
+        except (TimeoutError, GdbError):
+            raise CaptureError(f"{why}, and gdb got no stop when it interrupted the VM; waited for the breakpoints "
+                               f"at elf::program::remove_object ({self.app}), osv::poweroff and osv::halt; no "
+                               f"capture taken") from None
+
+    def _stalled(self, g: Gdb, watch: ProgressWatch) -> None:
+        """The guest made no progress: stop it (the snapshot needs it stopped) and word the
+        failure, with where its vCPUs are (an idle OSv: in its idle loop; a halted one: halt)."""
+        self._interrupt(g, f"OSv made {watch.describe()}")
+        self.stall = (f"OSv made {watch.describe()} before the app's end ({vcpu_places(g)}); waited for the "
+                      f"breakpoints at elf::program::remove_object ({self.app}), osv::poweroff and osv::halt "
+                      f"(an app that waits for ever is recorded with --duration)")
+
+    def _snapshot(self, g: Gdb) -> None:
+        """`osv trace snapshot` on the stopped VM; a failure is kept for finish to report."""
         t1 = time.perf_counter()
         try:
             g.cli(f"osv trace snapshot {self.snapdir}", timeout=SNAPSHOT_TIMEOUT)
@@ -168,24 +215,18 @@ class OsvGdbSnapshot(VmCapture):
         except (GdbError, OSError, ValueError) as e:
             self.failed = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
         self.snap_seconds = time.perf_counter() - t1
-        return why
 
     def end_vm(self, vm: Vm, stop: str) -> Outcome:
         try:
+            if stop == "panic":  # OSv crashed and halts for good: nothing left to wait for
+                vm.stop()
+                return Outcome(vm.proc.returncode if vm.proc else None, "panic")
             if stop == "app-exit" and self.gdb is not None:
                 self.gdb.mi("-break-delete")
                 self.gdb.continue_()
                 self.gdb.close()
                 self.gdb = None
-                try:
-                    rc = vm.proc.wait(30) if vm.proc else None
-                except Exception:  # noqa: BLE001 - it did not power off: end it
-                    vm.stop()
-                    return Outcome(vm.proc.returncode if vm.proc else None, "stopped")
-                vm.stop()  # collect the console readers
-                # OSv powers off with QEMU status 0 and reports no exit status of its own: 0 for an
-                # app that ran, 1 when OSv could not start it
-                return Outcome(rc, "app", 1 if self.launch_failed else 0) if rc == 0 else Outcome(rc, "unknown")
+                return self.powered_off(vm)
             return super().end_vm(vm, stop)
         finally:
             self.close_gdb()
@@ -220,8 +261,12 @@ class OsvGdbSnapshot(VmCapture):
                 else ", no ring wrapped")
         res.summary = (f"recorded {events:,} OSv events on {cpus} CPU(s) {WHEN[run.stop]}{wrap}: {self.output} "
                        f"({seconds:.2f} s)")
-        res.failure = ending(run.stop, run.outcome, self.output)
+        res.failure = self.stall_failure(run) or ending(run.stop, run.outcome, self.output)
         return res
+
+    def stall_failure(self, run: VmRun) -> str | None:
+        """The failure line of a recording that ended because the guest stalled."""
+        return f"{self.stall}; the trace up to the stall is in {self.output}" if run.stop == "stalled" else None
 
     def close_gdb(self) -> None:
         if self.gdb is not None:
@@ -230,4 +275,4 @@ class OsvGdbSnapshot(VmCapture):
 
     def close(self) -> None:
         self.close_gdb()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().close()

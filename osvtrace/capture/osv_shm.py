@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from osvtrace.capture.base import WHEN, Captured, CaptureError, VmRun, ending
-from osvtrace.capture.osv_gdb import READY, OsvGdbSnapshot
+from osvtrace.capture.osv_base import READY
+from osvtrace.capture.osv_gdb import OsvGdbSnapshot
+from osvtrace.capture.osv_watch import ProgressWatch
 from osvtrace.vm import osv_image
 from osvtrace.vm.gdbmi import Gdb
 from osvtrace.vm.qemu import Vm, VmConfig, pick_accel
@@ -255,6 +257,7 @@ class OsvSharedRam(OsvGdbSnapshot):
         t1 = time.monotonic()
         why = ""
         prev = time.perf_counter()
+        watch = ProgressWatch(vm)
         while not why:
             try:
                 stop = g.wait_stopped(self.poll_s)
@@ -263,18 +266,16 @@ class OsvSharedRam(OsvGdbSnapshot):
                 self.max_gap = max(self.max_gap, now - prev)
                 prev = now
                 self.poller.poll()
+                if self.duration is None and (gone := self._gone_wrong(g, vm, watch)):
+                    why = gone  # the VM is stopped now: the final poll below is exact
+                    break
                 if time.monotonic() - t1 >= self.limit:
                     if self.duration is None:
                         raise CaptureError(f"the app did not finish within {self.limit:g} s (give --duration)") from None
                     g.interrupt(30)
                     why = "duration"
                 continue
-            why = bkpt.get(str(stop.results.get("bkptno", "")), "")
-            if not why:
-                raise CaptureError(f"OSv stopped unexpectedly ({stop.results.get('reason') or 'no reason'})")
-        if why == "poweroff":
-            self.launch_failed = any(s in vm.console_text() for s in ("Failed to load object", "Powering off."))
-            why = "app-exit"
+            why = self._stop_reason(vm, g, stop, bkpt)
         self.run_seconds = time.monotonic() - t1
         self.poller.poll(final=True)
         self.poller.close()
@@ -345,7 +346,7 @@ class OsvSharedRam(OsvGdbSnapshot):
         early_txt = f" ({early:,} bytes written before the capture began were overwritten)" if early else ""
         res.summary = (f"recorded {events:,} OSv events on {cpus} CPU(s) from shared RAM {WHEN[run.stop]}, "
                        f"{lost_txt}{early_txt}: {self.output} ({seconds:.2f} s)")
-        res.failure = ending(run.stop, run.outcome, self.output)
+        res.failure = self.stall_failure(run) or ending(run.stop, run.outcome, self.output)
         return res
 
     def close(self) -> None:

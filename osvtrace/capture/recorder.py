@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from osvtrace.capture.base import Captured, VmCapture, VmRun
 from osvtrace.capture.gdb_snapshot import GdbSnapshot
 from osvtrace.capture.osv_gdb import OsvGdbSnapshot
+from osvtrace.capture.osv_rest import OsvRest
 from osvtrace.capture.osv_shm import OsvSharedRam
 from osvtrace.capture.recovery import Recovery
 from osvtrace.capture.shm import SharedRam
@@ -29,8 +30,10 @@ TRANSPORTS: dict[str, type[VmCapture]] = {t.name: t for t in (VirtioStream, Shar
 # `record --kernel NAME --via NAME`: each kernel's transports (the first is its default).
 KERNEL_TRANSPORTS: dict[str, dict[str, type[VmCapture]]] = {
     "osvtrace": TRANSPORTS,
-    "osv": {t.name: t for t in (OsvGdbSnapshot, OsvSharedRam)},
+    "osv": {t.name: t for t in (OsvGdbSnapshot, OsvSharedRam, OsvRest)},
 }
+# Every `--via` name, of any kernel (the first kernel's first).
+VIA_NAMES: list[str] = list(dict.fromkeys(name for vias in KERNEL_TRANSPORTS.values() for name in vias))
 
 
 def run(capture: VmCapture, cfg: VmConfig, *, console: BinaryIO | None = None, stderr: BinaryIO | None = None,

@@ -49,10 +49,11 @@ class _ConsoleText:
 @click.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Trace file to write (.osvt).")
-@click.option("--via", type=click.Choice(list(recorder.TRANSPORTS)),
+@click.option("--via", type=click.Choice(recorder.VIA_NAMES),
               help="virtio (the default for osvtrace's kernel): stream over virtio-serial while the app runs; shm: "
                    "read the rings from the guest's RAM file at the end (--kernel osv: copy them from it while the VM "
-                   "runs); gdb (the default for --kernel osv): snapshot the rings through gdb at the end.")
+                   "runs); gdb (the default for --kernel osv): snapshot the rings through gdb at the end; rest "
+                   "(--kernel osv, an image with OSv's REST server): fetch GET /trace/buffers at the end.")
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
               help="--kernel osv: the OSv disk image to boot (default: the cached build's build/release/usr.img; "
                    "never modified). Its loader.elf is taken from beside it unless --elf says.")
@@ -96,7 +97,8 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str | None, image
     gdb saves every CPU's trace buffer whole, and FILE is an OSVT dump that osvtrace and
     OSv's scripts/trace.py both read. --kernel osv --via shm copies the rings from guest RAM
     shared with the host while OSv runs (a trace far longer than OSv's rings; bytes
-    overwritten before a poll copied them are counted per CPU).
+    overwritten before a poll copied them are counted per CPU). --kernel osv --via rest, on an
+    image with OSv's REST server (REST=1), fetches OSv's own dump (GET /trace/buffers).
 
     \b
     Example:
@@ -115,6 +117,8 @@ def record(app: str, args: tuple[str, ...], output: Path, via: str | None, image
     if image:
         raise UsageError("--image is for --kernel osv")
     via = via or "virtio"
+    if via not in recorder.TRANSPORTS:
+        raise UsageError(f"--via {via} is for --kernel osv")
     if buffer:
         if opts.get("tracebuf") and opts["tracebuf"] != buffer:
             raise UsageError("give --buffer or --tracebuf, not both")

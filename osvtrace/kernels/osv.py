@@ -20,7 +20,9 @@ KERNEL = Kernel(
     boot="image",
     # osv::poweroff is where every orderly end goes; by then the app's object is unloaded, so
     # snapshots that want the app's symbols stop earlier (at elf::program::remove_object).
-    exit_breakpoints={"osv::poweroff": "app-exit"},
+    # osv::halt is where abort() (a crash: "Aborted" and a backtrace on the console) and a
+    # failed power-off end: the vCPUs then halt for good, and no other breakpoint comes.
+    exit_breakpoints={"osv::poweroff": "app-exit", "osv::halt": "panic"},
     trace_option="--trace={}",
     trace_option_per_glob=True,
     backtrace_option="--trace-backtrace",

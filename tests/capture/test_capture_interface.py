@@ -40,7 +40,9 @@ def test_record_via_offers_exactly_the_registered_transports():
     from osvtrace.cli.record_cmds import record
 
     via = next(p for p in record.params if p.name == "via")
-    assert list(via.type.choices) == list(recorder.TRANSPORTS) == ["virtio", "shm", "gdb"]
+    assert list(recorder.TRANSPORTS) == ["virtio", "shm", "gdb"]
+    # every kernel's transports, ours first (rest: OSv's REST API, --kernel osv only)
+    assert list(via.type.choices) == recorder.VIA_NAMES == ["virtio", "shm", "gdb", "rest"]
     assert via.default in (None, click_unset())  # each kernel's first transport: virtio for ours, gdb for OSv
     assert list(recorder.KERNEL_TRANSPORTS) == ["osvtrace", "osv"]
     assert recorder.KERNEL_TRANSPORTS["osvtrace"] is recorder.TRANSPORTS
@@ -48,6 +50,7 @@ def test_record_via_offers_exactly_the_registered_transports():
         assert set(transports) <= set(via.type.choices), kernel
         for name, transport in transports.items():
             assert issubclass(transport, VmCapture) and transport.name == name
+    assert set(via.type.choices) == {name for transports in recorder.KERNEL_TRANSPORTS.values() for name in transports}
 
 
 def test_every_transport_returns_the_same_result_fields(kernel, tmp_path, via):

@@ -12,35 +12,24 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pytest
 
 import osvtrace
-from tests.support.osv import build
+from tests.support.osv import build, build_rest, tracepoint_counts
 from tests.support.osv_traces import parse_summary, tracepy_summary
 from tests.support.vm import osvtrace as cli
 
-# The tests that boot OSv to record it are in `make test-slow` for now: a recording hung twice in
-# about fifteen runs (the recorder waiting for the end breakpoint, QEMU and gdb idle for 7 minutes;
-# cause not found yet, issue 21),
-# and a hang would fail CI for everything else. The bad-input tests below boot nothing and stay.
-OSV_MARKS = (pytest.mark.qemu, pytest.mark.osv, pytest.mark.slow, pytest.mark.usefixtures("no_orphans"))
+OSV_MARKS = (pytest.mark.qemu, pytest.mark.osv, pytest.mark.usefixtures("no_orphans"))
 
 
 def osv_vm(test):
-    """The marks of a test that boots OSv to record it (above: why slow)."""
+    """The marks of a test that boots OSv to record it."""
     for mark in OSV_MARKS:
         test = mark(test)
     return test
 
 
 APP = ("/mutexnet", "2000", "2")  # contended mutex, condvar ping-pong, UDP loopback on 2 threads
-
-
-def _counts(t) -> list[tuple[str, int]]:
-    """(name, records) per tracepoint key, sorted: as trace.py summary lists them."""
-    c = np.bincount(t.events.tp, minlength=t.catalog.max_id + 1)
-    return sorted((tp.name, int(c[tp.id])) for tp in t.catalog.tracepoints if c[tp.id])
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +57,7 @@ def test_record_osv_saves_every_cpus_buffer_as_a_dump_trace_py_reads_with_the_sa
         assert set(t.cpu_starts()) == {0, 1}
         for r in rings.values():
             assert r.wrapped == any(f"cpu{r.cpu}'s ring" in w for w in t.warnings)
-        ours = _counts(t)
+        ours = tracepoint_counts(t)
     theirs = parse_summary(tracepy_summary(tree, out))
     assert ours == theirs
     names = dict(ours)
@@ -83,7 +72,7 @@ def test_reports_on_a_recorded_osv_trace_agree_with_its_records(recorded):
     summ = json.loads(r.stdout)
     assert summ["events"] == doc["events"] and summ["cpus"] == 2
     with osvtrace.open(out) as t:
-        counts = _counts(t)
+        counts = tracepoint_counts(t)
     assert sorted((row["tracepoint"], row["count"]) for row in summ["tracepoints"]) == counts
     for report, words in (("sched", ("cpu_time", "/mutexnet")), ("mutex", ("acquisitions", "contended"))):
         r = cli("report", report, str(out))
@@ -151,7 +140,7 @@ def test_record_osv_via_shm_copies_the_rings_while_it_runs_and_counts_what_it_lo
             assert info.lost == lost
             # every byte the ring received is either kept (records, or page-end padding) or counted lost
             assert info.kept + lost <= info.last and info.last - info.kept - lost < info.last // 20 + 4096
-        counts = _counts(t)
+        counts = tracepoint_counts(t)
     assert parse_summary(tracepy_summary(tree, out)) == counts
 
 
@@ -188,3 +177,55 @@ def test_record_osv_fails_when_osv_cannot_start_the_app(tmp_path):
     assert r.returncode == 1, r.stderr[-2000:]
     assert "Failed to load object: /no-such-app" in r.stdout and "refused to start the app" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "x.osvt").exists()
+
+
+def _record_on_rest_image(tree, out, *words: str):
+    """record --kernel osv --json on the REST image; a guest idle for 8 s counts as stalled."""
+    env = dict(os.environ, OSVTRACE_OSV_STALL_S="8")
+    return cli("record", "--kernel", "osv", "--image", str(tree / "build/release/usr.img"), "--smp", "2", "--json",
+               "-o", str(out), *words, env=env, timeout=400)
+
+
+@osv_vm
+def test_record_osv_keeps_the_trace_and_says_so_when_the_guest_stalls_before_the_apps_end(tmp_path):
+    tree = build_rest()
+    out = tmp_path / "stall.osvt"
+    # OSv's HTTP server as the app (--noinit: /init's own copy stays out): it never ends and,
+    # with no client, OSv sits idle; OSv's options go before the app, as OSv parses them
+    r = _record_on_rest_image(tree, out, "--", "--noinit", "/libhttpserver-api.so")
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert "Rest API server running" in r.stderr  # the console (stderr with --json): the app did start
+    err = r.stderr.strip().splitlines()[-1]
+    # the app is the first word that is not one of OSv's options
+    assert "no progress for" in err and "elf::program::remove_object (/libhttpserver-api.so)" in err, err
+    assert "do_idle" in err and f"the trace up to the stall is in {out}" in err, err
+    doc = json.loads(r.stdout)
+    assert doc["stop"] == "stalled" and doc["cpus"] == 2
+    with osvtrace.open(out) as t:
+        assert len(t) == doc["events"] > 0
+        assert "sched_switch" in dict(tracepoint_counts(t))
+
+
+@osv_vm
+def test_record_osv_ends_with_the_trace_whether_osv_crashes_or_idles_before_the_apps_end(tmp_path):
+    tree = build_rest()
+    out = tmp_path / "two.osvt"
+    # a second HTTP server beside the one /init starts (the two share one copy of the server's
+    # globals): OSv either aborts (a page fault, a failed assertion) and halts, or the second fails
+    # to bind and ends while the first serves on; either way the app's end never comes (its
+    # object stays loaded).
+    # --timeout: should it go otherwise, the recorder's own limit ends it, console in the failure
+    r = _record_on_rest_image(tree, out, "--timeout", "180", "/libhttpserver-api.so")
+    last = r.stderr.strip().splitlines()[-1]
+    if "[backtrace]" in r.stderr:  # OSv's abort() (a fault, a failed assertion), then osv::halt's breakpoint
+        assert r.returncode == 255, r.stderr[-3000:]  # EXIT_PANIC
+        assert last == f"osvtrace: kernel panic; the trace up to it is in {out}", last
+        stop = "panic"
+    else:
+        assert "httpserver failed: bind: Address in use" in r.stderr and r.returncode == 3, r.stderr[-3000:]
+        assert "no progress for" in last and f"the trace up to the stall is in {out}" in last, last
+        stop = "stalled"
+    doc = json.loads(r.stdout)
+    assert doc["stop"] == stop and doc["cpus"] == 2
+    with osvtrace.open(out) as t:
+        assert len(t) == doc["events"] > 0

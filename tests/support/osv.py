@@ -64,8 +64,28 @@ def build(nice: int = 0) -> Path:
     """The OSv tree with loader.elf and usr.img: reused when there, else built with build.sh
     (under a lock: one build per cache directory, also across test sessions; `nice` lowers
     the build's priority, for the build started in the background at the session's start)."""
+    return _locked_build(build_dir(), nice)
+
+
+def rest_build_dir() -> Path:
+    """Where the REST image is built: beside the plain build, in a tree of its own (build.sh
+    REST=1 puts OSv's httpserver-api into usr.img, and the plain image must stay without it)."""
+    plain = build_dir()
+    return plain.with_name(plain.name + "-rest")
+
+
+def build_rest(nice: int = 0) -> Path:
+    """The OSv tree whose usr.img has OSv's REST server (httpserver-api, `GET /trace/buffers`).
+    Seeded from a copy of the plain build when there is one (timestamps kept, so make builds
+    only the module and the image: ~60 s instead of a whole kernel)."""
+    plain = build()
+    return _locked_build(rest_build_dir(), nice, env={"REST": "1"}, seed=plain)
+
+
+def _locked_build(dest: Path, nice: int, env: dict[str, str] | None = None, seed: Path | None = None) -> Path:
+    """build.sh into `dest` under `dest`'s lock, unless already built there; `seed`: an OSv tree
+    copied in first (with build.sh's unpack marker) when `dest` has none."""
     src = require_osv()
-    dest = build_dir()
     tree = dest / "osv"
     dest.mkdir(parents=True, exist_ok=True)
     with open(dest / ".osvtrace-build.lock", "w") as lock:
@@ -75,10 +95,14 @@ def build(nice: int = 0) -> Path:
         _wait_for_other_build(tree)
         if built(tree):
             return tree
+        if seed is not None and not tree.exists():
+            subprocess.run(["cp", "-a", str(seed), str(tree)], check=True, timeout=600)
+            for marker in seed.parent.glob(".unpacked-*"):
+                shutil.copy2(marker, dest / marker.name)
         t0 = time.monotonic()
         # build.sh apt-installs what is missing when run as root (a fresh CI machine); SKIP_APT=1 skips that.
         out = subprocess.run([*(["nice", "-n", str(nice)] if nice else []), "bash", str(src / "build.sh"), str(dest)],
-                             capture_output=True, text=True,
+                             capture_output=True, text=True, env={**os.environ, **(env or {})},
                              timeout=BUILD_TIMEOUT)
         if out.returncode or not built(tree):
             pytest.fail(f"OSv build failed ({time.monotonic() - t0:.0f} s): {out.stdout[-3000:]}{out.stderr[-3000:]}",
@@ -117,6 +141,15 @@ def parse_table(out: str) -> dict[int, dict[str, str]]:
         if cells[0].isdigit():
             rows[int(cells[0])] = dict(zip(names, cells))
     return rows
+
+
+def tracepoint_counts(t) -> list[tuple[str, int]]:
+    """(name, records) per tracepoint key of an opened OSv trace, sorted: as trace.py's
+    summary lists them (tests/support/osv_traces.py parse_summary)."""
+    import numpy as np
+
+    c = np.bincount(t.events.tp, minlength=t.catalog.max_id + 1)
+    return sorted((tp.name, int(c[tp.id])) for tp in t.catalog.tracepoints if c[tp.id])
 
 
 def image_with_args(tree: Path, args: str, into: Path) -> Path:
