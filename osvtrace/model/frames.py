@@ -42,7 +42,7 @@ _cache: "weakref.WeakKeyDictionary[Trace, dict[int, tuple[str, str]]]" = weakref
 def _lookup(trace: Trace, addr: int) -> tuple[str, str]:
     """(function, source) of one return address."""
     s = trace.symbol(addr)
-    if not s:
+    if not s or s.startswith("No symbol matches"):  # gdb's answer, as loader.py wrote it into .symbols
         return f"{addr:#x}", ""
     m = _WHERE.match(s)
     return (m[1], m[2]) if m else (s, "")

@@ -279,7 +279,12 @@ def test_thread_apply(stopped):
         assert re.search(rf"^thread {tid} \({re.escape(name)}\) \w+:$", out, re.M), (tid, out)
     assert out.count("sched::schedule") >= len(view.threads) - 3
     w = view.mutexes["held"][2]
-    out = b.osv(f"osv thread apply {w[0]} {w[1]} frame 3")
+    # the lock's frame number follows the compiler's inlining: found in one waiter's bt, then the
+    # same `frame N` applied to two waiters shows the lock in each
+    bt = b.osv(f"osv thread apply {w[0]} bt")
+    n = re.search(r"^#(\d+) .*lockfree::mutex<kmutex::platform>::lock", bt, re.M)
+    assert n, bt
+    out = b.osv(f"osv thread apply {w[0]} {w[1]} frame {n[1]}")
     assert out.count("lockfree::mutex<kmutex::platform>::lock") == 2, out
     assert b.cli(f"info registers {REGS}") == before
     assert b.osv("osv thread apply 12345 bt").startswith("ERROR osv: no thread 12345")
