@@ -107,9 +107,11 @@ def test_pprof_parses_with_its_proto_and_holds_the_trees_totals(real, tmp_path):
         leafs[name] = leafs.get(name, 0) + s.value[1]
     callee = caller_tree(real, "prof-wait", tree="callee")
     assert leafs == {k[0]: v[1] for k, v in callee.items() if len(k) == 1}
-    named = real.trace.symbol
-    assert all(named(loc.address) and named(loc.address).startswith(funcs[loc.line[0].function_id])
-               for loc in p.location)
+    def shown(addr: int) -> str:  # what the trace names a frame, or its address where it has no name
+        s = real.trace.symbol(addr)
+        return s if s and not s.startswith("No symbol matches") else f"{addr:#x}"
+
+    assert all(shown(loc.address).startswith(funcs[loc.line[0].function_id]) for loc in p.location)
 
 
 def test_pprof_group_labels_and_hold_profile(tmp_path):

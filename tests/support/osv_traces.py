@@ -98,10 +98,20 @@ _NODE = re.compile(r"^(?:(?P<t>[\d.]+) (?P<u>h|m|s|ms|us|ns) )?\((?:[\d.]+%, )?#
 _PREFIX = re.compile(r"^((?: \|   |     | \|-- | \\-- )*)(.*)$")
 
 
+_NO_SYMBOL = re.compile(r"^No symbol matches (0x[0-9a-f]+)\.$")
+
+
+def _frame(name: str) -> str:
+    """A frame as ours shows it: trace.py prints gdb's 'No symbol matches 0xA.' (A: the return
+    address - 1) where ours shows the return address (docs/osv.md, intended differences)."""
+    m = _NO_SYMBOL.match(name)
+    return f"{int(m[1], 16) + 1:#x}" if m else name
+
+
 def parse_tree(text: str) -> dict[tuple[str, ...], tuple[int, float]]:
     """A profile tree as trace.py prints it (scripts/osv/tree.py), as {path of frame names below
     the root: (count, ns)}; the lines of a collapsed chain (same count and time) become the
-    nodes they stand for. Times are as printed (3 significant digits)."""
+    nodes they stand for. Times are as printed (3 significant digits); unnamed frames as ours."""
     out: dict[tuple[str, ...], tuple[int, float]] = {}
     path: list[str] = []
     ends: list[int] = []  # per depth as drawn, the length of the path its node (and chain) ends at
@@ -118,11 +128,11 @@ def parse_tree(text: str) -> dict[tuple[str, ...], tuple[int, float]]:
             del path[ends[-1] if ends else 0:]
             last = (int(node["n"]), float(node["t"]) * _UNITS[node["u"]] if node["t"] else 0.0)
             if drawn:
-                path.append(node["name"])
+                path.append(_frame(node["name"]))
                 out[tuple(path)] = last
             ends.append(len(path))
         else:  # the next frame of a collapsed chain (its label's lines are joined with "\n ")
-            path.append(rest[1:] if rest.startswith(" ") else rest)
+            path.append(_frame(rest[1:] if rest.startswith(" ") else rest))
             out[tuple(path)] = last
             ends[-1] = len(path)
     return out
