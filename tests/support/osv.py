@@ -237,15 +237,16 @@ class OsvVm:
 
 def prebuild_in_background() -> threading.Thread | None:
     """Start building OSv on a daemon thread, when the source is there and it is not built yet
-    (a fresh machine: ~200 s of build.sh). The tests that need it call build(), which waits on
+    (a fresh machine: ~200 s of build.sh), then its REST image. The tests that need it call build(), which waits on
     the same lock; the build then overlaps the session's other tests instead of following them.
     Whatever goes wrong here is reported by the build() of the first test that needs it."""
-    if osv_src() is None or built(build_dir() / "osv"):
+    if osv_src() is None or (built(build_dir() / "osv") and built(rest_build_dir() / "osv")):
         return None
 
     def run() -> None:
         try:
             build(nice=10)
+            build_rest(nice=10)  # the REST image (~60 s more, seeded from the plain build) for --via rest's tests
         except BaseException:  # noqa: BLE001 - pytest.fail/skip outside a test: the tests' own build() reports it
             pass
 
