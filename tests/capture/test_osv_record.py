@@ -207,13 +207,14 @@ def test_record_osv_keeps_the_trace_and_says_so_when_the_guest_stalls_before_the
 
 
 @osv_vm
-def test_record_osv_ends_with_the_trace_whether_osv_crashes_or_idles_before_the_apps_end(tmp_path):
+def test_record_osv_ends_with_the_trace_whether_osv_crashes_idles_or_ends(tmp_path):
     tree = build_rest()
     out = tmp_path / "two.osvt"
     # a second HTTP server beside the one /init starts (the two share one copy of the server's
     # globals): OSv either aborts (a page fault, a failed assertion) and halts, or the second fails
-    # to bind and ends while the first serves on; either way the app's end never comes (its
-    # object stays loaded).
+    # to bind and ends while the first serves on; then mostly the app's end never comes (its
+    # object stays loaded), but in about 1 run of 15 its object is unloaded and the app ends.
+    # Each way the recording ends, with the trace, and says which.
     # --timeout: should it go otherwise, the recorder's own limit ends it, console in the failure
     r = _record_on_rest_image(tree, out, "--timeout", "180", "/libhttpserver-api.so")
     last = r.stderr.strip().splitlines()[-1]
@@ -221,6 +222,9 @@ def test_record_osv_ends_with_the_trace_whether_osv_crashes_or_idles_before_the_
         assert r.returncode == 255, r.stderr[-3000:]  # EXIT_PANIC
         assert last == f"osvtrace: kernel panic; the trace up to it is in {out}", last
         stop = "panic"
+    elif r.returncode == 0:  # the failed server's object was unloaded: the app's end came
+        assert "httpserver failed: bind: Address in use" in r.stderr, r.stderr[-3000:]
+        stop = "app-exit"
     else:
         assert "httpserver failed: bind: Address in use" in r.stderr and r.returncode == 3, r.stderr[-3000:]
         assert "no progress for" in last and f"the trace up to the stall is in {out}" in last, last
