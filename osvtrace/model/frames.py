@@ -18,6 +18,7 @@ from osvtrace.errors import OsvtraceError
 from osvtrace.format.base import Trace as BaseTrace
 from osvtrace.format.trace import Trace
 from osvtrace.symbols import ElfNames, for_trace
+from osvtrace.symbols.symbolizer import gdb_no_symbol
 
 # Trace.symbol writes "function (file:line)" or "function (file)" when it knows the source
 _WHERE = re.compile(r"^(.*\S) \(([^()\s]+)\)$")
@@ -42,7 +43,7 @@ _cache: "weakref.WeakKeyDictionary[Trace, dict[int, tuple[str, str]]]" = weakref
 def _lookup(trace: Trace, addr: int) -> tuple[str, str]:
     """(function, source) of one return address."""
     s = trace.symbol(addr)
-    if not s or s.startswith("No symbol matches"):  # gdb's answer, as loader.py wrote it into .symbols
+    if not s or gdb_no_symbol(s):
         return f"{addr:#x}", ""
     m = _WHERE.match(s)
     return (m[1], m[2]) if m else (s, "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from osvtrace.catalog.schema import default_catalog
 from osvtrace.format.trace import Trace
 from osvtrace.model.kernel_map import model_events
 from osvtrace.model.table import Column, Table, TableSpec, table
@@ -95,8 +96,8 @@ def packet_flow(trace: Trace) -> Table:
 TCP_STATE = TableSpec("tcp_state", "One row per state a TCP connection entered (real OSv's tcp_state records): "
                                    "when, from which state, and for how long.", (
     Column("conn", "uint64", "the connection's control block (tcpcb)", "addr"),
-    Column("state", "uint8", "the state entered: 0 closed, 1 listen, 2 syn_sent, 3 syn_received, 4 established, "
-                             "5 close_wait, 6 fin_wait_1, 7 closing, 8 last_ack, 9 fin_wait_2, 10 time_wait"),
+    Column("state", "uint8", "the state entered: " + ", ".join(
+        f"{v} {k}" for k, v in sorted(default_catalog().enums["tcp_state"].items(), key=lambda kv: kv[1]))),
     Column("prev_state", "uint8", "the state it left"),
     Column("start", "int64", "when it entered the state", "ns"),
     Column("dur", "int64", "time in the state until the connection's next change (-1: still in it at the end)", "ns"),
@@ -113,7 +114,7 @@ def tcp_state(trace: Trace) -> Table:
     idx, a = found
     ev = trace.events
     conn = a["conn"].astype(np.uint64)
-    # Per connection in time order (idx is in the trace's time order; a stable sort keeps it).
+    # Per connection in time order (idx is in the trace's time order: the sort's second key).
     order = np.lexsort((idx, conn))
     conn, idx = conn[order], idx[order]
     frm, to = a["from_state"][order], a["to_state"][order]

@@ -66,6 +66,11 @@ class Symbolizer:
         return labels(self.functions(a), a)
 
 
+def gdb_no_symbol(name: str) -> bool:
+    """gdb's answer for an address it cannot name, as loader.py wrote it into FILE.symbols: never a name."""
+    return name.startswith("No symbol matches")
+
+
 class _Names(Protocol):
     def symbol(self, addr: int) -> str | None: ...
 
@@ -97,7 +102,7 @@ class TraceNames(Symbolizer):
         if not addr:
             return ""  # 0 is "no object", never a name
         name = self.trace.symbol(addr + shift) or ""
-        if name.startswith("No symbol matches"):  # gdb's answer, as loader.py wrote it into .symbols
+        if gdb_no_symbol(name):
             return ""
         return name[:-4] if name.endswith("+0x0") else name
 
