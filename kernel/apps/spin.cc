@@ -4,10 +4,13 @@
 // same. The trace shows sched_preempt every time slice. Each line also says
 // how many times the thread was switched in and on which CPUs it started and
 // ended: once, on one CPU, when it had that CPU to itself all along.
+#include <atomic>
+
 #include "core/app.hh"
 #include "core/console.hh"
 #include "core/percpu.hh"
 #include "core/thread.hh"
+#include "cpu.hh"
 #include "lib/printf.hh"
 #include "lib/string.hh"
 #include "tsc.hh"
@@ -22,6 +25,8 @@ struct worker {
     uint64_t first = 0, last = 0;  // TSC of its first and last loop
     uint64_t switched_in = 0;       // times the scheduler switched to it, counted at its end
     unsigned cpu_first = 0, cpu_last = 0;
+    std::atomic<uint64_t>* recorded = nullptr;  // workers done counting, shared
+    uint64_t n = 0;                             // workers in all
 };
 
 unsigned cpu_now()
@@ -48,6 +53,13 @@ void burn(void* arg)
     w->last = now;
     w->cpu_last = cpu_now();
     w->switched_in = threads::current()->nr_switches_in;
+    // Nobody exits before every worker has counted: the first exit wakes the
+    // joining main thread, which would otherwise take a CPU from a worker still
+    // finishing its last loops and count as a second switch-in there.
+    w->recorded->fetch_add(1, std::memory_order_acq_rel);
+    while (w->recorded->load(std::memory_order_acquire) < w->n) {
+        arch::cpu_relax();
+    }
 }
 
 bool parse_arg(const char* s, uint64_t* v) { return parse_u64(s, strlen(s), v); }
@@ -62,11 +74,14 @@ int spin_main(int argc, char** argv)
     }
     worker w[max_threads];
     thread* t[max_threads];
+    std::atomic<uint64_t> recorded{0};
     const uint64_t until = tsc::now() + tsc::from_ns(ms * 1000000);
     for (uint64_t i = 0; i < n; i++) {
         char name[16];
         snprintf(name, sizeof name, "spin%lu", i);
         w[i].until = until;
+        w[i].recorded = &recorded;
+        w[i].n = n;
         t[i] = threads::create(name, burn, &w[i]);
         if (!t[i]) {
             kprintf("spin: cannot create thread %lu\n", i);

@@ -105,7 +105,7 @@ def test_threads_and_mutex_owner_match_loader_py_on_the_same_stop(tree):
         for w in waiters:
             assert "mutex" in theirs[w]["where"] or "lock" in theirs[w]["where"], (w, theirs[w], big)
             assert ours[w]["wait"].startswith("mutex big_lock"), (w, ours[w])
-            assert ours[w]["where"].startswith("contender mutexnet.c:"), (w, ours[w])
+            assert ours[w]["where"].startswith("contender mutexnet.c:"), (w, ours[w], vm.osv("osv info threads --stacks"))
         assert waiters or "waiters [none]" in big, big
         assert "big_lock" in mutexes, mutexes
         print(f"\nosv info threads: ours {ours_s:.2f} s, loader.py {theirs_s:.2f} s, {len(ours)} threads; "

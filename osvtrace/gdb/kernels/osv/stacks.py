@@ -5,36 +5,18 @@ wait on a condvar or join a thread keep the object they name."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import gdb  # type: ignore[import-not-found]
 
 from osvtrace.gdb import commands, context
 from osvtrace.gdb.commands import OsvError
+from osvtrace.gdb.kernels.osv.frames import Frame, location
 from osvtrace.gdb.kernels.osv.syms import load_app_symbols
 from osvtrace.gdb.kernels.osv.threads import Snapshot, Thread
 
 
 MAX_FRAMES = 64
-
-
-MACHINERY = ("sched::", "lockfree::mutex::", "waiter::", "wait_record::", "condvar::", "mutex_lock", "mutex_unlock",
-             "switch_to", "std::", "__gnu_cxx::", "osv::clock::", "waitqueue::", "thread_main_c", "hpet_", "processor::", "pthread_mutex_",
-             "pthread_cond_", "lockfree::", "from_libc",
-             "tracepoint")  # a waiter caught recording its own tracepoint is still where it called the lock
-OUTERMOST = ("thread_main", "thread_main_c", "??")  # where every thread starts: says nothing
-
-
-@dataclass
-class Frame:
-    pc: int
-    function: str
-    where: str  # file:line, or the object's name
-    mutex: int = 0  # a lockfree::mutex this frame is locking
-    pmutex: int = 0  # the pthread_mutex_t it came from
-    condvar: int = 0
-    join: int = 0
 
 
 def _frame_arg(f: Any, name: str) -> int:
@@ -130,12 +112,5 @@ def with_stacks(snap: Snapshot, which: Callable[[Thread], bool] = lambda t: True
 
 
 def where(t: Thread) -> str:
-    """The innermost frame that is not scheduler or lock machinery (as loader.py's location);
-    if all are, the outermost that is not the thread's entry."""
-    if not t.frames:
-        return "?"
-    for fr in t.frames:
-        if not fr.function.startswith(MACHINERY) and fr.function not in OUTERMOST:
-            return f"{fr.function} {fr.where}".strip()
-    inner = [fr for fr in t.frames if fr.function not in OUTERMOST] or t.frames
-    return f"{inner[-1].function} {inner[-1].where}".strip()
+    """Where thread t is, as loader.py's location column (frames.location)."""
+    return location(t.frames or [])
