@@ -60,6 +60,7 @@ class FileFacts:
     truncated: bool = False
     damage: list[str] = field(default_factory=list)  # what was damaged or cut (the CLI exits 3)
     loss_known: bool = True  # False: the kernel counts no loss (OSv), so `loss` says nothing
+    origin: str = ""  # a slice: of which trace, which window, and what that trace lost outside it
 
 
 class Trace(ABC):

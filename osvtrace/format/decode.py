@@ -46,12 +46,14 @@ class CpuLoss:
         return self.dropped + self.gap_slots + self.invalid_slots
 
 
-def _cpu_parts(chunks: list[Chunk], loss: CpuLoss, end_seq: int = 0, streamed: bool = False) -> list[tuple[int, int]]:
+def _cpu_parts(chunks: list[Chunk], loss: CpuLoss, end_seq: int = 0, streamed: bool = False,
+               start_seq: int | None = None) -> list[tuple[int, int]]:
     """One CPU's chunks in sequence order as (file row, slot count) parts, overlaps removed;
-    gaps in the sequence are counted in ``loss``. A streamed capture starts at slot 0, so
-    what is missing before its first chunk is a gap too (a snapshot's is overwritten)."""
+    gaps in the sequence are counted in ``loss``. A streamed capture starts at slot 0, a
+    slice at its ``start_seq``, so what is missing before its first chunk is a gap too (a
+    snapshot's is overwritten)."""
     parts: list[tuple[int, int]] = []
-    expect = 0 if streamed and chunks else None
+    expect = start_seq if start_seq is not None else (0 if streamed and chunks else None)
     for c in sorted(chunks, key=lambda c: c.first_seq):
         first, count, row = c.first_seq, c.nslots, c.row
         if expect is not None and first < expect:  # overlap with what we already have
@@ -87,12 +89,13 @@ class Staging:
 
 
 def decode_cpu(st: Staging, slots: np.ndarray, chunks: list[Chunk], cpu: int, cat: Catalog, tsc_base: int,
-               ns_per_tick: float, loss: CpuLoss, end_seq: int = 0, streamed: bool = False) -> None:
+               ns_per_tick: float, loss: CpuLoss, end_seq: int = 0, streamed: bool = False,
+               start_seq: int | None = None) -> None:
     """Decode one CPU's chunks into its region of the staging table, validating record framing.
 
     NOTE: a chunk holds whole records (writers cut only at record boundaries); only the
     first chunk of a flight-recorder snapshot may begin inside an overwritten record."""
-    parts = _cpu_parts(chunks, loss, end_seq, streamed)
+    parts = _cpu_parts(chunks, loss, end_seq, streamed, start_seq)
     base = st.start[cpu]
     nslots_of = cat.nslots_table()
     stack_of = cat.stack_table()
@@ -174,11 +177,14 @@ def merge(st: Staging, workers: int = 2) -> tuple[np.ndarray, ...]:
 
 def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
            tsc_boot: int, tsc_offsets: list[int], end_seq: list[int] | None = None,
-           workers: int = 2, streamed: bool = False) -> Decoded:
+           workers: int = 2, streamed: bool = False, start_seq: list[int] | None = None,
+           start_lost: list[int] | None = None) -> Decoded:
     """Decode all chunks and merge the CPUs by time (stable: ties keep CPU order).
 
     ``end_seq`` (from the trailer, per CPU) exposes chunks lost at the end of a stream;
-    ``streamed`` (each CPU's stream starts at slot 0) those lost at its start."""
+    ``streamed`` (each CPU's stream starts at slot 0) those lost at its start. A slice of a
+    longer trace gives per CPU the sequence it starts at and the drop count there."""
+    start_seq, start_lost = start_seq or [], start_lost or []
     end_seq = end_seq or []
     by_cpu: dict[int, list[Chunk]] = {cpu: [] for cpu, e in enumerate(end_seq) if e}
     for c in chunks:
@@ -198,7 +204,8 @@ def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
         # the TSC arithmetic is modulo 2^64: a base beyond int64 (a damaged or odd clock) is
         # the same base as its two's complement, which the compiled loop takes
         base = (tsc_boot + off + 2**63) % 2**64 - 2**63
-        decode_cpu(st, slots, by_cpu[cpu], cpu, cat, base, ns_per_tick, loss[cpu], end, streamed)
+        start = start_seq[cpu] if cpu < len(start_seq) else None
+        decode_cpu(st, slots, by_cpu[cpu], cpu, cat, base, ns_per_tick, loss[cpu], end, streamed, start)
 
     if workers > 1 and len(cpus) > 1:
         with ThreadPoolExecutor(min(workers, len(cpus))) as ex:
@@ -207,6 +214,7 @@ def decode(slots: np.ndarray, chunks: list[Chunk], cat: Catalog, *, tsc_hz: int,
         for c in cpus:
             one(c)
     for c in chunks:
-        loss[c.cpu].dropped = max(loss[c.cpu].dropped, c.lost_total)
+        before = start_lost[c.cpu] if c.cpu < len(start_lost) else 0
+        loss[c.cpu].dropped = max(loss[c.cpu].dropped, c.lost_total - before)
     time, cpu, tid, tp, rows = merge(st, workers)
     return Decoded(time, cpu, tid, tp, rows, loss)

@@ -11,6 +11,7 @@ Both implement osvtrace.format.base.Trace, which is what everything downstream u
 from __future__ import annotations
 
 import builtins
+import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -56,7 +57,8 @@ class OsvtTrace(Trace):
         d = decode(self._slots, self.scan.chunks, self._catalog, tsc_hz=meta.tsc_hz or 1_000_000_000,
                    tsc_boot=meta.tsc_boot, tsc_offsets=list(meta.tsc_offset),
                    end_seq=list(self.scan.trailer.end_seq) if self.scan.trailer else None, workers=workers,
-                   streamed=meta.capture in STREAMED_CAPTURES)
+                   streamed=meta.capture in STREAMED_CAPTURES, start_seq=list(meta.start_seq) or None,
+                   start_lost=list(meta.start_lost) or None)
         self.loss: dict[int, CpuLoss] = d.loss
         self.events = Events(d.time, d.cpu, d.tid, d.tp, d.rows)
 
@@ -84,7 +86,8 @@ class OsvtTrace(Trace):
         return FileFacts("osvt", size=sc.size, capture=m.capture, cmdline=m.cmdline, build_id=m.build_id,
                          tsc_hz=m.tsc_hz, wall_clock_ns=int(m.wall_clock_ns), chunks=len(sc.chunks),
                          complete=sc.trailer is not None, status=sc.trailer.status if sc.trailer else "",
-                         damaged_chunks=sc.damaged_chunks, truncated=sc.truncated, damage=list(sc.warnings))
+                         damaged_chunks=sc.damaged_chunks, truncated=sc.truncated, damage=list(sc.warnings),
+                         origin=_slice_origin(m))
 
     @property
     def ncpus(self) -> int:
@@ -174,6 +177,31 @@ class OsvtTrace(Trace):
 
 def _shape(tp: Tracepoint) -> list[tuple[str, str, int, int]]:
     return [(f.name, f.type, f.size, f.offset) for f in tp.fields]
+
+
+def _slice_origin(meta: object) -> str:
+    """One line on where a slice came from (osvtrace.format.slice), or "" for a whole trace."""
+    extra = getattr(meta, "extra", {})
+    if "sliced_from" not in extra:
+        return ""
+    try:
+        lo, hi = int(extra["slice_since_ns"]) / 1e9, int(extra["slice_until_ns"]) / 1e9
+        window = f"{lo:.6f} s to {hi:.6f} s"
+    except (KeyError, ValueError):
+        window = "an unknown window"
+    text = f"slice of {extra['sliced_from']}, {window}"
+    try:
+        src = json.loads(extra.get("source_loss", "{}"))
+    except ValueError:
+        return text + "; its record of the original's loss is damaged"
+    cpus = src.get("cpus", {})
+    missing = sum(int(v.get("dropped_total", 0)) + int(v.get("gap_slots_total", 0)) + int(v.get("invalid_slots_total", 0))
+                  for v in cpus.values())
+    over = sum(int(v.get("overwritten_slots", 0)) for v in cpus.values())
+    if missing or over or src.get("damage"):
+        text += (f"; the whole original lost {missing:,} records/slots, {over:,} overwritten"
+                 + (f", {len(src['damage'])} damage note(s)" if src.get("damage") else ""))
+    return text
 
 
 def _schema_drift(embedded: Catalog) -> list[str]:

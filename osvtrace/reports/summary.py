@@ -63,6 +63,7 @@ def summary(trace: Trace, flt: Filter | None = None) -> dict[str, Any]:
         "complete": m.complete,
         "warnings": trace.warnings,
         "loss_known": m.loss_known,
+        "origin": m.origin,
     }
 
 
@@ -75,7 +76,10 @@ def render(s: dict[str, Any]) -> str:
            f"({format_duration(s['duration_ns'])})",
            f"file      {'complete' if s['complete'] else 'INCOMPLETE (writer did not finish)'}"
            + (f", {s['damaged_chunks']} damaged section(s) skipped" if s["damaged_chunks"] else "")
-           + (", truncated" if s["truncated"] else ""), ""]
+           + (", truncated" if s["truncated"] else "")]
+    if s.get("origin"):
+        out.append(f"origin    {s['origin']}")
+    out.append("")
     ncpu = s["cpus"]
     w = max([len("tracepoint")] + [len(r["tracepoint"]) for r in s["tracepoints"]])
     out.append(f"{'tracepoint':<{w}} {'total':>12} " + " ".join(f"{'cpu' + str(c):>10}" for c in range(ncpu)))

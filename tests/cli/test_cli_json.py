@@ -99,6 +99,9 @@ def test_catalog_info_synth_export_json(story_file, tmp_path):
     ex = strict(invoke("export", story_file, "--format", "chrome", "-o", tmp_path / "t.json", "--json"))
     assert ex["format"] == "chrome" and ex["output"] == str(tmp_path / "t.json") and ex["notes"] == []
     assert ex["counts"]["bytes"] == (tmp_path / "t.json").stat().st_size and ex["counts"]["events"] > 0
+    sl = strict(invoke("slice", story_file, "--since", "200ns", "-o", tmp_path / "s2.osvt", "--json"))
+    assert sl["output"] == str(tmp_path / "s2.osvt") and sl["since_ns"] == 200 and sl["events"] > 0
+    assert sum(sl["per_cpu"].values()) == sl["events"]
 
 
 def test_to_json_is_strict():

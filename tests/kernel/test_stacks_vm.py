@@ -70,6 +70,15 @@ def test_waits_of_a_known_call_chain_carry_c_b_a_in_that_order(kernel, tmp_path)
     chain = ["stacks_chain_a", "stacks_chain_b", "stacks_chain_c"]
     assert any(path[k:k + 3] == chain for path in tree_paths(json.loads(r.stdout)["tree"])
                for k in range(len(path))), r.stdout[:3000]
+    # a slice from the second wait on keeps those records' stacks and how their walks ended
+    from osvtrace.format.slice import slice_trace
+
+    since = int(t.events.time[idx[1]])
+    slice_trace(t, tmp_path / "part.osvt", since, None)
+    p = ot.open(tmp_path / "part.osvt")
+    pidx, _ = p.args("mutex_lock_wait")
+    np.testing.assert_array_equal(p.backtraces(pidx), bt[1:])
+    np.testing.assert_array_equal(p.backtrace_ends(pidx), ends[1:])
 
 
 def tree_paths(nodes: list[dict], above: tuple[str, ...] = ()) -> list[list[str]]:
