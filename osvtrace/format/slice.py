@@ -76,16 +76,21 @@ def slice_trace(trace: OsvtTrace, out: str | os.PathLike, since: int | None, unt
     cpu_all = ev.cpu[lo:hi]
     start_seq, start_lost, end_seq = [0] * ncpus, [0] * ncpus, [0] * ncpus
     plans: dict[int, tuple[np.ndarray, ...]] = {}
-    all_seq = trace.seq
+
+    def seq_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(file rows, ring sequence, source chunk) of events idx (only these: trace.seq
+        would place every event of a big trace)."""
+        rows = ev.row[idx].astype(np.int64)
+        k = np.searchsorted(starts, rows, side="right") - 1
+        return rows, rows - starts[k] + firsts[k], k
+
     for c in range(ncpus):
         mine = idx_all[cpu_all == c]
         if len(mine):
-            order = np.argsort(all_seq[mine], kind="stable")  # ring order (time order may be re-sorted)
-            mine = mine[order]
-            rows = ev.row[mine].astype(np.int64)
-            seq = all_seq[mine]
+            rows, seq, k = seq_of(mine)
+            order = np.argsort(seq, kind="stable")  # ring order (time order may be re-sorted)
+            mine, rows, seq, k = mine[order], rows[order], seq[order], k[order]
             nslots = trace.record_slots(mine)
-            k = np.searchsorted(starts, rows, side="right") - 1
             plans[c] = (rows, seq, nslots, k)
             start_seq[c], end_seq[c] = int(seq[0]), int(seq[-1] + nslots[-1])
             # drops known before the chunk holding the window's first record; those during
@@ -94,8 +99,8 @@ def slice_trace(trace: OsvtTrace, out: str | os.PathLike, since: int | None, unt
             start_lost[c] = int(lost_totals[prev].max()) if len(prev) else 0
         else:
             # nothing of this CPU in the window: it starts and ends where the window finds it
-            before = np.flatnonzero((ev.cpu[:lo] == c))
-            at = int(all_seq[before[-1]] + trace.record_slots(before[-1:])[0]) if len(before) else 0
+            before = np.flatnonzero(ev.cpu[:lo] == c)[-1:]
+            at = int(seq_of(before)[1][0] + trace.record_slots(before)[0]) if len(before) else 0
             start_seq[c] = end_seq[c] = at
     del meta.start_seq[:], meta.start_lost[:]
     meta.start_seq.extend(start_seq)
