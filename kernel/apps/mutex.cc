@@ -1,5 +1,5 @@
 // mutex --threads T --mutexes M --iterations N --hold-ns H --think-ns K
-//       [--trylock PCT] [--pin 0|1] [--latency 0|1] [--yield-every Y]
+//       [--trylock PCT] [--pin 0|1] [--latency 0|1] [--yield-every Y] [--slow-mutex S]
 //
 // T threads each take one of M mutexes (picked at random) N times, hold it
 // for H ns, then think for K ns. Inside the critical section each bumps a
@@ -13,6 +13,8 @@
 // any other is still working; at most 200 ms), so the others run into it held:
 // contention and hand-offs then happen by construction, on one CPU too, whatever
 // the host's timing, not only when a time slice happens to end inside a hold.
+// --slow-mutex S: mutex S (1..M) is held twice as long as the others (a known
+// regression for `osvtrace diff` to find).
 //
 // Prints one parseable line (tests read it):
 //   mutex: threads=.. mutexes=.. iterations=.. acquisitions=.. handoffs=.. contended=..
@@ -46,7 +48,7 @@ struct alignas(64) slot {
 
 struct config {
     uint64_t threads = 4, mutexes = 1, iterations = 10000, hold_ns = 0, think_ns = 0, trylock = 0, pin = 0,
-             latency = 0, yield_every = 0;
+             latency = 0, yield_every = 0, slow_mutex = 0;
     uint64_t hold_loops = 0, think_loops = 0;
 };
 
@@ -110,7 +112,7 @@ void run(void* arg)
             w->violations++;
         }
         uint64_t c = s.counter;
-        busy::spin(cfg.hold_loops);
+        busy::spin(cfg.slow_mutex && &s == &w->slots[cfg.slow_mutex - 1] ? 2 * cfg.hold_loops : cfg.hold_loops);
         if (cfg.yield_every && i % cfg.yield_every == cfg.yield_every - 1) {
             // Still holding: whoever runs now and picks this mutex waits for it. One yield
             // was not enough on a loaded host (the others had not reached the mutex yet, or
@@ -141,11 +143,15 @@ int mutex_main(int argc, char** argv)
         {"iterations", &cfg.iterations, 1, 1ull << 40}, {"hold-ns", &cfg.hold_ns, 0, 1000000000},
         {"think-ns", &cfg.think_ns, 0, 1000000000},    {"trylock", &cfg.trylock, 0, 100},
         {"pin", &cfg.pin, 0, 1},                       {"latency", &cfg.latency, 0, 1},
-        {"yield-every", &cfg.yield_every, 0, 1ull << 40},
+        {"yield-every", &cfg.yield_every, 0, 1ull << 40}, {"slow-mutex", &cfg.slow_mutex, 0, max_mutexes},
     };
     if (!parse_app_options(argc, argv, opts, "mutex")) {
         kprintf("usage: mutex --threads T --mutexes M --iterations N --hold-ns H --think-ns K [--trylock PCT] "
-                "[--pin 0|1] [--latency 0|1] [--yield-every Y]\n");
+                "[--pin 0|1] [--latency 0|1] [--yield-every Y] [--slow-mutex S]\n");
+        return 2;
+    }
+    if (cfg.slow_mutex > cfg.mutexes) {
+        kprintf("mutex: --slow-mutex %lu: there are %lu mutexes\n", cfg.slow_mutex, cfg.mutexes);
         return 2;
     }
     uint64_t per_us = busy::loops_per_us();

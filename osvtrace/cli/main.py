@@ -22,10 +22,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from osvtrace.cli import (catalog_cmds, completion_cmds, export_cmds, gdb_cmds, load_cmds, record_cmds, report_cmds,
+    from osvtrace.cli import (catalog_cmds, completion_cmds, diff_cmds, export_cmds, gdb_cmds, load_cmds, record_cmds, report_cmds,
                               shell_cmds, slice_cmds, view_cmds, vm_cmds)
 
-    for mod in (catalog_cmds, export_cmds, slice_cmds, report_cmds, shell_cmds, view_cmds, vm_cmds, record_cmds, load_cmds,
+    for mod in (catalog_cmds, export_cmds, slice_cmds, diff_cmds, report_cmds, shell_cmds, view_cmds, vm_cmds, record_cmds, load_cmds,
                 gdb_cmds, completion_cmds):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
