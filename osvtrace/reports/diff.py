@@ -24,6 +24,7 @@ from osvtrace.reports.calltree import name_paths
 # At most this many values per side go into the rank test (a seeded sample): its p-value
 # needs no more to see a shift of the size we report, and 10 M-row tables stay fast.
 TEST_SAMPLE = 50_000
+UNNAMED = "(mutexes known by address only)"  # the pooled heap mutexes of a run
 MIN_COUNT = 8  # fewer values on either side: the distribution is shown, never called a change
 
 # A measure of one run: (labels, code per value, values in ns): value i belongs to labels[code[i]].
@@ -213,6 +214,11 @@ def diff(a: Model, b: Model, *, alpha: float = 0.01, min_change: float = 0.25,
         if kind not in kinds:
             continue
         ga, gb = _groups(extract(a)), _groups(extract(b))
+        if kind == "lock":
+            # heap mutexes have no name to match them by across runs: compared pooled as well
+            pa, pb = [v for k, v in ga.items() if k.startswith("0x")], [v for k, v in gb.items() if k.startswith("0x")]
+            if pa and pb:
+                ga[UNNAMED], gb[UNNAMED] = np.concatenate(pa), np.concatenate(pb)
         empty = np.empty(0, np.int64)
         for key in sorted(set(ga) | set(gb)):
             rows.append((kind, key, metric, ga.get(key, empty), gb.get(key, empty)))
@@ -233,8 +239,10 @@ def diff(a: Model, b: Model, *, alpha: float = 0.01, min_change: float = 0.25,
         p = _rank_test(x, y, rng) if len(x) >= MIN_COUNT and len(y) >= MIN_COUNT else math.nan
         c = Change(kind, key, metric, "ns", sa_, sb_, p, False, r50, r99)
         big = c.effect >= step
-        # a key on one side only is a change when it is not a handful of values
-        c.significant = (p < level and big) or ((not len(x) or not len(y)) and max(len(x), len(y)) >= MIN_COUNT)
+        # a key on one side only is a change when it is not a handful of values, and when it
+        # is a name: an address seen in one run only is a heap object the other run placed elsewhere
+        one_side = (not len(x) or not len(y)) and max(len(x), len(y)) >= MIN_COUNT and not key.startswith("0x")
+        c.significant = (p < level and big) or one_side
         changes.append(c)
     for key, x, y in rate_rows:
         ra, rb = x / sa, y / sb
@@ -249,6 +257,10 @@ def diff(a: Model, b: Model, *, alpha: float = 0.01, min_change: float = 0.25,
         changes.append(c)
     changes.sort(key=lambda c: (not c.significant, -c.effect, c.kind, c.key, c.metric))
     notes = []
+    lone = sorted({c.key for c in changes if c.kind == "lock" and c.key.startswith("0x") and (not c.a.n or not c.b.n)})
+    if lone:
+        notes.append(f"{len(lone)} mutex(es) known only by address appear in one run only (heap objects have no name "
+                     f"to match them by): compared pooled as {UNNAMED!r}; --all lists them")
     if not any(k == "stack" for k, *_ in rows) and "stack" in kinds:
         notes.append("no stacks compared: record with --tracebt mutex_lock_wait (or --backtrace) for per-stack waits")
     return Diff(str(a.trace.path), str(b.trace.path), changes, tests, alpha, min_change, notes)
