@@ -29,6 +29,7 @@ from osvtrace.catalog import layout
 from osvtrace.exports import pbwire
 from osvtrace.exports.common import Selection
 from osvtrace.exports.perfetto_sched import IDLE_PID, PID, to_pids
+from osvtrace.format.base import Trace as BaseTrace
 from osvtrace.model import Model
 from osvtrace.model.frames import frame_names
 from osvtrace.model.kernel_map import kernel_of
@@ -108,7 +109,7 @@ def samples(model: Model, sel: Selection) -> Samples | None:
     frame_name[inv.reshape(-1)] = pa[live]
     fid = np.zeros(fr.shape, np.int64)
     fid[live] = inv.reshape(-1) + 1
-    used_rows = np.unique(rows[keep])
+    used_rows = np.flatnonzero(np.bincount(rows[keep], minlength=len(named.stack_ids)))  # no sort of the samples
     callstacks: list[list[int]] = []
     cs_of = np.zeros(max(len(named.stack_ids), 1), np.int64)
     for r in used_rows.tolist():
@@ -120,10 +121,15 @@ def samples(model: Model, sel: Selection) -> Samples | None:
     sel_idx = idx[keep]
     tid = ev.tid[sel_idx].astype(np.int64)
     pid_t = to_pids(model, tid)
-    ends = t.backtrace_ends(sel_idx)
     err = np.zeros(len(sel_idx), np.int64)
-    for end, code in UNWIND_ERROR.items():
-        err[ends == end] = code
+    if type(t).backtrace_ends is not BaseTrace.backtrace_ends:  # the file says why each walk ended (ours)
+        ends = t.backtrace_ends(sel_idx)
+        for end, code in UNWIND_ERROR.items():
+            err[ends == end] = code
+    else:  # it does not (OSv): what the stacks show, per distinct stack
+        sid = stack[keep]
+        err[model.stacks.cut()[sid]] = UNWIND_ERROR[layout.STACK_CUT]
+        err[model.stacks.loops()[sid]] = UNWIND_ERROR[layout.STACK_LOOP]
     k = kernel_of(t)
     return Samples(ev.time[sel_idx].astype(np.int64), ev.cpu[sel_idx].astype(np.int64),
                    np.where(pid_t == IDLE_PID, IDLE_PID, PID), pid_t, cs_of[rows[keep]], err, callstacks,
