@@ -252,3 +252,41 @@ def test_our_kernel_spin_shows_three_quarters_in_stacks_hot(kernel, tmp_path):
     assert {s.cpu for s in app} <= {0, 1}
     m = p.interned["mappings"][1]
     assert p.interned["build_ids"][m.build_id].str.hex() == model.trace.facts.build_id
+
+
+# ---------------------------------------------------------------- Perfetto's own trace processor
+
+
+def trace_processor_bin() -> str | None:
+    """A trace_processor binary given by OSVTRACE_TRACE_PROCESSOR or found on PATH (the
+    `perfetto` package would download one, which the test machines cannot)."""
+    import os
+    import shutil
+
+    return os.environ.get("OSVTRACE_TRACE_PROCESSOR") or shutil.which("trace_processor_shell") \
+        or shutil.which("trace_processor")
+
+
+@pytest.mark.skipif(trace_processor_bin() is None, reason="no trace_processor binary (OSVTRACE_TRACE_PROCESSOR)")
+def test_perfettos_trace_processor_fills_sched_and_thread_state(real, tmp_path):
+    from perfetto.trace_processor import TraceProcessor, TraceProcessorConfig
+
+    out = tmp_path / "tp.pftrace"
+    export(real, "perfetto", out, Options())
+    p = Parsed(out)
+    tp = TraceProcessor(trace=str(out), config=TraceProcessorConfig(bin_path=trace_processor_bin()))
+    try:
+        def rows(sql: str) -> list:
+            return list(tp.query(sql))
+
+        sched = rows("select s.ts, s.cpu, t.tid from sched s join thread t using(utid) order by s.cpu, s.ts")
+        assert [(r.cpu, r.ts, r.tid) for r in sched] == [(s.cpu, s.ts, s.next) for s in p.switches]
+        states = {r.state: r.n for r in rows("select state, count(*) n from thread_state group by state")}
+        assert states.get("Running", 0) + states.get("R", 0) + states.get("R+", 0) > 0 and len(states) >= 3, states
+        names = {r.tid: r.name for r in rows("select tid, name from thread where tid != 0")}
+        assert {t: n for t, n in names.items() if t in p.threads()} == p.threads()
+        bad = {r.name: r.value for r in rows("select name, value from stats where severity in ('error', 'data_loss') "
+                                            "and value > 0")}
+        assert not bad, bad
+    finally:
+        tp.close()
