@@ -255,5 +255,5 @@ def write(model: Model, out: Path, opts: Options) -> Result:
             if smp.dropped:
                 notes.append(f"{smp.dropped:,} of {smp.dropped + len(smp):,} samples ({smp.source}) have no "
                              "frame to show and are left out")
-    res = Result(out, {**tl.count(), **counts, "bytes": out.stat().st_size}, notes)
+    res = Result(out, {**tl.count(), "tracks": len(tracks_used(tl)), **counts, "bytes": out.stat().st_size}, notes)
     return res
