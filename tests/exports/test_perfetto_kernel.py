@@ -188,6 +188,27 @@ def test_osv_sampler_ticks_become_named_callstack_samples(tmp_path):
     assert src[b"spin"] == (b"app.c", 10)
 
 
+def test_bad_stacks_are_marked_never_a_crash(tmp_path):
+    # the call trees' bad stacks (tests/reports/test_calltrees.py): a loop, one cut at OSv's
+    # 10-frame bound through addresses no symbol names, none, and machinery alone
+    f = S.FUNCS
+    loop = [f["c"][0], f["b"][0], f["c"][0], f["b"][0], f["c"][0]]
+    deep = [f["c"][0]] + [0x5000_0000 + 16 * k for k in range(9)]
+    recs = [Rec(S.TPS["sampler_tick"].key, S.WAITER, "w", 10 + k, 0, (), bt) for k, bt in
+            enumerate([loop, deep, [], [f["thread_main"][0]], [f["spin"][0]] * 3])]
+    model = Model(osvtrace.open(S.write(tmp_path / "bad.tracefile", recs)))
+    out = tmp_path / "bad.pftrace"
+    res = export(model, "perfetto", out, Options())
+    p = Parsed(out)
+    assert "2 of 5 samples" in " ".join(res.notes)  # no stack, and machinery alone
+    by_stack = {s.frames: s for s in p.samples}
+    assert len(by_stack) == 3
+    assert by_stack[("c", "b", "c", "b", "c")].unwind_error == pb.Profiling.UNWIND_ERROR_REPEATED_FRAME
+    cut = next(s for s in p.samples if s.frames[0] == f"{0x5000_0000 + 16 * 8:#x}")
+    assert cut.unwind_error == pb.Profiling.UNWIND_ERROR_MAX_FRAMES_EXCEEDED and len(cut.frames) == 10
+    assert by_stack[("spin", "spin", "spin")].unwind_error == pb.Profiling.UNWIND_ERROR_REPEATED_FRAME
+
+
 def test_a_trace_without_a_sampler_has_no_samples(story, tmp_path):
     p = _export(story, tmp_path)
     assert p.samples == [] and not p.interned
