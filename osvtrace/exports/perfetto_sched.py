@@ -18,6 +18,9 @@ switch, a switch whose prev is not the previous one's next (a filter took rows o
 at the same time as the previous one on its CPU (the order at equal times is not kept across
 the two forms), and a waking whose waker is not the thread the switches say was running.
 
+A bundle whose CPU lost records in its stretch of time says so (lost_events), as Linux's do
+when the kernel overwrote events: Perfetto then flags the CPU's data as incomplete.
+
 Thread ids: the guest's own, in one process (pid 1, as in the TrackEvent part of the
 export), except the idle threads (idle0, idle1 ...) and thread 0 (code outside any thread),
 which become Linux's idle task, pid 0 (`swapper`), so the CPU tracks show idle time as gaps.
@@ -28,7 +31,7 @@ Linux prev_state values: runnable (preempted, yielded) 0 `R`; waiting on a wait 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -57,6 +60,7 @@ _FTRACE_EVENTS = pbwire.tag(1, 2)  # TracePacket.ftrace_events
 _SEQ_ID = pbwire.tag(10, 0) + pbwire.varint(SEQUENCE_ID)
 _BUNDLE_CPU = pbwire.tag(1, 0)
 _COMPACT = pbwire.tag(4, 2)
+_LOST = pbwire.tag(3, 0) + pbwire.varint(1)  # lost_events: the kernel dropped records of this CPU
 CS_SWITCH_TS, CS_SWITCH_STATE, CS_SWITCH_PID, CS_SWITCH_PRIO, CS_INTERN, CS_SWITCH_COMM = 1, 2, 3, 4, 5, 6
 CS_WAKING_TS, CS_WAKING_PID, CS_WAKING_CPU, CS_WAKING_PRIO, CS_WAKING_COMM = 7, 8, 9, 10, 11
 
@@ -81,6 +85,8 @@ class Sched:
     w_compact: np.ndarray
     names: list[str]  # comm by pid index (see comm)
     comm_of: dict[int, int]  # pid -> index into names
+    lost_cpu: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # records lost: CPU and time
+    lost_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # (-1: unknown)
 
     def counts(self) -> dict[str, int]:
         return {"sched_switch": len(self.s_ts), "sched_waking": len(self.w_ts),
@@ -164,8 +170,10 @@ def switches_and_wakings(model: Model, sel: Selection) -> Sched:
         if p not in comm_of:  # a thread the threads table does not list (damaged data)
             comm_of[p] = len(out_names)
             out_names.append(model.trace.thread_name(int(p)))
+    lo = model.lost
+    lm = sel.rows(lo)
     return Sched(s_cpu, s_ts, s_prev, s_state, s_next, s_compact, w_cpu, w_ts, w_waker, w_pid, w_target, w_compact,
-                 out_names, comm_of)
+                 out_names, comm_of, lo["cpu"][lm].astype(np.int64), lo["time"][lm].astype(np.int64))
 
 
 def process_tree(model: Model, pb, title: str) -> bytes:
@@ -269,6 +277,12 @@ def bundles(s: Sched, pb) -> list[bytes]:
             b = np.searchsorted(k, key(np.array([c]), np.array([t1]))[0] if t1 < (1 << 62) else (c + 1) * span,
                                 "left")
             edges[name].append((int(a), int(b)))
+    # lost records: the bundle of their CPU and time says so (a loss at an unknown time: the first)
+    lost = [False] * len(plan)
+    for c, t in zip(s.lost_cpu.tolist(), s.lost_ts.tolist()):
+        mine = [i for i, (pc, t0, t1) in enumerate(plan) if pc == c and (t < 0 or t0 <= t < t1)]
+        if mine:
+            lost[mine[0]] = True
     # the compact columns, encoded once for all rows; bundles take byte ranges of them
     sc_first = np.array([a for a, b in edges["sc"] if b > a], np.int64)
     wc_first = np.array([a for a, b in edges["wc"] if b > a], np.int64)
@@ -282,7 +296,7 @@ def bundles(s: Sched, pb) -> list[bytes]:
     for i, (c, _t0, _t1) in enumerate(plan):
         (sa, sb), (wa, wb) = edges["sc"][i], edges["wc"][i]
         (fa, fb), (ga, gb) = edges["sf"][i], edges["wf"][i]
-        if sb <= sa and wb <= wa and fb <= fa and gb <= ga:
+        if sb <= sa and wb <= wa and fb <= fa and gb <= ga and not lost[i]:
             continue
         # the bundle's intern table: the names its compact events use
         used, local = np.unique(np.concatenate([s_comm[sa:sb], w_comm[wa:wb]]), return_inverse=True)
@@ -293,6 +307,8 @@ def bundles(s: Sched, pb) -> list[bytes]:
         cs += b"".join(f.part(wa, wb) for f in fields_w)
         cs += _Field(CS_WAKING_COMM, local[sb - sa:]).part(0, wb - wa)
         body = _BUNDLE_CPU + pbwire.varint(c)
+        if lost[i]:
+            body += _LOST
         body += _full_events(s, pb, sf[fa:fb], wf[ga:gb])
         if cs:
             body += _COMPACT + pbwire.varint(len(cs)) + cs

@@ -102,6 +102,7 @@ def test_story_switches_and_wakings(story, tmp_path):
         (0, 200, 1, 0, 2, "a", False), (0, 510, 2, 2, 1, "main", True),
         (1, 180, 3, 2, 0, "swapper", False), (1, 305, 0, 0, 3, "b", True)]
     assert p.wakings == [Waking(0, 300, 2, 3, 1, "b", True)]  # a woke b onto CPU 1's queue
+    assert [(b.cpu, b.lost_events) for b in p.bundles] == [(0, False), (1, True)]  # CPU 1 lost 5 records
     assert p.threads() == {1: "main", 2: "a", 3: "b", 4: "never-ran"}  # the idle thread is Linux's pid 0
     assert [(pr.pid, list(pr.cmdline)) for pr in p.process_tree[0].processes] == [(1, ["osvtrace story.osvt"])]
     assert {t.tgid for t in p.process_tree[0].threads} == {1}
