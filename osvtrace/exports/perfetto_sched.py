@@ -249,40 +249,34 @@ def bundles(s: Sched, pb) -> list[bytes]:
     out: list[bytes] = []
     sc, wc = np.flatnonzero(s.s_compact), np.flatnonzero(s.w_compact)
     sf, wf = np.flatnonzero(~s.s_compact), np.flatnonzero(~s.w_compact)
-    cpus = np.unique(np.concatenate([s.s_cpu, s.w_cpu]))
-    # each bundle: [t0, t1) of one CPU; bounds every BUNDLE compact switches
-    plan = []  # (cpu, t0, t1)
-    for c in cpus.tolist():
-        cs = sc[s.s_cpu[sc] == c]
-        ts = s.s_ts[cs]
-        cuts = ts[::BUNDLE][1:].tolist()
-        lo = -(1 << 62)
-        for t in cuts + [1 << 62]:
-            plan.append((c, lo, t))
-            lo = t
-    # rows of each kind, sorted by (cpu, time): one searchsorted per bundle edge
-    span = int(max(s.s_ts.max(initial=0), s.w_ts.max(initial=0))) + 2
+    # every event as one sortable key, (cpu, time); rows of each kind are in that order already
+    lo = int(min(s.s_ts.min(initial=0), s.w_ts.min(initial=0), s.lost_ts.min(initial=0)))
+    span = int(max(s.s_ts.max(initial=0), s.w_ts.max(initial=0), s.lost_ts.max(initial=0))) - lo + 2
 
-    def key(cpu, ts):
-        return cpu.astype(np.int64) * span + np.clip(ts, -1, span - 1) + 1
-    kinds = {}
+    def key(cpu: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        return cpu.astype(np.int64) * span + (ts.astype(np.int64) - lo + 1)
+    # a bundle starts at each CPU's first event and at every BUNDLE-th compact switch after it
+    # (compact switches' times rise strictly on a CPU, so a start is one switch's time)
+    cpus = np.unique(np.concatenate([s.s_cpu, s.w_cpu]))
+    k_sc = key(s.s_cpu[sc], s.s_ts[sc])
+    firsts = np.searchsorted(k_sc, cpus * span)  # each CPU's first compact switch
+    cuts = [k_sc[f + BUNDLE:np.searchsorted(k_sc, (c + 1) * span):BUNDLE] for c, f in zip(cpus.tolist(), firsts.tolist())]
+    starts = np.sort(np.concatenate([cpus * span] + cuts)) if len(cpus) else np.empty(0, np.int64)
+    bundle_cpu = starts // span
+    # each event's bundle: the last start at or before it; then each bundle's rows of each kind
+    edges = {}
     for name, rows, cpu, ts in (("sc", sc, s.s_cpu, s.s_ts), ("wc", wc, s.w_cpu, s.w_ts),
                                 ("sf", sf, s.s_cpu, s.s_ts), ("wf", wf, s.w_cpu, s.w_ts)):
-        kinds[name] = (rows, key(cpu[rows], ts[rows]))
-    edges = {name: [] for name in kinds}
-    for c, t0, t1 in plan:
-        for name, (rows, k) in kinds.items():
-            a = np.searchsorted(k, key(np.array([c]), np.array([max(t0, -1)]))[0] if t0 > -(1 << 62)
-                                else c * span, "left")
-            b = np.searchsorted(k, key(np.array([c]), np.array([t1]))[0] if t1 < (1 << 62) else (c + 1) * span,
-                                "left")
-            edges[name].append((int(a), int(b)))
-    # lost records: the bundle of their CPU and time says so (a loss at an unknown time: the first)
-    lost = [False] * len(plan)
-    for c, t in zip(s.lost_cpu.tolist(), s.lost_ts.tolist()):
-        mine = [i for i, (pc, t0, t1) in enumerate(plan) if pc == c and (t < 0 or t0 <= t < t1)]
-        if mine:
-            lost[mine[0]] = True
+        which = np.searchsorted(starts, key(cpu[rows], ts[rows]), "right") - 1
+        cut = np.searchsorted(which, np.arange(len(starts) + 1))
+        edges[name] = list(zip(cut[:-1].tolist(), cut[1:].tolist()))
+    # lost records: the bundle of their CPU and time says so (a loss at an unknown time: the CPU's first)
+    lost = np.zeros(len(starts), bool)
+    on = np.isin(s.lost_cpu, cpus)
+    lc, lt = s.lost_cpu[on], s.lost_ts[on]
+    at = np.searchsorted(starts, np.where(lt >= 0, key(lc, np.maximum(lt, lo)), lc * span), "right") - 1
+    lost[at] = True
+    plan = bundle_cpu.tolist()
     # the compact columns, encoded once for all rows; bundles take byte ranges of them
     sc_first = np.array([a for a, b in edges["sc"] if b > a], np.int64)
     wc_first = np.array([a for a, b in edges["wc"] if b > a], np.int64)
@@ -293,7 +287,7 @@ def bundles(s: Sched, pb) -> list[bytes]:
                 _Field(CS_SWITCH_PID, s.s_next[sc]), _Field(CS_SWITCH_PRIO, np.full(len(sc), PRIO, np.int64))]
     fields_w = [_Field(CS_WAKING_TS, _deltas(s.w_ts[wc], wc_first)), _Field(CS_WAKING_PID, s.w_pid[wc]),
                 _Field(CS_WAKING_CPU, s.w_target[wc]), _Field(CS_WAKING_PRIO, np.full(len(wc), PRIO, np.int64))]
-    for i, (c, _t0, _t1) in enumerate(plan):
+    for i, c in enumerate(plan):
         (sa, sb), (wa, wb) = edges["sc"][i], edges["wc"][i]
         (fa, fb), (ga, gb) = edges["sf"][i], edges["wf"][i]
         if sb <= sa and wb <= wa and fb <= fa and gb <= ga and not lost[i]:
