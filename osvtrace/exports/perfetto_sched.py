@@ -83,7 +83,7 @@ class Sched:
     w_pid: np.ndarray  # the wakee
     w_target: np.ndarray
     w_compact: np.ndarray
-    names: list[str]  # comm by pid index (see comm)
+    names: list[str]  # thread names (ftrace's comm), indexed by comm_of
     comm_of: dict[int, int]  # pid -> index into names
     lost_cpu: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # records lost: CPU and time
     lost_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # (-1: unknown)
@@ -102,6 +102,7 @@ def pid_map(model: Model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_pids(model: Model, tids: np.ndarray) -> np.ndarray:
+    """The export's thread id of each guest thread id (see pid_map)."""
     th, pid = pid_map(model)
     tids = np.asarray(tids, np.int64)
     if not len(th):
@@ -111,6 +112,8 @@ def to_pids(model: Model, tids: np.ndarray) -> np.ndarray:
 
 
 def switches_and_wakings(model: Model, sel: Selection) -> Sched:
+    """The switches and wakings the selection keeps (in its window, on its CPUs, involving its
+    threads), each marked compact or full (see the module doc)."""
     ss = model.sched_slice
     order = np.argsort(ss["cpu"], kind="stable")  # the table is in time order: per CPU, in time order
     cpu, tid, start = ss["cpu"][order].astype(np.int64), ss["tid"][order], ss["start"][order]
@@ -142,9 +145,10 @@ def switches_and_wakings(model: Model, sel: Selection) -> Sched:
     o = np.argsort(w_cpu, kind="stable")
     w_cpu, w_ts, w_waker, w_pid, w_target = w_cpu[o], w_ts[o], w_waker[o], w_pid[o], w_target[o]
     # who the compact form would say woke it: the next thread of the CPU's last switch before
-    span = int(max(s_ts.max(initial=0), w_ts.max(initial=0))) + 1
-    skey = s_cpu * span + s_ts
-    wkey = w_cpu * span + w_ts
+    lo = int(min(s_ts.min(initial=0), w_ts.min(initial=0)))
+    span = int(max(s_ts.max(initial=0), w_ts.max(initial=0))) - lo + 1
+    skey = s_cpu * span + (s_ts - lo)
+    wkey = w_cpu * span + (w_ts - lo)
     last = np.searchsorted(skey, wkey, side="left") - 1  # the last switch strictly before, in key order
     ok = last >= 0
     ok[ok] &= s_cpu[last[ok]] == w_cpu[ok]
@@ -170,10 +174,10 @@ def switches_and_wakings(model: Model, sel: Selection) -> Sched:
         if p not in comm_of:  # a thread the threads table does not list (damaged data)
             comm_of[p] = len(out_names)
             out_names.append(model.trace.thread_name(int(p)))
-    lo = model.lost
-    lm = sel.rows(lo)
+    ls = model.lost
+    lm = sel.rows(ls)
     return Sched(s_cpu, s_ts, s_prev, s_state, s_next, s_compact, w_cpu, w_ts, w_waker, w_pid, w_target, w_compact,
-                 out_names, comm_of, lo["cpu"][lm].astype(np.int64), lo["time"][lm].astype(np.int64))
+                 out_names, comm_of, ls["cpu"][lm].astype(np.int64), ls["time"][lm].astype(np.int64))
 
 
 def process_tree(model: Model, pb, title: str) -> bytes:
