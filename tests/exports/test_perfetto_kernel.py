@@ -270,8 +270,17 @@ def test_our_kernel_spin_shows_three_quarters_in_stacks_hot(kernel, tmp_path):
     # (tests/kernel/test_stacks_vm.py), which the stacks do not use yet
     path = Counter(s.frames for s in app if s.frames[-1] == "stacks_hot").most_common(1)[0][0]
     assert path[-2] in ("stacks_spin_loop", "stacks_spin_deep") and any("stacks_main" in f for f in path), path
-    # samples land on the CPUs and threads the switches say ran then
-    assert {s.cpu for s in app} <= {0, 1}
+    # samples land on the threads the switches say ran on their CPU then (the sampler
+    # interrupts the running thread)
+    import bisect
+
+    runs: dict[int, tuple[list[int], list[int]]] = {}
+    for sw in p.switches:
+        runs.setdefault(sw.cpu, ([], []))[0].append(sw.ts)
+        runs[sw.cpu][1].append(sw.next)
+    placed = [runs[s.cpu][1][k] == s.tid for s in app
+              if (k := bisect.bisect_right(runs[s.cpu][0], s.ts) - 1) >= 0]
+    assert len(placed) > 0.9 * len(app) and sum(placed) >= 0.99 * len(placed), (sum(placed), len(placed))
     m = p.interned["mappings"][1]
     assert p.interned["build_ids"][m.build_id].str.hex() == model.trace.facts.build_id
 
