@@ -9,10 +9,10 @@ Three parts, each on its own packet sequence:
 - everything else as TrackEvents on tracks of their own (below): mutex holds, waits and
   hand-offs, packet stages, markers, lost records, and the waits whose object is known.
 
-The TrackEvent part: the few packets that describe the trace (track descriptors, interned names) are
-built with the protobuf classes of the ``perfetto`` package. The millions of
-slice and instant packets are all TrackEvents of a handful of shapes, so they are
-written with numpy, one matrix of packets per shape (osvtrace.exports.pbwire);
+The TrackEvent part: the few packets that describe the trace (track descriptors,
+interned names) are built with the protobuf classes of the ``perfetto`` package. The
+millions of slice and instant packets are all TrackEvents of a handful of shapes, so
+they are written with numpy, one matrix of packets per shape (osvtrace.exports.pbwire);
 tests parse the result back with the same protobuf classes.
 
 File order. Perfetto's trace processor sorts packets by (timestamp, position in the
@@ -35,7 +35,7 @@ from osvtrace.errors import UsageError
 from osvtrace.exports import pbwire, perfetto_samples, perfetto_sched, timeline_build
 from osvtrace.exports.common import Options, ProgressFn, Result, Selection, atomic_file
 from osvtrace.exports.registry import register
-from osvtrace.exports.timeline import ARG, ARG_KIND, ARGS, FLOW_END, FLOW_NONE, PTR, Items, Timeline
+from osvtrace.exports.timeline import ARG, ARG_KIND, ARGS, FLOW_END, FLOW_NONE, PTR, Items, Timeline, Track
 from osvtrace.model import Model
 
 SEQUENCE_ID = 1
@@ -201,7 +201,7 @@ def _drain(fut: Future, f: IO[bytes], done: int, packets: int, total: int,
     return done + n, packets
 
 
-def tracks_used(tl: Timeline) -> list:
+def tracks_used(tl: Timeline) -> list[Track]:
     """The tracks that hold items, with their parents (and the process): the others would be
     empty rows in the UI."""
     used = set(int(u) for p in tl.slices + tl.instants for u in np.unique(p.track).tolist())
