@@ -111,9 +111,10 @@ def to_pids(model: Model, tids: np.ndarray) -> np.ndarray:
     return np.where(th[pos] == tids, pid[pos], tids)
 
 
-def switches_and_wakings(model: Model, sel: Selection) -> Sched:
+def switches_and_wakings(model: Model, sel: Selection, compact: bool = True) -> Sched:
     """The switches and wakings the selection keeps (in its window, on its CPUs, involving its
-    threads), each marked compact or full (see the module doc)."""
+    threads), each marked compact or full (see the module doc; compact=False: all full, what
+    the tests compare the compact form with)."""
     ss = model.sched_slice
     order = np.argsort(ss["cpu"], kind="stable")  # the table is in time order: per CPU, in time order
     cpu, tid, start = ss["cpu"][order].astype(np.int64), ss["tid"][order], ss["start"][order]
@@ -174,6 +175,9 @@ def switches_and_wakings(model: Model, sel: Selection) -> Sched:
         if p not in comm_of:  # a thread the threads table does not list (damaged data)
             comm_of[p] = len(out_names)
             out_names.append(model.trace.thread_name(int(p)))
+    if not compact:
+        s_compact[:] = False
+        w_compact[:] = False
     ls = model.lost
     lm = sel.rows(ls)
     return Sched(s_cpu, s_ts, s_prev, s_state, s_next, s_compact, w_cpu, w_ts, w_waker, w_pid, w_target, w_compact,

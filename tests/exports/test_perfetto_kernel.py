@@ -139,6 +139,22 @@ def test_a_real_osv_trace_gives_the_models_switches_and_wakings(real, tmp_path):
     assert sum(w.compact for w in p.wakings) > 0.9 * len(p.wakings)
 
 
+def test_the_compact_form_decodes_to_the_same_as_the_full_form(real, tmp_path):
+    from osvtrace.exports.common import Selection
+
+    got = {}
+    for compact in (True, False):
+        sched = perfetto_sched.switches_and_wakings(real, Selection(real.trace, None), compact=compact)
+        out = tmp_path / f"{compact}.pftrace"
+        out.write_bytes(b"".join(perfetto_sched.bundles(sched, pb)))
+        p = Parsed(out)
+        assert {s.compact for s in p.switches} == ({True, False} if compact else {False})
+        strip = lambda xs: [x.__class__(**{**x.__dict__, "compact": None}) for x in xs]  # noqa: E731
+        got[compact] = (strip(p.switches), strip(p.wakings), out.stat().st_size)
+    assert got[True][:2] == got[False][:2]
+    assert got[True][2] < got[False][2] / 3  # and is the smaller by far
+
+
 def test_bundles_split_and_delta_timestamps_restart(real, tmp_path, monkeypatch):
     monkeypatch.setattr(perfetto_sched, "BUNDLE", 100)
     p = _export(real, tmp_path)
