@@ -1,9 +1,18 @@
 """Perfetto export: a protobuf trace (a stream of TracePackets) for ui.perfetto.dev.
 
-The few packets that describe the trace (track descriptors, interned names) are
-built with the protobuf classes of the ``perfetto`` package. The millions of
-slice and instant packets are all TrackEvents of a handful of shapes, so they are
-written with numpy, one matrix of packets per shape (osvtrace.exports.pbwire);
+Three parts, each on its own packet sequence:
+
+- scheduling in Perfetto's kernel vocabulary (osvtrace.exports.perfetto_sched): a ProcessTree
+  and per-CPU ftrace bundles of sched_switch / sched_waking, which fill Perfetto's CPU tracks,
+  thread states and sched tables as for a Linux trace;
+- CPU samples as callstack samples (osvtrace.exports.perfetto_samples): the flame graph;
+- everything else as TrackEvents on tracks of their own (below): mutex holds, waits and
+  hand-offs, packet stages, markers, lost records, and the waits whose object is known.
+
+The TrackEvent part: the few packets that describe the trace (track descriptors,
+interned names) are built with the protobuf classes of the ``perfetto`` package. The
+millions of slice and instant packets are all TrackEvents of a handful of shapes, so
+they are written with numpy, one matrix of packets per shape (osvtrace.exports.pbwire);
 tests parse the result back with the same protobuf classes.
 
 File order. Perfetto's trace processor sorts packets by (timestamp, position in the
@@ -23,10 +32,10 @@ from typing import IO
 import numpy as np
 
 from osvtrace.errors import UsageError
-from osvtrace.exports import pbwire, timeline_build
+from osvtrace.exports import pbwire, perfetto_samples, perfetto_sched, timeline_build
 from osvtrace.exports.common import Options, ProgressFn, Result, Selection, atomic_file
 from osvtrace.exports.registry import register
-from osvtrace.exports.timeline import ARG_KIND, ARGS, FLOW_END, FLOW_NONE, PTR, Items, Timeline
+from osvtrace.exports.timeline import ARG, ARG_KIND, ARGS, FLOW_END, FLOW_NONE, PTR, Items, Timeline, Track
 from osvtrace.model import Model
 
 SEQUENCE_ID = 1
@@ -72,7 +81,7 @@ def header_packets(tl: Timeline) -> bytes:
     for i, (name, _kind) in enumerate(ARGS):
         p.interned_data.debug_annotation_names.add(iid=i + 1, name=name)
     order = pb.TrackDescriptor.ChildTracksOrdering
-    for t in tl.tracks:
+    for t in tracks_used(tl):
         p = trace.packet.add()
         p.trusted_packet_sequence_id = SEQUENCE_ID
         d = p.track_descriptor
@@ -94,6 +103,7 @@ def header_packets(tl: Timeline) -> bytes:
         else:
             d.name = t.name
             if t.kind == "group":
+                d.name = "CPU events" if t.name == "CPUs" else t.name  # Perfetto draws its own CPU tracks
                 d.child_ordering = order.EXPLICIT if t.name == "CPUs" else order.LEXICOGRAPHIC
             elif t.kind == "cpu":
                 d.sibling_order_rank = t.rank
@@ -191,12 +201,59 @@ def _drain(fut: Future, f: IO[bytes], done: int, packets: int, total: int,
     return done + n, packets
 
 
+def tracks_used(tl: Timeline) -> list[Track]:
+    """The tracks that hold items, with their parents (and the process): the others would be
+    empty rows in the UI."""
+    used = set(int(u) for p in tl.slices + tl.instants for u in np.unique(p.track).tolist())
+    by = {t.uuid: t for t in tl.tracks}
+    for u in list(used):
+        while u in by and by[u].parent:
+            u = by[u].parent
+            used.add(u)
+    return [t for t in tl.tracks if t.uuid in used or t.kind == "process"]
+
+
+def without_sched(tl: Timeline) -> Timeline:
+    """The timeline less what the ftrace events now show natively: the CPU slices, the
+    wake-ups (and their arrows), and the thread states, except waits whose object is known
+    (Perfetto's thread states cannot name it)."""
+    slices = []
+    for p in tl.slices:
+        if p.what == "cpu slices":
+            continue
+        if p.what == "thread states":
+            p = p.take(p.arg_name == ARG["blocked_on"])
+        slices.append(p)
+    instants = [p for p in tl.instants if p.what != "wake-ups"]
+    return Timeline(tl.title, tl.tracks, tl.names, slices, instants)
+
+
 @register("perfetto", suffix=".pftrace",
-          doc="Perfetto protobuf trace: CPU, thread and mutex tracks, flows for wake-ups, hand-offs and packets.")
+          doc="Perfetto protobuf trace: ftrace scheduling (CPU tracks, thread states), CPU samples (flame "
+              "graph), mutex tracks, flows for hand-offs and packets.")
 def write(model: Model, out: Path, opts: Options) -> Result:
+    pb = _protos()
     sel = Selection(model.trace, opts.filter)
-    tl = timeline_build.build(model, sel, opts.progress)
+    tl = without_sched(timeline_build.build(model, sel, opts.progress))
+    opts.progress(0, 1, "scheduler events")
+    sched = perfetto_sched.switches_and_wakings(model, sel)
+    smp = perfetto_samples.samples(model, sel)
+    notes = []
     with atomic_file(out) as f:
+        f.write(perfetto_sched.process_tree(model, pb, tl.title))
         counts = write_timeline(tl, f, opts.progress)
-    res = Result(out, {**tl.count(), **counts, "bytes": out.stat().st_size})
+        bundles = perfetto_sched.bundles(sched, pb)
+        for b in bundles:
+            f.write(b)
+        counts["packets"] += len(bundles) + 1
+        counts["ftrace_bundles"] = len(bundles)
+        counts.update(sched.counts())
+        if smp is not None:
+            counts["packets"] += perfetto_samples.write(smp, f, pb)
+            counts["samples"] = len(smp)
+            counts["callstacks"] = len(smp.callstacks)
+            if smp.dropped:
+                notes.append(f"{smp.dropped:,} of {smp.dropped + len(smp):,} samples ({smp.source}) have no "
+                             "frame to show and are left out")
+    res = Result(out, {**tl.count(), "tracks": len(tracks_used(tl)), **counts, "bytes": out.stat().st_size}, notes)
     return res

@@ -6,6 +6,12 @@ note gives the process's CPU time too: on a busy machine the wall time says litt
 Target (issue 6): Perfetto export >= 1 M events/s. Reference: building a Perfetto trace
 with the protobuf classes from Python runs at ~130-160 k slices/s here. Each run is a
 fresh process on a trace written once into build/bench/.
+
+Since issue 22 the Perfetto export writes scheduling as ftrace sched_switch / sched_waking
+(compact form) and CPU samples as callstack samples: the rows' notes say how many of each,
+and one more row exports bench_prof's 10 M sampler_tick records (OSv's sampler, 10-frame
+stacks): per sample, reading and interning its backtrace (as `report prof` does), naming
+the distinct stacks, and a PerfSample packet.
 """
 
 from __future__ import annotations
@@ -73,8 +79,19 @@ def run() -> list[dict]:
                      "target": ">= 1 M events/s", "ok": rate >= 1e6,
                      "note": f"best of {n_runs}: {d['s']:.2f} s, {d['cpu']:.2f} s CPU (2 threads), "
                              f"+{d['imports']:.2f} s imports; "
-                             f"{c['packets']:,} packets ({c['slices']:,} slices, {c['instants']:,} instants, {c['flows']:,} flows), "
+                             f"{c['packets']:,} packets ({c['slices']:,} slices, {c['instants']:,} instants, {c['flows']:,} flows; "
+                             f"{c['sched_switch']:,} sched_switch and {c['sched_waking']:,} sched_waking in "
+                             f"{c['ftrace_bundles']:,} ftrace bundles, {c['full_form']:,} in the full form), "
                              f"{c['bytes'] / d['n']:.0f} B/event"})
+    from tests.bench.bench_prof import sample_dump
+
+    d = _measure(sample_dump(), "perfetto", 1)
+    c = d["counts"]
+    rate = c["samples"] / d["s"]
+    rows.append({"name": "perfetto export, 10M CPU samples", "value": f"{rate / 1e6:.2f}", "unit": "M samples/s",
+                 "target": "", "ok": None,
+                 "note": f"{d['s']:.2f} s, {d['cpu']:.2f} s CPU; OSv sampler_tick records, 10-frame stacks; "
+                         f"{c['callstacks']:,} callstacks, {c['bytes'] / c['samples']:.0f} B/sample"})
     path = trace_1m()
     for fmt in ("chrome", "ctf", "parquet"):
         d = _measure(path, fmt, 1)

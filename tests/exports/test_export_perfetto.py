@@ -1,8 +1,10 @@
-"""Perfetto export, re-parsed with the protobuf classes of the `perfetto` package."""
+"""Perfetto export, re-parsed with the protobuf classes of the `perfetto` package: the TrackEvent
+part (mutexes, hand-offs, packets, markers, lost records, waits on known objects). The ftrace
+scheduling and the callstack samples: tests/exports/test_perfetto_kernel.py."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -16,70 +18,7 @@ from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from tests.support.exports import net_trace
 
-BEGIN, END, INSTANT = pb.TrackEvent.TYPE_SLICE_BEGIN, pb.TrackEvent.TYPE_SLICE_END, pb.TrackEvent.TYPE_INSTANT
-
-
-class Parsed:
-    """A Perfetto trace file, read back: tracks by kind, events per track, names resolved."""
-
-    def __init__(self, path):
-        self.trace = pb.Trace()
-        self.trace.ParseFromString(path.read_bytes())
-        self.names: dict[int, str] = {}
-        self.arg_names: dict[int, str] = {}
-        self.tracks: dict[int, pb.TrackDescriptor] = {}
-        self.events: list[tuple[int, int, pb.TracePacket]] = []  # (ts, file position, packet)
-        for i, p in enumerate(self.trace.packet):
-            assert p.trusted_packet_sequence_id == perfetto.SEQUENCE_ID
-            for n in p.interned_data.event_names:
-                self.names[n.iid] = n.name
-            for n in p.interned_data.debug_annotation_names:
-                self.arg_names[n.iid] = n.name
-            if p.HasField("track_descriptor"):
-                self.tracks[p.track_descriptor.uuid] = p.track_descriptor
-            if p.HasField("track_event"):
-                assert p.sequence_flags == perfetto.SEQ_NEEDS_INCREMENTAL_STATE
-                assert p.track_event.track_uuid in self.tracks
-                self.events.append((p.timestamp, i, p))
-
-    def kind(self, uuid: int) -> str:
-        d = self.tracks[uuid]
-        if d.HasField("thread"):
-            return "thread"
-        if d.name.startswith("CPU "):
-            return "cpu"
-        if d.name.startswith("mutex 0x"):
-            return "mutex"
-        if d.name.startswith("waiter "):
-            assert self.kind(d.parent_uuid) == "mutex"
-            return "waiter"
-        return d.name
-
-    def count(self, typ: int) -> Counter:
-        return Counter(self.kind(p.track_event.track_uuid) for _, _, p in self.events if p.track_event.type == typ)
-
-    def named(self, typ: int) -> list[str]:
-        return [self.names[p.track_event.name_iid] for _, _, p in self.events if p.track_event.type == typ]
-
-    def flows(self) -> tuple[Counter, Counter]:
-        out, end = Counter(), Counter()
-        for _, _, p in self.events:
-            out.update(p.track_event.flow_ids)
-            end.update(p.track_event.terminating_flow_ids)
-        return out, end
-
-    def check_nesting(self) -> None:
-        """What Perfetto's trace processor does: sort by (timestamp, file position), then every
-        end must close an open slice on its track, and no slice may be left open."""
-        open_: dict[int, list[int]] = defaultdict(list)
-        for ts, _i, p in sorted(self.events, key=lambda e: (e[0], e[1])):
-            e = p.track_event
-            if e.type == BEGIN:
-                open_[e.track_uuid].append(ts)
-            elif e.type == END:
-                assert open_[e.track_uuid], f"end at {ts} on track {e.track_uuid} with no open slice"
-                assert open_[e.track_uuid].pop() <= ts
-        assert not any(open_.values()), "slices left open"
+from tests.support.perfetto_read import BEGIN, END, INSTANT, Parsed
 
 
 def _export(model, tmp_path, **filters) -> Parsed:
@@ -91,40 +30,36 @@ def _export(model, tmp_path, **filters) -> Parsed:
 def test_story_tracks_slices_and_flows_equal_the_model(story, tmp_path):
     p = _export(story, tmp_path)
     p.check_nesting()
-    # one slice per row of each table (rows of zero length become instants)
-    expect = {"cpu": story.sched_slice, "thread": story.thread_state, "waiter": story.mutex_wait,
-              "mutex": story.mutex_hold}
+    # one slice per row of each table (rows of zero length become instants); scheduling is
+    # ftrace now, so thread tracks keep only the waits whose object is known
+    known = (story.thread_state["blocked_on"] != 0) & (story.thread_state["dur"] > 0)
+    expect = {"waiter": int((story.mutex_wait["dur"] > 0).sum()), "mutex": int((story.mutex_hold["dur"] > 0).sum()),
+              "thread": int(known.sum())}
     begins, ends = p.count(BEGIN), p.count(END)
-    for kind, table in expect.items():
-        assert begins[kind] == ends[kind] == int((table["dur"] > 0).sum()), kind
-    # tracks: two CPUs, the threads that ran, one mutex with one waiter (b)
+    assert dict(begins) == dict(ends) == expect
+    # tracks: the CPU that lost records, the threads with waits or markers, one mutex with one waiter (b)
     kinds = Counter(p.kind(u) for u in p.tracks)
-    assert kinds["cpu"] == 2 and kinds["mutex"] == 1 and kinds["waiter"] == 1
+    assert kinds["cpu"] == 1 and kinds["mutex"] == 1 and kinds["waiter"] == 1
     assert [d.name for d in p.tracks.values() if p.kind(d.uuid) == "waiter"] == ["waiter b"]
     threads = {d.thread.tid: d.thread.thread_name for d in p.tracks.values() if d.HasField("thread")}
-    assert threads == {1: "main", 2: "a", 3: "b", 9: "idle1"}
+    assert threads == {1: "main", 2: "a", 3: "b"}
     assert sum(d.HasField("process") for d in p.tracks.values()) == 1
-    # flows: the wake-up of b and the hand-off a -> b, each from an instant into a slice
+    # flows: the hand-off a -> b only (wake-ups are sched_waking events now)
     starts, ends_ = p.flows()
-    woke = int((story.wakeup["run_cpu"] >= 0).sum())
     handed = int((story.handoff["latency"] >= 0).sum())
-    assert len(starts) == len(ends_) == woke + handed == 2
-    assert set(starts) == set(ends_) and all(v == 1 for v in starts.values())
+    assert len(starts) == len(ends_) == handed == 1
     dest = [p.names[e.track_event.name_iid] for _, _, e in p.events if e.track_event.terminating_flow_ids]
-    assert sorted(dest) == ["b", "b"]  # b's slice on CPU 1 and b's hold of the mutex
-    # instants: the wake-up, the hand-off, two markers, the lost records of CPU 1
-    assert sorted(p.named(INSTANT)) == ["LOST records (ring full)", "end", "end", "hand-off to b", "wake b"]
+    assert dest == ["b"]  # b's hold of the mutex
+    # instants: the hand-off, two markers, the lost records of CPU 1
+    assert sorted(p.named(INSTANT)) == ["LOST records (ring full)", "end", "end", "hand-off to b"]
     lost = [e.track_event for _, _, e in p.events if p.names.get(e.track_event.name_iid, "").startswith("LOST")]
     assert lost[0].debug_annotations[0].uint_value == 5
     assert p.tracks[lost[0].track_uuid].name == "CPU 1"
+    assert p.tracks[p.tracks[lost[0].track_uuid].parent_uuid].name == "CPU events"
 
 
-def test_slices_carry_names_times_and_arguments(story, tmp_path):
+def test_waits_carry_their_object(story, tmp_path):
     p = _export(story, tmp_path)
-    cpu0 = next(u for u, d in p.tracks.items() if d.name == "CPU 0")
-    got = [(ts, p.names[e.track_event.name_iid]) for ts, _, e in sorted(p.events, key=lambda x: x[0])
-           if e.track_event.track_uuid == cpu0 and e.track_event.type == BEGIN]
-    assert got == [(100, "main"), (200, "a"), (510, "main")]
     waiting = [e.track_event for _, _, e in p.events
                if e.track_event.type == BEGIN and p.names[e.track_event.name_iid] == "waiting"]
     objs = sorted(a.pointer_value for w in waiting for a in w.debug_annotations
@@ -149,11 +84,12 @@ def test_packet_hops_are_one_flow_through_the_stages(tmp_path):
 
 def test_filters_narrow_tracks_and_clip_slices(story, tmp_path):
     p = _export(story, tmp_path, cpus=[1])
-    assert sorted(d.name for d in p.tracks.values() if d.name.startswith("CPU ")) == ["CPU 1"]
-    assert p.count(BEGIN)["cpu"] == int(((story.sched_slice["cpu"] == 1) & (story.sched_slice["dur"] > 0)).sum())
+    assert {b.cpu for b in p.bundles} == {1}
+    assert len(p.switches) == int(((story.sched_slice["cpu"] == 1) & ((story.sched_slice["clipped"] & 1) == 0)).sum())
     p = _export(story, tmp_path, since=250, until=450)
     p.check_nesting()
     assert all(250 <= ts <= 450 for ts, _, _ in p.events)
+    assert all(250 <= s.ts < 450 for s in p.switches) and all(250 <= w.ts < 450 for w in p.wakings)
     assert p.flows()[0] == p.flows()[1]  # flows keep both ends or neither
 
 
@@ -218,29 +154,10 @@ def test_thread_zero_is_a_plain_track(tmp_path, catalog):
     p.check_nesting()
 
 
-def test_the_last_wake_up_before_a_run_gets_the_arrow(tmp_path, catalog):
-    from osvtrace.format.encode import CpuStreamBuilder
-    from tests.support.traces import write_trace
-
-    c0 = CpuStreamBuilder(catalog)
-    c0.add("sched_switch", [10], 1, next=2, prev_state=1)
-    c0.add("sched_wake", [20], 2, tid=3, cpu=0)
-    c0.add("sched_wake", [30], 2, tid=3, cpu=0)
-    c0.add("sched_switch", [40], 2, next=3, prev_state=1)
-    m = Model(osvtrace.open(write_trace(tmp_path / "w.osvt", {0: c0.slots()})))
-    assert len(m.wakeup) == 2 and (m.wakeup["latency"] >= 0).all()
-    p = _export(m, tmp_path)
-    wakes = [(ts, list(e.track_event.flow_ids)) for ts, _, e in sorted(p.events, key=lambda x: x[:2])
-             if e.track_event.type == INSTANT and p.names[e.track_event.name_iid].startswith("wake")]
-    assert [w[0] for w in wakes] == [20, 30] and wakes[0][1] == [] and len(wakes[1][1]) == 1
-    dest = [ts for ts, _, e in p.events if e.track_event.terminating_flow_ids]
-    assert dest == [40]
-
-
 def test_cli_writes_a_perfetto_trace(story_file, tmp_path, capsys):
     out = tmp_path / "cli.pftrace"
     assert main(["export", str(story_file), "--format", "perfetto", "-o", str(out)]) == 0
-    assert "20 slices" in capsys.readouterr().out
+    assert "sched_switch" in capsys.readouterr().out
     Parsed(out).check_nesting()
 
 
