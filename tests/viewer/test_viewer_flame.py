@@ -20,7 +20,7 @@ from osvtrace.model import Model
 from osvtrace.viewer.api import Api
 from osvtrace.viewer.server import ViewerServer
 from tests.support.vm import osvtrace as run_cli
-from tests.viewer.test_viewer_browser import Page, browser  # noqa: F401  (the Chromium fixture)
+from tests.support.browser import Page, browser  # noqa: F401  (the Chromium fixture)
 
 pytestmark = [pytest.mark.qemu]
 
