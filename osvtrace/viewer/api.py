@@ -82,7 +82,9 @@ class Api:
         self.trace = model.trace
         self.lanes = lanes or Lanes(model)
         self.details = Details(model, self.lanes)
-        self.flames = Flame(model, self.lanes)
+        # NOTE: reports and flame graphs grow the model's caches (interned stacks, names): one at a time
+        self._report_lock = threading.Lock()
+        self.flames = Flame(model, self.lanes, self._report_lock)
         self.t_first, self.t_last = self.trace.span_ns
         # any time inside +-1 trace span of the trace is accepted (room to zoom out a little)
         span = max(self.t_last - self.t_first, 1)
@@ -92,7 +94,6 @@ class Api:
             "find": self.find, "report": self.report, "flame": self.flame, "flame-hits": self.flame_hits}
         self._meta: dict[str, Any] | None = None
         self._reports: dict[str, dict[str, Any]] = {}
-        self._report_lock = threading.Lock()
 
     def handle(self, name: str, q: dict[str, list[str]]) -> dict[str, Any]:
         fn = self.routes.get(name)
@@ -287,7 +288,8 @@ class Api:
         opts = registry.options(spec, {})
         if "t0" in q or "t1" in q:
             since, until = self._range(q)
-            return viewer_json(registry.run(spec, self.model, Filter(since=since, until=until), opts))
+            with self._report_lock:
+                return viewer_json(registry.run(spec, self.model, Filter(since=since, until=until), opts))
         with self._report_lock:  # the whole trace's tables are computed once
             if name not in self._reports:
                 self._reports[name] = viewer_json(registry.run(spec, self.model, Filter(), opts))

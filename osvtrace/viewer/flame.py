@@ -71,18 +71,22 @@ class _Built:
 
 
 class Flame:
-    """Flame graphs of one model. Calls are serialised: the model interns stacks as it goes."""
+    """Flame graphs of one model. Calls are serialised (by `lock`, which the viewer's reports
+    share): the model interns stacks and caches names as it goes."""
 
-    def __init__(self, model: Model, lanes: Lanes):
+    def __init__(self, model: Model, lanes: Lanes, lock: threading.Lock | None = None):
         self.model = model
         self.lanes = lanes
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
 
     def known_locks(self) -> set[int]:
         """Every mutex and wait object the trace names (a lock filter must be one of them)."""
-        m = self.model
-        out = set(m.mutex_wait["mutex"].tolist()) | set(m.mutex_hold["mutex"].tolist())
-        return out | set(m.thread_state["blocked_on"].tolist()) - {0}
+        if not hasattr(self, "_locks"):
+            m = self.model
+            with self._lock:
+                out = set(m.mutex_wait["mutex"].tolist()) | set(m.mutex_hold["mutex"].tolist())
+                self._locks = (out | set(m.thread_state["blocked_on"].tolist())) - {0}
+        return self._locks
 
     def _build(self, q: FlameQuery) -> _Built:
         s, source, metric = samples(self.model, q.filter(), q.kind)

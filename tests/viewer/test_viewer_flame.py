@@ -17,6 +17,7 @@ import pytest
 
 import osvtrace
 from osvtrace.model import Model
+from osvtrace.viewer import static
 from osvtrace.viewer.api import Api
 from osvtrace.viewer.server import ViewerServer
 from tests.support.vm import osvtrace as run_cli
@@ -312,6 +313,12 @@ def test_a_lock_waits_details_show_its_symbolized_stack_and_the_flame_draws_the_
         assert d["t0"] is not None  # the visible range
         bars = drawn_bars(pg)
         assert all(f in bars for f in CHAIN), bars
+        # a search filter of one mutex narrows the graph to that lock
+        pg.p.fill("#search", lock)
+        pg.p.wait_for_selector(f".sugg:has-text('{lock}')")
+        pg.p.keyboard.press("Enter")
+        pg.until(f"window.osvApp.flame.data && window.osvApp.flame.data.lock === '{lock}'")
+        assert "chain_lock" in pg.p.evaluate("window.osvApp.flame.data.nodes.name[0]")
         assert pg.errors == []
     finally:
         pg.p.close()
@@ -331,3 +338,15 @@ def test_the_panel_of_a_trace_without_stacks_says_so(browser, story_file):  # no
         pg.p.close()
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_static_page_says_its_flame_graph_needs_the_server(browser, story_file, tmp_path):  # noqa: F811
+    page = tmp_path / "story.html"
+    static.write(Api(Model(osvtrace.open(story_file))), page)
+    pg = Page(browser, page.as_uri())
+    try:
+        pg.p.click("#flame-toggle")
+        pg.p.wait_for_selector("#flame-notes .error")
+        assert "needs the viewer's server" in pg.p.inner_text("#flame-notes") and pg.errors == []
+    finally:
+        pg.p.close()

@@ -54,6 +54,16 @@
       return this.open;
     }
 
+    // the search filter changed: a filter of one thread (one mutex) narrows the graph to it
+    follow(threads, mutexes) {
+      const one = (set) => (set.size === 1 ? String(Array.from(set)[0]) : "");
+      const t = one(threads), m = one(mutexes);
+      const changed = this.thread.value !== t || this.lock.value !== m;
+      this.thread.value = t;
+      this.lock.value = m;
+      if (changed && this.open) this.load();
+    }
+
     // the visible range moved: follow it (after a pause, so a drag costs one request)
     rangeChanged() {
       if (!this.open || !this.range.checked) return;

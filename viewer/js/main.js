@@ -72,6 +72,7 @@
     lanesChanged(reason) {
       if (!reason) this.pinned.clear();  // a new filter: lanes pinned by following links go
       this.lanes = this.search.lanes(this.pinned);
+      this.flame.follow(this.search.threads, this.search.mutexes);
       this.timeline.setLanes(this.lanes);
       this.request(reason || "filter");
     }
