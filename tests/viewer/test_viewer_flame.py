@@ -283,6 +283,14 @@ def test_the_flame_panel_draws_the_spins_top_frames_and_a_click_marks_the_timeli
         assert set(marks) == {f"thread:{APP_TID}", "cpu:0"}
         assert "stacks_hot" in pg.p.inner_text("#flame-status")
         pg.shot("flame-spin-marked.png")
+        # zoomed in: the graph follows the visible range and the same frame is marked for it
+        before = pg.p.evaluate("window.osvApp.highlight.samples")
+        pg.act(lambda: pg.p.keyboard.press("w"))
+        pg.until("window.osvApp.flame.asked.t0 === window.osvApp.range[0] && window.osvApp.highlight"
+                 " && window.osvApp.highlight.samples < " + str(before))
+        a, b = pg.range()
+        h = pg.p.evaluate("window.osvApp.highlight")
+        assert h["frame"] == "stacks_hot" and all(a <= t <= b for t in h["start"])
         pg.p.click("#flame-clear")
         pg.until("!document.getElementById('timeline').data.some(t => t.name === 'flame-instants')")
         assert pg.errors == []

@@ -99,7 +99,12 @@
         notes.innerHTML = (d.empty ? `<p class="flame-empty">${F().esc(d.empty)}</p>` : "") +
           d.notes.map((n) => `<p class="hint">${F().esc(n)}</p>`).join("");
         await this.draw();
-        this.hooks.onDrawn && this.hooks.onDrawn(d);
+        // a frame was picked: pick the same path in the new tree (its marks for the new range)
+        if (this.picked) {
+          const i = this.find(this.picked);
+          if (i >= 0) this.pick(i);
+          else this.clearHits();
+        }
       } catch (e) {
         if (seq !== this.seq) return;
         this.data = null;
@@ -149,10 +154,24 @@
       });
     }
 
+    // a node's frames from the root's child down (names identify a node across trees)
+    pathOf(i) {
+      const n = this.data.nodes, out = [];
+      for (; n.parent[i] >= 0; i = n.parent[i]) out.push(n.name[i]);
+      return out.reverse();
+    }
+
+    find(path) {
+      const n = this.data.nodes, key = JSON.stringify(path);
+      for (let i = 0; i < n.name.length; i++) if (JSON.stringify(this.pathOf(i)) === key) return i;
+      return -1;
+    }
+
     // a frame: ask where it was on the stack, outline it, and give the timeline its highlight
     async pick(node) {
       if (!this.data || node === undefined) return;
       this.selected = node;
+      this.picked = this.pathOf(node);
       this.draw();
       const status = this.el.querySelector("#flame-status");
       try {
@@ -170,6 +189,7 @@
 
     clearHits() {
       this.selected = null;
+      this.picked = null;
       if (this.data && this.plotReady) this.draw();
       this.hooks.onHits(null);
     }
