@@ -8,7 +8,7 @@
     el.innerHTML = `<h2>Details</h2><p class="hint">Click a slice, state, mutex hold or wait, packet or arrow
       to see its details here. Keys: <kbd>W</kbd>/<kbd>S</kbd> zoom, <kbd>A</kbd>/<kbd>D</kbd> pan,
       <kbd>0</kbd> whole trace, <kbd>N</kbd>/<kbd>P</kbd> next/previous item of the selected lane,
-      <kbd>Esc</kbd> clear.</p>`;
+      <kbd>F</kbd> flame graph, <kbd>Esc</kbd> clear.</p>`;
   }
 
   function show(el, item, onLink) {
