@@ -131,7 +131,7 @@ class Details:
         end = int(self.trace.backtrace_ends(idx)[0])
         return {"frames": [{"function": str(names.function[j]), "source": str(names.source[j]), "addr": hexaddr(a)}
                            for j, a in zip(k.tolist(), frames.tolist())],
-                "end": layout.STACK_END_NAMES.get(end, "not marked by the file")}
+                "end": layout.STACK_END_NAMES.get(end, "unmarked")}  # unmarked: the file does not say (OSv's)
 
     def link(self, label: str, lane: str, t0: int, t1: int | None = None) -> dict[str, Any]:
         return {"label": label, "lane": lane, "t0": int(t0), "t1": int(t0 if t1 is None else t1)}

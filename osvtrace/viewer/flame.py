@@ -7,7 +7,7 @@ osvtrace.reports.calltree (machinery frames dropped, heaviest first), so the pan
 `osvtrace report prof|prof-wait|prof-lock --tree caller` agree node for node. Only the layout
 (each node's left edge) and the pruning bound are added here.
 
-Size is bounded: nodes under MIN_SHARE of the whole are pruned with their subtrees, and when
+Size is bounded: nodes under MIN_SHARE (0.1 %) of the whole are pruned with their subtrees, and when
 more than MAX_NODES remain the bar is raised until they fit; the answer says how many nodes and
 how much weight went. Highlights are merged per lane, and when more than MAX_HITS remain,
 neighbours closer than a growing gap are joined, so an answer stays small whatever the trace.
@@ -34,7 +34,7 @@ KINDS = {"prof": "CPU samples", "prof-wait": "blocked time by the waiter's stack
          "prof-lock": "lock wait by the waiter's stack", "prof-hold": "lock hold by the holder's stack"}
 LOCK_KINDS = ("prof-wait", "prof-lock", "prof-hold")
 ORDERS = ("caller", "callee")
-MIN_SHARE = 0.002  # nodes under 0.2 % of the whole are pruned: narrower than a pixel at any panel width
+MIN_SHARE = 0.001  # nodes under 0.1 % of the whole are pruned: about a pixel at the panel's usual width
 MAX_NODES = 2000  # at most this many nodes drawn (plotly draws a bar per node)
 MAX_HITS = 20_000  # highlight intervals sent for one frame
 

@@ -40,7 +40,8 @@
     }
     const rows = st.frames.map((f) => `<li><span class="fn">${esc(f.function)}</span>
       <span class="addr">${esc(f.addr)}</span>${f.source ? `<span class="src">${esc(f.source.split("/").slice(-2).join("/"))}</span>` : ""}</li>`).join("");
-    const end = st.end === "complete" ? "" : `<p class="warn">the walk ended early: ${esc(st.end)}</p>`;
+    const end = st.end === "complete" || st.end === "unmarked" ? ""
+      : `<p class="warn">the walk ended early: ${esc(st.end)}</p>`;
     return `<h3>Stack <span class="stack-of">${esc(item.stack_of || "")}</span></h3><ol class="stack">${rows}</ol>${end}`;
   }
 
