@@ -165,15 +165,19 @@ class Flame:
             path.append(str(cols["frame"][k]))
             k = int(cols["parent"][k])
         path.reverse()
-        s = b.s
-        has = s.stack != NO_STACK
-        rows = b.named.paths[b.named.rows(s.stack[has])] if has.any() else np.zeros((0, 1), np.int32)
-        ids = {str(x): i for i, x in enumerate(b.named.names.tolist())}
+        s, named = b.s, b.named
+        ids = {str(x): i for i, x in enumerate(named.names.tolist())}
         want = np.array([ids[x] for x in path], np.int32)
-        on = np.zeros(len(s.event), bool)
-        if rows.shape[1] >= len(want):
+        # per distinct stack (few), then per sample by lookup: never a (samples x depth) matrix
+        paths = named.paths
+        through = np.zeros(len(paths), bool)
+        if paths.shape[1] >= max(len(want), 1):
             # the root (no frames) stands for every sample drawn in the tree: not all machinery
-            on[has] = (rows[:, :len(want)] == want).all(axis=1) & (rows[:, 0] >= 0 if rows.shape[1] else False)
+            through = (paths[:, :len(want)] == want).all(axis=1) & (paths[:, 0] >= 0)
+        has = s.stack != NO_STACK
+        on = np.zeros(len(s.event), bool)
+        if has.any() and len(named.stack_ids):
+            on[has] = through[named.rows(s.stack[has])]
         sel = s.take(on)
         lanes, lane, start, end = self._lanes_of(q.kind, sel)
         start, end, lane, gap = _merge(lane, start, end, len(lanes))
