@@ -134,7 +134,7 @@ class Flame:
             empty = "every stack here is tracing or scheduling machinery only (left out, as the reports do)"
         notes = list(p.notes) + stack_notes(self.model, p)
         if b.pruned_nodes:
-            share = b.pruned_value * 100.0 / max(total + b.pruned_value, 1)
+            share = b.pruned_value * 100.0 / max(total, 1)  # the root keeps the whole, pruned or not
             notes.append(f"pruned {b.pruned_nodes:,} nodes under {_amount(b.threshold, p.metric)} each "
                          f"({share:.1f}% of the weight): zoom in or pick a thread or lock to see them")
         return {"kind": q.kind, "title": KINDS[q.kind], "source": p.source, "metric": p.metric, "order": q.order,

@@ -94,8 +94,10 @@
         const d = await this.backend.flame(p);
         if (seq !== this.seq) return;  // a newer request is on its way
         this.data = d; this.asked = p; this.selected = null;
+        const pr = d.pruned.nodes ? ` (${d.pruned.nodes.toLocaleString()} pruned: ` +
+          `${(100 * d.pruned.value / Math.max(d.total, 1)).toFixed(1)}% of the width left blank)` : "";
         status.textContent = d.empty ? "" : `${d.source}: ${amount(d.total, d.metric)}` +
-          ` · ${d.nodes.name.length.toLocaleString()} frames`;
+          ` · ${d.nodes.name.length.toLocaleString()} frames${pr}`;
         notes.innerHTML = (d.empty ? `<p class="flame-empty">${F().esc(d.empty)}</p>` : "") +
           d.notes.map((n) => `<p class="hint">${F().esc(n)}</p>`).join("");
         await this.draw();
