@@ -180,8 +180,11 @@
         const h = await this.backend.flameHits(Object.assign({}, this.asked, { node }));
         if (this.selected !== node) return;
         const hits = h.start.length;
+        const shown = this.hooks.shownLanes ? this.hooks.shownLanes() : null;
+        const hidden = shown ? h.lanes.filter((id) => !shown.has(id)).length : 0;
         status.textContent = `${h.frame}: ${h.samples.toLocaleString()} ${this.data.metric === "ns" ? "waits" : "samples"}` +
           ` · ${hits.toLocaleString()} marks on ${h.lanes.length} lane${h.lanes.length === 1 ? "" : "s"}` +
+          (hidden ? ` (${hidden} not shown: search for them)` : "") +
           (h.merged_gap ? ` (gaps under ${F().duration(h.merged_gap)} joined)` : "");
         this.hooks.onHits(h);
       } catch (e) {

@@ -35,6 +35,7 @@
       this.highlight = null;  // where the flame graph's clicked frame was on the stack
       this.flame = new osv.Flame($("flame"), this.backend, m, {
         getRange: () => this.range,
+        shownLanes: () => new Set(this.lanes.map((l) => l.id)),
         onHits: (h) => { this.highlight = h; if (this.lastView) this.paint(this.lastView); },
       });
       $("flame-toggle").addEventListener("click", () => this.toggleFlame());
