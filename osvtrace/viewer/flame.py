@@ -126,10 +126,11 @@ class Flame:
         n = len(b.s.event)
         empty = None
         if not n:
-            empty = f"no {KINDS[q.kind]} here (none in this range{', thread' if q.thread is not None else ''}" \
-                    f"{' and lock' if q.lock is not None else ''})"
+            where = "in this range" if q.since is not None else "in this trace"
+            empty = f"nothing to draw: no {KINDS[q.kind].split(' by ')[0]} {where}" \
+                    f"{' by this thread' if q.thread is not None else ''}{' on this lock' if q.lock is not None else ''}"
         elif p.missing == n:
-            empty = f"{NO_STACKS}. This trace's {p.source} ({n:,}) carry none."
+            empty = f"{NO_STACKS}. None of the {n:,} samples here ({p.source}) has one."
         elif len(parent) <= 1:
             empty = "every stack here is tracing or scheduling machinery only (left out, as the reports do)"
         notes = list(p.notes) + stack_notes(self.model, p)
