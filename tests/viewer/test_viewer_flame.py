@@ -196,6 +196,8 @@ def test_a_time_window_narrows_the_tree(spin):
     mid = int(times[len(times) // 2])
     half = spin.ok("flame", kind="prof", thread=APP_TID, t0=int(times[0]), t1=mid)
     assert 0 < half["samples"] < whole["samples"]
+    after = spin.ok("flame", kind="prof", t0=int(times[-1]) + 1, t1=int(times[-1]) + 1_000_000)
+    assert after["samples"] == 0 and after["empty"] == "nothing to draw: no CPU samples in this range"
 
 
 @pytest.mark.parametrize("params, says", [
