@@ -37,9 +37,10 @@ def record(kernel: Path, out: Path, *args: str) -> Path:
 
 @pytest.fixture(scope="module")
 def spin_file(kernel, tmp_path_factory) -> Path:
-    # the sampler at 1000 Hz for 3 s: ~2,000 samples on an idle host (fewer under load)
+    # the sampler at 1000 Hz for 4 s: ~2,500 samples here at load 8 on 2 cores; TCG delivers
+    # fewer on a busier host, and the share's tolerance follows the count (share_tolerance)
     return record(kernel, tmp_path_factory.mktemp("flame") / "spin.osvt", "--sampler", "1000",
-                  "--trace", "cpu_sample,sched_switch", "stacks", "spin", "--ms", "3000")
+                  "--trace", "cpu_sample,sched_switch", "stacks", "spin", "--ms", "4000")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def share_tolerance(n: int) -> float:
 def test_the_api_puts_three_quarters_of_the_spins_samples_in_the_hot_function(spin):
     t = spin.ok("flame", kind="prof", thread=APP_TID)
     n = t["nodes"]
-    assert t["metric"] == "count" and t["samples"] >= 300 and t["missing"] == 0
+    assert t["metric"] == "count" and t["samples"] >= 200 and t["missing"] == 0
     # the top frames, caller first: the thread's entry down to the loop's caller
     deep = find(t, "stacks_spin_deep")
     assert path_of(t, deep)[-3:] == ["(anonymous namespace)::app_thread(void*)",
@@ -257,7 +258,7 @@ def test_the_flame_panel_draws_the_spins_top_frames_and_a_click_marks_the_timeli
         assert d["kind"] == "prof" and not d["empty"]
         bars = drawn_bars(pg)
         assert "stacks_spin_deep" in bars and "stacks_hot" in bars and "stacks_cold" in bars
-        # the hot bar is ~3/4 of the widths of hot and cold, as drawn on screen
+        # the hot bar's share of the widths of hot and cold, as drawn on screen, is its samples' (~3/4)
         w = pg.p.evaluate("""() => {
             const out = {};
             document.querySelectorAll('#flame-plot .barlayer .point').forEach(p => {
@@ -265,7 +266,10 @@ def test_the_flame_panel_draws_the_spins_top_frames_and_a_click_marks_the_timeli
                 if (t) out[t.textContent] = p.querySelector('path').getBoundingClientRect().width;
             });
             return out; }""")
-        assert abs(w["stacks_hot"] / (w["stacks_hot"] + w["stacks_cold"]) - 0.75) < 0.1, w
+        n = d["nodes"]
+        hot, cold = n["value"][n["name"].index("stacks_hot")], n["value"][n["name"].index("stacks_cold")]
+        assert abs(w["stacks_hot"] / (w["stacks_hot"] + w["stacks_cold"]) - hot / (hot + cold)) < 0.01, w
+        assert abs(hot / (hot + cold) - 0.75) < share_tolerance(hot + cold)
         pg.shot("flame-spin.png")
         # click the hot bar: its samples are marked on the app thread's and the CPU's lanes
         x, y = pg.p.evaluate("""() => {
