@@ -9,7 +9,7 @@ from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from osvtrace.reports.calltree import ORIENTATIONS, build, name_paths, preorder
 from osvtrace.reports.common import Options, Report
-from osvtrace.reports.profiles import GROUPS, profile
+from osvtrace.reports.profiles import GROUPS, Profile, profile
 from osvtrace.reports.registry import Opt, register
 
 TREE_OPTS: tuple[Opt, ...] = (
@@ -25,16 +25,9 @@ TREE_OPTS: tuple[Opt, ...] = (
 FLAT_OPT = Opt("--flat", "flag", "The flat table (per thread and what it waited on) instead of the tree.")
 
 
-def tree_report(model: Model, flt: Filter, opts: Options, kind: str) -> Report:
-    """A profile of `kind` as a call tree (rows: its nodes, parents first)."""
-    orient = opts.more.get("tree") or "callee"
-    if orient not in ORIENTATIONS:
-        raise UsageError(f"{kind}: --tree {orient}: give callee or caller")
-    p = profile(model, flt, kind, opts.more.get("group_by") or "none")
-    named = name_paths(model, p.stack, caller_first=orient == "caller")
-    t = build(p, named, opts.more.get("max_levels"))
-    cols = preorder(t, named, p.metric, opts.min_duration, opts.more.get("min_count") or 0)
-    notes = list(p.notes)
+def stack_notes(model: Model, p: Profile) -> list[str]:
+    """What the profile's stacks may get wrong: cut by the depth bound, or looping."""
+    notes = []
     if len(p.stack):
         st = model.stacks
         cut, loop = st.cut()[p.stack], st.loops()[p.stack]
@@ -44,6 +37,19 @@ def tree_report(model: Model, flt: Filter, opts: Options, kind: str) -> Report:
         if loop.any():
             notes.append(f"{int(p.count[loop].sum()):,} samples' stacks repeat an address (recursion, or a bad frame "
                          "walk)")
+    return notes
+
+
+def tree_report(model: Model, flt: Filter, opts: Options, kind: str) -> Report:
+    """A profile of `kind` as a call tree (rows: its nodes, parents first)."""
+    orient = opts.more.get("tree") or "callee"
+    if orient not in ORIENTATIONS:
+        raise UsageError(f"{kind}: --tree {orient}: give callee or caller")
+    p = profile(model, flt, kind, opts.more.get("group_by") or "none")
+    named = name_paths(model, p.stack, caller_first=orient == "caller")
+    t = build(p, named, opts.more.get("max_levels"))
+    cols = preorder(t, named, p.metric, opts.min_duration, opts.more.get("min_count") or 0)
+    notes = list(p.notes) + stack_notes(model, p)
     what = "time" if p.metric == "ns" else "samples"
     notes.append(f"pct: share of its root's {what}; {orient} first; machinery frames (tracepoint, trace.hh, thread "
                  "entry) left out as trace.py does")

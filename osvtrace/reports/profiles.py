@@ -44,6 +44,13 @@ class Samples:
     tid: np.ndarray
     lock: np.ndarray  # uint64 mutex or wait object (0: none)
     stack: np.ndarray | None = None  # int32 stack ids, when not the events' own (a sampler's PC added)
+    start: np.ndarray | None = None  # int64 when it began, inside the window (None: the record's time)
+
+    def take(self, keep: np.ndarray) -> "Samples":
+        """The samples where keep is True (a bool mask)."""
+        return Samples(self.event[keep], self.ns[keep], self.tid[keep], self.lock[keep],
+                       None if self.stack is None else self.stack[keep],
+                       None if self.start is None else self.start[keep])
 
 
 @dataclass
@@ -74,7 +81,25 @@ def profile(model: Model, flt: Filter, kind: str, group_by: str = "none") -> Pro
         raise UsageError(f"{kind}: --group-by {group_by}: give one of {', '.join(GROUPS)}")
     if group_by == "lock" and kind == "prof":
         raise UsageError("prof: --group-by lock applies to prof-wait and prof-lock")
+    s, source, metric = samples(model, flt, kind)
+    return aggregate(model, s, kind, source, metric, group_by)
+
+
+def samples(model: Model, flt: Filter, kind: str) -> tuple[Samples, str, str]:
+    """The samples of one kind, each with its stack id: (samples, what they are in words, metric).
+    The viewer takes them one by one (to narrow them to a lock, to find where a frame ran)."""
+    if kind not in KINDS:
+        raise UsageError(f"no profile {kind!r}; profiles: {', '.join(KINDS)}")
     s, source, metric = _SOURCES[kind](model, flt)
+    if s.stack is None:
+        s.stack = model.stacks.ids(s.event)
+    if s.start is None:
+        s.start = model.trace.events.time[s.event]
+    return s, source, metric
+
+
+def aggregate(model: Model, s: Samples, kind: str, source: str, metric: str, group_by: str = "none") -> Profile:
+    """Samples summed per (group, stack): the rows every tree, folded or pprof output is made of."""
     stack = s.stack if s.stack is not None else model.stacks.ids(s.event)
     has = stack != NO_STACK
     missing = int((~has).sum())
@@ -173,7 +198,8 @@ def _waits(model: Model, flt: Filter) -> Samples:
             ok = k < len(qidx)
             ok[ok] = qidx[k[ok]] == event[ok]
             obj[ok] = qa["obj"][k[ok]]
-        return Samples(event[keep], clip(start[keep], dur[keep], flt), tid[keep], obj[keep])
+        return Samples(event[keep], clip(start[keep], dur[keep], flt), tid[keep], obj[keep],
+                       start=clip_start(start[keep], flt))
     ts = model.thread_state
     m = filter_table(model, ts, flt) & ((ts["state"] == WAITING) | (ts["state"] == SLEEPING))
     rows = np.flatnonzero(m)
@@ -198,7 +224,13 @@ def _waits(model: Model, flt: Filter) -> Samples:
     found = event >= 0
     stack = np.full(len(rows), NO_STACK, np.int32)
     stack[found] = model.stacks.ids(event[found])
-    return Samples(np.where(found, event, 0), clip(start, ts["dur"][rows], flt), tid, ts["blocked_on"][rows], stack)
+    return Samples(np.where(found, event, 0), clip(start, ts["dur"][rows], flt), tid, ts["blocked_on"][rows], stack,
+                   clip_start(start, flt))
+
+
+def clip_start(start: np.ndarray, flt: Filter) -> np.ndarray:
+    """Starts moved into the filter's window, as clip() cuts the durations (start + ns ends there)."""
+    return start if flt.since is None else np.maximum(start, flt.since)
 
 
 def _window_cpu_thread(model: Model, flt: Filter, start: np.ndarray, dur: np.ndarray, tid: np.ndarray,
@@ -221,7 +253,8 @@ def _locks(model: Model, flt: Filter, hold: bool = False) -> Samples:
     ev = model.trace.events
     m = _window_cpu_thread(model, flt, t["start"], t["dur"], t["tid"], ev.cpu[t["event"]]) if len(t) \
         else np.zeros(0, bool)
-    return Samples(t["event"][m], clip(t["start"][m], t["dur"][m], flt), t["tid"][m], t["mutex"][m])
+    return Samples(t["event"][m], clip(t["start"][m], t["dur"][m], flt), t["tid"][m], t["mutex"][m],
+                   start=clip_start(t["start"][m], flt))
 
 
 _SOURCES = {

@@ -8,6 +8,10 @@
     GET /api/arrow?kind=K&row=R                     a wake-up, hand-off or packet hop
     GET /api/find?lane=ID&t=NS&dir=next|prev        the next (previous) item of a lane
     GET /api/report?name=N[&t0=NS&t1=NS]            a report's table (osvtrace.reports)
+    GET /api/flame?kind=K[&t0=NS&t1=NS][&thread=TID][&lock=0xADDR][&order=caller|callee]
+                                                    a profile's call tree laid out as a flame graph
+    GET /api/flame-hits?(the same)&node=N           where node N's frame was on the stack: lanes
+                                                    and intervals (instants for samples)
 
 Bad parameters raise ApiError, which the server answers with 400 and {"error": "..."}.
 """
@@ -25,6 +29,8 @@ from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from osvtrace.viewer import figure
 from osvtrace.viewer.details import Details
+from osvtrace.viewer.flame import KINDS as FLAME_KINDS
+from osvtrace.viewer.flame import LOCK_KINDS, MAX_NODES, ORDERS, Flame, FlameQuery
 from osvtrace.viewer.lanes import Lanes
 from osvtrace.viewer.lod import edges
 
@@ -76,16 +82,18 @@ class Api:
         self.trace = model.trace
         self.lanes = lanes or Lanes(model)
         self.details = Details(model, self.lanes)
+        # NOTE: reports and flame graphs grow the model's caches (interned stacks, names): one at a time
+        self._report_lock = threading.Lock()
+        self.flames = Flame(model, self.lanes, self._report_lock)
         self.t_first, self.t_last = self.trace.span_ns
         # any time inside +-1 trace span of the trace is accepted (room to zoom out a little)
         span = max(self.t_last - self.t_first, 1)
         self.t_lo, self.t_hi = self.t_first - span - 1_000_000, self.t_last + span + 1_000_000
         self.routes: dict[str, Callable[[dict[str, list[str]]], dict[str, Any]]] = {
             "meta": lambda q: self.meta(), "view": self.view, "item": self.item, "arrow": self.arrow,
-            "find": self.find, "report": self.report}
+            "find": self.find, "report": self.report, "flame": self.flame, "flame-hits": self.flame_hits}
         self._meta: dict[str, Any] | None = None
         self._reports: dict[str, dict[str, Any]] = {}
-        self._report_lock = threading.Lock()
 
     def handle(self, name: str, q: dict[str, list[str]]) -> dict[str, Any]:
         fn = self.routes.get(name)
@@ -138,6 +146,7 @@ class Api:
                                         for c in np.unique(lost["cpu"])} if len(lost) else {},
                         "warnings": list(t.warnings)},
             "reports": [{"name": s.name, "doc": s.doc} for s in tables],
+            "flame_kinds": [{"kind": k, "label": v} for k, v in FLAME_KINDS.items()],
             "default_report": DEFAULT_REPORT if any(s.name == DEFAULT_REPORT for s in tables)
             else next((s.name for s in tables), None),
             "arrows": {k: len(a) for k, a in self.lanes.arrows.items()},
@@ -279,11 +288,59 @@ class Api:
         opts = registry.options(spec, {})
         if "t0" in q or "t1" in q:
             since, until = self._range(q)
-            return viewer_json(registry.run(spec, self.model, Filter(since=since, until=until), opts))
+            with self._report_lock:
+                return viewer_json(registry.run(spec, self.model, Filter(since=since, until=until), opts))
         with self._report_lock:  # the whole trace's tables are computed once
             if name not in self._reports:
                 self._reports[name] = viewer_json(registry.run(spec, self.model, Filter(), opts))
             return self._reports[name]
+
+    # ------------------------------------------------------------ flame graph
+
+    def _flame_query(self, q: dict[str, list[str]]) -> FlameQuery:
+        """The flame graph asked for, every parameter checked (a bad one is a 400, never a traceback)."""
+        kind = _one(q, "kind")
+        if kind not in FLAME_KINDS:
+            raise ApiError(f"no such flame graph kind: {kind[:40]!r}; kinds: {', '.join(FLAME_KINDS)}")
+        since = until = None
+        if "t0" in q or "t1" in q:
+            since, until = self._range(q)
+        thread = None
+        if "thread" in q:
+            thread = _int(q, "thread", 0, 2**32 - 1)
+            if thread not in self._tids():
+                raise ApiError(f"no such thread: {thread}")
+        lock = None
+        if "lock" in q:
+            text = _one(q, "lock")
+            if kind not in LOCK_KINDS:
+                raise ApiError(f"parameter 'lock' applies to {', '.join(LOCK_KINDS)}, not {kind}")
+            try:
+                lock = int(text, 16)
+            except ValueError:
+                raise ApiError(f"parameter 'lock': not a hex address: {text[:40]!r}") from None
+            if lock not in self.flames.known_locks():
+                raise ApiError(f"no such lock: {text[:40]!r} (no mutex or wait object at that address)")
+        order = _one(q, "order", "caller")
+        if order not in ORDERS:
+            raise ApiError(f"parameter 'order': caller or callee, not {order[:20]!r}")
+        return FlameQuery(kind, since, until, thread, lock, order, _int(q, "max_nodes", 2, 10 * MAX_NODES, MAX_NODES))
+
+    def _tids(self) -> set[int]:
+        if not hasattr(self, "_tid_set"):
+            self._tid_set = set(self.model.threads["tid"].tolist())
+        return self._tid_set
+
+    def flame(self, q: dict[str, list[str]]) -> dict[str, Any]:
+        return self.flames.tree(self._flame_query(q))
+
+    def flame_hits(self, q: dict[str, list[str]]) -> dict[str, Any]:
+        fq = self._flame_query({k: v for k, v in q.items() if k != "node"})
+        node = _int(q, "node", 0, 10 * MAX_NODES)
+        try:
+            return self.flames.hits(fq, node)
+        except IndexError as e:
+            raise ApiError(str(e)) from None
 
 
 def arrow_cap(px: int) -> int:

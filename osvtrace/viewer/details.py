@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from osvtrace.catalog import layout
 from osvtrace.catalog.schema import Tracepoint
 from osvtrace.model import Model
 from osvtrace.model.filters import format_duration, format_ns
+from osvtrace.model.frames import frame_names
 from osvtrace.model.net import STAGES
-from osvtrace.model.sched import RUNNABLE, RUNNING, STATE_NAMES
+from osvtrace.model.sched import RUNNABLE, RUNNING, SLEEPING, STATE_NAMES, WAITING
 from osvtrace.viewer.lanes import Lane, Lanes, hexaddr
 
 MAX_EVENTS = 12  # records listed per item
@@ -113,6 +115,24 @@ class Details:
                     break
         return out
 
+    def stack(self, i: int) -> dict[str, Any] | None:
+        """The symbolized backtrace of record i, innermost first: each frame's function and
+        file:line with its raw return address kept beside it, and why the walk ended. None when
+        the record carries no stack."""
+        idx = np.array([int(i)], np.int64)
+        bt = self.trace.backtraces(idx)
+        row = bt[0] if bt.shape[1] else np.zeros(0, np.uint64)
+        zero = np.flatnonzero(row == 0)
+        frames = row[:zero[0]] if len(zero) else row  # a 0 ends a stack
+        if not len(frames):
+            return None
+        names = frame_names(self.trace, frames)
+        k = names.index(frames)
+        end = int(self.trace.backtrace_ends(idx)[0])
+        return {"frames": [{"function": str(names.function[j]), "source": str(names.source[j]), "addr": hexaddr(a)}
+                           for j, a in zip(k.tolist(), frames.tolist())],
+                "end": layout.STACK_END_NAMES.get(end, "unmarked")}  # unmarked: the file does not say (OSv's)
+
     def link(self, label: str, lane: str, t0: int, t1: int | None = None) -> dict[str, Any]:
         return {"label": label, "lane": lane, "t0": int(t0), "t1": int(t0 if t1 is None else t1)}
 
@@ -189,8 +209,12 @@ class Details:
             ev = self.events_at(start, tps=("sched_wake",))
         else:
             ev = self.events_at(start, tid=tid)
-        return {"title": f"{self.trace.thread_name(tid)}: {_state(state)}", "fields": fields, "events": ev,
-                "links": links, "t0": start, "t1": start + dur}
+        d = {"title": f"{self.trace.thread_name(tid)}: {_state(state)}", "fields": fields, "events": ev,
+             "links": links, "t0": start, "t1": start + dur}
+        if state in (WAITING, SLEEPING):  # a wait: the stack of the record that began it, where it has one
+            d["stack"] = next((st for st in map(self.stack, ev) if st is not None), None)
+            d["stack_of"] = "the thread, where it began to wait"
+        return d
 
     def _hold(self, lane: Lane, r: int) -> dict[str, Any]:
         h = self.model.mutex_hold
@@ -218,7 +242,8 @@ class Details:
         ev = self.events_at(start, tid=tid, tps=lock_tps) + \
             self.events_at(start + dur, tid=tid, tps=("mutex_unlock", "mutex_handoff"))
         return {"title": f"mutex {self.named(mx)} held by {self.trace.thread_name(tid)}", "fields": fields, "events": ev,
-                "links": links, "t0": start, "t1": start + dur}
+                "links": links, "t0": start, "t1": start + dur, "stack": self.stack(int(h["event"][r])),
+                "stack_of": "the holder, where it took the mutex"}
 
     def _wait(self, lane: Lane, r: int) -> dict[str, Any]:
         w = self.model.mutex_wait
@@ -235,8 +260,8 @@ class Details:
         ev = self.events_at(start, tid=tid, tps=("mutex_lock_wait",)) + \
             self.events_at(start + dur, tid=tid, tps=("mutex_lock_wake",))
         return {"title": f"{self.trace.thread_name(tid)} waiting for mutex {self.named(mx)}", "fields": fields,
-                "events": ev,
-                "links": links, "t0": start, "t1": start + dur}
+                "events": ev, "links": links, "t0": start, "t1": start + dur, "stack": self.stack(int(w["event"][r])),
+                "stack_of": "the waiter, where it began to wait"}
 
     def _chan(self, lane: Lane, r: int) -> dict[str, Any]:
         d = self._packet(r, lane.id)
@@ -298,7 +323,7 @@ class Details:
                 else:
                     links.append(self.link(f"packet {pk}", f"cpu:{e['cpu']}", t))
         return {"title": f"{e['tracepoint']} on CPU {e['cpu']}", "fields": fields, "events": [i], "links": links,
-                "t0": t, "t1": t}
+                "t0": t, "t1": t, "stack": self.stack(i), "stack_of": "the record"}
 
     # ------------------------------------------------------------ arrows
 

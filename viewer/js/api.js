@@ -50,6 +50,8 @@
       if (t0 !== undefined) { p.t0 = Math.round(t0); p.t1 = Math.round(t1); }
       return this.get("report", p);
     }
+    flame(p) { return this.get("flame", p); }
+    flameHits(p) { return this.get("flame-hits", p); }
   }
 
   // ------------------------------------------------------------ static page
@@ -131,6 +133,10 @@
       const r = this.data.reports[name];
       if (!r) throw new Error(`no such report: ${name}`);
       return r;
+    }
+
+    async flame() {
+      throw new Error("the flame graph needs the viewer's server (osvtrace view FILE): a static page carries no stacks");
     }
   }
 

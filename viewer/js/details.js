@@ -8,7 +8,7 @@
     el.innerHTML = `<h2>Details</h2><p class="hint">Click a slice, state, mutex hold or wait, packet or arrow
       to see its details here. Keys: <kbd>W</kbd>/<kbd>S</kbd> zoom, <kbd>A</kbd>/<kbd>D</kbd> pan,
       <kbd>0</kbd> whole trace, <kbd>N</kbd>/<kbd>P</kbd> next/previous item of the selected lane,
-      <kbd>Esc</kbd> clear.</p>`;
+      <kbd>F</kbd> flame graph, <kbd>Esc</kbd> clear.</p>`;
   }
 
   function show(el, item, onLink) {
@@ -23,12 +23,26 @@
     }).join("");
     el.innerHTML = `<h2 id="details-title">${esc(item.title)}</h2>
       <table class="fields">${fields}</table>
+      ${"stack" in item ? stack(item) : ""}
       ${links ? `<h3>Linked</h3><ul class="links">${links}</ul>` : ""}
       ${events ? `<h3>Records</h3>${events}` : ""}`;
     el.querySelectorAll("a.link").forEach((a) => a.addEventListener("click", (ev) => {
       ev.preventDefault();
       onLink(item.links[+a.dataset.i]);
     }));
+  }
+
+  // a record's stack, innermost first: the function, its address beside it, then file:line
+  function stack(item) {
+    const st = item.stack;
+    if (!st) {
+      return `<h3>Stack</h3><p class="hint">no stack recorded here (record with --tracebt or --backtrace)</p>`;
+    }
+    const rows = st.frames.map((f) => `<li><span class="fn">${esc(f.function)}</span>
+      <span class="addr">${esc(f.addr)}</span>${f.source ? `<span class="src">${esc(f.source.split("/").slice(-2).join("/"))}</span>` : ""}</li>`).join("");
+    const end = st.end === "complete" || st.end === "unmarked" ? ""
+      : `<p class="warn">the walk ended early: ${esc(st.end)}</p>`;
+    return `<h3>Stack <span class="stack-of">${esc(item.stack_of || "")}</span></h3><ol class="stack">${rows}</ol>${end}`;
   }
 
   function error(el, msg) {

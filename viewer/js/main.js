@@ -32,6 +32,13 @@
       osv.summary.render($("summary"), m, (kind, v) => this.search.add(kind, v));
       osv.details.clear($("details"));
       this.reports = new osv.Reports($("reports"), this.backend, m, () => this.range);
+      this.highlight = null;  // where the flame graph's clicked frame was on the stack
+      this.flame = new osv.Flame($("flame"), this.backend, m, {
+        getRange: () => this.range,
+        shownLanes: () => new Set(this.lanes.map((l) => l.id)),
+        onHits: (h) => { this.highlight = h; if (this.lastView) this.paint(this.lastView); },
+      });
+      $("flame-toggle").addEventListener("click", () => this.toggleFlame());
       $("zoom-in").addEventListener("click", () => this.zoom(0.5, null, "button"));
       $("zoom-out").addEventListener("click", () => this.zoom(2, null, "button"));
       $("zoom-reset").addEventListener("click", () => this.reset());
@@ -66,6 +73,7 @@
     lanesChanged(reason) {
       if (!reason) this.pinned.clear();  // a new filter: lanes pinned by following links go
       this.lanes = this.search.lanes(this.pinned);
+      this.flame.follow(this.search.threads, this.search.mutexes);
       this.timeline.setLanes(this.lanes);
       this.request(reason || "filter");
     }
@@ -130,6 +138,7 @@
           this.reports.load();  // after the first picture: a report over a big trace takes a while
         }
         this.status(view);
+        if (want.reason !== "flame") this.flame.rangeChanged();
       } catch (e) {
         perf.errors.push(String(e && e.message));
         $("status").innerHTML = `<span class="error">${osv.format.esc(e.message)}</span>`;
@@ -143,7 +152,14 @@
     }
 
     paint(view) {
-      return this.timeline.render(view, { selected: this.selected, brightThreads: this.search.bright() });
+      return this.timeline.render(view, { selected: this.selected, brightThreads: this.search.bright(),
+                                          highlight: this.highlight });
+    }
+
+    toggleFlame() {
+      const open = this.flame.toggle();
+      $("flame-toggle").setAttribute("aria-pressed", String(open));
+      $("flame-toggle").classList.toggle("on", open);
     }
 
     status(view) {
@@ -227,6 +243,7 @@
       else if (k === "n" || k === "N") this.step("next");
       else if (k === "p" || k === "P") this.step("prev");
       else if (k === "/") { e.preventDefault(); $("search").focus(); return; }
+      else if (k === "f" || k === "F") this.toggleFlame();
       else if (k === "Escape") { this.select(null); return; }
       else return;
       e.preventDefault();

@@ -169,6 +169,7 @@
         traces.push(b.trace);
         this.segs.push(...b.segs);
       }
+      if (opts.highlight) traces.push(...this.hitTraces(opts.highlight, t0, t1, W));
       const L = this.meta.layout;
       const rowH = this.pal.row_height;
       const ticks = F().ticks(t0, t1, this.plotWidth());
@@ -244,6 +245,39 @@
       }
       return { type: "scatter", mode: "text", x, y, text, textfont: { size: 11, color }, hoverinfo: "skip",
                cliponaxis: true, name: "labels" };
+    }
+
+    // where the flame graph's clicked frame was on the stack: intervals as bars across their
+    // lanes, instants (samples) as ticks; joined per pixel column, so a view draws at most a
+    // mark per column and lane whatever the number of hits
+    hitTraces(h, t0, t1, W) {
+      const dx = (t1 - t0) / W, rowH = this.pal.row_height;
+      const sx = [], sy = [], mx = [], my = [];
+      const last = new Map();  // row -> [start, end] of the mark being grown
+      const flush = (row) => {
+        const m = last.get(row);
+        if (!m) return;
+        if (m[1] - m[0] < 2 * dx) { mx.push((m[0] + m[1]) / 2); my.push(row); }
+        else { sx.push(m[0], m[1], null); sy.push(row, row, null); }
+        last.delete(row);
+      };
+      for (let i = 0; i < h.start.length; i++) {
+        const row = this.rowOf.get(h.lanes[h.lane[i]]);
+        const a = h.start[i], b = h.end[i];
+        if (row === undefined || b < t0 || a > t1) continue;
+        const m = last.get(row);
+        if (m && a <= m[1] + dx) { m[1] = Math.max(m[1], b); continue; }
+        flush(row);
+        last.set(row, [a, b]);
+      }
+      for (const row of Array.from(last.keys())) flush(row);
+      const color = "rgba(214, 0, 140, 0.85)";
+      return [
+        { type: "scatter", mode: "lines", name: "flame-spans", x: sx, y: sy, hoverinfo: "skip", cliponaxis: true,
+          line: { color, width: Math.max(3, rowH * 0.3) } },
+        { type: "scatter", mode: "markers", name: "flame-instants", x: mx, y: my, hoverinfo: "skip", cliponaxis: true,
+          marker: { symbol: "line-ns", size: rowH - 4, line: { color, width: 2 } } },
+      ];
     }
 
     laneLabel(id) {
