@@ -25,10 +25,12 @@ KINDS = ("lock", "thread", "stack", "packet", "tracepoint")
 @click.option("--limit", default=30, show_default=True, type=click.IntRange(1, None), help="Rows shown.")
 @click.option("--elf", "elfs", multiple=True, type=click.Path(dir_okay=False),
               help="Kernel ELF(s) naming the runs' locks and stacks: one for both, or one per run.")
+@click.option("--html", "html_out", metavar="OUT", type=click.Path(dir_okay=False),
+              help="Also write the comparison as one self-contained page (table, distributions per row).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"a", "b", "tests", "alpha", "min_change", "changes": [...], "significant", "notes"}.')
 def diff_cmd(a: str, b: str, kinds: tuple[str, ...], min_change: float, alpha: float, fail_grew: float | None,
-             show_all: bool, limit: int, elfs: tuple[str, ...], as_json: bool) -> None:
+             show_all: bool, limit: int, elfs: tuple[str, ...], html_out: str | None, as_json: bool) -> None:
     """What changed from run A to run B: per lock, thread, waiting stack, packet path and
     tracepoint, as distributions (count, p50, p99, max), with a rank test so noise is not
     reported as change. Ratios are B over A.
@@ -38,6 +40,7 @@ def diff_cmd(a: str, b: str, kinds: tuple[str, ...], min_change: float, alpha: f
       osvtrace diff before.osvt after.osvt
       osvtrace diff before.osvt after.osvt --kind lock --fail-if-grew 20
       osvtrace diff before.osvt after.osvt --json | jq '.changes[] | select(.significant)'
+      osvtrace diff before.osvt after.osvt --html diff.html
     """
     from osvtrace.model import Model
     from osvtrace.reports.diff import diff, render
@@ -48,6 +51,17 @@ def diff_cmd(a: str, b: str, kinds: tuple[str, ...], min_change: float, alpha: f
     eb = elfs[-1] if elfs else None
     ma, mb = Model(open_trace(a), ea), Model(open_trace(b), eb)
     d = diff(ma, mb, alpha=alpha, min_change=min_change / 100, kinds=kinds or KINDS)
+    if html_out:
+        from pathlib import Path
+
+        from osvtrace.viewer.diff_page import write
+
+        try:
+            write(d, Path(html_out))
+        except OSError as e:
+            raise UsageError(f"{html_out}: cannot write the page: {e.strerror or e}") from None
+        if not as_json:
+            click.echo(f"wrote {html_out}", err=True)
     grew = []
     if fail_grew is not None:
         grew = [c for c in d.significant if c.unit == "ns" and c.ratio_p99 > 1 + fail_grew / 100]

@@ -114,12 +114,17 @@ class Side:
     max: float = 0.0
     total: float = 0.0
 
+    q: np.ndarray = field(default_factory=lambda: np.zeros(0))  # percentiles 0..100 (the page draws them)
+
     @staticmethod
     def of(v: np.ndarray) -> "Side":
         if not len(v):
             return Side()
-        p50, p99 = np.percentile(v, [50, 99])
-        return Side(len(v), float(p50), float(p99), float(v.max()), float(v.sum()))
+        q = np.percentile(v, np.arange(101))  # one sort gives p50, p99 and the curve
+        return Side(len(v), float(q[50]), float(q[99]), float(q[100]), float(v.sum()), q)
+
+    def as_dict(self) -> dict:
+        return {"n": self.n, "p50": self.p50, "p99": self.p99, "max": self.max, "total": self.total}
 
 
 @dataclass
@@ -144,7 +149,7 @@ class Change:
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "key": self.key, "metric": self.metric, "unit": self.unit,
-                "a": vars(self.a), "b": vars(self.b), "p_value": self.p_value, "significant": self.significant,
+                "a": self.a.as_dict(), "b": self.b.as_dict(), "p_value": self.p_value, "significant": self.significant,
                 "ratio_p50": self.ratio_p50, "ratio_p99": self.ratio_p99, "effect": self.effect}
 
 
@@ -255,7 +260,10 @@ def diff(a: Model, b: Model, *, alpha: float = 0.01, min_change: float = 0.25,
         c = Change("tracepoint", key, "rate", "/s", Side(x, ra, ra, ra, x), Side(y, rb, rb, rb, y), p, False, r, r)
         c.significant = (p < level and c.effect >= step) or ((not x or not y) and max(x, y) >= MIN_COUNT)
         changes.append(c)
-    changes.sort(key=lambda c: (not c.significant, -c.effect, c.kind, c.key, c.metric))
+    # measured shifts first (largest first), then what is new or gone (most values first): a
+    # key that one run lacks is a change, but rarely the one being looked for
+    changes.sort(key=lambda c: (not c.significant, not (c.a.n and c.b.n),
+                                -c.effect if c.a.n and c.b.n else -max(c.a.n, c.b.n), c.kind, c.key, c.metric))
     notes = []
     lone = sorted({c.key for c in changes if c.kind == "lock" and c.key.startswith("0x") and (not c.a.n or not c.b.n)})
     if lone:

@@ -131,3 +131,39 @@ def test_real_runs_name_the_slowed_mutex_and_a_run_against_itself_is_unchanged(k
     others = [holds[k]["ratio_p50"] for k in holds if k != slow]
     assert holds[slow]["significant"]
     assert 1.6 < holds[slow]["ratio_p50"] / np.mean(others) < 2.5, holds
+
+
+def test_the_diff_page_lists_the_slowed_lock_first_and_draws_both_runs(tmp_path):
+    """The page in Chromium: the first row is the slowed lock, its curves (A and B) are drawn,
+    clicking another row draws that one; nothing is fetched and no script error happens."""
+    from tests.support.browser import ARGS, CHROMIUM, SHOTS
+
+    from playwright.sync_api import sync_playwright
+
+    a, b = lock_run(tmp_path / "a.osvt", 1), lock_run(tmp_path / "b.osvt", 2, slow=0x2000)
+    out = tmp_path / "diff.html"
+    r = cli("diff", str(a), str(b), "--all", "--html", str(out))
+    assert r.returncode == 0, r.stderr
+    with sync_playwright() as p:
+        br = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = br.new_page()
+            errors, requests = [], []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda q: requests.append(q.url))
+            page.goto(out.as_uri())
+            page.wait_for_function("window.osvDiffShown === 0")
+            first = page.locator("#changes tbody tr").first.locator("td").all_inner_texts()
+            assert first[0] == "lock" and first[1] in ("0x2000", "0x2100") and first[2] == "hold", first
+            names = page.evaluate("document.getElementById('plot').data.map(t => t.name)")
+            assert names == ["A", "B"]
+            # B's curve sits above A's across the middle: holds doubled
+            qa, qb = page.evaluate("[document.getElementById('plot').data[0].y, document.getElementById('plot').data[1].y]")
+            assert all(1.6 < qb[k] / qa[k] < 2.4 for k in (25, 50, 75))
+            page.locator("#changes tbody tr").nth(3).click()
+            page.wait_for_function("window.osvDiffShown === 3")
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "diff-page.png"))
+            assert errors == [] and all(u.startswith("file:") for u in requests), (errors, requests)
+        finally:
+            br.close()
