@@ -20,7 +20,7 @@ from typing import Any, Callable
 import gdb  # type: ignore[import-not-found]
 
 from osvtrace.gdb import commands, debuginfo
-from osvtrace.gdb.stacktext import BAD_FRAME, COMPLETE, CUT, LOOP, OUTSIDE, Site
+from osvtrace.gdb.stacktext import BAD_FRAME, COMPLETE, CUT, LOOP, OUTSIDE, Site, short_name
 
 MAX_FRAMES = 64  # bound on an unwound stack (gdb's own frames, inlined calls included)
 
@@ -51,30 +51,6 @@ def _msymbol(addr: int) -> tuple[str, int, str]:
     return m["name"], int(m["off"] or 0), os.path.basename(obj)
 
 
-def short_name(name: str) -> str:
-    """A function's name as `bt` prints it: without its parameter list (`lock() [clone .isra.0]`
-    -> `lock [clone .isra.0]`, `f(int) const` -> `f`); `(anonymous namespace)` and
-    `operator()` stay."""
-    depth, i = 0, 0
-    while i < len(name):
-        c = name[i]
-        if name.startswith("(anonymous namespace)", i):
-            i += len("(anonymous namespace)")
-            continue
-        if name.startswith("operator()", i):
-            i += len("operator()")
-            continue
-        if c == "<":
-            depth += 1
-        elif c == ">":
-            depth -= 1
-        elif c == "(" and depth <= 0:
-            clone = name.find(" [clone", i)
-            return name[:i] + (name[clone:] if clone >= 0 else "")
-        i += 1
-    return name
-
-
 def _source(sal: Any) -> str:
     if sal is None or sal.symtab is None or not sal.line:
         return ""
@@ -87,6 +63,8 @@ def _inline_chain(addr: int) -> tuple[list[str], bool]:
     try:
         b = gdb.block_for_pc(addr)
     except (gdb.error, RuntimeError):
+        return [], False
+    if b is None:
         return [], False
     out: list[str] = []
     steps = 0
@@ -134,12 +112,17 @@ def sites(addrs: list[int], innermost_is_call: bool = True) -> list[Site]:
     return out
 
 
+STACK_FLAGS = ("-s", "--stacks", "--no-stacks")
+
+
 def parse_stack_flag(arg: str, default: bool) -> tuple[str, bool]:
-    """(a command's argument without a leading -s/--stacks or --no-stacks, whether to show
-    stacks): both kernels' `osv mutex` take them."""
-    words = arg.split(None, 1)
-    if words and words[0] in ("-s", "--stacks", "--no-stacks"):
-        return (words[1] if len(words) > 1 else ""), words[0] != "--no-stacks"
+    """(a command's argument without a -s/--stacks or --no-stacks first or last, whether to
+    show stacks): both kernels' `osv mutex` take them (`osv mutex all --stacks`)."""
+    words = arg.split()
+    if words and words[0] in STACK_FLAGS:
+        return arg.split(None, 1)[1] if len(words) > 1 else "", words[0] != "--no-stacks"
+    if len(words) > 1 and words[-1] in STACK_FLAGS:
+        return arg.rsplit(None, 1)[0], words[-1] != "--no-stacks"
     return arg, default
 
 
@@ -167,7 +150,7 @@ def _frame_site(f: Any) -> Site:
     newer = f.newer()
     call = newer is not None and newer.type() not in (gdb.SIGTRAMP_FRAME, gdb.ARCH_FRAME)
     base = site(pc, call=call)
-    name = f.name() or base.function
+    name = short_name(f.name() or "") or base.function
     try:
         src = _source(f.find_sal())
     except gdb.error:

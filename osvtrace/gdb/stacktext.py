@@ -50,13 +50,38 @@ class Site:
         out = [name]
         if self.inlined:
             out.append("[inlined]")
-        if self.inlined_in:
-            out.append(f"[inlined: {' <- '.join(self.inlined_in)}]")
+        if self.inlined_in:  # the innermost inlined call (where the line is); how many more enclose it
+            more = len(self.inlined_in) - 1
+            out.append(f"[inlined: {self.inlined_in[0]}" + (f" and {more} more" if more else "") + "]")
         if self.source:
             out.append(f"at {self.source}")
         elif self.obj:
             out.append(f"from {self.obj}")
         return " ".join(out)
+
+
+def short_name(name: str) -> str:
+    """A function's name as `bt` prints it: without its parameter list (`lock() [clone .isra.0]`
+    -> `lock [clone .isra.0]`, `f(int) const` -> `f`); `(anonymous namespace)` and
+    `operator()` stay."""
+    depth, i = 0, 0
+    while i < len(name):
+        c = name[i]
+        if name.startswith("(anonymous namespace)", i):
+            i += len("(anonymous namespace)")
+            continue
+        if name.startswith("operator()", i):
+            i += len("operator()")
+            continue
+        if c == "<":
+            depth += 1
+        elif c == ">":
+            depth -= 1
+        elif c == "(" and depth <= 0:
+            clone = name.find(" [clone", i)
+            return name[:i] + (name[clone:] if clone >= 0 else "")
+        i += 1
+    return name
 
 
 def frame_line(level: int, s: Site) -> str:
