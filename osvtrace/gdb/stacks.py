@@ -21,6 +21,7 @@ import gdb  # type: ignore[import-not-found]
 
 from osvtrace.gdb import commands, debuginfo
 from osvtrace.gdb.stacktext import BAD_FRAME, COMPLETE, CUT, LOOP, OUTSIDE, Site, short_name
+from osvtrace.symbols.symbolizer import gdb_no_symbol
 
 MAX_FRAMES = 64  # bound on an unwound stack (gdb's own frames, inlined calls included)
 
@@ -42,9 +43,10 @@ def _msymbol(addr: int) -> tuple[str, int, str]:
         info = gdb.execute(f"info symbol {addr:#x}", to_string=True).strip()
     except gdb.error:
         return "", -1, ""
-    m = _INFO_SYMBOL.match(info.splitlines()[0] if info else "")
+    first = info.splitlines()[0] if info else ""
+    m = None if gdb_no_symbol(first) else _INFO_SYMBOL.match(first)
     if not m:
-        return "", -1, ""  # "No symbol matches ..."
+        return "", -1, ""
     obj = m["obj"] or ""
     if obj and os.path.abspath(obj) == os.path.abspath(_kernel_file()):
         obj = ""
