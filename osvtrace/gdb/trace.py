@@ -146,6 +146,8 @@ class TracePrefix(commands.OsvCommand):
         trace, idx, snap = latest(n, globs, cpu)
         if cpu is not None and cpu >= snap.control.ncpus:
             raise commands.OsvError(f"no CPU {cpu} (the kernel has {snap.control.ncpus})")
+        if show_stacks:
+            check_build(snap)  # the stacks are named through the ELF gdb loaded
         for w in snap.warnings:
             gdb.write(f"osv: warning: {w}\n")
         if not len(idx):
@@ -184,15 +186,20 @@ def elf_build_id() -> str:
     return ""
 
 
-def save(path: str, status: str = "") -> rings.Snapshot:
-    """Snapshot every ring with the metadata into an .osvt file."""
-    snap = rings.snapshot(guestmem.read, guestmem.control_address())
+def check_build(snap: rings.Snapshot) -> None:
+    """A warning in snap when the running kernel is not the ELF gdb loaded."""
     elf = elf_build_id()
     if elf and snap.build_id and elf != snap.build_id:
         # The layouts are read from the control block, so the trace is still right;
         # but thread and symbol lookups through this ELF may not be.
         snap.warnings.append(f"the running kernel (build {snap.build_id[:12]}) is not the ELF gdb loaded "
                              f"(build {elf[:12]}): symbols may not match")
+
+
+def save(path: str, status: str = "") -> rings.Snapshot:
+    """Snapshot every ring with the metadata into an .osvt file."""
+    snap = rings.snapshot(guestmem.read, guestmem.control_address())
+    check_build(snap)
     rings.write_osvt(snap, path, capture="gdb", catalog=default_catalog(), kernel=_kernel_path(), status=status)
     return snap
 
