@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import commands, debuginfo, guestmem, percpu, stacks, threadtable
+from osvtrace.gdb import commands, debuginfo, guestmem, percpu, stacks, stacktext, threadtable
 
 SWITCH_SYMBOL = "arch_switch"
 # Commands that resume or leave the VM: registers are restored before each.
@@ -307,7 +307,7 @@ def thread_stacks(targets: list[threadtable.Thread], snap: threadtable.Snapshot)
     """Each thread's stack, unwound by gdb from its vCPU or its saved context (by tid)."""
     out = {}
     for t, problem in each_shown(targets, snap):
-        out[t.tid] = stacks.Unwound(end=stacks.BAD_FRAME, detail=problem) if problem else stacks.unwind()
+        out[t.tid] = stacks.Unwound(end=stacktext.UNAVAILABLE, detail=problem) if problem else stacks.unwind()
     return out
 
 

@@ -21,6 +21,8 @@ BAD_FRAME = "bad frame"  # a frame pointer outside the stack or misaligned, or u
 LOOP = "loop"  # a frame not above (older than) the one before: the chain goes round
 OUTSIDE = "outside"  # a frame in no code gdb knows: not the kernel, nor a loaded object
 UNMARKED = "unmarked"  # the record does not say (real OSv's backtraces)
+REPEATS = "repeats"  # ... and an address appears twice in it
+UNAVAILABLE = "unavailable"  # no stack to unwind (a thread being created, gone, unreadable)
 
 TRAILER_ENDS = {layout.STACK_COMPLETE: COMPLETE, layout.STACK_CUT: CUT, layout.STACK_BAD_FRAME: BAD_FRAME,
                 layout.STACK_LOOP: LOOP}
@@ -103,6 +105,10 @@ def ending(end: str, depth: int, bound: int = 0, detail: str = "") -> str:
         return "stopped: a frame outside the kernel (no code gdb knows is there)"
     if end == UNMARKED and bound and depth >= bound:
         return f"{depth} frames, the trace's bound: outer frames may be missing"
+    if end == REPEATS:
+        return detail
+    if end == UNAVAILABLE:
+        return f"no stack: {detail}" if detail else "no stack"
     return ""
 
 
@@ -112,7 +118,8 @@ def unmarked_end(addrs: list[int], bound: int) -> tuple[str, str]:
     seen: set[int] = set()
     for a in addrs:
         if a in seen:
-            return LOOP, f"{a:#x} appears twice: recursion, or a walk that went round"
+            more = f"; {len(addrs)} frames, the trace's bound: outer frames may be missing" if len(addrs) >= bound else ""
+            return REPEATS, f"{a:#x} appears twice: recursion, or a walk that went round{more}"
         seen.add(a)
     return UNMARKED, ""
 
@@ -121,7 +128,7 @@ def stack_lines(sites: list[Site], end: str, bound: int = 0, detail: str = "", i
     """The frames, innermost first, then why the stack ends early if it does; a frame outside
     the kernel is the last one shown."""
     out = [indent + frame_line(i, s) for i, s in enumerate(sites)]
-    if not sites:
+    if not sites and end != UNAVAILABLE:
         out.append(indent + "(no frames)")
     why = ending(end, sum(not s.inlined for s in sites), bound, detail)
     if why:

@@ -67,7 +67,15 @@ def test_an_unmarked_stack_as_deep_as_its_bound_may_be_cut_and_a_repeat_is_a_loo
     assert st.ending(st.UNMARKED, 3, 10) == ""
     assert st.ending(st.UNMARKED, 10, 10) == "10 frames, the trace's bound: outer frames may be missing"
     end, detail = st.unmarked_end([0x40, 0x50, 0x40, 0x50], 10)
-    assert end == st.LOOP and detail == "0x40 appears twice: recursion, or a walk that went round"
+    assert end == st.REPEATS and detail == "0x40 appears twice: recursion, or a walk that went round"
+    assert st.ending(end, 4, 10, detail) == detail  # said, not "stopped": the frames go on
+    end, detail = st.unmarked_end([0x40] * 10, 10)
+    assert detail.endswith("; 10 frames, the trace's bound: outer frames may be missing")
+
+
+def test_a_thread_without_a_stack_says_why_in_one_line():
+    assert st.stack_lines([], st.UNAVAILABLE, detail="thread 5 is being created: it has no context yet") == \
+        ["    (no stack: thread 5 is being created: it has no context yet)"]
 
 
 def test_names_lose_their_parameters_as_bt_prints_them():
