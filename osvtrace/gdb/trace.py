@@ -112,8 +112,19 @@ def lines(trace: Any, idx: np.ndarray, show_stacks: bool = False) -> list[str]:
                    f"{format_ns(int(ev.time[i]))} {tp.name if tp else ev.tp[i]:<18} {trace.format_event(i)}")
         if bts is not None and int(ends[k]) != layout.STACK_NONE:
             end = stacktext.TRAILER_ENDS.get(int(ends[k]), stacktext.BAD_FRAME)
-            out += stacktext.stack_lines(stacks.sites(bts[k].tolist()), end, layout.STACK_MAX_FRAMES)
+            out += stacktext.stack_lines(_interrupted(trace, tp, i) + stacks.sites(bts[k].tolist()), end,
+                                         layout.STACK_MAX_FRAMES)
     return out
+
+
+def _interrupted(trace: Any, tp: Any, i: int) -> list[stacktext.Site]:
+    """A sample's first frame: the interrupted instruction, its `pc` argument (the schema says
+    its stack holds the callers), named as it is, not as a return address."""
+    f = next((f for f in tp.fields if f.name == "pc"), None) if tp is not None else None
+    if f is None:
+        return []
+    pc = int(trace.field_values(f, trace.events.row[i:i + 1])[0])
+    return [stacks.site(pc, call=False)] if pc else []
 
 
 def with_stacks(trace: Any, idx: np.ndarray) -> int:

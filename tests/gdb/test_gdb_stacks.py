@@ -166,3 +166,23 @@ def test_stacks_that_loop_hit_a_bad_frame_or_the_depth_bound_are_marked(kernel):
             b.cli(f"set var $pc = {pc}")
         assert lost == ["    #0  0xdead0000dead0000 in ?? (outside the kernel: no code gdb knows is there)",
                         "    (stopped: a frame outside the kernel (no code gdb knows is there))"], lost
+
+
+def test_a_samples_first_frame_is_the_interrupted_instruction(kernel):
+    # cpu_sample's stack holds the interrupted code's callers; its `pc` argument is frame #0,
+    # named as the instruction it is (not as a return address)
+    require_tools("gdb")
+    spin = ("stacks_hot", "stacks_cold", "stacks_spin_loop")
+    fns = functions(kernel, *spin)
+    with Booted(kernel, "stacks", "spin", "--ms", "1000", smp=2, trace="cpu_sample", sampler=200) as b:
+        b.run_to("osvtrace_app_exit", timeout=120)
+        out = b.osv("osv trace 200 --tp cpu_sample --stacks")
+    samples = [(head, frames(body)) for head, body in records(out) if head.split()[0] == "main"]
+    in_spin = [(head, fr) for head, fr in samples if fr and fr[0][1] in spin]
+    assert len(in_spin) >= 5, out[-3000:]
+    for head, fr in in_spin:
+        pc = int(re.search(r"pc=(0x[0-9a-f]+)", head)[1], 16)
+        addr, name, off, where = fr[0]
+        lo, hi = fns[name]
+        assert addr == pc and lo <= pc < hi and off == pc - lo and where.startswith("apps/stacks.cc:"), (head, fr)
+        assert any(f[1].startswith("stacks_spin_") for f in fr[1:]), (head, fr)  # its callers follow
