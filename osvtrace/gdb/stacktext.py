@@ -95,8 +95,8 @@ def ending(end: str, depth: int, bound: int = 0, detail: str = "") -> str:
     """Why a stack of `depth` frames ends, in words; '' when it simply reached its outermost
     frame. `bound` is the depth bound it was taken with; `detail` gdb's own reason."""
     more = f": {detail}" if detail else ""
-    if end == CUT:
-        return f"cut at {depth} frames by the depth bound: outer frames not shown"
+    if end == CUT:  # the bound counts what the walk took (gdb's inlined frames too)
+        return f"cut at {bound or depth} frames by the depth bound: outer frames not shown"
     if end == LOOP:
         return f"stopped: the frame chain loops (a frame not above the one before){more}"
     if end == BAD_FRAME:

@@ -46,7 +46,8 @@ def test_a_frame_outside_the_kernel_says_so():
 
 def test_a_complete_stack_has_no_note_and_every_early_end_has_one():
     assert st.stack_lines(CHAIN, st.COMPLETE, indent="  ") == ["  " + st.frame_line(i, s) for i, s in enumerate(CHAIN)]
-    assert st.stack_lines(CHAIN, st.CUT, 16)[-1] == "    (cut at 3 frames by the depth bound: outer frames not shown)"
+    assert st.stack_lines(CHAIN, st.CUT, 3)[-1] == "    (cut at 3 frames by the depth bound: outer frames not shown)"
+    assert st.stack_lines(CHAIN, st.CUT)[-1] == "    (cut at 3 frames by the depth bound: outer frames not shown)"
     assert st.stack_lines(CHAIN, st.LOOP, 16, "previous frame identical to this frame (corrupt stack?)")[-1] == \
         "    (stopped: the frame chain loops (a frame not above the one before): previous frame identical to this " \
         "frame (corrupt stack?))"
