@@ -138,7 +138,7 @@ STOPS = int(os.environ.get("OSVTRACE_OSV_STOPS", "8"))
 
 def test_every_command_runs_clean_at_random_stops(tree):
     rng = random.Random(int(os.environ.get("OSVTRACE_SEED", "0")) or None)
-    with OsvVm(tree, APP) as vm:
+    with OsvVm(tree, APP, options=("--trace-backtrace",)) as vm:  # records with backtraces for --stacks
         # Halted at reset (OSv not loaded, its addresses unmapped): one line each.
         for cmd in COMMANDS:
             out = vm.osv(cmd)
