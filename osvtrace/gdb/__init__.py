@@ -19,6 +19,8 @@ Below them, shared by several (lowest last; nothing imports upwards, and
 tests/gdb/test_gdb_imports.py fails on an import circle):
 
   threadtable  every thread and CPU read at one stop (Snapshot)
+  stacks       code addresses named by gdb, gdb's unwinder bounded (both kernels' stacks)
+  stacktext    stacks as text: frames as `bt` prints them, why a stack ends (plain Python)
   thread       a `thread *` named as `5 (holder)` (below percpu, which names threads)
   printers     the `osv` pretty-printer collection
   clock        the kernel's TSC clock, times since boot

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import commands, debuginfo, guestmem, percpu, threadtable
+from osvtrace.gdb import commands, debuginfo, guestmem, percpu, stacks, stacktext, threadtable
 
 SWITCH_SYMBOL = "arch_switch"
 # Commands that resume or leave the VM: registers are restored before each.
@@ -265,26 +265,50 @@ class ThreadApply(commands.OsvCommand):
         if not targets:
             gdb.write("no threads yet (the kernel has not created any)\n")
             return
-        before = STATE.tid
-        if before is not None:
-            restore(quiet=True)
-        try:
-            for t in targets:
-                gdb.write(f"\nthread {t.tid} ({t.name}) {t.state}:\n")
-                try:
-                    show(t, snap)
-                    gdb.write(gdb.execute(cmd, to_string=True) or "")
-                except (gdb.error, commands.OsvError) as e:
-                    gdb.write(f"osv: {e}\n")
-                finally:
-                    restore(quiet=True)
-        finally:
-            restore(quiet=True)
+        for t, problem in each_shown(targets, snap):
+            gdb.write(f"\nthread {t.tid} ({t.name}) {t.state}:\n")
+            try:
+                if problem:
+                    raise commands.OsvError(problem)
+                gdb.write(gdb.execute(cmd, to_string=True) or "")
+            except (gdb.error, commands.OsvError) as e:
+                gdb.write(f"osv: {e}\n")
+
+
+def each_shown(targets: list[threadtable.Thread], snap: threadtable.Snapshot
+               ) -> Iterator[tuple[threadtable.Thread, str]]:
+    """Each thread in turn made gdb's selected frame (show), yielded with '' or why it could
+    not be; the vCPU registers are put back after each, and a thread the user had selected
+    with `osv thread` is selected again at the end."""
+    before = STATE.tid
+    if before is not None:
+        restore(quiet=True)
+    try:
+        for t in targets:
+            try:
+                show(t, snap)
+                problem = ""
+            except (gdb.error, commands.OsvError) as e:
+                problem = commands.one_line(str(e))
+            try:
+                yield t, problem
+            finally:
+                restore(quiet=True)
+    finally:
+        restore(quiet=True)
         if before is not None:
             try:
                 show(snap.by_id(before), threadtable.snapshot())
             except commands.OsvError as e:
                 gdb.write(f"osv: could not select thread {before} again: {e}\n")
+
+
+def thread_stacks(targets: list[threadtable.Thread], snap: threadtable.Snapshot) -> dict[int, stacks.Unwound]:
+    """Each thread's stack, unwound by gdb from its vCPU or its saved context (by tid)."""
+    out = {}
+    for t, problem in each_shown(targets, snap):
+        out[t.tid] = stacks.Unwound(end=stacktext.UNAVAILABLE, detail=problem) if problem else stacks.unwind()
+    return out
 
 
 def _on_resume(_ev: Any) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import commands, debuginfo, fmt, guestmem, lists, printers, statics, thread, threadtable
+from osvtrace.gdb import (commands, context, debuginfo, fmt, guestmem, lists, printers, stacks, stacktext, statics, thread,
+                          threadtable)
 
 MAX_WAITERS = 4096  # bound on list walks (more than the kernel's thread ids)
 
@@ -143,11 +144,28 @@ def handoff_state(m: Mutex, snap: Any) -> str:
     return "in flight: handed to a waiter that has not taken it yet"
 
 
-def describe(m: Mutex, snap: Any) -> list[str]:
+def stacks_of(m: Mutex, snap: Any) -> dict[int, stacks.Unwound]:
+    """The stacks of the mutex's owner and waiters (thread* -> its stack, unwound by gdb)."""
+    if snap is None:
+        return {}
+    want = [snap.by_addr[a] for a in dict.fromkeys([m.owner] + [w.thread for w in m.waiters]) if a in snap.by_addr]
+    by_tid = context.thread_stacks(want, snap)
+    return {t.addr: by_tid[t.tid] for t in want if t.tid in by_tid}
+
+
+def _stack(out: list[str], u: stacks.Unwound | None, indent: str) -> None:
+    if u is not None:
+        out.extend(stacktext.stack_lines(u.sites, u.end, stacks.MAX_FRAMES, u.detail, indent))
+
+
+def describe(m: Mutex, snap: Any, stacks_by_thread: dict[int, stacks.Unwound] | None = None) -> list[str]:
+    """The mutex in words; with stacks_by_thread, each thread's stack under it."""
     names = thread.Names(snap)
+    st = stacks_by_thread or {}
     out = [f"mutex {mutex_name(m.addr)} at {m.addr:#x}"]
     if m.owner:
         out.append(f"  owner     thread {names.describe(m.owner)}, depth {m.depth}")
+        _stack(out, st.get(m.owner), "      ")
     else:
         out.append("  owner     none")
     if m.waiters:
@@ -155,6 +173,7 @@ def describe(m: Mutex, snap: Any) -> list[str]:
         for i, w in enumerate(m.waiters, 1):
             flag = " (handed)" if w.handed else ""
             out.append(f"    {i}. thread {names.describe(w.thread)}{flag}  record {w.record:#x}")
+            _stack(out, st.get(w.thread), "         ")
     else:
         out.append("  waiters   none")
     out.append(f"  hand-off  {handoff_state(m, snap)}")
@@ -180,17 +199,21 @@ def all_mutexes(snap: Any) -> list[tuple[str, int]]:
 
 
 class MutexCommand(commands.OsvCommand):
-    """Show a mutex: owner, waiters in hand-off order, hand-off state and counters.
+    """Show a mutex: owner, waiters in hand-off order, hand-off state, counters, stacks.
 
-    Usage: osv mutex EXPR      a mutex object, a pointer to one, or an address
-           osv mutex [all]     every mutex in static storage or with a blocked thread
+    Usage: osv mutex [--no-stacks] EXPR   a mutex object, a pointer to one, or an address
+           osv mutex [-s|--stacks] [all]  every mutex in static storage or with a blocked thread
     The waiters are listed in the order unlock() will hand the mutex over. The hand-off
     state tells a pending token (an unlocker found the queue empty) from a hand-off in
     flight (the new owner has not run yet); `count` is the holder plus every locker past
-    its atomic increment.
+    its atomic increment. Under the owner and each waiter, its stack as `bt` shows it
+    (gdb unwinds its saved context, or its vCPU if it runs), function+offset and file:line,
+    up to 64 frames; a stack cut by that bound, looping, or reaching code outside the
+    kernel says so on its last line. `osv mutex all --stacks` adds every held or contended
+    mutex with its stacks after the table.
     Example:
       (gdb) osv mutex gdbcheck::held
-      (gdb) osv mutex 0x17d4c0
+      (gdb) osv mutex --no-stacks 0x17d4c0
       (gdb) osv mutex all
     """
 
@@ -198,6 +221,7 @@ class MutexCommand(commands.OsvCommand):
         super().__init__("osv mutex", gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)
 
     def run(self, arg: str, from_tty: bool) -> None:
+        arg, show_stacks = stacks.parse_stack_flag(arg.strip(), default=arg.strip() not in ("", "all"))
         arg = arg.strip()
         guestmem.inferior()
         try:
@@ -205,7 +229,7 @@ class MutexCommand(commands.OsvCommand):
         except commands.OsvError:
             snap = None  # still booting: mutexes are readable all the same
         if arg in ("", "all"):
-            self.all(snap)
+            self.all(snap, show_stacks)
             return
         addr, t = guestmem.address_arg(arg, "a mutex")
         mt = mutex_type()
@@ -214,11 +238,13 @@ class MutexCommand(commands.OsvCommand):
                 addr += debuginfo.layout_of("waitqueue").offset("m_")
             else:
                 raise commands.OsvError(f"{arg!r} is a {t.name or t}, not a mutex")
-        gdb.write("\n".join(describe(read_mutex(addr), snap)) + "\n")
+        m = read_mutex(addr)
+        gdb.write("\n".join(describe(m, snap, stacks_of(m, snap) if show_stacks else None)) + "\n")
 
-    def all(self, snap: Any) -> None:
+    def all(self, snap: Any, show_stacks: bool = False) -> None:
         names = thread.Names(snap)
         rows = []
+        busy: list[Mutex] = []
         for name, addr in all_mutexes(snap):
             try:
                 m = read_mutex(addr)
@@ -229,10 +255,15 @@ class MutexCommand(commands.OsvCommand):
             state = "held" if m.owner else ("free" if m.count <= 0 and not m.token else "hand-off")
             owner = names.describe(m.owner) if m.owner else "-"
             rows.append((f"{addr:#x}", name, state, owner, m.count, waiters + (f" ({m.problem})" if m.problem else "")))
+            if m.owner or m.waiters:
+                busy.append(m)
         if not rows:
             gdb.write("no mutexes found\n")
             return
         gdb.write(fmt.table(rows, ("mutex", "name", "state", "owner", "count", "waiters")))
+        if show_stacks:
+            for m in busy:
+                gdb.write("\n" + "\n".join(describe(m, snap, stacks_of(m, snap))) + "\n")
 
 
 # ---------------------------------------------------------------- pretty-printers

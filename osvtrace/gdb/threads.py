@@ -12,7 +12,8 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import clock, commands, debuginfo, fmt, guestmem, mutex, net, percpu, printers, statics
+from osvtrace.gdb import (clock, commands, context, debuginfo, fmt, guestmem, mutex, net, percpu, printers, stacks,
+                          stacktext, statics)
 from osvtrace.gdb.thread import BLOCKED
 from osvtrace.gdb.threadtable import Snapshot, snapshot, table_location
 
@@ -119,6 +120,8 @@ class InfoThreads(commands.OsvCommand):
     wait      what a blocked thread waits for: mutex NAME, waitqueue NAME, event NAME,
               net channel ADDR (udp :PORT), join ID, sleep until T; checked in memory
               (the thread is in that mutex's or wait queue's list, or the event's waiter)
+    --stacks  then each thread's stack, as `osv mutex` shows the owner's and the waiters'
+    Usage: osv info threads [--stacks]
     Example:
       (gdb) osv info threads
     """
@@ -127,13 +130,22 @@ class InfoThreads(commands.OsvCommand):
         super().__init__("osv info threads", gdb.COMMAND_DATA)
 
     def run(self, arg: str, from_tty: bool) -> None:
-        if arg.strip():
-            raise commands.OsvError("osv info threads takes no arguments")
+        if arg.strip() not in ("", "--stacks", "-s"):
+            raise commands.OsvError("usage: osv info threads [--stacks]")
         snap = snapshot()
         if not snap.threads:
             gdb.write("no threads yet (the kernel has not created any)\n")
             return
         gdb.write(fmt.table(rows(snap), HEADER))
+        if arg.strip():
+            targets = [t for t in snap.threads if t.state != "creating"]
+            unwound = context.thread_stacks(targets, snap)
+            for t in snap.threads:
+                u = unwound.get(t.tid) if t.state != "creating" else \
+                    stacks.Unwound(end=stacktext.UNAVAILABLE, detail="being created: no context yet")
+                gdb.write(f"\nthread {t.tid} ({t.name}) {t.state}:\n")
+                if u is not None:
+                    gdb.write("\n".join(stacktext.stack_lines(u.sites, u.end, stacks.MAX_FRAMES, u.detail, "  ")) + "\n")
 
 
 # ---------------------------------------------------------------- $osv_thread, printer

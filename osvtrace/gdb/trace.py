@@ -19,7 +19,7 @@ from osvtrace.capture import rings
 from osvtrace.catalog import layout
 from osvtrace.catalog.schema import default_catalog
 from osvtrace.format import trace as trace_file
-from osvtrace.gdb import commands, fmt, guestmem
+from osvtrace.gdb import commands, fmt, guestmem, stacks, stacktext
 from osvtrace.model.filters import format_ns
 
 DEFAULT_RECORDS = 20
@@ -38,16 +38,18 @@ def decoded(limit: int | dict[int, int] | None = None) -> tuple[Any, rings.Snaps
         os.unlink(path)  # the mapping stays valid after the unlink
 
 
-def parse_list_args(arg: str) -> tuple[int, list[str], int | None]:
-    """`[N] [--tp GLOB[,GLOB]] [--cpu N]` -> (N, globs, cpu)."""
+def parse_list_args(arg: str) -> tuple[int, list[str], int | None, bool]:
+    """`[N] [--tp GLOB[,GLOB]] [--cpu N] [-s|--stacks]` -> (N, globs, cpu, stacks)."""
     argv = gdb.string_to_argv(arg)
-    n, globs, cpu = DEFAULT_RECORDS, [], None
-    usage = "usage: osv trace [N] [--tp GLOB[,GLOB...]] [--cpu N]"
+    n, globs, cpu, show_stacks = DEFAULT_RECORDS, [], None, False
+    usage = "usage: osv trace [N] [--tp GLOB[,GLOB...]] [--cpu N] [-s|--stacks]"
     i = 0
     while i < len(argv):
         a = argv[i]
         key, eq, val = a.partition("=")
-        if key in ("--tp", "--cpu"):
+        if a in ("-s", "--stacks"):
+            show_stacks = True
+        elif key in ("--tp", "--cpu"):
             if not eq:
                 if i + 1 >= len(argv):
                     raise commands.OsvError(usage)
@@ -68,7 +70,7 @@ def parse_list_args(arg: str) -> tuple[int, list[str], int | None]:
     for g in globs:
         if not cat.match([g]):
             raise commands.OsvError(f"'{g}' matches no tracepoint (globs are anchored: try '{g}*')")
-    return n, globs, cpu
+    return n, globs, cpu, show_stacks
 
 
 def latest(n: int, globs: list[str], cpu: int | None) -> tuple[Any, np.ndarray, rings.Snapshot]:
@@ -96,44 +98,77 @@ def latest(n: int, globs: list[str], cpu: int | None) -> tuple[Any, np.ndarray, 
         window *= 4
 
 
-def lines(trace: Any, idx: np.ndarray) -> list[str]:
-    """Formatted records (the layout of `osvtrace report list`)."""
+def lines(trace: Any, idx: np.ndarray, show_stacks: bool = False) -> list[str]:
+    """Formatted records (the layout of `osvtrace report list`); with show_stacks, each
+    record's stack trailer under it, named by gdb."""
     ev = trace.events
     width = min(max((len(trace.thread_name(int(t))) for t in ev.tid[idx].tolist()), default=8), 24)
+    bts = trace.backtraces(idx) if show_stacks else None
+    ends = trace.backtrace_ends(idx) if show_stacks else None
     out = []
-    for i in idx.tolist():
+    for k, i in enumerate(idx.tolist()):
         tp = trace.catalog.by_id.get(int(ev.tp[i]))
         out.append(f"{trace.thread_name(int(ev.tid[i]))[:width]:<{width}} {int(ev.cpu[i]):>3} "
                    f"{format_ns(int(ev.time[i]))} {tp.name if tp else ev.tp[i]:<18} {trace.format_event(i)}")
+        if bts is not None and int(ends[k]) != layout.STACK_NONE:
+            end = stacktext.TRAILER_ENDS.get(int(ends[k]), stacktext.BAD_FRAME)
+            out += stacktext.stack_lines(_interrupted(trace, tp, i) + stacks.sites(bts[k].tolist()), end,
+                                         layout.STACK_MAX_FRAMES)
     return out
+
+
+def _interrupted(trace: Any, tp: Any, i: int) -> list[stacktext.Site]:
+    """A sample's first frame: the interrupted instruction, its `pc` argument (the schema says
+    its stack holds the callers), named as it is, not as a return address."""
+    f = next((f for f in tp.fields if f.name == "pc"), None) if tp is not None else None
+    if f is None:
+        return []
+    pc = int(trace.field_values(f, trace.events.row[i:i + 1])[0])
+    return [stacks.site(pc, call=False)] if pc else []
+
+
+def with_stacks(trace: Any, idx: np.ndarray) -> int:
+    """How many of records idx carry a stack trailer."""
+    return int(np.count_nonzero(trace.backtrace_ends(idx) != layout.STACK_NONE)) if len(idx) else 0
 
 
 class TracePrefix(commands.OsvCommand):
     """Show the newest trace records, decoded by osvtrace (or use a subcommand below).
 
-    Usage: osv trace [N] [--tp GLOB[,GLOB...]] [--cpu N]
+    Usage: osv trace [N] [--tp GLOB[,GLOB...]] [--cpu N] [-s|--stacks]
     N records (default 20) from all CPUs in time order; --tp keeps the tracepoints the
     anchored globs match, --cpu one CPU. Columns: thread, CPU, seconds since boot,
     tracepoint, arguments (as `osvtrace report list` prints them).
+    --stacks: under each record that carries a stack (tracepoints enabled with
+    backtraces: the tracebt= boot option, `osvtrace run --tracebt`), its frames as `bt`
+    shows them: return address, function+offset, file:line of the call, named by gdb;
+    a stack cut by the depth bound (16 frames), looping, or stopped at a bad frame
+    pointer says so on its last line.
     Example:
       (gdb) osv trace 50 --tp sched_* --cpu 1
+      (gdb) osv trace 5 --tp mutex_lock_wait --stacks
     """
 
     def __init__(self) -> None:
         super().__init__("osv trace", gdb.COMMAND_DATA, gdb.COMPLETE_COMMAND, True)
 
     def run(self, arg: str, from_tty: bool) -> None:
-        n, globs, cpu = parse_list_args(arg)
+        n, globs, cpu, show_stacks = parse_list_args(arg)
         trace, idx, snap = latest(n, globs, cpu)
         if cpu is not None and cpu >= snap.control.ncpus:
             raise commands.OsvError(f"no CPU {cpu} (the kernel has {snap.control.ncpus})")
+        if show_stacks:
+            check_build(snap)  # the stacks are named through the ELF gdb loaded
         for w in snap.warnings:
             gdb.write(f"osv: warning: {w}\n")
         if not len(idx):
             what = " matching" if globs or cpu is not None else ""
             gdb.write(f"no{what} records in the rings (enabled: {', '.join(enabled_names(snap.control)) or 'none'})\n")
             return
-        gdb.write("\n".join(lines(trace, idx)) + "\n")
+        gdb.write("\n".join(lines(trace, idx, show_stacks)) + "\n")
+        held = 0 if show_stacks else with_stacks(trace, idx)
+        if held:
+            gdb.write(f"({held} of these records carry a stack: osv trace --stacks shows them)\n")
 
 
 def control() -> rings.Control:
@@ -162,15 +197,20 @@ def elf_build_id() -> str:
     return ""
 
 
-def save(path: str, status: str = "") -> rings.Snapshot:
-    """Snapshot every ring with the metadata into an .osvt file."""
-    snap = rings.snapshot(guestmem.read, guestmem.control_address())
+def check_build(snap: rings.Snapshot) -> None:
+    """A warning in snap when the running kernel is not the ELF gdb loaded."""
     elf = elf_build_id()
     if elf and snap.build_id and elf != snap.build_id:
         # The layouts are read from the control block, so the trace is still right;
         # but thread and symbol lookups through this ELF may not be.
         snap.warnings.append(f"the running kernel (build {snap.build_id[:12]}) is not the ELF gdb loaded "
                              f"(build {elf[:12]}): symbols may not match")
+
+
+def save(path: str, status: str = "") -> rings.Snapshot:
+    """Snapshot every ring with the metadata into an .osvt file."""
+    snap = rings.snapshot(guestmem.read, guestmem.control_address())
+    check_build(snap)
     rings.write_osvt(snap, path, capture="gdb", catalog=default_catalog(), kernel=_kernel_path(), status=status)
     return snap
 

@@ -25,8 +25,10 @@ pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 
 TRACE = "sched_*,mutex_*,thread_*"
 # Every osv command, as the random-stop test runs them (tests/gdb/test_gdb_robust.py).
-COMMANDS = ["osv info threads", "osv runqueue", "osv percpu", "osv mutex all", "osv memory", "osv dmesg 5",
-            "osv netchannels", "osv trace 10", "osv trace 5 --tp sched_* --cpu 0", "osv trace status"]
+COMMANDS = ["osv info threads", "osv info threads --stacks", "osv runqueue", "osv percpu", "osv mutex all",
+            "osv mutex all --stacks", "osv memory",
+            "osv dmesg 5", "osv netchannels", "osv trace 10", "osv trace 5 --tp sched_* --cpu 0 --stacks",
+            "osv trace status"]
 REGS = "rip rsp rbp rbx r12 r13 r14 r15"
 
 
@@ -89,6 +91,53 @@ def test_mutex_owner_and_waiters_in_order(stopped):
     # the same mutex by address, and through a pointer
     assert b.osv(f"osv mutex {addr:#x}") == out
     assert b.osv("osv mutex &gdbcheck::held") == out
+
+
+def test_mutex_shows_the_owners_and_each_waiters_stack_down_to_the_app_function(stopped):
+    b, view = stopped
+    _, owner, waiters = view.mutexes["held"]
+    out = b.osv("osv mutex gdbcheck::held")
+    blocks: dict[int, list[str]] = {}  # thread id -> the frame lines under it
+    cur = None
+    for ln in out.splitlines():
+        m = re.match(r"^\s+(?:owner\s+|\d+\. )thread (\d+) ", ln)
+        if m:
+            cur = blocks.setdefault(int(m[1]), [])
+        elif re.match(r"^\s+#\d+\s+0x", ln) and cur is not None:
+            cur.append(ln)
+        elif not ln.startswith("      "):
+            cur = None
+    assert set(blocks) == {owner, *waiters}, out
+    for tid in waiters:
+        names = [re.search(r" in (.+?)(?:\+0x[0-9a-f]+)?(?: \[.*?\])*(?: at \S+)?$", ln)[1] for ln in blocks[tid]]
+        k = names.index("(anonymous namespace)::waiter")  # the app function that called lock()
+        assert names[k - 1].startswith("lockfree::mutex<") and names[k - 1].endswith("::lock"), blocks[tid]
+        assert re.search(r" at apps/gdbcheck\.cc:\d+$", blocks[tid][k]), blocks[tid]
+    # the owner waits on the gate, holding the mutex, in the app's holder()
+    assert any(" in (anonymous namespace)::holder" in ln for ln in blocks[owner]), blocks[owner]
+    assert "#" not in b.osv("osv mutex --no-stacks gdbcheck::held")
+
+
+def _per_thread(out: str, frame: str) -> dict[int, list[str]]:
+    """Function names of the frames under each `thread ID (name) state:` line."""
+    got: dict[int, list[str]] = {}
+    cur: list[str] = []
+    for ln in out.splitlines():
+        if m := re.match(r"^thread (\d+) \(", ln):
+            cur = got.setdefault(int(m[1]), [])
+        elif m := re.match(frame, ln):
+            cur.append(m[1])
+    return got
+
+
+def test_info_threads_stacks_are_the_frames_bt_shows_in_each_thread(stopped):
+    b, view = stopped
+    ours = _per_thread(b.osv("osv info threads --stacks"),
+                       r"^\s+#\d+\s+0x[0-9a-f]+ in (.+?)(?:\+0x[0-9a-f]+)?(?: \[.*?\])*(?: at \S+)?$")
+    bts = _per_thread(b.osv("osv thread apply all bt"), r"^#\d+\s+(?:0x[0-9a-f]+ in )?(.+?) \(")
+    assert set(ours) == set(view.threads) and ours == bts, (ours, bts)
+    waiters = [tid for tid, (name, *_r) in view.threads.items() if name.startswith("waiter-")]
+    assert all("(anonymous namespace)::waiter" in ours[t] for t in waiters), ours
 
 
 def test_mutex_all_lists_the_apps_mutexes(stopped):

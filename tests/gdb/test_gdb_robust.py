@@ -29,9 +29,11 @@ from tests.support.vm import require_tools
 
 pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("no_orphans")]
 
-COMMANDS = ["osv info threads", "osv runqueue", "osv percpu", "osv mutex all", "osv memory", "osv dmesg 3",
-            "osv netchannels", "osv trace 5 --tp net_*", "osv trace 10", "osv trace 5 --tp mutex_*,sched_switch --cpu 1", "osv trace status",
-            "print *$osv_current(0)"]
+# With stacks (the VM records mutex_* with backtraces): the owners' and waiters' contexts are
+# unwound and their registers put back, at any stop (_run_all checks the registers).
+COMMANDS = ["osv info threads", "osv runqueue", "osv percpu", "osv mutex all --stacks", "osv memory", "osv dmesg 3",
+            "osv netchannels", "osv trace 5 --tp net_*", "osv trace 10",
+            "osv trace 5 --tp mutex_*,sched_switch --cpu 1 --stacks", "osv trace status", "print *$osv_current(0)"]
 COMMAND_LIMIT = 30.0  # seconds: a command that takes longer counts as a hang
 RETRIED = [0]  # interrupts QEMU did not act on the first time
 WORKLOADS = {
@@ -123,8 +125,8 @@ def random_stops(kernel, app: str, stops: int, seed: int) -> collections.Counter
         port = free_udp_port()
         kw = {"net": "user", "hostfwd": (f"udp:{port}-:7",)}
         sender = UdpSender(port, b"x" * 64)
-    with Booted(kernel, WORKLOADS[app][0], *WORKLOADS[app][1:], smp=2, trace="*", tracebuf="256K",
-                timeout=COMMAND_LIMIT, **kw) as b:
+    with Booted(kernel, WORKLOADS[app][0], *WORKLOADS[app][1:], smp=2, trace="*", tracebt="mutex_*",
+                tracebuf="256K", timeout=COMMAND_LIMIT, **kw) as b:
         b.run_to("threads::create")  # the app has started
         b.gdb.mi("-break-delete")
         if sender:

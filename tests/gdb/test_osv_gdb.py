@@ -66,7 +66,8 @@ def boot_app(vm: OsvVm) -> None:
 
 
 def test_threads_and_mutex_owner_match_loader_py_on_the_same_stop(tree):
-    with OsvVm(tree, APP) as vm:
+    # with backtraces in the trace records, for `osv trace --stacks` (checked at the end)
+    with OsvVm(tree, APP, options=("--trace-backtrace",)) as vm:
         boot_app(vm)
         mutexes = stop_contended(vm)
         t0 = time.perf_counter()
@@ -87,7 +88,7 @@ def test_threads_and_mutex_owner_match_loader_py_on_the_same_stop(tree):
         # The app's frames are named (its symbols were added at its load base): a waiter is
         # `where` the app called pthread_mutex_lock, and its whole stack shows it.
         stacks = vm.osv("osv info threads --stacks")
-        assert "contender mutexnet.c:" in stacks, stacks
+        assert re.search(r"^  #\d+\s+0x[0-9a-f]+ in contender\+0x[0-9a-f]+ at mutexnet\.c:\d+$", stacks, re.M), stacks
 
         # The contended mutex: our owner is the lockfree::mutex's owner as gdb evaluates it,
         # and every waiter we list is, in loader.py's view, inside pthread_mutex_lock.
@@ -101,25 +102,43 @@ def test_threads_and_mutex_owner_match_loader_py_on_the_same_stop(tree):
             assert m[1] == str(by_addr[owner]), (big, owner, theirs_out)
         else:
             assert m[1] == "none", big
-        waiters = [int(x) for x in re.findall(r"(\d+) \(", big.split("waiters [", 1)[1])] if "waiters [" in big else []
+        head = big.splitlines()[0]  # the stacks follow it
+        waiters = [int(x) for x in re.findall(r"(\d+) \(", head.split("waiters [", 1)[1])] if "waiters [" in head else []
         for w in waiters:
             assert "mutex" in theirs[w]["where"] or "lock" in theirs[w]["where"], (w, theirs[w], big)
             assert ours[w]["wait"].startswith("mutex big_lock"), (w, ours[w])
             assert ours[w]["where"].startswith("contender mutexnet.c:"), (w, ours[w], vm.osv("osv info threads --stacks"))
-        assert waiters or "waiters [none]" in big, big
+        assert waiters or "waiters [none]" in head, big
         assert "big_lock" in mutexes, mutexes
+        # Each waiter's stack is under it: the app function that called pthread_mutex_lock,
+        # named from the app's symbols, right after the lock frames.
+        for w in waiters:
+            block = big.split(f"  waiter {w} (", 1)[1].split("\n  waiter ", 1)[0].split("\n  owner ", 1)[0]
+            names = re.findall(r"^\s+#\d+\s+0x[0-9a-f]+ in (\S+?)(?:\+0x[0-9a-f]+)? ", block, re.M)
+            k = names.index("contender")
+            assert names[k - 1] == "pthread_mutex_lock" and "lockfree::mutex::lock" in names[:k], (w, block)
+        assert not re.search(r"^\s+#\d", vm.osv("osv mutex --no-stacks big_lock"), re.M)
+
+        # Trace records with their backtraces (OSv ran with --trace-backtrace), named by gdb:
+        # a lock wait's stack reaches the app's contender, at the line that locks.
+        recs = vm.osv("osv trace 5 --tp mutex_lock_wait --stacks")
+        heads = [ln for ln in recs.splitlines() if "mutex_lock_wait(" in ln]
+        assert heads, recs
+        assert re.search(r"^    #\d+\s+0x[0-9a-f]+ in pthread_mutex_lock\+0x[0-9a-f]+ at libc/pthread\.cc:\d+\n"
+                         r"    #\d+\s+0x[0-9a-f]+ in contender\+0x[0-9a-f]+ at mutexnet\.c:\d+$", recs, re.M), recs
+        assert "carry a backtrace: osv trace --stacks shows them" in vm.osv("osv trace 5 --tp mutex_lock_wait")
         print(f"\nosv info threads: ours {ours_s:.2f} s, loader.py {theirs_s:.2f} s, {len(ours)} threads; "
               f"gdb symbol load {vm.symbols_seconds:.1f} s")
 
 
 COMMANDS = ["osv info threads", "osv runqueue", "osv mutex all", "osv mutex big_lock", "osv memory", "osv percpu 0",
-            "osv trace 10", "osv trace 5 --tp mutex*", "osv trace status", "osv thread apply 1 2 bt 3"]
+            "osv trace 10", "osv trace 5 --tp mutex* --stacks", "osv trace status", "osv thread apply 1 2 bt 3"]
 STOPS = int(os.environ.get("OSVTRACE_OSV_STOPS", "8"))
 
 
 def test_every_command_runs_clean_at_random_stops(tree):
     rng = random.Random(int(os.environ.get("OSVTRACE_SEED", "0")) or None)
-    with OsvVm(tree, APP) as vm:
+    with OsvVm(tree, APP, options=("--trace-backtrace",)) as vm:  # records with backtraces for --stacks
         # Halted at reset (OSv not loaded, its addresses unmapped): one line each.
         for cmd in COMMANDS:
             out = vm.osv(cmd)

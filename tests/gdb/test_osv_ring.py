@@ -23,9 +23,9 @@ LAY = RecordLayout(size=48, tp=0, thread=8, name=16, name_size=16, time=32, cpu=
 SIGS = {0x1000: "Qi", 0x2000: "p", 0x3000: "BQ", 0x4000: "x"}
 
 
-def rec(key, time, args=b"", thread=0xabc, name=b"worker", cpu=1, bt=False):
+def rec(key, time, args=b"", thread=0xabc, name=b"worker", cpu=1, bt=False, frames=(0x40123, 0x40456)):
     hdr = struct.pack("<QQ16sQIB3x", key, thread, name, time, cpu, 1 if bt else 0)
-    body = hdr + (b"\xee" * 80 if bt else b"") + args
+    body = hdr + (struct.pack("<10Q", *frames, *[0] * (10 - len(frames))) if bt else b"") + args
     return body + b"\0" * (-len(body) % 8)
 
 
@@ -54,6 +54,9 @@ got, problem = walk(oldest_first(raw, last, 4096), LAY, sig)
 assert problem == "", problem
 assert len(got) == 80, len(got)
 assert got[5].args == ("hello",), got[5]
+assert got[5].backtrace == (0x40123, 0x40456) and got[4].backtrace == (), got[5]  # up to the first 0
+raw, last = ring([rec(0x1000, 1, struct.pack("<Qi", 1, 1), bt=True, frames=range(1, 11))])
+assert walk(oldest_first(raw, last, 4096), LAY, sig)[0][0].backtrace == tuple(range(1, 11))  # all 10 kept
 assert got[0].args == (10, -1) and got[0].thread_name == "worker" and got[0].cpu == 1, got[0]
 assert [r.time for r in got if r.key == 0x1000] == list(range(1, 80))
 

@@ -164,10 +164,11 @@ class OsvVm:
     loader.py's own commands stay callable as loader_py("osv_info_threads")."""
 
     def __init__(self, tree: Path, app: str, *, trace: tuple[str, ...] = DEFAULT_TRACE, smp: int = 2,
-                 mem: str = "1G", gdb_timeout: float = 180.0):
+                 mem: str = "1G", gdb_timeout: float = 180.0, options: tuple[str, ...] = ()):
+        """`options`: more of OSv's own options (`--trace-backtrace`) before the app."""
         self.tree = tree
         self.tmp = Path(tempfile.mkdtemp(prefix="osv-gdb-"))
-        args = " ".join(f"--trace={t}" for t in trace) + f" --rootfs=rofs {app}"
+        args = " ".join([f"--trace={t}" for t in trace] + list(options)) + f" --rootfs=rofs {app}"
         img = image_with_args(tree, args.strip(), self.tmp)
         self.port = free_port()
         self.console_path = self.tmp / "console.txt"

@@ -4,6 +4,7 @@ rules are tested without a VM."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 MACHINERY = ("sched::", "lockfree::mutex::", "waiter::", "wait_record::", "condvar::", "mutex_lock", "mutex_unlock",
@@ -25,6 +26,7 @@ class Frame:
     pmutex: int = 0  # the pthread_mutex_t it came from
     condvar: int = 0
     join: int = 0
+    site: Any = None  # how the frame is shown (osvtrace.gdb.stacktext.Site), when gdb unwound it
 
 
 def location(frames: list[Frame]) -> str:

@@ -14,9 +14,10 @@ from osvtrace.gdb import guestmem, lists
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import layout_of
 from osvtrace.gdb.kernels.osv.reading import read_fields, symbol_label, type_name
-from osvtrace.gdb.kernels.osv.stacks import with_stacks
+from osvtrace.gdb.kernels.osv.stacks import stack_lines, with_stacks
 from osvtrace.gdb.kernels.osv.syms import load_app_symbols
 from osvtrace.gdb.kernels.osv.threads import Snapshot, Thread, snapshot
+from osvtrace.gdb.stacks import parse_stack_flag
 
 
 MAX_WAITERS = 10_000
@@ -92,7 +93,9 @@ def read_mutex(addr: int) -> Mutex:
     return Mutex(addr, count, f["depth"], f["owner"], f["handoff"], f["sequence"], waiters, pop.problem or push.problem)
 
 
-def describe_mutex(m: Mutex, snap: Snapshot, label: str) -> list[str]:
+def describe_mutex(m: Mutex, snap: Snapshot, label: str, show_stacks: bool = False) -> list[str]:
+    """The mutex in words; with show_stacks, the owner's and each waiter's stack (unwound
+    before: with_stacks) under it."""
     owner = snap.describe(m.owner) if m.owner else "none"
     waiting = ", ".join(snap.describe(w) if w else "(woken)" for w in m.waiters) or "none"
     lines = [f"mutex {label}: owner {owner}, depth {m.depth}, count {m.count}, waiters [{waiting}]"]
@@ -102,7 +105,19 @@ def describe_mutex(m: Mutex, snap: Snapshot, label: str) -> list[str]:
         lines.append("  count > 0 and no owner: between lock's increment and its owner store, or a hand-off")
     if m.problem:
         lines.append(f"  note: {m.problem}")
+    if show_stacks:
+        for role, addr in [("owner", m.owner)] + [("waiter", w) for w in m.waiters]:
+            t = snap.by_addr.get(addr) if addr else None
+            if t is not None:
+                lines.append(f"  {role} {t.tid} ({t.name}) {t.state}:")
+                lines += stack_lines(t, "    ")
     return lines
+
+
+def _stacks_for(snap: Snapshot, mutexes: list[Mutex]) -> None:
+    """Unwind the owners and waiters of these mutexes not unwound yet."""
+    want = {a for m in mutexes for a in [m.owner, *m.waiters] if a}
+    with_stacks(snap, lambda t: t.addr in want and t.frames is None)
 
 
 def mutex_arg(arg: str) -> tuple[int, int]:
@@ -122,6 +137,7 @@ def mutex_arg(arg: str) -> tuple[int, int]:
 
 
 def mutex_cmd(arg: str, from_tty: bool) -> None:
+    arg, show_stacks = parse_stack_flag(arg.strip(), default=True)
     arg = arg.strip()
     snap = snapshot()
     if arg and arg != "all":
@@ -130,7 +146,10 @@ def mutex_cmd(arg: str, from_tty: bool) -> None:
         if not m:
             gdb.write(f"mutex {symbol_label(pm)}: never locked (its lockfree::mutex is not allocated yet)\n")
             return
-        for ln in describe_mutex(read_mutex(m), snap, mutex_label(m, pm)):
+        mx = read_mutex(m)
+        if show_stacks:
+            _stacks_for(snap, [mx])
+        for ln in describe_mutex(mx, snap, mutex_label(m, pm), show_stacks):
             gdb.write(ln + "\n")
         return
     # Every mutex some thread is waiting for (read from the stacks of the waiting threads).
@@ -143,11 +162,17 @@ def mutex_cmd(arg: str, from_tty: bool) -> None:
                 found[m] = wait.removeprefix("mutex ")
     if not found:
         gdb.write("no thread is waiting for a mutex (give one: osv mutex EXPR)\n")
-    for m, label in found.items():
+    read: dict[int, Mutex | OsvError] = {}
+    for m in found:
         try:
-            lines = describe_mutex(read_mutex(m), snap, label)
+            read[m] = read_mutex(m)
         except OsvError as e:
-            lines = [f"mutex {label}: {e}"]
+            read[m] = e
+    if show_stacks:
+        _stacks_for(snap, [mx for mx in read.values() if isinstance(mx, Mutex)])
+    for m, label in found.items():
+        mx = read[m]
+        lines = describe_mutex(mx, snap, label, show_stacks) if isinstance(mx, Mutex) else [f"mutex {label}: {mx}"]
         for ln in lines:
             gdb.write(ln + "\n")
     if snap.problem:

@@ -43,7 +43,8 @@ class RecordLayout:
 @dataclass
 class Raw:
     """One record: tracepoint key (its tracepoint_base*), thread*, thread name, time (ns),
-    CPU, arguments."""
+    CPU, arguments, and its backtrace (return addresses, innermost first, up to the first 0)
+    when OSv ran with --trace-backtrace."""
 
     key: int
     thread: int
@@ -51,6 +52,7 @@ class Raw:
     time: int
     cpu: int
     args: tuple
+    backtrace: tuple[int, ...] = ()
 
 
 def oldest_first(raw: bytes, last: int, page: int) -> bytes:
@@ -116,7 +118,11 @@ def walk(data: bytes, lay: RecordLayout, signature: Callable[[int], str]) -> tup
         if (end - 1) // page != pos // page:
             return out, f"record at offset {pos} crosses a page (damaged, or not an OSv trace buffer)"
         word = lambda o, size=8: int.from_bytes(data[pos + o:pos + o + size], "little")  # noqa: E731
+        frames: tuple[int, ...] = ()
+        if bt:
+            words = struct.unpack_from(f"<{lay.backtrace_len}Q", data, pos + lay.size)
+            frames = words[:words.index(0)] if 0 in words else words
         out.append(Raw(key, word(lay.thread), clean_text(data[pos + lay.name:pos + lay.name + lay.name_size]),
-                       word(lay.time), word(lay.cpu, 4), args))
+                       word(lay.time), word(lay.cpu, 4), args, frames))
         pos = (end + 7) & ~7
     return out, ""

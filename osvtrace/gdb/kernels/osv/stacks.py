@@ -4,19 +4,15 @@ wait on a condvar or join a thread keep the object they name."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import commands, context
+from osvtrace.gdb import context, stacks, stacktext
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.kernels.osv.frames import Frame, location
 from osvtrace.gdb.kernels.osv.syms import load_app_symbols
 from osvtrace.gdb.kernels.osv.threads import Snapshot, Thread
-
-
-MAX_FRAMES = 64
 
 
 def _frame_arg(f: Any, name: str) -> int:
@@ -26,42 +22,29 @@ def _frame_arg(f: Any, name: str) -> int:
         return 0
 
 
-def _walk_frames(limit: int = MAX_FRAMES) -> tuple[list[Frame], str]:
-    out: list[Frame] = []
-    try:
-        f = gdb.newest_frame()
-    except gdb.error as e:
-        return out, f"no frame: {e}"
-    while f is not None and len(out) < limit:
-        try:
-            pc = f.pc()
-            name = f.name() or ""
-            sal = f.find_sal()
-            if sal.symtab is not None:
-                where = f"{sal.symtab.filename.removeprefix('../../')}:{sal.line}"
-            else:  # no line info: `info symbol` names the function and the object file
-                info = gdb.execute(f"info symbol {pc:#x}", to_string=True).strip()
-                where = ""
-                if not info.startswith("No symbol"):
-                    sym, _sep, section = info.partition(" in section ")
-                    name = name or sym
-                    where = os.path.basename(section.split(" of ", 1)[1]) if " of " in section else ""
-            fr = Frame(pc, name or "??", where)
-            if name.startswith("lockfree::mutex::lock") or name.startswith("lockfree::mutex::send_lock"):
-                fr.mutex = _frame_arg(f, "this")
-            elif name in ("pthread_mutex_lock", "pthread_mutex_timedlock"):
-                fr.pmutex = _frame_arg(f, "m")
-            elif name.startswith("condvar::wait") or name.startswith("condvar_wait"):
-                fr.condvar = _frame_arg(f, "this") or _frame_arg(f, "condvar")
-            elif name == "pthread_cond_wait" or name == "pthread_cond_timedwait":
-                fr.condvar = fr.condvar or _frame_arg(f, "cond")
-            elif name.startswith("sched::thread::join"):
-                fr.join = _frame_arg(f, "this")
-            out.append(fr)
-            f = f.older()
-        except gdb.error as e:
-            return out, f"unwinding stopped: {commands.one_line(str(e))}"
-    return out, ("more frames not shown" if f is not None else "")
+def _objects(f: Any, name: str) -> dict[str, int]:
+    """What a frame that locks a mutex, waits on a condvar or joins a thread names, read
+    from its arguments while gdb's frame is valid (Frame's fields)."""
+    if name.startswith("lockfree::mutex::lock") or name.startswith("lockfree::mutex::send_lock"):
+        return {"mutex": _frame_arg(f, "this")}
+    if name in ("pthread_mutex_lock", "pthread_mutex_timedlock"):
+        return {"pmutex": _frame_arg(f, "m")}
+    if name.startswith("condvar::wait") or name.startswith("condvar_wait"):
+        return {"condvar": _frame_arg(f, "this") or _frame_arg(f, "condvar")}
+    if name in ("pthread_cond_wait", "pthread_cond_timedwait"):
+        return {"condvar": _frame_arg(f, "cond")}
+    if name.startswith("sched::thread::join"):
+        return {"join": _frame_arg(f, "this")}
+    return {}
+
+
+def _walk_frames(limit: int = stacks.MAX_FRAMES) -> tuple[list[Frame], str]:
+    """The selected vCPU's frames (gdb's unwinder, shared with our kernel: osvtrace.gdb.stacks),
+    and why the stack ends early ('' if it reached the thread's first frame)."""
+    u = stacks.unwind(limit, _objects)
+    frames = [Frame(st.pc, st.function or "??", st.source or st.obj, site=st, **objs)
+              for st, objs in zip(u.sites, u.extra)]
+    return frames, stacktext.ending(u.end, len(frames), limit, u.detail)
 
 
 def stack_of(t: Thread, saved: dict[str, int] | None = None) -> tuple[list[Frame], str]:
@@ -114,3 +97,13 @@ def with_stacks(snap: Snapshot, which: Callable[[Thread], bool] = lambda t: True
 def where(t: Thread) -> str:
     """Where thread t is, as loader.py's location column (frames.location)."""
     return location(t.frames or [])
+
+
+def stack_lines(t: Thread, indent: str = "  ") -> list[str]:
+    """Thread t's unwound frames as `bt` prints them (osvtrace.gdb.stacktext), and why the
+    stack ends early, if it does."""
+    sites = [fr.site for fr in t.frames or [] if fr.site is not None]
+    out = [indent + stacktext.frame_line(i, st) for i, st in enumerate(sites)]
+    if t.note or not sites:
+        out.append(f"{indent}({t.note or 'no frames'})")
+    return out

@@ -8,7 +8,7 @@ import gdb  # type: ignore[import-not-found]
 from osvtrace.gdb import commands, context, fmt
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.kernels.osv.mutex import wait_of
-from osvtrace.gdb.kernels.osv.stacks import where, with_stacks
+from osvtrace.gdb.kernels.osv.stacks import stack_lines, where, with_stacks
 from osvtrace.gdb.kernels.osv.syms import load_app_symbols
 from osvtrace.gdb.kernels.osv.threads import Thread, snapshot
 
@@ -43,10 +43,7 @@ def info_threads(arg: str, from_tty: bool) -> None:
     if "--stacks" in argv:
         for t in snap.threads:
             gdb.write(f"\nthread {t.tid} ({t.name}) {t.state}:\n")
-            for i, fr in enumerate(t.frames or []):
-                gdb.write(f"  #{i:<2} {fr.pc:#018x} {fr.function} {fr.where}\n")
-            if t.note:
-                gdb.write(f"  ({t.note})\n")
+            gdb.write("\n".join(stack_lines(t)) + "\n")
 
 
 def thread_cmd(arg: str, from_tty: bool) -> None:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import gdb  # type: ignore[import-not-found]
 
-from osvtrace.gdb import debuginfo, fmt, guestmem
+from osvtrace.gdb import debuginfo, fmt, guestmem, stacks, stacktext
 from osvtrace.gdb.commands import OsvError
 from osvtrace.gdb.debuginfo import layout_of
 from osvtrace.gdb.kernels.osv.cpus import Cpu, cpus
 from osvtrace.gdb.kernels.osv.reading import has_symbol, int_var, memsave, read_fields, read_string, unique_ptr_offset
 from osvtrace.gdb.kernels.osv.ring import RecordLayout, oldest_first, walk
+from osvtrace.gdb.kernels.osv.syms import load_app_symbols
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Record:
     thread_name: str
     tp: Tracepoint
     args: tuple
+    backtrace: tuple[int, ...] = ()  # return addresses, innermost first (--trace-backtrace)
 
 
 @dataclass
@@ -98,17 +100,20 @@ def read_cpu_trace(c: Cpu) -> CpuTrace:
         return CpuTrace(c.id, base, size, last, [], f"trace buffer size {size} is not a power of two (damaged?)")
     lay = record_layout()
     raws, problem = walk(oldest_first(memsave(base, size), last, lay.page), lay, lambda k: tracepoint(k).sig)
-    recs = [Record(r.time, r.cpu, r.thread, r.thread_name, tracepoint(r.key), r.args) for r in raws]
+    recs = [Record(r.time, r.cpu, r.thread, r.thread_name, tracepoint(r.key), r.args, r.backtrace) for r in raws]
     return CpuTrace(c.id, base, size, last, recs, problem)
 
 
-def _trace_args(arg: str) -> tuple[int, list[str], int | None]:
+def _trace_args(arg: str) -> tuple[int, list[str], int | None, bool]:
     argv = gdb.string_to_argv(arg)
-    n, globs, cpu = 20, [], None
+    n, globs, cpu, show_stacks = 20, [], None, False
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a == "--tp" and i + 1 < len(argv):
+        if a in ("-s", "--stacks"):
+            show_stacks = True
+            i += 1
+        elif a == "--tp" and i + 1 < len(argv):
             globs += argv[i + 1].split(",")
             i += 2
         elif a == "--cpu" and i + 1 < len(argv) and argv[i + 1].isdigit():
@@ -118,8 +123,8 @@ def _trace_args(arg: str) -> tuple[int, list[str], int | None]:
             n = int(a)
             i += 1
         else:
-            raise OsvError("usage: osv trace [N] [--tp GLOB[,GLOB]] [--cpu N] | osv trace status")
-    return n, globs, cpu
+            raise OsvError("usage: osv trace [N] [--tp GLOB[,GLOB]] [--cpu N] [-s|--stacks] | osv trace status")
+    return n, globs, cpu, show_stacks
 
 
 def format_record(r: Record, t0: int) -> str:
@@ -128,8 +133,15 @@ def format_record(r: Record, t0: int) -> str:
     return f"{(r.time - t0) / 1e9:12.6f}  cpu {r.cpu}  {r.thread_name or hex(r.thread):<15}  {r.tp.name}({args})"
 
 
+def stack_lines(r: Record, bound: int) -> list[str]:
+    """A record's backtrace named by gdb, under the record. OSv does not say why a walk
+    ended: as deep as its bound (tracepoint_base::backtrace_len) it may be cut."""
+    end, detail = stacktext.unmarked_end(list(r.backtrace), bound)
+    return stacktext.stack_lines(stacks.sites(list(r.backtrace)), end, bound, detail)
+
+
 def trace_cmd(arg: str, from_tty: bool) -> None:
-    n, globs, want = _trace_args(arg)
+    n, globs, want, show_stacks = _trace_args(arg)
     recs: list[Record] = []
     notes = []
     for c in cpus():
@@ -143,8 +155,16 @@ def trace_cmd(arg: str, from_tty: bool) -> None:
     recs = recs[-n:] if n else []
     t0 = recs[0].time if recs else 0
     gdb.write(f"{len(recs)} newest records (times in s from the first shown, {t0} ns since boot)\n")
+    if show_stacks and any(r.backtrace for r in recs):
+        load_app_symbols(quiet=True)  # the app's frames named at its load base
+    bound = record_layout().backtrace_len if show_stacks else 0
     for r in recs:
         gdb.write(format_record(r, t0) + "\n")
+        if show_stacks and r.backtrace:
+            gdb.write("\n".join(stack_lines(r, bound)) + "\n")
+    held = sum(1 for r in recs if r.backtrace)
+    if held and not show_stacks:
+        gdb.write(f"({held} of these records carry a backtrace: osv trace --stacks shows them)\n")
     for note in notes:
         gdb.write(f"osv: note: {note}\n")
 
