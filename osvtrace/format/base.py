@@ -117,6 +117,16 @@ class Trace(ABC):
         ``pc`` argument and the row holds its callers. Both readers agree on this."""
         return np.zeros((len(idx), 0), np.uint64)
 
+    def backtrace_words(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stacks of events ``idx`` where they lie, for interning without a copy:
+        (buf uint8, start int64, count uint8): event k's frames are the count[k] 8-byte words
+        at buf[start[k]:] (any alignment), innermost first, up to the first 0. A reader whose
+        records hold their frames as consecutive words gives its own bytes; this default makes
+        them from backtraces()."""
+        from osvtrace.model.stacks import matrix_words
+
+        return matrix_words(self.backtraces(idx))
+
     def backtrace_ends(self, idx: np.ndarray) -> np.ndarray:
         """Why each stack of events ``idx`` ends, uint8: osvtrace.catalog.layout's STACK_NONE
         (no stack), STACK_COMPLETE, STACK_CUT (the depth bound), STACK_BAD_FRAME (a frame pointer

@@ -549,6 +549,11 @@ class OsvTrace(Trace):
         rows = self.events.row[np.asarray(idx)]
         return R.frames(self._buf, self._rec.off[rows], self._rec.nbt[rows], self._header)
 
+    def backtrace_words(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The frames where the records hold them: right after each record's header."""
+        rows = self.events.row[np.asarray(idx)]
+        return self._buf, self._rec.off[rows] + self._header, self._rec.nbt[rows]
+
     @cached_property
     def _symbols(self) -> Symbols:
         if self._tracefile:
