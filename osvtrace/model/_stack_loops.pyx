@@ -70,12 +70,13 @@ def intern_rows(const uint8_t[::1] buf, const int64_t[::1] start, const uint8_t[
                 if w == 0:
                     break
                 row[d] = w
-                h = _mix(h ^ w) + <uint64_t>d
+                h = (h ^ w) * <uint64_t>0x9E3779B97F4A7C15  # one multiply a frame, the full mix once a row
+                h = (h << 31) | (h >> 33)
                 d += 1
             if d == 0:
                 ids[i] = -1
                 continue
-            h &= hash_mask
+            h = _mix(h ^ <uint64_t>d) & hash_mask
             h_at = <Py_ssize_t>(h & <uint64_t>mask)
             while True:
                 s = slot_id[h_at]

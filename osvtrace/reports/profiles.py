@@ -81,16 +81,31 @@ def profile(model: Model, flt: Filter, kind: str, group_by: str = "none") -> Pro
     key, groups = _groups(model, s, group_by, "mutex" if kind in ("prof-lock", "prof-hold") else "object")
     every = bool(has.all())
     pair = (key if every else key[has]).astype(np.int64) * (len(model.stacks) + 1) + (stack if every else stack[has])
-    inv, first = factorize(pair)  # a hash table: samples are many, (group, stack) pairs few
-    uniq = pair[first]
-    count = np.bincount(inv, minlength=len(uniq)).astype(np.int64)
-    ns = np.bincount(inv, weights=s.ns if every else s.ns[has], minlength=len(uniq)).astype(np.int64)
+    uniq, count, ns = _sum_by_pair(pair, s.ns if every else s.ns[has], len(groups) * (len(model.stacks) + 1))
     notes = []
     if missing:
         notes.append(f"{missing:,} of {len(stack):,} samples have no backtrace and are left out"
                      + (" (record with backtraces: OSv --trace-backtrace)" if missing == len(stack) else ""))
     return Profile(kind, metric, group_by, (uniq % (len(model.stacks) + 1)).astype(np.int32),
                    (uniq // (len(model.stacks) + 1)).astype(np.int64), groups, count, ns, source, missing, notes)
+
+
+def _sum_by_pair(pair: np.ndarray, ns: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct pairs in order of first appearance, samples of each, their ns summed).
+    Pairs are below `bound`: when that is not much more than the samples, dense counts
+    (bincount) and one scatter for the order; else a hash table (factorize)."""
+    if bound <= max(4 * len(pair), 1 << 16):
+        count = np.bincount(pair, minlength=bound)
+        tot = np.bincount(pair, weights=ns, minlength=bound) if ns.any() else np.zeros(bound)  # prof: no time
+        first = np.full(bound, len(pair), np.int64)
+        first[pair[::-1]] = np.arange(len(pair) - 1, -1, -1)  # the last write of each pair is its first sample
+        uniq = np.flatnonzero(count)
+        uniq = uniq[np.argsort(first[uniq], kind="stable")]
+        return uniq, count[uniq].astype(np.int64), tot[uniq].astype(np.int64)
+    inv, first = factorize(pair)  # samples are many, (group, stack) pairs few
+    count = np.bincount(inv, minlength=len(first)).astype(np.int64)
+    tot = np.bincount(inv, weights=ns, minlength=len(first)).astype(np.int64)
+    return pair[first], count, tot
 
 
 def _groups(model: Model, s: Samples, group_by: str, lock: str) -> tuple[np.ndarray, list[str]]:
