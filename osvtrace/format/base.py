@@ -25,6 +25,21 @@ from osvtrace.errors import UsageError
 STACK_UNMARKED = 255
 
 
+def id_mask(col: np.ndarray, ids) -> np.ndarray:
+    """col == any of ids (tracepoint ids, CPUs: a few small integers): one comparison per id
+    when they are few, a lookup table otherwise; a few times faster than np.isin on millions."""
+    ids = np.unique(np.asarray(ids, np.int64).reshape(-1))
+    if len(ids) <= 4:
+        m = np.zeros(len(col), bool)
+        for i in ids.tolist():
+            m |= col == i
+        return m
+    top = int(col.max()) + 1 if len(col) else 0
+    lut = np.zeros(top + 1, bool)
+    lut[ids[(ids >= 0) & (ids < top)]] = True
+    return lut[col]
+
+
 @dataclass
 class Events:
     """The event table: one entry per record, in time order (ties keep CPU order)."""
@@ -207,7 +222,7 @@ class Trace(ABC):
         if len(ids) == 1:
             idx = np.nonzero(self.events.tp == tp.id)[0]
         else:
-            idx = np.nonzero(np.isin(self.events.tp, np.array(ids, self.events.tp.dtype)))[0]
+            idx = np.nonzero(id_mask(self.events.tp, ids))[0]
         return idx, self.args_at(tp, idx)
 
     def field(self, name: str, fill: int = 0) -> tuple[np.ndarray, np.ndarray]:

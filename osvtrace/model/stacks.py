@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from osvtrace.format.base import id_mask
 from osvtrace.format.trace import Trace
 from osvtrace.model.kernel_map import kernel_of
 from osvtrace.model.table import Column, Table, TableSpec, table
@@ -112,7 +113,7 @@ class Stacks:
         tp = self.trace.events.tp
         if self._event_ids is None:
             self._event_ids = np.full(len(tp), NO_STACK, np.int32)
-        ev = np.flatnonzero(np.isin(tp, np.array(tps, tp.dtype)))
+        ev = np.flatnonzero(id_mask(tp, tps))
         self._event_ids[ev] = self.intern_words(*self.trace.backtrace_words(ev))
         self._done.update(tps)
 

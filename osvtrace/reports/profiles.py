@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from osvtrace.errors import UsageError
+from osvtrace.format.base import id_mask
 from osvtrace.model import Model
 from osvtrace.model.filters import Filter, thread_ids, tracepoint_ids
 from osvtrace.model.kernel_map import model_events
@@ -135,12 +136,12 @@ def _sample_events(model: Model, flt: Filter) -> tuple[Samples, str]:
     m = Filter(cpus=flt.cpus, threads=flt.threads, since=flt.since, until=flt.until).mask(t)
     source = "records with a backtrace"
     if flt.tracepoints:
-        m &= np.isin(ev.tp, tracepoint_ids(t, flt.tracepoints))
+        m &= id_mask(ev.tp, tracepoint_ids(t, flt.tracepoints))
         source = f"{','.join(flt.tracepoints)} records"
     else:
         sampler = [n for n in SAMPLERS if n in t.catalog.by_name]
         ids = [i for n in sampler for i in t.tracepoint_ids(n)]
-        on = np.isin(ev.tp, ids) if ids else None
+        on = id_mask(ev.tp, ids) if ids else None
         if on is not None and on.any():
             m &= on
             source = f"CPU samples ({', '.join(sampler)})"
@@ -154,7 +155,7 @@ def _with_pc(model: Model, idx: np.ndarray) -> np.ndarray | None:
     carry it as an argument `pc` (the backtrace starts at its caller). None: no such records."""
     t = model.trace
     tps = [tp for tp in t.catalog.tracepoints if any(f.name == "pc" for f in tp.fields)]
-    on = np.isin(t.events.tp[idx], np.array([tp.id for tp in tps], t.events.tp.dtype)) if tps else None
+    on = id_mask(t.events.tp[idx], [tp.id for tp in tps]) if tps else None
     if on is None or not on.any():
         return None
     out = model.stacks.ids(idx)
@@ -200,7 +201,7 @@ def _waits(model: Model, flt: Filter) -> Samples:
     for name in ("sched_wait", "sched_switch"):
         if name not in t.catalog.by_name:
             continue
-        cand = np.flatnonzero(np.isin(ev.tp, t.tracepoint_ids(name)))
+        cand = np.flatnonzero(id_mask(ev.tp, t.tracepoint_ids(name)))
         need = event < 0
         if not len(cand) or not need.any():
             continue
