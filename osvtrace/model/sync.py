@@ -79,22 +79,32 @@ def mutex_tables(trace: Trace) -> tuple[Table, Table, Table]:
     return mutex_waits(trace), mutex_holds(trace), handoffs(trace)
 
 
-def mutex_waits(trace: Trace) -> Table:
-    """The mutex_wait table (on its own: prof-lock needs no holds)."""
+def wait_spans(trace: Trace) -> dict[str, np.ndarray]:
+    """mutex_wait's columns but handed_by (mutex, tid, start, dur, complete, event): what
+    prof-lock needs, without pairing every unlock with the wake it caused."""
     wait, wake = _Kind(trace, "mutex_lock_wait"), _Kind(trace, "mutex_lock_wake")
     if not len(wait):
-        return MUTEX_WAIT.empty()
-    hand = _Kind(trace, "mutex_handoff", tid_arg="to_tid")
-    _ranked(wait, wake, hand)
+        return {k: v for k, v in MUTEX_WAIT.empty().columns.items() if k != "handed_by"}
+    _ranked(wait, wake)
     # lock_wait -> next lock_wake of the same (mutex, thread)
     w2k = next_match(wait.key, wait.time, wake.key, wake.time)
-    done = w2k >= 0
     w_end = _take(wake.time, w2k, trace.span_ns[1])
+    return {"mutex": wait.mutex, "tid": wait.tid, "start": wait.time, "dur": w_end - wait.time,
+            "complete": w2k >= 0, "event": wait.idx}
+
+
+def mutex_waits(trace: Trace) -> Table:
+    """The mutex_wait table: wait_spans, and who handed each mutex over."""
+    w = wait_spans(trace)
+    if not len(w["event"]):
+        return MUTEX_WAIT.empty()
+    wait, hand = _Kind(trace, "mutex_lock_wait"), _Kind(trace, "mutex_handoff", tid_arg="to_tid")
+    _ranked(wait, hand)
+    w_end = w["start"] + w["dur"]
     h = last_match(wait.key, w_end, hand.key, hand.time)
     h = np.where((h >= 0) & (_take(hand.time, h, -1) >= wait.time), h, -1)
     handed_by = _take(hand.args.get("from_tid", np.empty(0, np.uint32)), h, 0)
-    return table(MUTEX_WAIT, mutex=wait.mutex, tid=wait.tid, start=wait.time, dur=w_end - wait.time,
-                 handed_by=handed_by, complete=done, event=wait.idx)
+    return table(MUTEX_WAIT, handed_by=handed_by, **w)
 
 
 def mutex_holds(trace: Trace) -> Table:

@@ -29,6 +29,7 @@ from osvtrace.model.kernel_map import model_events
 from osvtrace.model.sched import SLEEPING, WAITING
 from osvtrace.model.search import dense_rank, last_match
 from osvtrace.model.stacks import NO_STACK, factorize
+from osvtrace.model.sync import wait_spans
 from osvtrace.reports.common import clip, filter_table, thread_names
 
 KINDS = ("prof", "prof-wait", "prof-lock", "prof-hold")
@@ -233,9 +234,11 @@ def _window_cpu_thread(model: Model, flt: Filter, start: np.ndarray, dur: np.nda
 
 
 def _locks(model: Model, flt: Filter, hold: bool = False) -> Samples:
-    t = model.mutex_hold if hold else model.mutex_wait
+    # waits: mutex_wait's spans only (who handed the mutex over is not drawn, and pairing the
+    # hand-offs would cost as much again)
+    t = model.mutex_hold if hold else wait_spans(model.trace)
     ev = model.trace.events
-    m = _window_cpu_thread(model, flt, t["start"], t["dur"], t["tid"], ev.cpu[t["event"]]) if len(t) \
+    m = _window_cpu_thread(model, flt, t["start"], t["dur"], t["tid"], ev.cpu[t["event"]]) if len(t["event"]) \
         else np.zeros(0, bool)
     return Samples(t["event"][m], clip(t["start"][m], t["dur"][m], flt), t["tid"][m], t["mutex"][m])
 
