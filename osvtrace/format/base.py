@@ -40,6 +40,21 @@ def id_mask(col: np.ndarray, ids) -> np.ndarray:
     return lut[col]
 
 
+MAX_STACK_WORDS = 255  # frames a backtrace_words row may hold (its counts are uint8)
+
+
+def matrix_words(bt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A frame matrix (rows innermost first, 0-padded) as Trace.backtrace_words gives stacks:
+    (its bytes, the start of each row, frames per row)."""
+    bt = np.ascontiguousarray(bt, np.uint64)
+    if bt.ndim != 2:
+        bt = bt.reshape(len(bt), -1)
+    n, w = bt.shape
+    if w > MAX_STACK_WORDS:
+        raise ValueError(f"backtraces of {w} frames: at most {MAX_STACK_WORDS} are kept")
+    return bt.view(np.uint8).reshape(-1), np.arange(n, dtype=np.int64) * (8 * w), np.full(n, w, np.uint8)
+
+
 @dataclass
 class Events:
     """The event table: one entry per record, in time order (ties keep CPU order)."""
@@ -138,8 +153,6 @@ class Trace(ABC):
         at buf[start[k]:] (any alignment), innermost first, up to the first 0. A reader whose
         records hold their frames as consecutive words gives its own bytes; this default makes
         them from backtraces()."""
-        from osvtrace.model.stacks import matrix_words
-
         return matrix_words(self.backtraces(idx))
 
     def backtrace_ends(self, idx: np.ndarray) -> np.ndarray:

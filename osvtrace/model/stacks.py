@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from osvtrace.format.base import id_mask
+from osvtrace.format.base import id_mask, matrix_words
 from osvtrace.format.trace import Trace
 from osvtrace.model.kernel_map import kernel_of
 from osvtrace.model.table import Column, Table, TableSpec, table
@@ -46,7 +46,6 @@ EVENT_STACK = TableSpec("event_stack", "One row per record with a backtrace: its
 ))
 
 _HASH_MASK = np.uint64(2**64 - 1)  # tests set 0: every stack collides, the exact compare keeps them apart
-_MAX_WIDTH = 255  # frames a row may hold (_stack_loops' counts are uint8)
 
 
 def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,17 +59,6 @@ def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     first = np.empty(len(enc.dictionary), np.int64)
     first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write of each code is its first row
     return codes, first
-
-
-def matrix_words(bt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A frame matrix as (bytes, start of each row, frames per row): what Trace.backtrace_words gives."""
-    bt = np.ascontiguousarray(bt, np.uint64)
-    if bt.ndim != 2:
-        bt = bt.reshape(len(bt), -1)
-    n, w = bt.shape
-    if w > _MAX_WIDTH:
-        raise ValueError(f"backtraces of {w} frames: at most {_MAX_WIDTH} are kept")
-    return bt.view(np.uint8).reshape(-1), np.arange(n, dtype=np.int64) * (8 * w), np.full(n, w, np.uint8)
 
 
 class Stacks:

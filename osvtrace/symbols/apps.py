@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from osvtrace import resources
 from osvtrace.errors import OsvtraceError
 from osvtrace.symbols import cache
 from osvtrace.symbols.resolve import ElfSymbols
@@ -55,15 +56,13 @@ def _manifest(tree: Path) -> dict[str, Path]:
 def candidates(guest: str, trace_path: Path | None, manifest: dict[str, Path] | None = None) -> list[Path]:
     """Where the ELF of the object loaded from `guest` may be, in the order they are tried
     (`manifest`: the OSv build's, when already read)."""
-    from osvtrace.vm.osv_image import default_tree
-
     name = Path(guest).name
     out = []
     for d in filter(None, os.environ.get(ENV, "").split(":")):
         out += [Path(d) / guest.lstrip("/"), Path(d) / name]
     if trace_path is not None:
         out.append(Path(trace_path).parent / name)
-    hit = (_manifest(default_tree()) if manifest is None else manifest).get(guest)
+    hit = (_manifest(resources.osv_build_tree()) if manifest is None else manifest).get(guest)
     if hit is not None:
         out.append(hit)
     return out
@@ -122,11 +121,9 @@ def app_names(trace: Any) -> AppNames | None:
     """The app objects of an OSv dump whose ELFs are here (None: no module list, or none found)."""
     if trace in _found:
         return _found[trace]
-    from osvtrace.vm.osv_image import default_tree
-
     objects = []
     mods = [m for m in getattr(trace, "modules", None) or [] if m.path and m.sections]  # not the kernel itself
-    manifest = _manifest(default_tree()) if mods else {}
+    manifest = _manifest(resources.osv_build_tree()) if mods else {}
     for m in mods:
         for p in candidates(m.path, getattr(trace, "path", None), manifest):
             if p.is_file() and matches(p, m.sections):
