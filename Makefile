@@ -32,9 +32,11 @@ BENCH ?=
 deps:
 	@scripts/ensure-deps.sh $(DEB_DEPS)
 
-# the decoder's loops (osvtrace/format/_decode_loops.pyx, _osv_loops.pyx) are compiled when the package is installed:
+# the decoder's loops (osvtrace/format/_decode_loops.pyx, _osv_loops.pyx) and the stack interner
+# (osvtrace/model/_stack_loops.pyx) are compiled when the package is installed:
 # gcc comes with g++; the interpreter's C headers with python3-dev when it is Debian's
-$(VENV)/.stamp: pyproject.toml setup.py osvtrace/format/_decode_loops.pyx osvtrace/format/_osv_loops.pyx
+$(VENV)/.stamp: pyproject.toml setup.py osvtrace/format/_decode_loops.pyx osvtrace/format/_osv_loops.pyx \
+               osvtrace/model/_stack_loops.pyx
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
 	  echo "osvtrace: cannot create a venv: install python3-venv (apt-get install -y python3-venv)" >&2; exit 1; }
 	@$(PY) -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \

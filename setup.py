@@ -1,4 +1,4 @@
-"""The one compiled module (the decoder's hot loops) and the package data; everything else is
+"""The compiled modules (the decoder's hot loops, the stack interner) and the package data; everything else is
 in pyproject.toml.
 
 The repository keeps kernel/, tracepoints/, viewer/ and gdb/ at its top level; a built wheel
@@ -30,7 +30,9 @@ class build_py_with_data(build_py):
             shutil.copytree(name, dst, ignore=SKIP)
 
 
-setup(ext_modules=cythonize([Extension(f"osvtrace.format.{name}", [f"osvtrace/format/{name}.pyx"], extra_compile_args=["-O3"])
-                             for name in ("_decode_loops", "_osv_loops")],
+LOOPS = ("format/_decode_loops", "format/_osv_loops", "model/_stack_loops")
+
+setup(ext_modules=cythonize([Extension("osvtrace." + name.replace("/", "."), [f"osvtrace/{name}.pyx"],
+                                       extra_compile_args=["-O3"]) for name in LOOPS],
                             compiler_directives={"language_level": 3}),
       cmdclass={"build_py": build_py_with_data})

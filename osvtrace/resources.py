@@ -90,3 +90,10 @@ def default_kernel() -> Path:
     the cache's link to its latest build."""
     root = checkout()
     return root / "build" / "kernel.elf" if root else kernel_cache() / "kernel.elf"
+
+
+def osv_build_tree() -> Path:
+    """Where ../shared/osv/build.sh builds OSv ($OSV_BUILD_DIR, else ~/.cache/osv-build): the
+    OSv tree under it (vm.osv_image boots its image; symbols.apps reads its manifests)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(os.environ.get("OSV_BUILD_DIR") or Path(cache) / "osv-build") / "osv"

@@ -169,6 +169,7 @@ def test_installed_outside_the_checkout(setup, kind):
         assert (site / "_data" / name).is_file(), name
     assert (site / "format" / "proto" / "osvt.proto").is_file()
     assert list((site / "format").glob("_decode_loops*.so"))
+    assert list((site / "model").glob("_stack_loops*.so"))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -291,3 +291,24 @@ def remap_u32(uint32_t[::1] a, const uint32_t[::1] table):
     with nogil:
         for i in range(n):
             a[i] = table[a[i]]
+
+
+def gather_rows(const uint8_t[::1] buf, const int64_t[::1] pos, uint8_t[:, ::1] out):
+    """out[i] = buf[pos[i]:pos[i] + out.shape[1]] (any alignment): the arguments and frames of
+    records found by walk_records, read in one pass instead of a (rows, bytes) index gather.
+    Bytes past the end of buf are left as they are in out."""
+    cdef Py_ssize_t i, n = pos.shape[0], w = out.shape[1], size = buf.shape[0], k
+    cdef int64_t p
+    if out.shape[0] < n:
+        raise ValueError(f"{n} positions, {out.shape[0]} output rows")
+    if n == 0 or w == 0:
+        return
+    with nogil:
+        for i in range(n):
+            p = pos[i]
+            if p >= 0 and p + w <= size:
+                memcpy(&out[i, 0], &buf[p], w)
+            else:
+                for k in range(w):
+                    if 0 <= p + k < size:
+                        out[i, k] = buf[p + k]

@@ -321,6 +321,37 @@ def read_symb_chunks(mm, name: str, lay: Layout) -> Symbols:
     return Symbols({}, [a for a, _, _ in rows], [b for _, b, _ in rows], [n for _, _, n in rows])
 
 
+@dataclass
+class Module:
+    """An object OSv had loaded (a dump's MODS chunk): its path in the guest, where it was
+    loaded ([base, base + size)) and its sections as (name, address in the ELF, size)."""
+
+    path: str
+    base: int
+    size: int
+    sections: list[tuple[str, int, int]]
+
+
+def read_mods_chunks(mm, name: str, lay: Layout) -> list[Module]:
+    """The dump's MODS chunks (core/trace.cc: the loaded objects, the kernel's with no sections)."""
+    out = []
+    for s, e in lay.mods:
+        r = _Reader(mm, name, s, e)
+        try:
+            for _ in range(r.take("I")):
+                path, base, size = r.string(), r.take("Q"), r.take("Q")
+                secs = []
+                for _ in range(r.take("I")):
+                    sname = r.string()
+                    r.take("I"), r.take("I"), r.take("Q")  # sh_type, sh_info, sh_flags
+                    addr, _off, ssize = r.take("Q"), r.take("Q"), r.take("Q")
+                    secs.append((sname, addr, ssize))
+                out.append(Module(path, base, size, secs))
+        except TraceFormatError:
+            continue  # a damaged module list only costs the app's names
+    return out
+
+
 # ---------------------------------------------------------------- the trace
 
 class OsvTrace(Trace):
@@ -549,6 +580,11 @@ class OsvTrace(Trace):
         rows = self.events.row[np.asarray(idx)]
         return R.frames(self._buf, self._rec.off[rows], self._rec.nbt[rows], self._header)
 
+    def backtrace_words(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The frames where the records hold them: right after each record's header."""
+        rows = self.events.row[np.asarray(idx)]
+        return self._buf, self._rec.off[rows] + self._header, self._rec.nbt[rows]
+
     @cached_property
     def _symbols(self) -> Symbols:
         if self._tracefile:
@@ -556,6 +592,11 @@ class OsvTrace(Trace):
             exact = read_symbols_file(p)[0] if p.exists() else {}
             return Symbols(exact)
         return read_symb_chunks(self._mm, str(self.path), self._lay)
+
+    @cached_property
+    def modules(self) -> list[Module]:
+        """The objects loaded when a dump was taken (its MODS chunk; none in a tracefile)."""
+        return [] if self._tracefile else read_mods_chunks(self._mm, str(self.path), self._lay)
 
     def symbol(self, addr: int) -> str | None:
         """The function holding a return address (looked up at addr - 1, as OSv's tools do)."""

@@ -25,7 +25,7 @@ from osvtrace.catalog.schema import Catalog, Field, Tracepoint
 from osvtrace.errors import TraceFormatError
 from osvtrace.format import hugemem
 from osvtrace.format._decode_loops import merge_runs
-from osvtrace.format._osv_loops import remap_u32, walk_records
+from osvtrace.format._osv_loops import gather_rows, remap_u32, walk_records
 
 # signature character -> (walk code, our field type)
 SIG = {
@@ -283,12 +283,13 @@ def catalog(d: Dictionary, blob_max: np.ndarray, used: np.ndarray | None = None
 
 
 def gather(buf: np.ndarray, pos: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Values of `dtype` at byte offsets `pos` of buf (any alignment), one gather."""
+    """Values of `dtype` at byte offsets `pos` of buf (any alignment), one compiled pass."""
     dtype = np.dtype(dtype)
     if dtype.itemsize == 1:
         return buf[pos].view(dtype)
-    idx = pos[:, None] + np.arange(dtype.itemsize)
-    return np.ascontiguousarray(buf[idx]).view(dtype).reshape(-1)
+    out = np.zeros((len(pos), dtype.itemsize), np.uint8)
+    gather_rows(buf, np.ascontiguousarray(pos, np.int64), out)
+    return out.view(dtype).reshape(-1)
 
 
 def arg_positions(buf: np.ndarray, pay: np.ndarray, plan: Plan) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
@@ -342,35 +343,15 @@ def values(buf: np.ndarray, pay: np.ndarray, plan: Plan, arg: int, what: str, f:
 def frames(buf: np.ndarray, off: np.ndarray, nbt: np.ndarray, header: int) -> np.ndarray:
     """Backtrace frames of records at `off` (0 pads; a ring's unused frames are 0 too).
 
-    A record's frames are consecutive 8-byte words, so they are read as words: through one
-    8-byte view of buf per alignment the records start at (a ring's are all 8-aligned), not
-    byte by byte: millions of backtraces read in a few gathers."""
+    A record's frames are consecutive 8-byte words right after its header: each record's
+    are copied as one row (gather_rows, compiled), never word by word. (Interning stacks
+    does not come here: it reads the words in place, Trace.backtrace_words.)"""
     width = int(nbt.max()) if len(nbt) else 0
     if not width:
         return np.zeros((len(off), 0), np.uint64)
-    start = off.astype(np.int64) + header
-    mod = start & 7
-    classes = np.flatnonzero(np.bincount(mod, minlength=8)).tolist()
-    out = None
-    for r in classes:
-        sel = None if len(classes) == 1 else np.flatnonzero(mod == r)
-        words = buf[r:r + (len(buf) - r) // 8 * 8].view("<u8")
-        base = (start if sel is None else start[sel]) - r >> 3
-        # each record's frames are one row of a sliding window over the words: a row gather
-        # copies them together, not word by word
-        inside = base + width <= len(words)
-        win = np.lib.stride_tricks.as_strided(words, (max(len(words) - width + 1, 0), width), (8, 8),
-                                              writeable=False)
-        if sel is None and inside.all():
-            out = win[base]  # the usual case: one gather, straight into the result
-            break
-        if out is None:
-            out = np.zeros((len(off), width), np.uint64)
-        rows = np.arange(len(off)) if sel is None else sel
-        out[rows[inside]] = win[base[inside]]
-        for i in np.flatnonzero(~inside).tolist():  # the file's last words: fewer than `width` left
-            row = words[int(base[i]):int(base[i]) + width]
-            out[rows[i], :len(row)] = row
+    raw = np.zeros((len(off), 8 * width), np.uint8)
+    gather_rows(buf, np.ascontiguousarray(off, np.int64) + header, raw)
+    out = raw.view("<u8").astype(np.uint64, copy=False)
     short = np.flatnonzero(nbt < width)  # frames past a record's own are not its: 0
     if len(short):
         part = out[short]

@@ -91,12 +91,16 @@ class Model:
         return _sched.threads(self.trace, self.sched_slice)
 
     @cached_property
-    def _mutex(self) -> tuple[Table, Table, Table]:
-        return _sync.mutex_tables(self.trace)
+    def mutex_wait(self) -> Table:
+        return _sync.mutex_waits(self.trace)
 
-    mutex_wait = _part("_mutex", 0)
-    mutex_hold = _part("_mutex", 1)
-    handoff = _part("_mutex", 2)
+    @cached_property
+    def mutex_hold(self) -> Table:
+        return _sync.mutex_holds(self.trace)
+
+    @cached_property
+    def handoff(self) -> Table:
+        return _sync.handoffs(self.trace)
 
     @cached_property
     def packet_flow(self) -> Table:

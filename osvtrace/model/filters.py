@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from osvtrace.errors import UsageError
+from osvtrace.format.base import id_mask
 from osvtrace.format.trace import Trace
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -62,7 +63,7 @@ class Filter:
             m[hi:] = False
         if self.tracepoints:
             ids = tracepoint_ids(trace, self.tracepoints)
-            m &= np.isin(ev.tp, ids)
+            m &= id_mask(ev.tp, ids)
         if self.cpus:
             bad = [c for c in self.cpus if c < 0 or c >= max(trace.ncpus, 1)]
             if bad:

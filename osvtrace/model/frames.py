@@ -1,8 +1,9 @@
 """Names of code addresses: the one place stacks get their names.
 
 A name comes from the trace itself where it carries names (OSv: a tracefile's FILE.symbols, a
-dump's SYMB chunks; kept so that trees equal OSv's trace.py), else from the kernel ELF's symbol
-table and DWARF line table (osvtrace.symbols, found by the trace's build id). Names are looked up
+dump's SYMB chunks; kept so that trees equal OSv's trace.py; an OSv app's frames the dump does
+not name, from the app's ELF at its load base: osvtrace.symbols.apps), else from the kernel ELF's
+symbol table and DWARF line table (osvtrace.symbols, found by the trace's build id). Names are looked up
 once per distinct address and kept per trace.
 """
 
@@ -18,6 +19,7 @@ from osvtrace.errors import OsvtraceError
 from osvtrace.format.base import Trace as BaseTrace
 from osvtrace.format.trace import Trace
 from osvtrace.symbols import ElfNames, for_trace
+from osvtrace.symbols.apps import app_names
 from osvtrace.symbols.symbolizer import gdb_no_symbol
 
 # Trace.symbol writes "function (file:line)" or "function (file)" when it knows the source
@@ -74,6 +76,21 @@ def _elf_lookup(sym: ElfNames, addrs: np.ndarray) -> list[tuple[str, str]]:
             for a, f, fl, ln in zip(addrs.tolist(), fn.tolist(), files.tolist(), lines.tolist())]
 
 
+def _trace_lookup(trace: Trace, addrs: np.ndarray) -> list[tuple[str, str]]:
+    """(function, source) of return addresses from the trace's own names; an OSv dump's
+    frames in an app it does not name, from the app's ELF at its load base (symbols.apps)."""
+    got = [_lookup(trace, a) for a in addrs.tolist()]
+    unnamed = np.array([not s and f.startswith("0x") for f, s in got], bool)
+    apps = app_names(trace) if unnamed.any() else None
+    if apps is not None:
+        rows = np.flatnonzero(unnamed)
+        fn, src = apps.lookup(addrs[rows])
+        for i, f, s in zip(rows.tolist(), fn.tolist(), src.tolist()):
+            if f:
+                got[i] = (f, s)
+    return got
+
+
 def frame_names(trace: Trace, addrs: np.ndarray) -> FrameNames:
     """The names of the distinct addresses among addrs."""
     uniq = np.unique(np.asarray(addrs, np.uint64))
@@ -82,6 +99,8 @@ def frame_names(trace: Trace, addrs: np.ndarray) -> FrameNames:
     sym = _elf_names(trace) if len(new) else None
     if sym is not None:
         known.update(zip(new.tolist(), _elf_lookup(sym, new)))
+    elif len(new):
+        known.update(zip(new.tolist(), _trace_lookup(trace, new)))
     fn = np.empty(len(uniq), object)
     src = np.empty(len(uniq), object)
     for i, a in enumerate(uniq.tolist()):

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from osvtrace import kernels
+from osvtrace.format.base import id_mask
 from osvtrace.format.trace import Trace
 from osvtrace.kernels.base import From, Kernel, Pairs, Rule
 from osvtrace.model.search import dense_rank, last_match
@@ -65,7 +66,7 @@ class _Mapper:
         ids = self.ids(names)
         if not ids:
             return np.empty(0, np.int64)
-        return np.nonzero(np.isin(self.ev.tp, np.fromiter(ids, self.ev.tp.dtype)))[0]
+        return np.nonzero(id_mask(self.ev.tp, list(ids)))[0]
 
     def arg(self, idx: np.ndarray, name: str) -> np.ndarray:
         """Argument `name` of the records idx (of one or several tracepoints that all have it)."""

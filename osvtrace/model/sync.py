@@ -67,29 +67,54 @@ def _take(values: np.ndarray, hit: np.ndarray, missing: int) -> np.ndarray:
     return np.where(hit >= 0, values[np.maximum(hit, 0)] if len(values) else missing, missing)
 
 
-def mutex_tables(trace: Trace) -> tuple[Table, Table, Table]:
-    end = trace.span_ns[1]
-    lock, wait, wake = (_Kind(trace, n) for n in ("mutex_lock", "mutex_lock_wait", "mutex_lock_wake"))
-    unlock, trylock = _Kind(trace, "mutex_unlock"), _Kind(trace, "mutex_try_lock")
-    hand = _Kind(trace, "mutex_handoff", tid_arg="to_tid")
-    kinds = (lock, wait, wake, unlock, trylock, hand)
-    if not sum(len(k) for k in kinds):
-        return MUTEX_WAIT.empty(), MUTEX_HOLD.empty(), HANDOFF.empty()
+def _ranked(*kinds: _Kind) -> None:
+    """Give the kinds' (mutex, thread) pairs one dense numbering (their keys)."""
     # NOTE: a pair key mixes the thread id into the top bits of the mutex address;
     # kernel addresses leave those bits equal for all mutexes, so pairs stay distinct.
     for k, r in zip(kinds, dense_rank(*(k.pair for k in kinds))):
         k.key = r
-    # --- waits: lock_wait -> next lock_wake of the same (mutex, thread)
+
+
+def mutex_tables(trace: Trace) -> tuple[Table, Table, Table]:
+    return mutex_waits(trace), mutex_holds(trace), handoffs(trace)
+
+
+def wait_spans(trace: Trace) -> dict[str, np.ndarray]:
+    """mutex_wait's columns but handed_by (mutex, tid, start, dur, complete, event): what
+    prof-lock needs, without pairing every unlock with the wake it caused."""
+    wait, wake = _Kind(trace, "mutex_lock_wait"), _Kind(trace, "mutex_lock_wake")
+    if not len(wait):
+        return {k: v for k, v in MUTEX_WAIT.empty().columns.items() if k != "handed_by"}
+    _ranked(wait, wake)
+    # lock_wait -> next lock_wake of the same (mutex, thread)
     w2k = next_match(wait.key, wait.time, wake.key, wake.time)
-    done = w2k >= 0
-    w_end = _take(wake.time, w2k, end)
+    w_end = _take(wake.time, w2k, trace.span_ns[1])
+    return {"mutex": wait.mutex, "tid": wait.tid, "start": wait.time, "dur": w_end - wait.time,
+            "complete": w2k >= 0, "event": wait.idx}
+
+
+def mutex_waits(trace: Trace) -> Table:
+    """The mutex_wait table: wait_spans, and who handed each mutex over."""
+    w = wait_spans(trace)
+    if not len(w["event"]):
+        return MUTEX_WAIT.empty()
+    wait, hand = _Kind(trace, "mutex_lock_wait"), _Kind(trace, "mutex_handoff", tid_arg="to_tid")
+    _ranked(wait, hand)
+    w_end = w["start"] + w["dur"]
     h = last_match(wait.key, w_end, hand.key, hand.time)
     h = np.where((h >= 0) & (_take(hand.time, h, -1) >= wait.time), h, -1)
     handed_by = _take(hand.args.get("from_tid", np.empty(0, np.uint32)), h, 0)
-    waits = table(MUTEX_WAIT, mutex=wait.mutex, tid=wait.tid, start=wait.time, dur=w_end - wait.time,
-                  handed_by=handed_by, complete=done, event=wait.idx)
-    # --- holds. A lock() is contended when its next event on that mutex is a lock_wait
-    # (before any unlock); then ownership starts at the lock_wake instead.
+    return table(MUTEX_WAIT, handed_by=handed_by, **w)
+
+
+def mutex_holds(trace: Trace) -> Table:
+    """The mutex_hold table. A lock() is contended when its next event on that mutex is a
+    lock_wait (before any unlock); then ownership starts at the lock_wake instead."""
+    lock, wait, wake = (_Kind(trace, n) for n in ("mutex_lock", "mutex_lock_wait", "mutex_lock_wake"))
+    unlock, trylock = _Kind(trace, "mutex_unlock"), _Kind(trace, "mutex_try_lock")
+    if not (len(lock) or len(wake) or len(trylock)):
+        return MUTEX_HOLD.empty()
+    _ranked(lock, wait, wake, unlock, trylock)
     big = np.iinfo(np.int64).max
     nw = _take(wait.time, next_match(lock.key, lock.time, wait.key, wait.time), big)
     nu = _take(unlock.time, next_match(lock.key, lock.time, unlock.key, unlock.time), big)
@@ -107,15 +132,18 @@ def mutex_tables(trace: Trace) -> tuple[Table, Table, Table]:
     acq_key, acq_time, acq_m, acq_tid, acq_cont, acq_ev = (x[order] for x in (acq_key, acq_time, acq_m, acq_tid,
                                                                              acq_cont, acq_ev))
     u = next_match(acq_key, acq_time, unlock.key, unlock.time)
-    h_end = _take(unlock.time, u, end)
-    holds = table(MUTEX_HOLD, mutex=acq_m, tid=acq_tid, start=acq_time, dur=h_end - acq_time, contended=acq_cont,
-                  complete=u >= 0, event=acq_ev)
-    # --- hand-offs: latency until the waiter's mutex_lock_wake
-    if len(hand):
-        k = next_match(hand.key, hand.time, wake.key, wake.time)
-        handoffs = table(HANDOFF, time=hand.time, mutex=hand.mutex, from_tid=hand.args["from_tid"],
-                         to_tid=hand.tid, cpu=hand.cpu, wake_cpu=_take(wake.cpu.astype(np.int32), k, -1),
-                         latency=np.where(k >= 0, _take(wake.time, k, 0) - hand.time, -1))
-    else:
-        handoffs = HANDOFF.empty()
-    return waits, holds, handoffs
+    h_end = _take(unlock.time, u, trace.span_ns[1])
+    return table(MUTEX_HOLD, mutex=acq_m, tid=acq_tid, start=acq_time, dur=h_end - acq_time, contended=acq_cont,
+                 complete=u >= 0, event=acq_ev)
+
+
+def handoffs(trace: Trace) -> Table:
+    """The handoff table: latency until the waiter's mutex_lock_wake."""
+    hand, wake = _Kind(trace, "mutex_handoff", tid_arg="to_tid"), _Kind(trace, "mutex_lock_wake")
+    if not len(hand):
+        return HANDOFF.empty()
+    _ranked(hand, wake)
+    k = next_match(hand.key, hand.time, wake.key, wake.time)
+    return table(HANDOFF, time=hand.time, mutex=hand.mutex, from_tid=hand.args["from_tid"],
+                 to_tid=hand.tid, cpu=hand.cpu, wake_cpu=_take(wake.cpu.astype(np.int32), k, -1),
+                 latency=np.where(k >= 0, _take(wake.time, k, 0) - hand.time, -1))

@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from osvtrace.errors import UsageError
+from osvtrace.format.base import id_mask
 from osvtrace.model import Model
 from osvtrace.model.filters import Filter, thread_ids, tracepoint_ids
 from osvtrace.model.kernel_map import model_events
 from osvtrace.model.sched import SLEEPING, WAITING
 from osvtrace.model.search import dense_rank, last_match
 from osvtrace.model.stacks import NO_STACK, factorize
+from osvtrace.model.sync import wait_spans
 from osvtrace.reports.common import clip, filter_table, thread_names
 
 KINDS = ("prof", "prof-wait", "prof-lock", "prof-hold")
@@ -106,16 +108,31 @@ def aggregate(model: Model, s: Samples, kind: str, source: str, metric: str, gro
     key, groups = _groups(model, s, group_by, "mutex" if kind in ("prof-lock", "prof-hold") else "object")
     every = bool(has.all())
     pair = (key if every else key[has]).astype(np.int64) * (len(model.stacks) + 1) + (stack if every else stack[has])
-    inv, first = factorize(pair)  # a hash table: samples are many, (group, stack) pairs few
-    uniq = pair[first]
-    count = np.bincount(inv, minlength=len(uniq)).astype(np.int64)
-    ns = np.bincount(inv, weights=s.ns if every else s.ns[has], minlength=len(uniq)).astype(np.int64)
+    uniq, count, ns = _sum_by_pair(pair, s.ns if every else s.ns[has], len(groups) * (len(model.stacks) + 1))
     notes = []
     if missing:
         notes.append(f"{missing:,} of {len(stack):,} samples have no backtrace and are left out"
                      + (" (record with backtraces: OSv --trace-backtrace)" if missing == len(stack) else ""))
     return Profile(kind, metric, group_by, (uniq % (len(model.stacks) + 1)).astype(np.int32),
                    (uniq // (len(model.stacks) + 1)).astype(np.int64), groups, count, ns, source, missing, notes)
+
+
+def _sum_by_pair(pair: np.ndarray, ns: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct pairs in order of first appearance, samples of each, their ns summed).
+    Pairs are below `bound`: when that is not much more than the samples, dense counts
+    (bincount) and one scatter for the order; else a hash table (factorize)."""
+    if bound <= max(4 * len(pair), 1 << 16):
+        count = np.bincount(pair, minlength=bound)
+        tot = np.bincount(pair, weights=ns, minlength=bound) if ns.any() else np.zeros(bound)  # prof: no time
+        first = np.full(bound, len(pair), np.int64)
+        first[pair[::-1]] = np.arange(len(pair) - 1, -1, -1)  # the last write of each pair is its first sample
+        uniq = np.flatnonzero(count)
+        uniq = uniq[np.argsort(first[uniq], kind="stable")]
+        return uniq, count[uniq].astype(np.int64), tot[uniq].astype(np.int64)
+    inv, first = factorize(pair)  # samples are many, (group, stack) pairs few
+    count = np.bincount(inv, minlength=len(first)).astype(np.int64)
+    tot = np.bincount(inv, weights=ns, minlength=len(first)).astype(np.int64)
+    return pair[first], count, tot
 
 
 def _groups(model: Model, s: Samples, group_by: str, lock: str) -> tuple[np.ndarray, list[str]]:
@@ -145,12 +162,12 @@ def _sample_events(model: Model, flt: Filter) -> tuple[Samples, str]:
     m = Filter(cpus=flt.cpus, threads=flt.threads, since=flt.since, until=flt.until).mask(t)
     source = "records with a backtrace"
     if flt.tracepoints:
-        m &= np.isin(ev.tp, tracepoint_ids(t, flt.tracepoints))
+        m &= id_mask(ev.tp, tracepoint_ids(t, flt.tracepoints))
         source = f"{','.join(flt.tracepoints)} records"
     else:
         sampler = [n for n in SAMPLERS if n in t.catalog.by_name]
         ids = [i for n in sampler for i in t.tracepoint_ids(n)]
-        on = np.isin(ev.tp, ids) if ids else None
+        on = id_mask(ev.tp, ids) if ids else None
         if on is not None and on.any():
             m &= on
             source = f"CPU samples ({', '.join(sampler)})"
@@ -164,7 +181,7 @@ def _with_pc(model: Model, idx: np.ndarray) -> np.ndarray | None:
     carry it as an argument `pc` (the backtrace starts at its caller). None: no such records."""
     t = model.trace
     tps = [tp for tp in t.catalog.tracepoints if any(f.name == "pc" for f in tp.fields)]
-    on = np.isin(t.events.tp[idx], np.array([tp.id for tp in tps], t.events.tp.dtype)) if tps else None
+    on = id_mask(t.events.tp[idx], [tp.id for tp in tps]) if tps else None
     if on is None or not on.any():
         return None
     out = model.stacks.ids(idx)
@@ -211,7 +228,7 @@ def _waits(model: Model, flt: Filter) -> Samples:
     for name in ("sched_wait", "sched_switch"):
         if name not in t.catalog.by_name:
             continue
-        cand = np.flatnonzero(np.isin(ev.tp, t.tracepoint_ids(name)))
+        cand = np.flatnonzero(id_mask(ev.tp, t.tracepoint_ids(name)))
         need = event < 0
         if not len(cand) or not need.any():
             continue
@@ -249,9 +266,11 @@ def _window_cpu_thread(model: Model, flt: Filter, start: np.ndarray, dur: np.nda
 
 
 def _locks(model: Model, flt: Filter, hold: bool = False) -> Samples:
-    t = model.mutex_hold if hold else model.mutex_wait
+    # waits: mutex_wait's spans only (who handed the mutex over is not drawn, and pairing the
+    # hand-offs would cost as much again)
+    t = model.mutex_hold if hold else wait_spans(model.trace)
     ev = model.trace.events
-    m = _window_cpu_thread(model, flt, t["start"], t["dur"], t["tid"], ev.cpu[t["event"]]) if len(t) \
+    m = _window_cpu_thread(model, flt, t["start"], t["dur"], t["tid"], ev.cpu[t["event"]]) if len(t["event"]) \
         else np.zeros(0, bool)
     return Samples(t["event"][m], clip(t["start"][m], t["dur"][m], flt), t["tid"][m], t["mutex"][m],
                    start=clip_start(t["start"][m], flt))

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from osvtrace import resources
 from osvtrace.errors import OsvtraceError
 from osvtrace.kernels import osv as osv_kernel
 from osvtrace.vm.qemu import hostfwd_rule
@@ -38,8 +39,7 @@ class OsvBuild:
 
 def default_tree() -> Path:
     """Where ../shared/osv/build.sh builds OSv ($OSV_BUILD_DIR, else ~/.cache/osv-build)."""
-    base = os.environ.get("OSV_BUILD_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "osv-build"
-    return Path(base) / "osv"
+    return resources.osv_build_tree()
 
 
 def is_osv_elf(path: Path) -> bool:

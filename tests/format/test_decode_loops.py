@@ -1,4 +1,4 @@
-"""The decoder's compiled loops (osvtrace/format/_decode_loops.pyx) against plain numpy answers."""
+"""The decoder's compiled loops (osvtrace/format/_decode_loops.pyx, _osv_loops.pyx) against plain numpy answers."""
 
 from __future__ import annotations
 
@@ -219,3 +219,27 @@ def test_copy_chunk_refuses_ranges_outside_its_arrays():
         copy_chunk(words, 0, 4, NSLOTS_OF[:10], STACK_OF, 0, 1.0, *cols, 0)
     with pytest.raises(ValueError, match="every 16-bit id"):
         copy_chunk(words, 0, 4, NSLOTS_OF, STACK_OF[:10], 0, 1.0, *cols, 0)
+
+
+# ---------------------------------------------------------------- OSv's gather_rows, id_mask
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=0, max_size=200), st.lists(st.integers(-4, 210), max_size=30), st.integers(0, 12))
+def test_gather_rows_copies_each_rows_bytes_and_leaves_what_lies_outside_as_zero(data, pos, width):
+    from osvtrace.format._osv_loops import gather_rows
+
+    buf = np.frombuffer(data, np.uint8)
+    out = np.zeros((len(pos), width), np.uint8)
+    gather_rows(buf, np.array(pos, np.int64), out)
+    want = np.array([[data[p + k] if 0 <= p + k < len(data) else 0 for k in range(width)] for p in pos],
+                    np.uint8).reshape(len(pos), width)
+    assert np.array_equal(out, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.uint16, st.integers(0, 300), elements=st.integers(0, 40)),
+       st.lists(st.integers(0, 60), max_size=9))
+def test_id_mask_is_isin(col, ids):
+    from osvtrace.format.base import id_mask
+
+    assert np.array_equal(id_mask(col, ids), np.isin(col, np.array(ids, np.int64)))

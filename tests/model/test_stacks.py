@@ -4,6 +4,7 @@ collision), per-event stack ids read per tracepoint, and bad stacks flagged."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import osvtrace
 from osvtrace.model import Model
@@ -42,12 +43,53 @@ def test_a_zero_ends_a_stack():
 
 
 def test_a_hash_collision_still_keeps_stacks_apart(monkeypatch):
-    monkeypatch.setattr(stacks_mod, "row_hash", lambda frames: np.zeros(len(frames), np.uint64))
+    monkeypatch.setattr(stacks_mod, "_HASH_MASK", np.uint64(0))  # every stack hashes to 0
     st = Stacks(_NoTrace())
     a = st.intern(rows([1, 2], [3], [1, 2]))
     b = st.intern(rows([3], [5, 6], [1, 2]))
     assert a[0] == a[2] == b[2] and a[1] == b[0] and len({int(a[0]), int(a[1]), int(b[1])}) == 3
     assert [st.frames[i][st.frames[i] != 0].tolist() for i in (a[0], a[1], b[1])] == [[1, 2], [3], [5, 6]]
+
+
+def _reference_ids(bt: np.ndarray) -> np.ndarray:
+    """Stack ids as plain numpy numbers them: rows after their first 0 zeroed, np.unique over
+    rows, ids in order of first appearance, NO_STACK for a row with no frame."""
+    live = np.cumprod(bt != 0, axis=1).astype(bool)
+    bt = np.where(live, bt, np.uint64(0))
+    has = bt[:, 0] != 0
+    _, first, inv = np.unique(bt[has], axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int32)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    out = np.full(len(bt), NO_STACK, np.int32)
+    out[has] = rank[inv.reshape(-1)]
+    return out
+
+
+@pytest.mark.parametrize("mask", [2**64 - 1, 0])
+def test_many_stacks_intern_as_plain_numpy_does_across_growth_and_collisions(monkeypatch, mask):
+    monkeypatch.setattr(stacks_mod, "_HASH_MASK", np.uint64(mask))  # 0: every stack in one probe chain
+    rng = np.random.default_rng(7)
+    pool = rng.integers(1, 40, (3000, 8)).astype(np.uint64)  # more than the first table holds
+    pool[rng.random(pool.shape) < 0.1] = 0
+    sample = pool[rng.integers(0, len(pool), 20_000)]
+    st = Stacks(_NoTrace())
+    ids = np.concatenate([st.intern(part) for part in np.array_split(sample, 3)])  # three calls, one table
+    assert np.array_equal(ids, _reference_ids(sample))
+    has = ids != NO_STACK
+    live = np.cumprod(sample != 0, axis=1).astype(bool)
+    assert np.array_equal(st.frames[ids[has]], np.where(live, sample, np.uint64(0))[has])
+
+
+def test_the_real_trace_interned_where_it_lies_equals_plain_numpy_on_its_frame_matrix(tmp_path_factory):
+    t = osvtrace.open(fixture("mutexnet-bt.tracefile", tmp_path_factory.mktemp("osv")))
+    ev = np.arange(len(t))
+    bt = t.backtraces(ev)
+    st = Stacks(t)
+    ids = st.intern_words(*t.backtrace_words(ev))  # straight from the file's bytes
+    assert np.array_equal(ids, _reference_ids(bt))
+    has = ids != NO_STACK
+    assert np.array_equal(st.frames[ids[has]], bt[has])  # the frames themselves, as read by backtraces()
+    assert np.array_equal(Stacks(t).intern(bt), ids)  # the matrix path (our kernel's traces) agrees
 
 
 def test_loops_and_cut_stacks_are_flagged(tmp_path):
