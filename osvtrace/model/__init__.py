@@ -14,6 +14,7 @@ import numpy as np
 from osvtrace.errors import UsageError
 from osvtrace.format.trace import Trace
 from osvtrace.model import events as _events
+from osvtrace.model import heap as _heap
 from osvtrace.model import memory as _memory
 from osvtrace.model import net as _net
 from osvtrace.model import sched as _sched
@@ -51,8 +52,30 @@ class Model:
         return for_trace(self.trace, self.elf)
 
     def name_addresses(self, addrs: np.ndarray) -> np.ndarray:
-        """Data addresses as shown everywhere: `slots[1].m (0x1d3b40)`, `0x...` when unnamed."""
-        return self.symbols.name_addresses(addrs)
+        """Data addresses as shown everywhere: `slots[1].m (0x1d3b40)`, a heap object by where it
+        was allocated, `heap kv_store::kv_store()+0x40 (0x...)` (model/heap.py), `0x...` when
+        unnamed."""
+        from osvtrace.symbols.symbolizer import labels
+
+        a = np.asarray(addrs, np.uint64).reshape(-1)
+        return labels(self.object_names(a), a)
+
+    def object_names(self, addrs: np.ndarray) -> np.ndarray:
+        """The name of each data address ('' where none is known): its static object from the
+        symbols, else the heap block holding it by where that was allocated."""
+        from osvtrace.symbols.symbolizer import WAIT_OBJECTS
+
+        a = np.asarray(addrs, np.uint64).reshape(-1)
+        names = np.asarray(self.symbols.objects(a, WAIT_OBJECTS), object).copy()
+        missing = names == ""
+        if missing.any() and len(self.memory_alloc):
+            names[missing] = self.heap.names(a[missing])
+        return names
+
+    @cached_property
+    def heap(self) -> "_heap.HeapNames":
+        """Traced allocations with stacks, naming the heap addresses inside them."""
+        return _heap.HeapNames(self)
 
     def table(self, name: str) -> Table:
         if name not in SPECS:

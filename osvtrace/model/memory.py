@@ -68,6 +68,7 @@ MEMORY_ALLOC = TableSpec("memory_alloc", "One row per heap allocation (memory_ma
     Column("allocator", "object", "malloc, or OSv's mempool | large | page when its detail record is there"),
     Column("freed", "int64", "time of its free (-1: not freed in the trace: still live, or a leak)", "ns"),
     Column("free_tid", "uint32", "thread that freed it (0: not freed)", "tid"),
+    Column("event", "int64", "index in events of the allocating record (its backtrace is where it was allocated)"),
 ))
 
 MEMORY_FREE = TableSpec("memory_free", "One row per free of a heap block (memory_free, the old block of "
@@ -175,7 +176,7 @@ def memory_tables(trace: Trace) -> tuple[Table, Table]:
     free_tid[paired_a] = ev.tid[f_idx[nf[paired_a]]]
     allocs = table(MEMORY_ALLOC, time=a_time, cpu=ev.cpu[a_idx], tid=a_tid, buf=a["buf"], len=a["len"],
                    align=a["align"], alloc_len=a["alloc_len"], allocator=a["allocator"], freed=freed,
-                   free_tid=free_tid)
+                   free_tid=free_tid, event=a_idx)
     has = a_of_f >= 0
     f_len = np.full(len(f_idx), -1, np.int64)
     f_len[has] = a["len"][a_of_f[has]]

@@ -66,10 +66,9 @@ def name_columns(model: Model, r: Report) -> None:
     cols = [c for c, k in r.kinds.items() if k == "addr" and c in r.columns]
     if not cols or not len(r) or not any(r.columns[c].any() for c in cols):
         return
-    syms = model.symbols
     for c in cols:
-        r.names[c] = syms.objects(r.columns[c])
-    r.notes += [f"names: {w}" for w in syms.warnings]
+        r.names[c] = model.object_names(r.columns[c])
+    r.notes += [f"names: {w}" for w in model.symbols.warnings]
 
 
 def thread_names(model: Model, tids: np.ndarray) -> np.ndarray:
