@@ -183,7 +183,7 @@ def test_commands_fail_with_one_line_and_no_traceback(kernel, gdb_ok, tmp_path):
     assert lines.count("osv: no running kernel: connect first (target remote :PORT; `osvtrace run --gdb` "
                        "starts QEMU with a gdbstub)") == 3, out
     assert "osv: 'nomatch' matches no tracepoint (globs are anchored: try 'nomatch*')" in lines
-    assert "osv: osv info threads takes no arguments" in lines
+    assert "osv: usage: osv info threads [--stacks]" in lines
     assert lines.count("osv: usage: osv trace save FILE") == 2
 
 
