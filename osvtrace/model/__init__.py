@@ -75,7 +75,7 @@ class Model:
     @cached_property
     def heap(self) -> "_heap.HeapNames":
         """Traced allocations with stacks, naming the heap addresses inside them."""
-        return _heap.HeapNames(self)
+        return _heap.HeapNames(self.trace, self.memory_alloc, self.stacks)
 
     def table(self, name: str) -> Table:
         if name not in SPECS:

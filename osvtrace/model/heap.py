@@ -10,15 +10,12 @@ show it and `osvtrace diff` matches it across runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from osvtrace.format.trace import Trace
 from osvtrace.model.frames import frame_names
-from osvtrace.model.stacks import NO_STACK
-
-if TYPE_CHECKING:
-    from osvtrace.model import Model
+from osvtrace.model.stacks import NO_STACK, Stacks
+from osvtrace.model.table import Table
 
 # Frames of the allocator itself (and of the tracepoint that recorded it): never the site.
 ALLOCATOR = ("malloc", "calloc", "realloc", "operator new", "memory::", "mempool", "std::", "__gnu_cxx::",
@@ -41,27 +38,27 @@ def _short(fn: str) -> str:
 class HeapNames:
     """The traced allocations that carry a stack, by address, for naming addresses inside them."""
 
-    def __init__(self, model: "Model"):
-        a = model.memory_alloc
+    def __init__(self, trace: Trace, alloc: Table, stacks: Stacks):
+        a = alloc
         ok = a["buf"] != 0
-        sid = model.stacks.ids(a["event"][ok]) if ok.any() else np.empty(0, np.int32)
+        sid = stacks.ids(a["event"][ok]) if ok.any() else np.empty(0, np.int32)
         has = sid != NO_STACK
         self.buf = a["buf"][ok][has]
         self.size = np.maximum(a["alloc_len"][ok][has], a["len"][ok][has])
         self.time = a["time"][ok][has]
-        sites = self._sites(model, sid[has])
+        sites = self._sites(trace, stacks, sid[has])
         order = np.lexsort((self.time, self.buf))
         self.buf, self.size, self.time, self.site = self.buf[order], self.size[order], self.time[order], sites[order]
 
     @staticmethod
-    def _sites(model: "Model", sid: np.ndarray) -> np.ndarray:
+    def _sites(trace: Trace, stacks: Stacks, sid: np.ndarray) -> np.ndarray:
         """The allocation site of each stack: its first frame outside the allocator."""
         if not len(sid):
             return np.empty(0, object)
         u, inv = np.unique(sid, return_inverse=True)
-        frames = model.stacks.frames[u]
+        frames = stacks.frames[u]
         valid = frames != 0
-        fn = frame_names(model.trace, frames[valid])
+        fn = frame_names(trace, frames[valid])
         names = np.full(frames.shape, "", object)
         names[valid] = fn.function[fn.index(frames[valid])]
         out = []

@@ -38,7 +38,7 @@ BY_PACKET_OPT = Opt("--by-packet", "flag", "One row per segment of each selected
                                           "the sums per category.")
 
 
-def _segments(model: Model, pk: np.ndarray) -> dict[str, np.ndarray]:
+def segments(model: Model, pk: np.ndarray) -> dict[str, np.ndarray]:
     """The path segments of packet_flow rows pk: packet row, start, dur, category code,
     object (a mutex or wait object, 0 when none), ordered by packet then time."""
     f = model.packet_flow
@@ -102,6 +102,14 @@ CATEGORIES = np.array(["receive", "queued", "wake-up", "blocked on", "serve", "p
                       object)
 
 
+def labels(model: Model, seg: dict[str, np.ndarray]) -> np.ndarray:
+    """Each segment's words: its category, and the object it waited on by name."""
+    names = model.name_addresses(seg["obj"]) if len(seg["obj"]) else np.empty(0, object)
+    return np.array([c if o == 0 else f"{c} {n}" for c, o, n in
+                     zip(CATEGORIES[seg["cat"]].tolist(), seg["obj"].tolist(), np.asarray(names).tolist())] or [""],
+                    object)[:len(seg["cat"])]
+
+
 @register("critical-path", "Where request time went: each answered request's path (rx to tx) cut into receive, "
                            "queued, wake-up, serve, preempted, lock wait on X ..., summed per category with shares.",
           options=(PACKET_OPT, SLOWEST_OPT, BY_PACKET_OPT))
@@ -128,13 +136,10 @@ def critical_path(model: Model, flt: Filter, opts: Options) -> Report:
     if slowest:
         pk = pk[np.argsort(-total_lat, kind="stable")[:slowest]]
         total_lat = f["tx_time"][pk] - f["rx_time"][pk]
-    seg = _segments(model, pk)
+    seg = segments(model, pk)
     notes = [f"{len(pk):,} request(s), {int(total_lat.sum()):,} ns of request time in all"
              + (f" (p50 {int(np.percentile(total_lat, 50)):,} ns, max {int(total_lat.max()):,} ns)" if len(pk) else "")]
-    names = model.name_addresses(seg["obj"]) if len(seg["obj"]) else np.empty(0, object)
-    label = np.array([c if o == 0 else f"{c} {n}" for c, o, n in
-                      zip(CATEGORIES[seg["cat"]].tolist(), seg["obj"].tolist(), np.asarray(names).tolist())] or [""],
-                     object)[:len(seg["cat"])]
+    label = labels(model, seg)
     if opts.more.get("by_packet"):
         cols = {"packet": f["packet"][seg["row"]], "start": seg["start"], "dur": seg["dur"], "segment": label}
         return Report("Request paths, segment by segment", cols, {"start": "time", "dur": "ns", "segment": "text"},

@@ -15,6 +15,8 @@ from osvtrace.model.filters import format_duration, format_ns
 from osvtrace.model.frames import frame_names
 from osvtrace.model.net import STAGES
 from osvtrace.model.sched import RUNNABLE, RUNNING, SLEEPING, STATE_NAMES, WAITING
+from osvtrace.reports.critical import labels as path_labels
+from osvtrace.reports.critical import segments
 from osvtrace.viewer.lanes import Lane, Lanes, hexaddr
 
 MAX_EVENTS = 12  # records listed per item
@@ -290,6 +292,15 @@ class Details:
             ev += self.events_at(t, cpu=c, tps=(names[s],))
         t0 = min((int(p[f"{s}_time"][r]) for s in STAGES if p[f"{s}_time"][r] >= 0), default=0)
         t1 = max((int(p[f"{s}_time"][r]) for s in STAGES), default=0)
+        if p["rx_time"][r] >= 0 and p["tx_time"][r] >= 0:
+            # its critical path (report critical-path): each stretch, its share, a link to its lane
+            seg = segments(self.model, np.array([r]))
+            total = max(int(p["tx_time"][r] - p["rx_time"][r]), 1)
+            for (s0, du, cat), text in zip(zip(seg["start"].tolist(), seg["dur"].tolist(), seg["cat"].tolist()),
+                                           path_labels(self.model, seg).tolist()):
+                fields.append([f"path: {text}", f"{format_duration(du)} ({du * 100 / total:.0f}%)"])
+                lane = f"cpu:{int(p['rx_cpu'][r])}" if cat == 0 else f"thread:{int(p['consumer'][r])}"
+                links.append(self.link(f"{text} ({format_duration(du)})", lane, s0, s0 + du))
         return {"title": f"packet {pk}", "fields": fields, "events": ev, "links": links, "t0": t0, "t1": t1}
 
     def _tp(self, lane: Lane, i: int) -> dict[str, Any]:

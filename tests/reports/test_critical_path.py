@@ -14,7 +14,7 @@ from osvtrace.loadgen import load
 from osvtrace.model import Model
 from osvtrace.model.filters import Filter
 from osvtrace.reports.common import Options
-from osvtrace.reports.critical import _segments, critical_path
+from osvtrace.reports.critical import critical_path, segments
 from tests.support.net import NetGuest
 from tests.support.vm import osvtrace as cli
 
@@ -41,7 +41,7 @@ def test_segments_add_up_to_each_requests_latency(kv_trace):
     f = m.packet_flow
     pk = np.flatnonzero((f["rx_time"] >= 0) & (f["tx_time"] >= 0) & ~f["dropped"])
     assert len(pk) > 500
-    seg = _segments(m, pk)
+    seg = segments(m, pk)
     per = np.bincount(np.searchsorted(pk, seg["row"]), weights=seg["dur"], minlength=len(pk)).astype(np.int64)
     np.testing.assert_array_equal(per, f["tx_time"][pk] - f["rx_time"][pk])
     assert (seg["dur"] > 0).all()

@@ -281,6 +281,14 @@ def test_channel_lane_and_packet_hops(packet_file):
     assert d["title"] == "packet 7" and f["consumer"] == "consumer [6]" and f["cpu hops"] == "1"
     assert [e["tracepoint"] for e in d["events"]] == ["net_rx", "net_classify", "net_channel_push",
                                                       "net_channel_pop", "net_tx"]
+    # its critical path: receive on CPU 0 (rx to push), then the consumer's part (its records
+    # say it ran: queued behind its own work until the pop, then serving until the tx); the
+    # segments add up to rx>tx, each linked to its lane
+    path = [(k, v) for k, v in d["fields"] if k.startswith("path: ")]
+    assert path == [("path: receive", "20ns (8%)"), ("path: queued", "180ns (72%)"), ("path: serve", "50ns (20%)")]
+    assert {"label": "receive (20ns)", "lane": "cpu:0", "t0": 100, "t1": 120} in d["links"]
+    assert {"label": "queued (180ns)", "lane": "thread:6", "t0": 120, "t1": 300} in d["links"]
+    assert {"label": "serve (50ns)", "lane": "thread:6", "t0": 300, "t1": 350} in d["links"]
     assert api.arrow(q(kind="packet", row=0))["item"]["title"] == "packet 7"
     rx = api.item(q(lane="tp:net_rx", t=100))["item"]  # an event links to its packet
     assert {"label": "packet 7 in channel 0xc000", "lane": "chan:0xc000", "t0": 120, "t1": 300} in rx["links"]
