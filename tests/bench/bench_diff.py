@@ -45,6 +45,6 @@ def run() -> list[dict]:
     return [
         {"name": f"diff of two {m}M-event traces", "value": f"{d:.2f}", "unit": "s", "target": "<= 5 s",
          "ok": d <= 5, "note": "open both, every model table diff needs, rank tests, JSON out (whole command)"},
-        {"name": f"slice of a {m}M-event trace", "value": f"{s:.2f}", "unit": "s", "target": None, "ok": None,
+        {"name": f"slice of a {m}M-event trace", "value": f"{s:.2f}", "unit": "s", "target": "", "ok": None,
          "note": "open, select a 100 ms window, write it (whole command)"},
     ]
