@@ -59,8 +59,12 @@ def test_pingpong_switches_alternate_between_the_two_threads(pingpong_trace):
     players = np.isin(prev, [ping, pong]) & np.isin(nxt, [ping, pong])
     assert players.sum() >= 2 * N - 2
     p, n = prev[players], nxt[players]
-    assert (p != n).all()  # every switch hands over to the other player ...
-    assert (n[:-1] == p[1:]).all()  # ... which is the one that switches away next
+    assert (p != n).all()  # every switch between the players hands over to the other one
+    # On its one CPU each switch is made by the thread the one before switched to. (Was: among
+    # the players' switches only, which fails when a player blocks before the game is on, e.g.
+    # pong waiting for the first ball: it switches to idle, and idle to ping; seen once in ~10 runs.)
+    assert len(np.unique(t.events.cpu[idx])) == 1
+    assert (nxt[:-1] == prev[1:]).all()
     assert set(p.tolist()) == {ping, pong}
 
 
