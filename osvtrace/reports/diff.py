@@ -38,8 +38,8 @@ def _lock_labels(model: Model, addrs: np.ndarray) -> tuple[list[str], np.ndarray
     """Mutex keys: the static object's name (same in both runs), else the address; one
     lookup per distinct mutex."""
     uniq, inv = np.unique(addrs, return_inverse=True)
-    named = np.asarray(model.name_addresses(uniq)).tolist() if len(uniq) else []
-    return [n.split(" (0x")[0] for n in named], inv
+    named = np.asarray(model.object_names(uniq)).tolist() if len(uniq) else []
+    return [n or f"{int(a):#x}" for n, a in zip(named, uniq.tolist())], inv
 
 
 def _thread_labels(model: Model, tids: np.ndarray) -> tuple[list[str], np.ndarray]:
